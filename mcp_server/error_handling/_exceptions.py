@@ -1,0 +1,38 @@
+"""The exception tree (drawn in the package docstring)."""
+
+from __future__ import annotations
+
+
+class MCPServerError(Exception):
+    """Base class of every error the product raises on purpose."""
+
+
+class InvalidRequestError(MCPServerError, ValueError):
+    """The request is invalid and the caller can fix it."""
+
+
+class NotFoundError(MCPServerError, LookupError):
+    """A named resource does not exist."""
+
+
+class PermissionDeniedError(MCPServerError, PermissionError):
+    """The principal is not allowed to do this."""
+
+    def __init__(self, message: str = "permission denied") -> None:
+        super().__init__(message)
+
+
+class ResourceLimitError(MCPServerError):
+    """A configured resource limit was exceeded."""
+
+
+class ExecutionError(MCPServerError):
+    """The requested work ran and failed."""
+
+
+class TrackingUnavailableError(MCPServerError):
+    """The tracking store could not be reached within the configured time."""
+
+
+class ConfigurationError(MCPServerError):
+    """The server configuration is invalid."""
