@@ -1,0 +1,102 @@
+"""Opening a tracking store safely: bounded timeouts, one-time sqlite migration, error mapping."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import math
+import os
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..error_handling import InvalidRequestError, NotFoundError, TrackingUnavailableError
+
+_migrated: set[str] = set()
+_migrate_lock = threading.Lock()
+
+
+def configure_http_client(timeout_seconds: float) -> None:
+    """Bound MLflow's HTTP calls: its defaults (7 retries with backoff) can hang for minutes."""
+    # MLflow reads these from the environment at request time; this is the only way to set them.
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, math.ceil(timeout_seconds)))
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+
+
+def probe_http(tracking_uri: str, timeout_seconds: float) -> None:
+    """Fail fast, within the timeout, when a tracking server is down."""
+    url = tracking_uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_seconds) as response:  # noqa: S310 (configured URI)
+            if response.status != 200:
+                raise TrackingUnavailableError(
+                    f"tracking server at {tracking_uri} answered /health with HTTP {response.status}"
+                )
+    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+        raise TrackingUnavailableError(
+            f"tracking server at {tracking_uri} is unreachable within {timeout_seconds:g}s: {_reason(exc)}"
+        ) from None
+
+
+def sqlite_path(tracking_uri: str) -> Path | None:
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    return Path(tracking_uri.removeprefix("sqlite:///"))
+
+
+def ensure_sqlite_migrated(client, tracking_uri: str) -> None:
+    """Create and migrate a sqlite store once, under a file lock.
+
+    Several processes opening a fresh store at once race in MLflow's migrations; the lock makes
+    the first one migrate while the others wait, then find the schema ready.
+    """
+    path = sqlite_path(tracking_uri)
+    if path is None or tracking_uri in _migrated:
+        return
+    with _migrate_lock:
+        if tracking_uri in _migrated:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(path.name + ".lock"), "w") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            try:
+                with store_errors():
+                    client.search_experiments(max_results=1)
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
+        _migrated.add(tracking_uri)
+
+
+@contextlib.contextmanager
+def store_errors() -> Iterator[None]:
+    """Translate MLflow and transport errors into the product's exception tree."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        code = getattr(exc, "error_code", "")
+        message = exc.message if hasattr(exc, "message") else str(exc)
+        if code == "RESOURCE_DOES_NOT_EXIST":
+            raise NotFoundError(_first_line(message)) from None
+        if code in {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "BAD_REQUEST"}:
+            raise InvalidRequestError(_first_line(message)) from None
+        if "API request to" in message or "Max retries exceeded" in message:
+            raise TrackingUnavailableError(f"tracking store unavailable: {_first_line(message)}") from None
+        raise
+    except (ConnectionError, TimeoutError) as exc:
+        raise TrackingUnavailableError(f"tracking store unavailable: {_reason(exc)}") from None
+    except Exception as exc:  # requests / sqlalchemy transport errors, matched by name to stay lazy
+        if type(exc).__name__ in {"ConnectionError", "ReadTimeout", "ConnectTimeout", "OperationalError"}:
+            raise TrackingUnavailableError(f"tracking store unavailable: {_first_line(str(exc))}") from None
+        raise
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0][:500] if text.strip() else text
+
+
+def _reason(exc: BaseException) -> str:
+    return str(getattr(exc, "reason", exc))[:200]
