@@ -1,0 +1,46 @@
+"""Tabular data sets by name: files in the configured folders plus a few scikit-learn built-ins.
+
+Names: a file stem (``nba_logreg``), a file name (``nba_logreg.csv``) or a path relative to one of
+``settings.data_dirs`` (``sub/file.parquet``); built-ins as ``sklearn:iris`` or plainly ``iris``
+when no file has that name. The first folder in ``data_dirs`` that has the name wins.
+
+Safety: a name that resolves outside every data folder (``..``, absolute paths, symlinks pointing
+out) is refused with the same message whether or not the target exists. ``max_data_bytes`` is
+checked on the file size before reading, ``max_data_rows`` while reading.
+
+CSV parsing keeps pandas' defaults on purpose. For the NBA files this means: in
+``all_seasons.csv`` the draft columns stay strings because of ``"Undrafted"`` (so the
+drafted/undrafted target can still be derived, and the model one-hot encodes them) and the
+literal ``None`` in ``college`` becomes NaN (it means "no college"; pandas >= 2 does that by
+default). The 5 whitespace-only ``college`` cells stay as they are; data validation reports them.
+"""
+
+from mcp_server.datasets._catalog import (
+    FILE_FORMATS,
+    SKLEARN_DATASETS,
+    SKLEARN_PREFIX,
+    TARGET_COLUMN,
+    DatasetCatalog,
+    DatasetInfo,
+)
+from mcp_server.datasets._describe import (
+    ColumnSummary,
+    DatasetDescription,
+    TargetSummary,
+    describe_frame,
+    load_xy,
+)
+
+__all__ = [
+    "FILE_FORMATS",
+    "SKLEARN_DATASETS",
+    "SKLEARN_PREFIX",
+    "TARGET_COLUMN",
+    "ColumnSummary",
+    "DatasetCatalog",
+    "DatasetDescription",
+    "DatasetInfo",
+    "TargetSummary",
+    "describe_frame",
+    "load_xy",
+]

@@ -1,0 +1,241 @@
+"""DatasetCatalog: find, load and cache data sets (see the package docstring for the rules)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from mcp_server.datasets._describe import DatasetDescription, bounded_list, describe_frame
+from mcp_server.error_handling import (
+    ExecutionError,
+    InvalidRequestError,
+    NotFoundError,
+    ResourceLimitError,
+)
+from mcp_server.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+SKLEARN_PREFIX = "sklearn:"
+# name -> (loader in sklearn.datasets, task)
+SKLEARN_DATASETS: dict[str, tuple[str, str]] = {
+    "iris": ("load_iris", "classification"),
+    "breast_cancer": ("load_breast_cancer", "classification"),
+    "wine": ("load_wine", "classification"),
+    "diabetes": ("load_diabetes", "regression"),
+}
+FILE_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+TARGET_COLUMN = "target"
+MAX_LISTED_FILES = 1000
+CACHE_SIZE = 8
+
+
+class DatasetInfo(BaseModel):
+    name: str
+    source: Literal["file", "sklearn"]
+    path: str | None = Field(default=None, description="Relative to its data folder")
+    size_bytes: int | None = None
+    format: Literal["csv", "parquet", "sklearn"]
+
+
+class DatasetCatalog:
+    """Finds, loads (with a small (path, mtime) cache) and describes data sets."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._data_dirs = [Path(d).resolve() for d in settings.data_dirs]
+        self._cache: OrderedDict[tuple[str, int, int], pd.DataFrame] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # --- discovery -----------------------------------------------------------------------
+    def list(self) -> list[DatasetInfo]:
+        """File data sets (by name relative to their folder, without suffix) then built-ins."""
+        infos: list[DatasetInfo] = []
+        seen: set[str] = set()
+        for folder in self._data_dirs:
+            for path in self._files_in(folder):
+                relative = path.relative_to(folder)
+                name = relative.with_suffix("").as_posix()
+                if name in seen:  # a stem shared by two formats or folders: use the full name
+                    name = relative.as_posix()
+                if name in seen:
+                    continue
+                seen.add(name)
+                infos.append(
+                    DatasetInfo(
+                        name=name,
+                        source="file",
+                        path=relative.as_posix(),
+                        size_bytes=path.stat().st_size,
+                        format=FILE_FORMATS[path.suffix.lower()],  # type: ignore[arg-type]
+                    )
+                )
+        for name in SKLEARN_DATASETS:
+            infos.append(DatasetInfo(name=f"{SKLEARN_PREFIX}{name}", source="sklearn", format="sklearn"))
+        return infos
+
+    def _files_in(self, folder: Path) -> list[Path]:
+        if not folder.is_dir():
+            return []
+        found = []
+        for path in sorted(folder.rglob("*")):
+            if path.suffix.lower() not in FILE_FORMATS or not path.is_file():
+                continue
+            if not path.resolve().is_relative_to(folder):  # symlink pointing out: not ours
+                continue
+            found.append(path)
+            if len(found) >= MAX_LISTED_FILES:
+                logger.warning("listing of %s stopped at %d files", folder, MAX_LISTED_FILES)
+                break
+        return found
+
+    def _available_names(self) -> list[str]:
+        return [info.name for info in self.list()]
+
+    # --- resolution ----------------------------------------------------------------------
+    def resolve_path(self, name: str) -> Path:
+        """The file behind ``name`` inside a data folder; refuses anything that leaves the folders."""
+        path = self._find_file(name)
+        if path is None:
+            raise NotFoundError(
+                f"dataset {name!r} not found; available datasets: {bounded_list(self._available_names())}"
+            )
+        return path
+
+    def _find_file(self, name: str) -> Path | None:
+        if not isinstance(name, str) or not name.strip() or "\x00" in name:
+            raise InvalidRequestError(f"dataset name must be a non-empty string, got {name!r}")
+        relative = Path(name)
+        outside = InvalidRequestError(
+            f"dataset name {name!r} is not allowed: use a name or a path relative to a data folder"
+        )
+        if relative.is_absolute() or ".." in relative.parts or name.startswith("~"):
+            raise outside
+        has_format_suffix = relative.suffix.lower() in FILE_FORMATS
+        for folder in self._data_dirs:
+            candidates = [folder / relative] if has_format_suffix else [
+                folder / f"{name}{suffix}" for suffix in FILE_FORMATS
+            ]
+            for candidate in candidates:
+                # Resolve first, check containment second, existence last: the answer for a
+                # symlink pointing out is the same whether its target exists or not.
+                resolved = candidate.resolve()
+                if not resolved.is_relative_to(folder):
+                    raise outside
+                if resolved.is_file():
+                    return resolved
+        return None
+
+    # --- loading -------------------------------------------------------------------------
+    def load(self, name: str) -> pd.DataFrame:
+        """A fresh copy of the data set (callers may mutate it)."""
+        builtin = self._builtin_name(name)
+        if builtin is not None:
+            return self._load_sklearn(name, builtin)
+        return self._load_file(name, self.resolve_path(name))
+
+    def _builtin_name(self, name: str) -> str | None:
+        """The built-in data set ``name`` stands for, or None if it names a file (or nothing)."""
+        if isinstance(name, str) and name.startswith(SKLEARN_PREFIX):
+            return name.removeprefix(SKLEARN_PREFIX)
+        if name in SKLEARN_DATASETS and self._find_file(name) is None:
+            return name
+        return None
+
+    def _load_sklearn(self, name: str, builtin: str) -> pd.DataFrame:
+        if builtin not in SKLEARN_DATASETS:
+            raise NotFoundError(
+                f"dataset {name!r} not found; built-in datasets: "
+                + ", ".join(f"{SKLEARN_PREFIX}{n}" for n in SKLEARN_DATASETS)
+            )
+        key = (f"{SKLEARN_PREFIX}{builtin}", 0, 0)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key].copy()
+        import sklearn.datasets
+
+        loader = getattr(sklearn.datasets, SKLEARN_DATASETS[builtin][0])
+        frame = loader(as_frame=True).frame
+        frame = frame.rename(columns={frame.columns[-1]: TARGET_COLUMN})
+        self._check_rows(name, len(frame))
+        self._remember(key, frame)
+        return frame.copy()
+
+    def _load_file(self, name: str, path: Path) -> pd.DataFrame:
+        stat = path.stat()
+        limit = self._settings.max_data_bytes
+        if stat.st_size > limit:
+            raise ResourceLimitError(
+                f"dataset {name!r} is {stat.st_size} bytes, above max_data_bytes={limit}"
+            )
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key].copy()
+        frame = self._read(name, path)
+        self._remember(key, frame)
+        return frame.copy()
+
+    def _read(self, name: str, path: Path) -> pd.DataFrame:
+        max_rows = self._settings.max_data_rows
+        file_format = FILE_FORMATS[path.suffix.lower()]
+        try:
+            if file_format == "csv":
+                # Read one row past the limit: enough to know it is exceeded, no more.
+                frame = pd.read_csv(path, nrows=max_rows + 1)
+            else:
+                import pyarrow.parquet as pq
+
+                self._check_rows(name, pq.ParquetFile(path).metadata.num_rows)
+                frame = pd.read_parquet(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise InvalidRequestError(f"dataset {name!r} is not a readable CSV file: {exc}") from None
+        except OSError as exc:
+            raise ExecutionError(f"dataset {name!r} could not be read: {exc.strerror or exc}") from None
+        except ResourceLimitError:
+            raise
+        except Exception as exc:  # pyarrow raises its own ArrowInvalid & co for broken files
+            raise InvalidRequestError(
+                f"dataset {name!r} is not a readable {file_format} file: {type(exc).__name__}: {exc}"
+            ) from None
+        self._check_rows(name, len(frame), read_was_capped=file_format == "csv")
+        if frame.shape[1] == 0:
+            raise InvalidRequestError(f"dataset {name!r} has no columns")
+        return frame
+
+    def _check_rows(self, name: str, n_rows: int, *, read_was_capped: bool = False) -> None:
+        limit = self._settings.max_data_rows
+        if n_rows > limit:
+            # A capped CSV read stops one row past the limit, so the true count is unknown.
+            shown = f"more than {limit}" if read_was_capped else str(n_rows)
+            raise ResourceLimitError(f"dataset {name!r} has {shown} rows, above max_data_rows={limit}")
+
+    def _remember(self, key: tuple[str, int, int], frame: pd.DataFrame) -> None:
+        with self._lock:
+            self._cache[key] = frame
+            self._cache.move_to_end(key)
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+
+    # --- description ---------------------------------------------------------------------
+    def describe(
+        self, name_or_df: str | pd.DataFrame, target: str | None = None, *, name: str | None = None
+    ) -> DatasetDescription:
+        """A compact summary of columns, the target (if given) and duplicates."""
+        if isinstance(name_or_df, pd.DataFrame):
+            frame, label = name_or_df, name or "<dataframe>"
+        else:
+            frame, label = self.load(name_or_df), name or name_or_df
+            if target is None and self._builtin_name(name_or_df) is not None:
+                target = TARGET_COLUMN
+        return describe_frame(frame, name=label, target=target)
+
+

@@ -1,0 +1,210 @@
+"""The allow-list of estimators: every model a caller may name, with defaults and search spaces.
+
+Classes are referenced by fixed ``module:Class`` strings written here (never taken from callers)
+and imported on first use, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from mcp_server.error_handling import InvalidRequestError
+
+Task = Literal["classification", "regression"]
+TASKS: tuple[Task, ...] = ("classification", "regression")
+
+
+def _int(low: int, high: int, *, log: bool = False) -> dict[str, Any]:
+    return {"type": "int", "low": low, "high": high, "log": log}
+
+
+def _float(low: float, high: float, *, log: bool = False) -> dict[str, Any]:
+    return {"type": "float", "low": low, "high": high, "log": log}
+
+
+def _categorical(*choices: Any) -> dict[str, Any]:
+    return {"type": "categorical", "choices": list(choices)}
+
+
+@dataclass(frozen=True)
+class EstimatorSpec:
+    """One allow-listed model: its scikit-learn class per task, defaults and default search space."""
+
+    name: str
+    description: str
+    classes: dict[Task, str]
+    default_params: dict[str, Any] = field(default_factory=dict)
+    search_space: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Distance- and gradient-based models need standardized inputs; trees do not.
+    needs_scaling: bool = False
+
+    @property
+    def tasks(self) -> list[Task]:
+        return [task for task in TASKS if task in self.classes]
+
+    def estimator_class(self, task: Task) -> type:
+        if task not in self.classes:
+            raise InvalidRequestError(
+                f"estimator '{self.name}' does not support task '{task}'; "
+                f"it supports: {', '.join(self.tasks)}"
+            )
+        module_name, class_name = self.classes[task].split(":")
+        return getattr(importlib.import_module(module_name), class_name)
+
+    def valid_params(self, task: Task) -> list[str]:
+        return sorted(self.estimator_class(task)().get_params(deep=False))
+
+    def accepts_random_state(self, task: Task) -> bool:
+        return "random_state" in self.valid_params(task)
+
+
+_TREE_SPACE = {
+    "n_estimators": _int(50, 500, log=True),
+    "max_depth": _categorical(None, 4, 8, 16, 32),
+    "min_samples_split": _int(2, 20),
+    "min_samples_leaf": _int(1, 10),
+    "max_features": _categorical("sqrt", "log2", None),
+}
+
+_SPECS: tuple[EstimatorSpec, ...] = (
+    EstimatorSpec(
+        name="random_forest",
+        description="Random forest: robust default for tabular data, little tuning needed.",
+        classes={
+            "classification": "sklearn.ensemble:RandomForestClassifier",
+            "regression": "sklearn.ensemble:RandomForestRegressor",
+        },
+        default_params={"n_estimators": 200, "n_jobs": 1},
+        search_space=_TREE_SPACE,
+    ),
+    EstimatorSpec(
+        name="extra_trees",
+        description="Extremely randomized trees: like a random forest, faster and more regularized.",
+        classes={
+            "classification": "sklearn.ensemble:ExtraTreesClassifier",
+            "regression": "sklearn.ensemble:ExtraTreesRegressor",
+        },
+        default_params={"n_estimators": 200, "n_jobs": 1},
+        search_space=_TREE_SPACE,
+    ),
+    EstimatorSpec(
+        name="gradient_boosting",
+        description="Gradient-boosted trees (classic): strong on small and medium tables.",
+        classes={
+            "classification": "sklearn.ensemble:GradientBoostingClassifier",
+            "regression": "sklearn.ensemble:GradientBoostingRegressor",
+        },
+        default_params={},
+        search_space={
+            "n_estimators": _int(50, 500, log=True),
+            "learning_rate": _float(0.01, 0.3, log=True),
+            "max_depth": _int(2, 6),
+            "subsample": _float(0.5, 1.0),
+            "min_samples_leaf": _int(1, 20),
+        },
+    ),
+    EstimatorSpec(
+        name="hist_gradient_boosting",
+        description="Histogram gradient boosting: fast boosting for larger tables (10k+ rows).",
+        classes={
+            "classification": "sklearn.ensemble:HistGradientBoostingClassifier",
+            "regression": "sklearn.ensemble:HistGradientBoostingRegressor",
+        },
+        default_params={},
+        search_space={
+            "learning_rate": _float(0.01, 0.3, log=True),
+            "max_iter": _int(50, 500, log=True),
+            "max_leaf_nodes": _int(8, 64, log=True),
+            "min_samples_leaf": _int(5, 50),
+            "l2_regularization": _float(1e-6, 10.0, log=True),
+        },
+    ),
+    EstimatorSpec(
+        name="decision_tree",
+        description="A single decision tree: interpretable baseline, overfits easily.",
+        classes={
+            "classification": "sklearn.tree:DecisionTreeClassifier",
+            "regression": "sklearn.tree:DecisionTreeRegressor",
+        },
+        default_params={},
+        search_space={
+            "max_depth": _int(2, 20),
+            "min_samples_split": _int(2, 20),
+            "min_samples_leaf": _int(1, 20),
+        },
+    ),
+    EstimatorSpec(
+        name="logistic_regression",
+        description="Logistic regression: fast, calibrated linear baseline for classification.",
+        classes={"classification": "sklearn.linear_model:LogisticRegression"},
+        # lbfgs often needs more than the default 100 iterations on unscaled-looking data.
+        default_params={"max_iter": 1000},
+        search_space={
+            "C": _float(1e-3, 100.0, log=True),
+            "class_weight": _categorical(None, "balanced"),
+        },
+        needs_scaling=True,
+    ),
+    EstimatorSpec(
+        name="ridge",
+        description="Ridge regression: L2-regularized linear baseline for regression.",
+        classes={"regression": "sklearn.linear_model:Ridge"},
+        default_params={},
+        search_space={"alpha": _float(1e-3, 100.0, log=True)},
+        needs_scaling=True,
+    ),
+    EstimatorSpec(
+        name="linear_regression",
+        description="Ordinary least squares: the simplest regression baseline (nothing to tune).",
+        classes={"regression": "sklearn.linear_model:LinearRegression"},
+        default_params={},
+        search_space={"fit_intercept": _categorical(True, False)},
+        needs_scaling=True,
+    ),
+    EstimatorSpec(
+        name="knn",
+        description="k-nearest neighbours: non-parametric, needs scaled features, slow on big data.",
+        classes={
+            "classification": "sklearn.neighbors:KNeighborsClassifier",
+            "regression": "sklearn.neighbors:KNeighborsRegressor",
+        },
+        default_params={},
+        search_space={
+            "n_neighbors": _int(1, 50, log=True),
+            "weights": _categorical("uniform", "distance"),
+            "p": _categorical(1, 2),
+        },
+        needs_scaling=True,
+    ),
+    EstimatorSpec(
+        name="svm",
+        description="Support vector machine (RBF kernel): strong on small scaled data, slow past ~10k rows.",
+        classes={"classification": "sklearn.svm:SVC", "regression": "sklearn.svm:SVR"},
+        default_params={},
+        search_space={
+            "C": _float(1e-2, 100.0, log=True),
+            "gamma": _categorical("scale", "auto"),
+        },
+        needs_scaling=True,
+    ),
+)
+
+REGISTRY: dict[str, EstimatorSpec] = {spec.name: spec for spec in _SPECS}
+
+
+def get_estimator_spec(name: str) -> EstimatorSpec:
+    """The allow-listed spec called ``name``; unknown names are refused with the valid ones."""
+    try:
+        return REGISTRY[name]
+    except (KeyError, TypeError):
+        raise InvalidRequestError(
+            f"unknown estimator {name!r}; valid estimators: {', '.join(sorted(REGISTRY))}"
+        ) from None
+
+
+def check_task(task: str) -> Task:
+    if task not in TASKS:
+        raise InvalidRequestError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    return task  # type: ignore[return-value]

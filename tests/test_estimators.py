@@ -1,0 +1,206 @@
+"""Estimator allow-list: every model builds and fits on tiny data; names, params, tasks, scoring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.pipeline import Pipeline
+
+from mcp_server.error_handling import InvalidRequestError
+from mcp_server.estimators import (
+    REGISTRY,
+    build_model,
+    check_params,
+    check_scoring,
+    default_scoring,
+    default_search_space,
+    get_estimator_spec,
+    infer_task,
+    list_estimators,
+    param_prefix,
+    scorers_for_task,
+    to_pipeline_params,
+)
+
+REQUIRED = {
+    "random_forest": {"classification", "regression"},
+    "extra_trees": {"classification", "regression"},
+    "gradient_boosting": {"classification", "regression"},
+    "hist_gradient_boosting": {"classification", "regression"},
+    "logistic_regression": {"classification"},
+    "ridge": {"regression"},
+    "linear_regression": {"regression"},
+    "knn": {"classification", "regression"},
+}
+# Small, fast settings so the whole registry fits in well under a few seconds.
+FAST_PARAMS = {
+    "random_forest": {"n_estimators": 5},
+    "extra_trees": {"n_estimators": 5},
+    "gradient_boosting": {"n_estimators": 5},
+    "hist_gradient_boosting": {"max_iter": 5},
+    "knn": {"n_neighbors": 3},
+}
+EVERY_ESTIMATOR_TASK = [(name, task) for name, spec in sorted(REGISTRY.items()) for task in spec.tasks]
+
+
+def tiny_frame(task: str, n: int = 40) -> tuple[pd.DataFrame, pd.Series]:
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(
+        {
+            "num": rng.normal(size=n),
+            "num_missing": np.where(np.arange(n) % 7 == 0, np.nan, rng.normal(size=n)),
+            "team": pd.Series(rng.choice(["LAL", "BOS", None], size=n), dtype="str"),
+            "flag": rng.integers(0, 2, size=n).astype(bool),
+        }
+    )
+    y = (X["num"] > 0).astype(int) if task == "classification" else X["num"] * 3 + rng.normal(size=n)
+    return X, pd.Series(y, name="y")
+
+
+def test_registry_covers_the_required_estimators():
+    for name, tasks in REQUIRED.items():
+        assert tasks <= set(get_estimator_spec(name).tasks)
+
+
+@pytest.mark.parametrize(("name", "task"), EVERY_ESTIMATOR_TASK)
+@pytest.mark.parametrize("columns_from_X", [True, False])
+def test_every_estimator_builds_and_fits_from_raw_columns(name, task, columns_from_X):
+    X, y = tiny_frame(task)
+    model = build_model(name, task, FAST_PARAMS.get(name), X=X if columns_from_X else None)
+    assert isinstance(model, Pipeline) and model.steps[-1][0] == "model"
+    model.fit(X, y)
+    unseen = X.head(3).assign(team=["NEW", "LAL", None])  # unseen category must not fail
+    assert len(model.predict(unseen)) == 3
+
+
+@pytest.mark.parametrize(("name", "task"), EVERY_ESTIMATOR_TASK)
+def test_default_search_space_is_typed_and_settable(name, task):
+    space = default_search_space(name, task)
+    assert space
+    valid = get_estimator_spec(name).valid_params(task)
+    model = build_model(name, task)
+    for param, dimension in space.items():
+        assert param in valid
+        if dimension["type"] == "categorical":
+            value = dimension["choices"][0]
+        else:
+            assert dimension["type"] in {"int", "float"} and dimension["low"] < dimension["high"]
+            assert isinstance(dimension["log"], bool)
+            value = dimension["low"]
+        model.set_params(**to_pipeline_params({param: value}))
+        assert model.get_params()[f"{param_prefix}{param}"] == value
+
+
+def test_random_state_defaults_to_zero_and_is_overridable():
+    assert build_model("random_forest", "classification").get_params()["model__random_state"] == 0
+    assert build_model("random_forest", "classification", random_state=7).get_params()["model__random_state"] == 7
+    params = {"random_state": 3}
+    assert build_model("random_forest", "regression", params, random_state=7).get_params()["model__random_state"] == 3
+    assert "model__random_state" not in build_model("knn", "regression").get_params()
+
+
+def test_params_override_defaults_and_accept_the_prefix():
+    model = build_model("random_forest", "regression", {"model__max_depth": 3, "n_estimators": 11})
+    assert (model.get_params()["model__max_depth"], model.get_params()["model__n_estimators"]) == (3, 11)
+    assert to_pipeline_params({"C": 1.0, "model__p": 2}) == {"model__C": 1.0, "model__p": 2}
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: build_model("xgboost", "classification"), "valid estimators: .*random_forest"),
+        (lambda: build_model("sklearn.svm.SVC", "classification"), "unknown estimator"),
+        (lambda: build_model("ridge", "classification"), "supports: regression"),
+        (lambda: build_model("logistic_regression", "regression"), "supports: classification"),
+        (lambda: build_model("ridge", "regression", {"depth": 3}), "valid hyperparameters: .*alpha"),
+        (lambda: build_model("random_forest", "regression", {"n_estimators": -1}), "n_estimators"),
+        (lambda: build_model("random_forest", "regression", {"verbose": 1}), "stdout"),
+        (lambda: build_model("knn", "clustering"), "task must be one of"),
+        (lambda: check_params("knn", "regression", {"model__nope": 1}), "'nope'"),
+        (lambda: default_search_space("nope"), "unknown estimator"),
+    ],
+)
+def test_invalid_requests_are_refused_with_the_valid_choices(call, message):
+    with pytest.raises(InvalidRequestError, match=message):
+        call()
+
+
+@pytest.mark.parametrize(
+    ("task", "expected"),
+    [
+        (None, set(REGISTRY)),
+        ("regression", {n for n, s in REGISTRY.items() if "regression" in s.tasks}),
+        ("classification", {n for n, s in REGISTRY.items() if "classification" in s.tasks}),
+    ],
+)
+def test_list_estimators(task, expected):
+    infos = list_estimators(task)
+    assert {info.name for info in infos} == expected
+    forest = next((i for i in infos if i.name == "random_forest"), None)
+    assert forest.search_space["n_estimators"]["type"] == "int"
+    assert forest.estimator_classes["classification"] == "sklearn.ensemble.RandomForestClassifier"
+    forest.search_space.clear()  # a copy: the registry is not mutated
+    assert REGISTRY["random_forest"].search_space
+
+
+@pytest.mark.parametrize(
+    ("y", "expected"),
+    [
+        (pd.Series(["a", "b", "a"]), "classification"),
+        (pd.Series(["a", "b"], dtype="category"), "classification"),
+        (pd.Series([True, False]), "classification"),
+        (pd.Series([0, 1, 1, 0]), "classification"),
+        (np.arange(10) % 3, "classification"),
+        (pd.Series(range(100)), "regression"),
+        (pd.Series([0.5, 1.5, 2.0]), "regression"),
+        (pd.Series([0.0, 1.0, 1.0]), "regression"),
+    ],
+)
+def test_infer_task(y, expected):
+    assert infer_task(y) == expected
+
+
+def test_explicit_task_wins_and_is_validated():
+    assert infer_task(pd.Series([0.0, 1.0]), task="classification") == "classification"
+    with pytest.raises(InvalidRequestError, match="task must be one of"):
+        infer_task([1, 2], task="ranking")
+
+
+@pytest.mark.parametrize(
+    ("scoring", "task", "ok"),
+    [
+        ("roc_auc", "classification", True),
+        ("f1_macro", "classification", True),
+        ("neg_log_loss", "classification", True),
+        ("r2", "regression", True),
+        ("neg_root_mean_squared_error", "regression", True),
+        ("r2", "classification", False),
+        ("accuracy", "regression", False),
+        ("adjusted_rand_score", "classification", False),
+        ("not_a_metric", "regression", False),
+    ],
+)
+def test_check_scoring(scoring, task, ok):
+    if ok:
+        assert check_scoring(scoring, task) == scoring
+    else:
+        with pytest.raises(InvalidRequestError, match=f"valid scoring for {task}"):
+            check_scoring(scoring, task)
+
+
+def test_scorer_lists_do_not_overlap():
+    assert not set(scorers_for_task("classification")) & set(scorers_for_task("regression"))
+
+
+@pytest.mark.parametrize(
+    ("task", "y", "expected"),
+    [
+        ("classification", [0, 1, 1], "roc_auc"),
+        ("classification", None, "roc_auc"),
+        ("classification", [0, 1, 2], "f1_macro"),
+        ("regression", [0.1, 2.3], "neg_root_mean_squared_error"),
+    ],
+)
+def test_default_scoring(task, y, expected):
+    assert default_scoring(task, y) == expected
