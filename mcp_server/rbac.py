@@ -1,0 +1,306 @@
+"""Role-based access control: permissions, principals, roles as data, one pure ``authorize``.
+
+Roles live in ``config/roles.toml`` (``Settings.roles_file``); a role not listed grants nothing.
+Who is calling comes from the context (``acting_as(principal)``, set per request by the server
+from the transport, or by library code), never from tool arguments. For library code in the
+seed's style a function may take a ``user_id`` argument instead: when no principal is set in the
+context and ``user_id`` is passed, the principal is looked up in ``Settings.user_roles``. The
+context wins when both exist, so a caller cannot raise its rights by naming another user.
+
+Every decision made by ``require_permission`` is appended to a JSON-lines audit log
+(``Settings.audit_log_path``) once ``configure_rbac(settings)`` has run; until then auditing is off.
+A denial always raises ``PermissionDeniedError("permission denied")``: the message never says
+whether the resource exists or which permission was missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import json
+import logging
+import threading
+import tomllib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import StrEnum
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from mcp_server.error_handling import ConfigurationError, PermissionDeniedError
+
+if TYPE_CHECKING:
+    from mcp_server.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_ROLES_FILE = Path(__file__).resolve().parent.parent / "config" / "roles.toml"
+
+
+class Permission(StrEnum):
+    READ = "read"
+    WRITE = "write"
+    EXECUTE = "execute"
+    DELETE = "delete"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is acting: an id and the names of its roles (any iterable, stored as a frozenset)."""
+
+    id: str
+    roles: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "roles", frozenset(self.roles))
+
+
+@dataclass(frozen=True)
+class RoleTable:
+    """Role name -> permissions it grants. Read-only once built."""
+
+    roles: Mapping[str, frozenset[Permission]]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "roles", MappingProxyType(dict(self.roles)))
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Iterable[str]]) -> RoleTable:
+        """Build from plain data (as read from TOML), refusing unknown permission names."""
+        known = {p.value for p in Permission}
+        table = {}
+        for role, names in mapping.items():
+            if isinstance(names, str) or not isinstance(names, Iterable):
+                raise ConfigurationError(
+                    f"role {role!r} must list its permissions, got {names!r}"
+                )
+            unknown = sorted(set(names) - known)
+            if unknown:
+                raise ConfigurationError(
+                    f"role {role!r} names unknown permissions {unknown}; "
+                    f"permissions are {sorted(known)}"
+                )
+            table[role] = frozenset(Permission(name) for name in names)
+        return cls(table)
+
+    def permissions_for(self, roles: Iterable[str]) -> frozenset[Permission]:
+        """Union of the permissions of ``roles``; unknown roles add nothing."""
+        granted: set[Permission] = set()
+        for role in roles:
+            granted |= self.roles.get(role, frozenset())
+        return frozenset(granted)
+
+
+def load_role_table(path: Path | str) -> RoleTable:
+    """Read a roles file: a ``[roles]`` table of ``role = ["permission", ...]``."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigurationError(f"roles_file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"roles_file {str(path)!r} is not valid TOML: {exc}") from None
+    roles = data.get("roles")
+    if not isinstance(roles, dict):
+        raise ConfigurationError(f"roles_file {str(path)!r} must have a [roles] table")
+    return RoleTable.from_mapping(roles)
+
+
+def authorize(
+    principal: Principal | None, permission: Permission, role_table: RoleTable | None = None
+) -> bool:
+    """True if one of the principal's roles grants ``permission``; no principal -> False.
+
+    Pure when ``role_table`` is given; without it, the configured table is used.
+    """
+    if principal is None:
+        return False
+    table = role_table if role_table is not None else current_role_table()
+    return Permission(permission) in table.permissions_for(principal.roles)
+
+
+# --- who is acting -----------------------------------------------------------------------------
+
+_current_principal: ContextVar[Principal | None] = ContextVar("nba_mcp_principal", default=None)
+
+
+@contextlib.contextmanager
+def acting_as(principal: Principal | None) -> Iterator[Principal | None]:
+    """Run the block (and tasks it starts) as ``principal``; restores the previous one after."""
+    token = _current_principal.set(principal)
+    try:
+        yield principal
+    finally:
+        _current_principal.reset(token)
+
+
+def current_principal() -> Principal | None:
+    return _current_principal.get()
+
+
+def local_principal(settings: Settings) -> Principal:
+    """The principal of a local (stdio) session: ``Settings.local_principal`` with ``local_role``."""
+    return Principal(settings.local_principal, frozenset({settings.local_role}))
+
+
+def principal_for_user(user_id: str) -> Principal:
+    """A principal from ``Settings.user_roles``; an unknown user gets no roles (denied)."""
+    return Principal(user_id, _state.user_roles.get(user_id, frozenset()))
+
+
+# --- audit -------------------------------------------------------------------------------------
+
+
+class AuditLog:
+    """Appends one JSON line per access decision; thread-safe; off when ``path`` is None."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def record(
+        self, *, principal: Principal | None, permission: Permission, action: str, allowed: bool
+    ) -> dict[str, Any]:
+        entry = {
+            "time": datetime.now(timezone.utc).isoformat(),
+            "principal": principal.id if principal else None,
+            "roles": sorted(principal.roles) if principal else [],
+            "permission": permission.value,
+            "action": action,
+            "allowed": allowed,
+        }
+        if self.path is None:
+            return entry
+        line = json.dumps(entry) + "\n"
+        try:
+            with self._lock:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                # One write per line in append mode: whole lines even with other processes.
+                with self.path.open("a", encoding="utf-8") as handle:
+                    handle.write(line)
+        except OSError:
+            # A full disk must not turn into an outage; the decision itself still stands.
+            logger.exception("could not append to audit log %s", self.path)
+        return entry
+
+
+# --- module state and configuration ------------------------------------------------------------
+
+
+@dataclass
+class _RbacState:
+    role_table: RoleTable | None = None  # loaded lazily from DEFAULT_ROLES_FILE
+    audit_log: AuditLog = field(default_factory=AuditLog)
+    user_roles: dict[str, frozenset[str]] = field(default_factory=dict)
+
+
+_state = _RbacState()
+_state_lock = threading.Lock()
+
+
+def current_role_table() -> RoleTable:
+    """The configured role table (the project's ``config/roles.toml`` until configured)."""
+    with _state_lock:
+        if _state.role_table is None:
+            _state.role_table = load_role_table(DEFAULT_ROLES_FILE)
+        return _state.role_table
+
+
+def audit_log() -> AuditLog:
+    return _state.audit_log
+
+
+def configure_rbac(settings: Settings) -> RoleTable:
+    """Load roles from ``settings.roles_file``, audit to ``settings.audit_log_path``, and take
+    ``settings.user_roles``; warns about role names that grant nothing."""
+    table = load_role_table(settings.roles_file)
+    user_roles = {user: frozenset(roles) for user, roles in settings.user_roles.items()}
+    named = {settings.local_role, settings.http_token_role}.union(*user_roles.values())
+    named |= {role for token in settings.http_tokens for role in token.roles}
+    for role in sorted(named - set(table.roles)):
+        logger.warning("role %r is not defined in %s: it grants nothing", role, settings.roles_file)
+    with _state_lock:
+        _state.role_table = table
+        _state.audit_log = AuditLog(settings.audit_log_path)
+        _state.user_roles = user_roles
+    return table
+
+
+def reset_rbac() -> None:
+    """Back to the import-time state: project roles file, no audit, no user_roles (for tests)."""
+    with _state_lock:
+        _state.role_table = None
+        _state.audit_log = AuditLog()
+        _state.user_roles = {}
+
+
+# --- the decorator -----------------------------------------------------------------------------
+
+
+def require_permission(permission: Permission | str, *, action: str | None = None) -> Callable[[F], F]:
+    """Allow calls only to a principal holding ``permission``; audit every decision.
+
+    The principal is the context's (``acting_as``) or, failing that, the one named by a
+    ``user_id`` argument of the wrapped function. Denied -> ``PermissionDeniedError``.
+    ``action`` names the decision in the audit log (default: the function's qualified name).
+    """
+    try:
+        needed = Permission(permission)
+    except ValueError:
+        raise ConfigurationError(
+            f"permission must be one of {[p.value for p in Permission]}, got {permission!r}"
+        ) from None
+
+    def decorate(func: F) -> F:
+        action_name = action or func.__qualname__
+        signature = inspect.signature(func)
+        takes_user_id = "user_id" in signature.parameters
+
+        def check(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            principal = current_principal()
+            if principal is None and takes_user_id:
+                principal = _principal_from_arguments(signature, args, kwargs)
+            allowed = authorize(principal, needed, current_role_table())
+            _state.audit_log.record(
+                principal=principal, permission=needed, action=action_name, allowed=allowed
+            )
+            if not allowed:
+                raise PermissionDeniedError()
+
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                check(args, kwargs)
+                return await func(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            check(args, kwargs)
+            return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def _principal_from_arguments(
+    signature: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Principal | None:
+    try:
+        user_id = signature.bind_partial(*args, **kwargs).arguments.get("user_id")
+    except TypeError:
+        return None  # the call itself will raise the TypeError for its bad arguments
+    if not isinstance(user_id, str) or not user_id:
+        return None
+    return principal_for_user(user_id)
