@@ -79,7 +79,8 @@ def store_errors() -> Iterator[None]:
     except MlflowException as exc:
         code = getattr(exc, "error_code", "")
         message = exc.message if hasattr(exc, "message") else str(exc)
-        if code == "RESOURCE_DOES_NOT_EXIST":
+        # MLflow reports some missing things (e.g. an unknown alias) as invalid parameters.
+        if code == "RESOURCE_DOES_NOT_EXIST" or "not found" in message.lower():
             raise NotFoundError(_first_line(message)) from None
         if code in {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "BAD_REQUEST"}:
             raise InvalidRequestError(_first_line(message)) from None
