@@ -214,6 +214,9 @@ def current_role_table() -> RoleTable:
         return _state.role_table
 
 
+role_table = current_role_table  # short name used by the MCP adapter
+
+
 def audit_log() -> AuditLog:
     return _state.audit_log
 

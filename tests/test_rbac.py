@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from mcp_server import rbac
 from mcp_server.error_handling import ConfigurationError, PermissionDeniedError
 from mcp_server.rbac import (
     DEFAULT_ROLES_FILE,
@@ -245,7 +246,7 @@ def test_configure_rbac_uses_the_settings_roles_file(tmp_path, caplog) -> None:
     roles_file.write_text('[roles]\nreader = ["read"]\n')
     try:
         table = configure_rbac(Settings(data_home=tmp_path, roles_file=roles_file, local_role="reader"))
-        assert current_role_table() is table
+        assert current_role_table() is table and rbac.role_table() is table
         assert authorize(Principal("x", {"reader"}), Permission.READ)
         assert not authorize(Principal("x", {"developer"}), Permission.READ)  # not in this table
         assert "'developer' is not defined" in caplog.text  # http_token_role default
