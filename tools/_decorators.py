@@ -1,0 +1,186 @@
+"""``ml_tool(permission=...)``: the cross-cutting wrappers every served tool gets, composed once.
+
+Order, outermost first (fixed, so every tool behaves the same way):
+
+1. monitoring: counts the call, its latency and whether it failed (``tool.<name>`` in the metrics);
+2. error mapping: turns the domain exception tree into MCP tool errors (``ERROR_TABLE``);
+3. permission check: the caller's principal (set by the transport, see ``tools._identity``) must
+   hold ``permission``, else ``PermissionDeniedError`` (audited by ``mcp_server.rbac``).
+
+Every layer uses ``functools.wraps`` and stays ``async``, so the SDK builds the tool's schema from
+the real signature (no ``*args``/``**kwargs`` leak into ``inputSchema``).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pydantic
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import ToolAnnotations
+
+from mcp_server import rbac
+from mcp_server.error_handling import (
+    ConfigurationError,
+    ExecutionError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    ResourceLimitError,
+    TrackingUnavailableError,
+    error_recorder,
+)
+from mcp_server.monitoring import metrics
+
+logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+ML_TOOL_ATTRIBUTE = "__ml_tool__"
+
+# Reusable annotation sets: what a client may assume about a tool's side effects.
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True)
+CREATES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False)
+UPDATES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True)
+DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True)
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """What ``ml_tool`` declared about a tool; ``build_server`` refuses tools without one."""
+
+    permission: rbac.Permission
+    annotations: ToolAnnotations | None
+    title: str | None
+
+
+# --- the one mapping table: domain error -> what the client reads ----------------------------
+
+_DENIED = "permission denied"
+
+
+def _as_stated(exc: BaseException, _tool: str) -> str:
+    """The caller can fix it: our messages already name the field, the rule and the value."""
+    return str(exc)
+
+
+def _denied(_exc: BaseException, _tool: str) -> str:
+    return _DENIED  # never say which permission or role was missing
+
+
+def _recorded(exc: BaseException, tool: str) -> str:
+    """Server-side trouble the caller cannot fix: recorded with an id, message kept short."""
+    record = error_recorder.record(exc, context=f"tool {tool}")
+    logger.warning("tool %s failed [error id %s]: %s", tool, record.error_id, exc)
+    return f"{exc} (error id {record.error_id})"
+
+
+def _invalid_arguments(exc: BaseException, _tool: str) -> str:
+    # A domain model built from tool arguments rejected them: list field, rule and value.
+    assert isinstance(exc, pydantic.ValidationError)
+    problems = [
+        f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']} (got {err.get('input')!r})"
+        for err in exc.errors()
+    ]
+    return "invalid arguments: " + "; ".join(problems)
+
+
+ERROR_TABLE: tuple[tuple[type[BaseException], Callable[[BaseException, str], str]], ...] = (
+    (PermissionDeniedError, _denied),
+    (InvalidRequestError, _as_stated),
+    (NotFoundError, _as_stated),
+    (ResourceLimitError, _as_stated),
+    (pydantic.ValidationError, _invalid_arguments),
+    (ExecutionError, _recorded),
+    (TrackingUnavailableError, _recorded),
+)
+
+
+def tool_error_message(exc: BaseException, tool: str) -> str:
+    """The client-facing message for ``exc`` raised by ``tool`` (records unexpected errors)."""
+    for error_type, render in ERROR_TABLE:
+        if isinstance(exc, error_type):
+            return render(exc, tool)
+    # ConfigurationError and anything outside the tree: details stay in the server log.
+    record = error_recorder.record(exc, context=f"tool {tool}")
+    logger.error(
+        "unexpected error in tool %s [error id %s]", tool, record.error_id, exc_info=exc
+    )
+    kind = "server configuration error" if isinstance(exc, ConfigurationError) else "internal error"
+    return (
+        f"{kind} while running {tool} (error id {record.error_id}); "
+        "the details are in the server log"
+    )
+
+
+# --- the three layers ------------------------------------------------------------------------
+
+
+def _monitored(fn: F, name: str) -> F:
+    @functools.wraps(fn)
+    async def monitored(*args: Any, **kwargs: Any) -> Any:
+        with metrics.track(f"tool.{name}"):
+            return await fn(*args, **kwargs)
+
+    return monitored  # type: ignore[return-value]
+
+
+def _error_mapped(fn: F, name: str) -> F:
+    @functools.wraps(fn)
+    async def error_mapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fn(*args, **kwargs)
+        except ToolError:
+            raise
+        except Exception as exc:
+            raise ToolError(tool_error_message(exc, name)) from exc
+
+    return error_mapped  # type: ignore[return-value]
+
+
+def _permission_checked(fn: F, permission: rbac.Permission) -> F:
+    # rbac.require_permission reads the principal the transport put in the context and audits.
+    return rbac.require_permission(permission)(fn)
+
+
+def ml_tool(
+    *,
+    permission: rbac.Permission,
+    annotations: ToolAnnotations | None = None,
+    title: str | None = None,
+) -> Callable[[F], F]:
+    """Wrap an async tool function with monitoring, error mapping and a permission check."""
+    if not isinstance(permission, rbac.Permission):
+        raise ConfigurationError(f"permission must be an rbac.Permission, got {permission!r}")
+
+    def decorate(fn: F) -> F:
+        if not inspect.iscoroutinefunction(fn):
+            # A sync tool runs in a worker thread the client cannot interrupt.
+            raise ConfigurationError(f"tool {fn.__name__} must be declared async def")
+        name = fn.__name__
+        wrapped = _monitored(_error_mapped(_permission_checked(fn, permission), name), name)
+        setattr(wrapped, ML_TOOL_ATTRIBUTE, ToolSpec(permission, annotations, title))
+        return wrapped
+
+    return decorate
+
+
+def tool_spec(fn: Callable[..., Any]) -> ToolSpec | None:
+    """The ``ml_tool`` declaration on ``fn`` (only the outermost wrapper carries it)."""
+    return fn.__dict__.get(ML_TOOL_ATTRIBUTE) if hasattr(fn, "__dict__") else None
+
+
+def register_tools(server: Any, *fns: Callable[..., Any]) -> None:
+    """Add ``ml_tool`` functions to ``server`` with the annotations and title they declared."""
+    for fn in fns:
+        spec = tool_spec(fn)
+        server.add_tool(
+            fn,
+            title=spec.title if spec else None,
+            annotations=spec.annotations if spec else None,
+        )

@@ -1,0 +1,168 @@
+"""The ``nba-mcp`` command.
+
+    nba-mcp serve                                   # stdio (what MCP clients spawn)
+    nba-mcp serve --transport http --port 8765      # streamable HTTP on 127.0.0.1, bearer token required
+    nba-mcp serve --transport sse
+    nba-mcp demo [--dataset PATH_OR_NAME --target COL]
+    nba-mcp claude-config                           # the Claude Desktop snippet for this install
+
+In ``serve`` nothing is ever written to stdout (it is the stdio protocol channel): logs go to
+stderr, and MLflow is told to keep quiet before it is first imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+logger = logging.getLogger("nba_mcp")
+
+QUIET_MLFLOW_ENV = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def quiet_mlflow() -> None:
+    # MLflow reads these from the process environment itself; they must be set before import.
+    os.environ.update(QUIET_MLFLOW_ENV)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+
+
+def serve(args: argparse.Namespace) -> int:
+    from mcp_server.settings import Settings
+    from tools._store import prepare_tracking_store
+
+    settings = Settings()
+    configure_logging(args.log_level or settings.log_level)
+    # Before serving, so several servers starting on a fresh store never race in its migrations.
+    prepare_tracking_store(settings)
+    transport = args.transport
+    host = args.host or settings.http_host
+    port = args.port if args.port is not None else settings.http_port
+
+    from tools.server import app_state, build_server
+
+    server = build_server(settings, transport=transport, host=host, port=port)
+    try:
+        if transport == "stdio":
+            server.run("stdio")
+        else:
+            run_http(server, settings, transport=transport, host=host, port=port)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        app_state(server).close()  # cancels running jobs: their MLflow runs end KILLED
+    return 0
+
+
+def http_app(server, settings, *, transport: str, host: str, port: int):
+    """The Starlette app for the HTTP transports, with Host/Origin (DNS rebinding) checks."""
+    from tools.server import http_transport_security
+
+    security = http_transport_security(settings, host, port)
+    if transport == "sse":
+        return server.sse_app(transport_security=security, host=host)
+    return server.streamable_http_app(transport_security=security, host=host)
+
+
+def run_http(server, settings, *, transport: str, host: str, port: int) -> None:
+    import anyio
+    import uvicorn
+
+    if host not in LOOPBACK_HOSTS:
+        logger.warning(
+            "binding %s: the server is reachable from other machines; every request still needs a token",
+            host,
+        )
+    app = http_app(server, settings, transport=transport, host=host, port=port)
+    # log_config=None: uvicorn's loggers propagate to our stderr handler (its default access
+    # log would write to stdout).
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on")
+    logger.info("serving %s on http://%s:%d", transport, host, port)
+    anyio.run(uvicorn.Server(config).serve)
+
+
+def claude_config(_args: argparse.Namespace) -> int:
+    print(json.dumps(claude_desktop_snippet(), indent=2))
+    return 0
+
+
+def claude_desktop_snippet() -> dict:
+    """The ``mcpServers`` entry for Claude Desktop, with absolute paths for this installation."""
+    from mcp_server.settings import Settings
+
+    settings = Settings()
+    script = Path(sys.executable).with_name("nba-mcp")
+    if script.exists():
+        command, args = str(script), ["serve"]
+    elif shutil.which("nba-mcp"):
+        command, args = str(Path(shutil.which("nba-mcp")).resolve()), ["serve"]
+    else:
+        command, args = sys.executable, ["-m", "tools.cli", "serve"]
+    return {
+        "mcpServers": {
+            "nba-mcp": {
+                "command": command,
+                "args": args,
+                "env": {"NBA_MCP_DATA_HOME": str(settings.data_home)},
+            }
+        }
+    }
+
+
+def demo(args: argparse.Namespace) -> int:
+    configure_logging("WARNING")
+    from tools.demo import run_demo
+
+    return run_demo(dataset=args.dataset, target=args.target, trials=args.trials, data_home=args.data_home)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nba-mcp", description="MCP server for training, tuning and tracking scikit-learn models."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve_parser = commands.add_parser("serve", help="serve MCP (stdio by default)")
+    serve_parser.add_argument("--transport", choices=["stdio", "http", "sse"], default="stdio")
+    serve_parser.add_argument("--host", default=None, help="HTTP bind address (default 127.0.0.1)")
+    serve_parser.add_argument("--port", type=int, default=None, help="HTTP port (default 8765)")
+    serve_parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default=None)
+    serve_parser.set_defaults(handler=serve)
+
+    demo_parser = commands.add_parser("demo", help="play an agent's session against a spawned server")
+    demo_parser.add_argument("--dataset", default="sklearn:breast_cancer", help="a data set name or a CSV path")
+    demo_parser.add_argument("--target", default=None, help="target column (default: 'target' for built-ins)")
+    demo_parser.add_argument("--trials", type=int, default=12, help="tuning trials (default 12)")
+    demo_parser.add_argument("--data-home", default=None, help="where the MLflow store lives (default: data_home)")
+    demo_parser.set_defaults(handler=demo)
+
+    config_parser = commands.add_parser("claude-config", help="print the Claude Desktop config snippet")
+    config_parser.set_defaults(handler=claude_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    quiet_mlflow()
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

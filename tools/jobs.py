@@ -1,0 +1,172 @@
+"""Job tools (get_job, list_jobs, cancel_job) and the helper long-running tools wait with.
+
+Long work (tuning, pipelines) runs as a server-side job. The starting tool waits up to
+``wait_seconds`` while relaying the job's progress as MCP progress notifications; if the job is
+not done by then, it returns the job id and the progress so far, and the agent polls ``get_job``.
+Waiting polls with ``anyio.sleep``: the event loop stays free and the wait can be cancelled.
+"""
+
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+
+import anyio
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from pydantic import BaseModel, Field
+
+from mcp_server import rbac
+from mcp_server.error_handling import PermissionDeniedError
+from mcp_server.jobs import JobSnapshot, JobState
+from tools._decorators import READ_ONLY, UPDATES, ml_tool, register_tools
+from tools._state import AppState
+
+POLL_INTERVAL_SECONDS = 0.1
+RECENT_EVENTS = 10
+
+JobId = Annotated[
+    str,
+    Field(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$", description="A job id returned by a tool"),
+]
+WaitSeconds = Annotated[
+    float,
+    Field(ge=0, le=55, description="How long to wait for the job to finish before returning (seconds)"),
+]
+JobStateName = Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
+
+
+class JobProgressView(BaseModel):
+    current: float
+    total: float | None = None
+    message: str = ""
+
+
+class JobView(BaseModel):
+    """A job as a client sees it; ``result`` is set once the job has succeeded (or was cancelled
+    with a partial result)."""
+
+    job_id: str
+    kind: str
+    state: JobStateName
+    done: bool
+    progress: JobProgressView
+    recent_events: list[str] = Field(description=f"The last {RECENT_EVENTS} events, oldest first")
+    error: str | None = None
+    owner: str | None = None
+    created_at: datetime
+    elapsed_seconds: float
+    params: dict[str, Any] = Field(default_factory=dict)
+    result: dict[str, Any] | None = None
+    hint: str | None = Field(default=None, description="What to do next")
+
+
+class JobList(BaseModel):
+    jobs: list[JobView]
+    running: int
+    queued: int
+
+
+def job_view(snapshot: JobSnapshot, *, include_result: bool = True) -> dict[str, Any]:
+    """The fields of a ``JobView`` (a dict, so tools can build their own typed subclasses)."""
+    result = snapshot.result if include_result else None
+    if isinstance(result, BaseModel):
+        result = result.model_dump(mode="json")
+    hint = None
+    if not snapshot.state.is_terminal:
+        hint = f"job still {snapshot.state.value.lower()}: call get_job with job_id={snapshot.job_id!r} (or cancel_job)"
+    return {
+        "job_id": snapshot.job_id,
+        "kind": snapshot.kind,
+        "state": snapshot.state.value,
+        "done": snapshot.state.is_terminal,
+        "progress": JobProgressView(
+            current=snapshot.progress.current,
+            total=snapshot.progress.total,
+            message=snapshot.progress.message,
+        ),
+        "recent_events": [e.message for e in snapshot.events[-RECENT_EVENTS:]],
+        "error": snapshot.error,
+        "owner": snapshot.owner,
+        "created_at": datetime.fromtimestamp(snapshot.created_at, tz=timezone.utc),
+        "elapsed_seconds": round(snapshot.elapsed_seconds, 3),
+        "params": snapshot.params,
+        "result": result,
+        "hint": hint,
+    }
+
+
+async def wait_for_job(
+    app: AppState, job_id: str, wait_seconds: float, ctx: Context | None
+) -> JobSnapshot:
+    """Wait up to ``wait_seconds`` for the job, relaying progress to the caller.
+
+    If the caller cancels the request while waiting, the job is cancelled too: nobody is left to
+    receive its result (a job started with ``wait_seconds=0`` is never tied to a request).
+    """
+    deadline = anyio.current_time() + wait_seconds
+    last_reported: tuple[float, float | None, str] | None = None
+    try:
+        while True:
+            snapshot = app.jobs.get(job_id)
+            progress = snapshot.progress
+            current = (progress.current, progress.total, progress.message)
+            if ctx is not None and progress.message and current != last_reported:
+                await ctx.report_progress(progress.current, progress.total, progress.message)
+                last_reported = current
+            remaining = deadline - anyio.current_time()
+            if snapshot.state.is_terminal or remaining <= 0:
+                return snapshot
+            await anyio.sleep(min(POLL_INTERVAL_SECONDS, remaining))
+    except anyio.get_cancelled_exc_class():
+        if wait_seconds > 0:
+            app.jobs.cancel(job_id)
+        raise
+
+
+def current_principal_id() -> str | None:
+    principal = rbac.current_principal()
+    return principal.id if principal else None
+
+
+def register(server: MCPServer, app: AppState) -> None:
+    @ml_tool(permission=rbac.Permission.READ, annotations=READ_ONLY)
+    async def get_job(
+        job_id: JobId,
+        ctx: Context,
+        wait_seconds: WaitSeconds = 0.0,
+    ) -> JobView:
+        """Get a job's state, progress and, once finished, its result; optionally wait for it first."""
+        app.jobs.get(job_id)  # unknown id -> NotFoundError before waiting
+        snapshot = await wait_for_job(app, job_id, wait_seconds, ctx) if wait_seconds else app.jobs.get(job_id)
+        return JobView(**job_view(snapshot))
+
+    @ml_tool(permission=rbac.Permission.READ, annotations=READ_ONLY)
+    async def list_jobs(
+        state: Annotated[JobStateName | None, Field(description="Only jobs in this state")] = None,
+        kind: Annotated[
+            Literal["tune", "pipeline"] | None, Field(description="Only jobs of this kind")
+        ] = None,
+        limit: Annotated[int, Field(ge=1, le=100, description="At most this many, newest first")] = 20,
+    ) -> JobList:
+        """List recent jobs, newest first, without their results (use get_job for one result)."""
+        snapshots = app.jobs.list(
+            state=JobState(state) if state else None, kind=kind, limit=limit
+        )
+        return JobList(
+            jobs=[JobView(**job_view(s, include_result=False)) for s in snapshots],
+            running=app.jobs.running_count,
+            queued=app.jobs.queued_count,
+        )
+
+    @ml_tool(permission=rbac.Permission.EXECUTE, annotations=UPDATES)
+    async def cancel_job(job_id: JobId) -> JobView:
+        """Cancel a job: it stops after its current trial or stage and its MLflow runs end KILLED."""
+        snapshot = app.jobs.get(job_id)
+        principal = rbac.current_principal()
+        if snapshot.owner != (principal.id if principal else None) and not rbac.authorize(
+            principal, rbac.Permission.DELETE
+        ):
+            raise PermissionDeniedError()  # someone else's job: needs the delete permission
+        return JobView(**job_view(app.jobs.cancel(job_id)))
+
+    register_tools(server, get_job, list_jobs, cancel_job)
+

@@ -1,0 +1,251 @@
+"""The MCP server: ``build_server(settings) -> MCPServer`` wires tools, resources, prompt and routes.
+
+Every tool module exposes ``register(server, state)``; ``build_server`` registers them all, then
+refuses to start (``ConfigurationError``) if any served tool lacks an ``ml_tool`` permission.
+Identity comes from the transport (``tools._identity``): stdio serves the configured local
+principal, HTTP and SSE require a bearer token. Heavy libraries load on first use, inside tools.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from importlib import metadata
+from types import ModuleType
+from typing import Literal
+
+import anyio
+from mcp.server import MCPServer
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.server.transport_security import TransportSecuritySettings
+
+from mcp_server import rbac
+from mcp_server.error_handling import (
+    ConfigurationError,
+    InvalidRequestError,
+    NotFoundError,
+    configure_error_handling,
+)
+from mcp_server.settings import Settings
+from tools._decorators import tool_spec
+from tools._identity import IdentityMiddleware, SettingsTokenVerifier
+from tools._state import AppState
+
+logger = logging.getLogger(__name__)
+
+SERVER_NAME = "nba-mcp"
+Transport = Literal["stdio", "http", "sse", "memory"]
+
+# Each module registers its tools with register(server, state).
+TOOL_MODULES = (
+    "tools.data",
+    "tools.jobs",
+    "tools.health",
+)
+
+INSTRUCTIONS = """\
+Train, tune, compare and promote scikit-learn models on tabular data (NBA player statistics and
+built-in sklearn data sets); every run is tracked in MLflow. Typical session: list_datasets →
+describe_dataset → validate_data → start_experiment → tune_hyperparameters → run_pipeline with the
+best params → compare_runs → promote_model → predict. Long jobs report progress; when a call
+returns a job id, poll get_job (or cancel_job)."""
+
+
+def server_version() -> str:
+    try:
+        return metadata.version("nba-mcp")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def build_server(
+    settings: Settings | None = None,
+    *,
+    transport: Transport = "memory",
+    host: str | None = None,
+    port: int | None = None,
+    state: AppState | None = None,
+    tool_modules: Sequence[str | ModuleType] = TOOL_MODULES,
+) -> MCPServer:
+    """Build the server for ``transport``; HTTP and SSE need at least one configured token.
+
+    ``tool_modules`` are module names (or modules) exposing ``register(server, state)``.
+    """
+    settings = settings or Settings()
+    state = state or AppState(settings)
+    rbac.configure_rbac(settings)
+    configure_error_handling(settings)
+
+    auth_kwargs: dict = {}
+    if transport in ("http", "sse"):
+        verifier = SettingsTokenVerifier(settings)
+        if not verifier.configured:
+            raise ConfigurationError(
+                "the HTTP and SSE transports require a bearer token: set NBA_MCP_HTTP_TOKEN, or "
+                "http_tokens (sha256, principal, roles) in the config file"
+            )
+        base = f"http://{host or settings.http_host}:{port or settings.http_port}"
+        auth_kwargs = {
+            "token_verifier": verifier,
+            # We are a resource server with static tokens: no authorization server to advertise.
+            "auth": AuthSettings(issuer_url=base, resource_server_url=None),
+        }
+
+    @asynccontextmanager
+    async def lifespan(_server: MCPServer) -> AsyncIterator[AppState]:
+        # Entered per connection on stdio/SSE: the state (and its jobs) is built outside.
+        yield state
+
+    server = MCPServer(
+        SERVER_NAME,
+        version=server_version(),
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        middleware=[IdentityMiddleware(settings, state.tool_permissions)],
+        log_level=settings.log_level,
+        **auth_kwargs,
+    )
+    server.app_state = state  # type: ignore[attr-defined]  # for the CLI and tests
+
+    for module in tool_modules:
+        if isinstance(module, str):
+            module = importlib.import_module(module)
+        module.register(server, state)
+    _require_declared_permissions(server, state)
+    _register_resources(server, state)
+    _register_prompts(server)
+    _register_routes(server, state)
+    return server
+
+
+def app_state(server: MCPServer) -> AppState:
+    return server.app_state  # type: ignore[attr-defined]
+
+
+def _require_declared_permissions(server: MCPServer, state: AppState) -> None:
+    """MLflow-style coverage check: a tool without a declared permission must never be served."""
+    undeclared = []
+    for tool in server._tool_manager.list_tools():  # noqa: SLF001 - the SDK has no public accessor
+        spec = tool_spec(tool.fn)
+        if spec is None:
+            undeclared.append(tool.name)
+        else:
+            state.tool_permissions[tool.name] = spec.permission
+    if undeclared:
+        raise ConfigurationError(
+            f"every tool must declare a permission with ml_tool(permission=...); "
+            f"missing on: {', '.join(sorted(undeclared))}"
+        )
+
+
+def http_transport_security(settings: Settings, host: str, port: int) -> TransportSecuritySettings:
+    """Host/Origin checks against DNS rebinding: loopback names plus the configured origins."""
+    hosts = {host, "127.0.0.1", "localhost", "[::1]"}
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=sorted({f"{h}:{port}" for h in hosts} | hosts),
+        allowed_origins=sorted(
+            {f"http://{h}:{port}" for h in hosts} | set(settings.allowed_origins)
+        ),
+    )
+
+
+# --- resources ------------------------------------------------------------------------------
+
+
+def _require_read() -> None:
+    # Resources bypass the tool wrappers; the same rule applies: reading needs READ.
+    principal = rbac.current_principal()
+    if principal is None or not rbac.authorize(principal, rbac.Permission.READ, rbac.current_role_table()):
+        raise ResourceError("permission denied")
+
+
+def _register_resources(server: MCPServer, state: AppState) -> None:
+    @server.resource(
+        "runs://{run_id}",
+        name="run",
+        description="One MLflow run: status, params, metrics, tags, parent run.",
+        mime_type="application/json",
+    )
+    async def run_resource(run_id: str) -> str:
+        _require_read()
+
+        def read() -> str:
+            return state.tracker().get_run(run_id).model_dump_json(indent=2)
+
+        return await _read_or_raise(read)
+
+    @server.resource(
+        "datasets://{name}/schema",
+        name="dataset_schema",
+        description="The inferred schema of a data set: columns, dtypes, ranges, target candidates.",
+        mime_type="application/json",
+    )
+    async def dataset_schema_resource(name: str) -> str:
+        _require_read()
+
+        def read() -> str:
+            from tools.data import describe
+
+            return json.dumps(describe(state, name).model_dump(mode="json"), indent=2)
+
+        return await _read_or_raise(read)
+
+
+async def _read_or_raise(read) -> str:
+    try:
+        return await anyio.to_thread.run_sync(read)
+    except (NotFoundError, InvalidRequestError) as exc:
+        raise ResourceError(str(exc)) from exc
+
+
+# --- prompt ---------------------------------------------------------------------------------
+
+
+def _register_prompts(server: MCPServer) -> None:
+    @server.prompt(
+        name="train_and_promote",
+        description="Walk through validate → tune → train → compare → promote for one data set.",
+    )
+    def train_and_promote(
+        dataset: str = "breast_cancer", target: str = "target", model_name: str = "nba_model"
+    ) -> str:
+        return f"""\
+Build and promote a model for the data set "{dataset}" (target column "{target}"), step by step:
+1. Validate: call describe_dataset and validate_data for "{dataset}". Stop and report if
+   validation fails with errors; mention warnings.
+2. Tune: call start_experiment (name it after the data set), then tune_hyperparameters with a
+   small budget first (e.g. random strategy, 10-20 trials, 3-5 CV folds). If you get a job id,
+   poll get_job until it finishes.
+3. Train: call run_pipeline with the best params found, registering the model as "{model_name}".
+4. Compare: call compare_runs on the new run and the current champion (if any); explain which
+   metrics improved and by how much.
+5. Promote: only if the new run is better on the primary metric, call promote_model to move the
+   "champion" alias to the new version; then call predict on two or three rows as a smoke test.
+Report run ids, metric values and the decision you made at each step."""
+
+
+# --- routes ---------------------------------------------------------------------------------
+
+
+def _register_routes(server: MCPServer, state: AppState) -> None:
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+
+    from mcp_server import monitoring
+
+    @server.custom_route("/health", methods=["GET"])
+    async def health(_request: Request) -> Response:
+        return JSONResponse(
+            {"status": "ok", "version": server_version(), "uptime_seconds": round(state.uptime_seconds, 3)}
+        )
+
+    @server.custom_route("/metrics", methods=["GET"])
+    async def prometheus_metrics(_request: Request) -> Response:
+        return Response(
+            monitoring.prometheus_text(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
