@@ -221,3 +221,11 @@ def test_load_xy_refuses_bad_columns(kwargs, message):
     frame = pd.DataFrame({"a": [1, 2], "label": [0, 1]})
     with pytest.raises(InvalidRequestError, match=message):
         load_xy(frame, **kwargs)
+
+
+def test_describe_is_bounded_for_wide_frames_and_many_classes(tmp_path, data_dir):
+    wide = pd.DataFrame({f"c{i}": range(30) for i in range(120)}).assign(label=[f"k{i}" for i in range(30)])
+    description = make_catalog(tmp_path, data_dir).describe(wide, target="label")
+    assert len(description.columns) == 101 and description.columns[-1].name == "label"
+    assert description.omitted_columns == 20
+    assert (description.target.n_classes, len(description.target.class_counts)) == (30, 20)

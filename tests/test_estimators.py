@@ -204,3 +204,17 @@ def test_scorer_lists_do_not_overlap():
 )
 def test_default_scoring(task, y, expected):
     assert default_scoring(task, y) == expected
+
+
+@pytest.mark.parametrize(
+    ("scoring", "y", "message"),
+    [
+        ("roc_auc", [0, 1, 2], "roc_auc_ovr"),
+        ("f1", ["a", "b", "c"], "f1_macro"),
+        ("average_precision", [0, 1, 2], "accuracy"),
+    ],
+)
+def test_binary_only_scoring_is_refused_for_multiclass_targets(scoring, y, message):
+    with pytest.raises(InvalidRequestError, match=message):
+        check_scoring(scoring, "classification", y=y)
+    assert check_scoring(scoring, "classification", y=[0, 1, 1]) == scoring

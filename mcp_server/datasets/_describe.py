@@ -14,6 +14,8 @@ logger = logging.getLogger(__name__)
 
 MAX_LISTED_NAMES = 50
 MAX_TOP_VALUES = 5
+MAX_DESCRIBED_COLUMNS = 100
+MAX_CLASS_COUNTS = 20
 
 
 class ColumnSummary(BaseModel):
@@ -30,7 +32,8 @@ class ColumnSummary(BaseModel):
 class TargetSummary(BaseModel):
     column: str
     task: Literal["classification", "regression"]
-    class_counts: dict[str, int] | None = None
+    n_classes: int | None = None
+    class_counts: dict[str, int] | None = Field(default=None, description="At most 20, most frequent first")
     min: float | None = None
     max: float | None = None
     mean: float | None = None
@@ -43,6 +46,7 @@ class DatasetDescription(BaseModel):
     n_rows: int
     n_columns: int
     columns: list[ColumnSummary]
+    omitted_columns: int = Field(default=0, description="Columns past the limit, not summarized")
     target: TargetSummary | None = None
     duplicate_rows: int
 
@@ -64,19 +68,34 @@ def _is_numeric(series: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype)
 
 
-def describe_frame(frame: pd.DataFrame, *, name: str, target: str | None = None) -> DatasetDescription:
+def describe_frame(
+    frame: pd.DataFrame,
+    *,
+    name: str,
+    target: str | None = None,
+    max_columns: int = MAX_DESCRIBED_COLUMNS,
+) -> DatasetDescription:
+    """Summaries of the first ``max_columns`` columns (the target always included)."""
     from mcp_server.estimators import infer_task
 
     if target is not None:
         _check_columns([target], frame, field="target")
-    columns = [_summarize_column(frame[column], str(column)) for column in frame.columns]
+    shown = list(frame.columns[:max_columns])
+    if target is not None and target not in shown:
+        shown.append(target)
+    columns = [_summarize_column(frame[column], str(column)) for column in shown]
     target_summary = None
     if target is not None:
         y = frame[target].dropna()
         task = infer_task(y)
         if task == "classification":
             counts = y.astype(str).value_counts()
-            target_summary = TargetSummary(column=target, task=task, class_counts=counts.to_dict())
+            target_summary = TargetSummary(
+                column=target,
+                task=task,
+                n_classes=len(counts),
+                class_counts={str(k): int(v) for k, v in counts.head(MAX_CLASS_COUNTS).items()},
+            )
         else:
             target_summary = TargetSummary(
                 column=target,
@@ -88,6 +107,7 @@ def describe_frame(frame: pd.DataFrame, *, name: str, target: str | None = None)
         n_rows=len(frame),
         n_columns=frame.shape[1],
         columns=columns,
+        omitted_columns=frame.shape[1] - len(shown),
         target=target_summary,
         duplicate_rows=int(frame.duplicated().sum()),
     )

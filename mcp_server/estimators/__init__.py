@@ -29,6 +29,7 @@ from mcp_server.estimators._registry import (
     get_estimator_spec,
 )
 from mcp_server.estimators._tasks import (
+    BINARY_ONLY_SCORERS,
     MAX_CLASSES_FOR_INTEGER_TARGET,
     check_scoring,
     default_scoring,
@@ -37,6 +38,7 @@ from mcp_server.estimators._tasks import (
 )
 
 __all__ = [
+    "BINARY_ONLY_SCORERS",
     "BLOCKED_PARAMS",
     "DEFAULT_RANDOM_STATE",
     "MAX_CLASSES_FOR_INTEGER_TARGET",

@@ -103,8 +103,24 @@ def _scorer_task(name: str) -> Task | None:
     return None
 
 
-def check_scoring(scoring: str, task: str) -> str:
-    """Return ``scoring`` if it is a scikit-learn scorer that fits ``task``; refuse it otherwise."""
+# Scorers defined for two classes only; a multiclass target needs their averaged variants.
+BINARY_ONLY_SCORERS = frozenset(
+    {
+        "roc_auc",
+        "average_precision",
+        "f1",
+        "precision",
+        "recall",
+        "jaccard",
+        "positive_likelihood_ratio",
+        "neg_negative_likelihood_ratio",
+    }
+)
+
+
+def check_scoring(scoring: str, task: str, *, y: Any = None) -> str:
+    """Return ``scoring`` if it is a scikit-learn scorer that fits ``task`` (and, given ``y``,
+    its number of classes); refuse it otherwise with the valid choices."""
     from sklearn.metrics import get_scorer_names
 
     task = check_task(task)
@@ -117,6 +133,14 @@ def check_scoring(scoring: str, task: str) -> str:
         raise InvalidRequestError(
             f"scoring {scoring!r} does not fit task {task}; valid scoring for {task}: {', '.join(valid)}"
         )
+    if y is not None and scoring in BINARY_ONLY_SCORERS:
+        n_classes = pd.Series(np.asarray(y)).nunique(dropna=True)
+        if n_classes > 2:
+            suggestions = [s for s in valid if s.startswith(scoring + "_") and s != scoring + "_samples"]
+            raise InvalidRequestError(
+                f"scoring {scoring!r} needs a binary target, the target has {n_classes} classes; "
+                f"use one of: {', '.join(suggestions or ['accuracy', 'f1_macro'])}"
+            )
     return scoring
 
 
