@@ -28,6 +28,7 @@ from mcp_server.error_handling import (
     MCPServerError,
     NotFoundError,
     ResourceLimitError,
+    error_recorder,
 )
 
 logger = logging.getLogger(__name__)
@@ -370,8 +371,11 @@ class JobManager:
             failed, error = True, str(exc)
             logger.info("job %s (%s) failed: %s", job.job_id, job.kind, exc)
         except Exception as exc:  # the job fails; the server keeps serving
-            failed, error = True, f"{type(exc).__name__}: {exc}"
-            logger.exception("job %s (%s) crashed", job.job_id, job.kind)
+            # Details stay in the log; callers get an id to quote (like unexpected tool errors).
+            record = error_recorder.record(exc, context=f"job {job.kind} {job.job_id}")
+            failed = True
+            error = f"internal error (error id {record.error_id}); the details are in the server log"
+            logger.exception("job %s (%s) crashed [error id %s]", job.job_id, job.kind, record.error_id)
         finally:
             if timer is not None:
                 timer.cancel()

@@ -65,7 +65,7 @@ def test_job_succeeds_with_result_progress_and_events(manager):
     ("exc", "expected_error"),
     [
         (ExecutionError("stage train failed: boom"), "stage train failed: boom"),
-        (RuntimeError("kaput"), "RuntimeError: kaput"),
+        (RuntimeError("kaput"), "internal error (error id "),
     ],
 )
 def test_failing_work_marks_job_failed_and_manager_keeps_working(manager, exc, expected_error):
@@ -73,7 +73,8 @@ def test_failing_work_marks_job_failed_and_manager_keeps_working(manager, exc, e
         raise exc
 
     snap = manager.wait(manager.submit("bad", work), timeout=5)
-    assert snap.state is JobState.FAILED and snap.error == expected_error
+    assert snap.state is JobState.FAILED and snap.error.startswith(expected_error)
+    assert "kaput" not in snap.error  # unexpected details stay in the server log
     assert manager.wait(manager.submit("good", steps_work(1)), timeout=5).state is JobState.SUCCEEDED
 
 

@@ -43,6 +43,7 @@ Transport = Literal["stdio", "http", "sse", "memory"]
 # Each module registers its tools with register(server, state).
 TOOL_MODULES = (
     "tools.data",
+    "tools.tuning",
     "tools.jobs",
     "tools.health",
 )
@@ -182,16 +183,17 @@ def _register_resources(server: MCPServer, state: AppState) -> None:
     @server.resource(
         "datasets://{name}/schema",
         name="dataset_schema",
-        description="The inferred schema of a data set: columns, dtypes, ranges, target candidates.",
+        description="A schema inferred from a data set: columns with dtype, nullability, ranges, "
+        "allowed values, identifier columns (a draft to review, usable by validate_data).",
         mime_type="application/json",
     )
     async def dataset_schema_resource(name: str) -> str:
         _require_read()
 
         def read() -> str:
-            from tools.data import describe
+            from tools.data import inferred_schema
 
-            return json.dumps(describe(state, name).model_dump(mode="json"), indent=2)
+            return json.dumps(inferred_schema(state, name), indent=2)
 
         return await _read_or_raise(read)
 

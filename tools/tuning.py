@@ -1,0 +1,213 @@
+"""tune_hyperparameters: cross-validated search as a server-side job with progress per trial."""
+
+from typing import Annotated, Any, Literal
+
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel, Field
+
+from mcp_server import rbac
+from mcp_server.jobs import JobContext, JobState
+from tools._decorators import CREATES, ml_tool, register_tools
+from tools._state import AppState
+from tools.data import DatasetName, load_training_data
+from tools.jobs import JobView, current_principal_id, job_view, wait_for_job
+
+# The estimator allow-list (mcp_server.estimators.REGISTRY), spelled out so the schema shows the
+# choices without importing scikit-learn; a test keeps the two in step.
+EstimatorName = Literal[
+    "random_forest",
+    "extra_trees",
+    "gradient_boosting",
+    "hist_gradient_boosting",
+    "decision_tree",
+    "logistic_regression",
+    "ridge",
+    "linear_regression",
+    "knn",
+    "svm",
+]
+ColumnList = Annotated[list[Annotated[str, Field(min_length=1)]], Field(max_length=1000)]
+
+
+class IntParam(BaseModel):
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = Field(default=False, description="Sample on a log scale (low must be > 0)")
+
+
+class FloatParam(BaseModel):
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = Field(default=False, description="Sample on a log scale (low must be > 0)")
+
+
+class CategoricalParam(BaseModel):
+    type: Literal["categorical"]
+    choices: list[str | int | float | bool | None] = Field(min_length=1, max_length=100)
+
+
+ParamSpec = Annotated[IntParam | FloatParam | CategoricalParam, Field(discriminator="type")]
+
+
+class TuneRequest(BaseModel):
+    dataset: DatasetName
+    target: str | None = Field(
+        default=None, min_length=1, description="Column to predict; built-in data sets use 'target'"
+    )
+    features: ColumnList | None = Field(default=None, description="Feature columns (default: all others)")
+    drop: ColumnList | None = Field(default=None, description="Columns to leave out (ids, names, leaks)")
+    estimator: EstimatorName = "random_forest"
+    strategy: Literal["grid", "random", "bayesian"] = "random"
+    space: dict[str, ParamSpec] | None = Field(
+        default=None,
+        max_length=30,
+        description="Hyperparameter -> range, e.g. {'max_depth': {'type': 'int', 'low': 2, 'high': 12}}; "
+        "default: the estimator's own search space",
+    )
+    cv_folds: int = Field(default=5, ge=2, le=20, description="Cross-validation folds")
+    scoring: str | None = Field(
+        default=None, max_length=64, description="sklearn scorer, e.g. roc_auc, f1, r2 (default: per task)"
+    )
+    max_trials: int = Field(default=20, ge=1, le=500, description="Budget: at most this many trials")
+    timeout_seconds: float | None = Field(default=None, gt=0, le=86_400, description="Budget: wall time")
+    early_stopping_patience: int | None = Field(
+        default=None, ge=1, le=500, description="Stop after this many trials without improvement"
+    )
+    pruning: Literal["none", "median", "best_margin"] = Field(
+        default="none", description="Stop hopeless trials between folds"
+    )
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1, description="Default: drawn and recorded")
+    experiment_name: str | None = Field(default=None, min_length=1, max_length=200)
+    run_name: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class TrialView(BaseModel):
+    number: int
+    state: str
+    score: float | None = None
+    std: float | None = None
+    params: dict[str, Any]
+    run_id: str | None = None
+
+
+class TuningOutcome(BaseModel):
+    best_params: dict[str, Any] | None
+    best_score: float | None
+    scoring: str
+    strategy: str
+    cv: str
+    seed: int
+    n_trials: int
+    n_complete: int
+    n_failed: int
+    n_pruned: int
+    stopped_reason: str
+    elapsed_seconds: float
+    parent_run_id: str | None
+    experiment_name: str
+    top_trials: list[TrialView] = Field(description="The best trials, best first (at most 5)")
+
+
+class TuningJob(JobView):
+    result: TuningOutcome | None = None
+
+
+def outcome_of(result: Any, experiment_name: str) -> dict[str, Any]:
+    summary = result.summary
+    return TuningOutcome(
+        best_params=result.best_params,
+        best_score=result.best_score,
+        scoring=summary.scoring,
+        strategy=summary.strategy,
+        cv=summary.cv,
+        seed=result.seed,
+        n_trials=summary.total_trials,
+        n_complete=summary.n_complete,
+        n_failed=summary.n_failed,
+        n_pruned=summary.n_pruned,
+        stopped_reason=summary.stopped_reason.value,
+        elapsed_seconds=round(summary.elapsed_seconds, 3),
+        parent_run_id=result.parent_run_id,
+        experiment_name=experiment_name,
+        top_trials=[
+            TrialView(
+                number=t.number, state=t.state.value, score=t.score, std=t.std, params=t.params, run_id=t.run_id
+            )
+            for t in result.top(5)
+        ],
+    ).model_dump(mode="json")
+
+
+def tuning_work(app: AppState, request: TuneRequest):
+    """The job body: load data, run the search with progress and the cooperative stop signal."""
+
+    def work(job: JobContext) -> dict[str, Any]:
+        from mcp_server.hyperparameter_tuning import HyperparameterTuner
+
+        job.report(0, request.max_trials, f"loading {request.dataset}")
+        X, y = load_training_data(app, request.dataset, request.target, request.features, request.drop)
+        experiment = request.experiment_name or app.settings.experiment_name
+        tuner = HyperparameterTuner(mlflow_tracker=app.tracker(experiment), settings=app.settings)
+
+        def on_trial(_trial: Any, progress: Any) -> None:
+            job.report(progress.n_trials_done, progress.max_trials, progress.message())
+
+        result = tuner.tune(
+            estimator=request.estimator,
+            X=X,
+            y=y,
+            space={k: v.model_dump() for k, v in request.space.items()} if request.space else None,
+            strategy=request.strategy,
+            scoring=request.scoring,
+            cv_folds=request.cv_folds,
+            max_trials=request.max_trials,
+            timeout=request.timeout_seconds,
+            seed=request.seed,
+            on_trial=on_trial,
+            should_stop=job.cancel_event,
+            pruning=None if request.pruning == "none" else request.pruning,
+            early_stopping_patience=request.early_stopping_patience,
+            run_name=request.run_name,
+        )
+        return outcome_of(result, experiment)
+
+    return work
+
+
+def raise_if_failed(snapshot: Any) -> None:
+    if snapshot.state is JobState.FAILED:
+        raise ToolError(f"job {snapshot.job_id} failed: {snapshot.error}")
+
+
+def register(server: MCPServer, app: AppState) -> None:
+    @ml_tool(permission=rbac.Permission.EXECUTE, annotations=CREATES)
+    async def tune_hyperparameters(
+        request: TuneRequest,
+        ctx: Context,
+        wait_seconds: Annotated[
+            float | None,
+            Field(ge=0, le=55, description="Wait this long for the result (default: server setting); "
+                  "if the job is still running, you get its job id: poll get_job"),
+        ] = None,
+    ) -> TuningJob:
+        """Search an estimator's hyperparameters by cross-validation on a data set, logging every trial to MLflow.
+
+        Returns the best params and score when done within wait_seconds, else a job id to poll with get_job.
+        """
+        job_id = app.jobs.submit(
+            "tune",
+            tuning_work(app, request),
+            request.model_dump(mode="json", exclude_none=True),
+            owner=current_principal_id(),
+        )
+        wait = app.settings.default_wait_seconds if wait_seconds is None else wait_seconds
+        snapshot = await wait_for_job(app, job_id, wait, ctx)
+        raise_if_failed(snapshot)
+        return TuningJob(**job_view(snapshot))
+
+    register_tools(server, tune_hyperparameters)
+
