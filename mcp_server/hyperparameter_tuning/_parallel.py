@@ -1,0 +1,88 @@
+"""Where trials run: in this thread, in a joblib pool (threads or loky processes), or on a Dask cluster.
+
+Only evaluation travels; results come back to the loop, which records and logs in this process.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from mcp_server.error_handling import ConfigurationError, InvalidRequestError
+from mcp_server.hyperparameter_tuning._loop import BatchRunner, run_sequentially
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("threading", "loky")
+# Threads measured faster than loky for the NBA grid (sklearn tree fits release the GIL and
+# threads ship no data); see docs/tuning.md.
+DEFAULT_BACKEND = "threading"
+DASK_CONNECT_TIMEOUT_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class Execution:
+    runner: BatchRunner
+    batch_size: int
+    description: str
+
+
+def check_n_jobs(n_jobs: int | None) -> int:
+    import os
+
+    if n_jobs is None:
+        return 1
+    if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs == 0 or n_jobs < -1:
+        raise InvalidRequestError(f"n_jobs must be a positive integer or -1 (all cores), got {n_jobs!r}")
+    return (os.cpu_count() or 1) if n_jobs == -1 else n_jobs
+
+
+def _joblib_runner(parallel) -> BatchRunner:
+    from joblib import delayed
+
+    def run(tasks):
+        return list(parallel(delayed(fn)(*args) for fn, args in tasks))
+
+    return run
+
+
+@contextmanager
+def execution(*, n_jobs: int, backend: str = DEFAULT_BACKEND, dask_address: str | None = None) -> Iterator[Execution]:
+    if dask_address:
+        with _dask_execution(dask_address, n_jobs) as ex:
+            yield ex
+        return
+    if backend not in BACKENDS:
+        raise InvalidRequestError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if n_jobs == 1:
+        yield Execution(run_sequentially, 1, "sequential")
+        return
+    from joblib import Parallel
+
+    with Parallel(n_jobs=n_jobs, backend=backend) as parallel:  # one pool reused for every batch
+        yield Execution(_joblib_runner(parallel), n_jobs, f"joblib-{backend}(n_jobs={n_jobs})")
+
+
+@contextmanager
+def _dask_execution(address: str, n_jobs: int) -> Iterator[Execution]:
+    try:
+        import joblib
+        from distributed import Client
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"a Dask scheduler address is configured ({address}) but dask.distributed is not installed: {exc}"
+        ) from None
+    try:
+        client = Client(address, set_as_default=False, timeout=DASK_CONNECT_TIMEOUT_SECONDS)
+    except (OSError, TimeoutError) as exc:
+        raise ConfigurationError(f"cannot connect to the Dask scheduler at {address}: {exc}") from None
+    try:
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+        batch = n_jobs if n_jobs > 1 else n_workers
+        with joblib.parallel_config(backend="dask", client=client):
+            with joblib.Parallel(n_jobs=batch) as parallel:
+                yield Execution(_joblib_runner(parallel), batch, f"dask({address}, batch={batch})")
+    finally:
+        client.close()

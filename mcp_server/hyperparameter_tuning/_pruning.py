@@ -1,0 +1,75 @@
+"""Fold-level pruning: stop cross-validating a candidate once it cannot plausibly win.
+
+Every candidate is evaluated on the same folds, so a candidate's running mean after fold k is
+compared with completed trials' running means after the same k folds (a paired comparison, far
+less noisy than comparing with their final means). Scores here are "higher is better".
+Pruners are frozen dataclasses: picklable, so they travel to joblib / Dask workers with a
+snapshot of the history.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from mcp_server.error_handling import InvalidRequestError
+
+History = Sequence[Sequence[float]]  # fold scores of COMPLETE trials, higher is better
+
+
+def running_mean(scores: Sequence[float], n: int) -> float:
+    return sum(scores[:n]) / n
+
+
+class Pruner(Protocol):
+    def should_prune(self, partial: Sequence[float], history: History) -> bool:
+        """partial: this candidate's fold scores so far (higher is better)."""
+
+
+@dataclass(frozen=True)
+class MedianPruner:
+    """Prune when the running mean is below the median of completed trials' running means at the
+    same fold (Optuna's median rule), once ``n_startup_trials`` trials completed and at least
+    ``n_warmup_folds`` folds ran."""
+
+    n_startup_trials: int = 5
+    n_warmup_folds: int = 1
+
+    def should_prune(self, partial: Sequence[float], history: History) -> bool:
+        k = len(partial)
+        peers = [h for h in history if len(h) >= k]
+        if k < self.n_warmup_folds or len(peers) < self.n_startup_trials:
+            return False
+        return running_mean(partial, k) < statistics.median(running_mean(h, k) for h in peers)
+
+
+@dataclass(frozen=True)
+class BestMarginPruner:
+    """Prune when the running mean trails the best completed trial's running mean at the same
+    fold by more than ``margin`` (absolute score units)."""
+
+    margin: float = 0.01
+    n_warmup_folds: int = 1
+
+    def should_prune(self, partial: Sequence[float], history: History) -> bool:
+        k = len(partial)
+        peers = [h for h in history if len(h) >= k]
+        if k < self.n_warmup_folds or not peers:
+            return False
+        best = max(peers, key=lambda h: sum(h) / len(h))
+        return running_mean(partial, k) < running_mean(best, k) - self.margin
+
+
+def make_pruner(spec: Any) -> Pruner | None:
+    """None / False / "none" -> no pruning; "median"; "best_margin"; or a Pruner instance."""
+    if spec in (None, False, "none"):
+        return None
+    if spec is True or spec == "median":
+        return MedianPruner()
+    if spec == "best_margin":
+        return BestMarginPruner()
+    if hasattr(spec, "should_prune"):
+        return spec
+    raise InvalidRequestError(f"pruning must be None, 'median', 'best_margin' or a Pruner, got {spec!r}")

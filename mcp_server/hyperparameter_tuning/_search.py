@@ -1,0 +1,166 @@
+"""One search, end to end: strategy + evaluator + execution + loop + MLflow layout -> TuningResult.
+
+Both public paths (the seed's train_fn / eval_fn methods and the declarative ``tune``) build a
+``SearchRequest`` and call ``run_search``.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mcp_server.error_handling import ExecutionError, InvalidRequestError
+from mcp_server.hyperparameter_tuning._loop import LoopConfig, LoopOutcome, SearchLoop
+from mcp_server.hyperparameter_tuning._mlflow_log import TuningRunLogger, load_completed_trials
+from mcp_server.hyperparameter_tuning._parallel import execution
+from mcp_server.hyperparameter_tuning._pruning import Pruner
+from mcp_server.hyperparameter_tuning._space import SearchSpace
+from mcp_server.hyperparameter_tuning._strategies import make_strategy
+from mcp_server.hyperparameter_tuning._types import (
+    Direction,
+    OnTrialError,
+    StopReason,
+    TrialRecord,
+    TrialState,
+    TuningProgress,
+    TuningResult,
+    TuningSummary,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchRequest:
+    strategy: str
+    space: SearchSpace
+    evaluator: Any
+    direction: Direction
+    scoring: str
+    cv_description: str
+    objective: str
+    seed: int
+    max_trials: int | None
+    max_grid_size: int
+    timeout: float | None = None
+    patience: int | None = None
+    min_delta: float = 0.0
+    pruner: Pruner | None = None
+    n_jobs: int = 1
+    backend: str = "threading"
+    dask_address: str | None = None
+    on_trial_error: OnTrialError = OnTrialError.RECORD
+    on_trial: Callable[[TrialRecord, TuningProgress], Any] | None = None
+    should_stop: Callable[[], bool] | threading.Event | None = None
+    tracker: Any = None  # None: log nothing
+    resume_from: str | None = None
+    run_name: str | None = None
+
+
+def _stop_check(should_stop: Any) -> Callable[[], bool] | None:
+    if should_stop is None:
+        return None
+    if hasattr(should_stop, "is_set"):
+        return should_stop.is_set
+    if callable(should_stop):
+        return should_stop
+    raise InvalidRequestError(f"should_stop must be a callable or a threading.Event, got {should_stop!r}")
+
+
+def _parent_params(req: SearchRequest) -> dict[str, Any]:
+    return {
+        "strategy": req.strategy, "space": req.space.to_json_string(), "cv": req.cv_description,
+        "scoring": req.scoring, "seed": req.seed, "direction": req.direction.value,
+        "objective": req.objective, "max_trials": req.max_trials, "n_jobs": req.n_jobs,
+        "pruning": repr(req.pruner) if req.pruner else "none",
+        "early_stopping_patience": req.patience if req.patience is not None else "none",
+    }
+
+
+def run_search(req: SearchRequest) -> TuningResult:
+    n_candidates = req.max_trials if req.max_trials is not None else 0
+    strategy, fell_back = make_strategy(
+        req.strategy, req.space, n_candidates=n_candidates, seed=req.seed, max_grid_size=req.max_grid_size
+    )
+    run_logger = TuningRunLogger(req.tracker, scoring=req.scoring) if req.tracker is not None else None
+    previous: list[TrialRecord] = []
+    next_number = 0
+    if req.resume_from:
+        if run_logger is None:
+            raise InvalidRequestError("resume_from needs MLflow logging (enable_mlflow=True and a tracker)")
+        previous, next_number = load_completed_trials(req.tracker, req.resume_from, req.space)
+    parent_run_id = None
+    if run_logger is not None:
+        parent_run_id = run_logger.start(
+            run_name=req.run_name or f"tune-{req.strategy}-{req.objective}",
+            params=_parent_params(req), resume_from=req.resume_from,
+        )
+    try:
+        with execution(n_jobs=req.n_jobs, backend=req.backend, dask_address=req.dask_address) as ex:
+            loop = SearchLoop(
+                strategy=strategy, evaluator=req.evaluator,
+                config=LoopConfig(
+                    direction=req.direction, scoring=req.scoring, max_trials=req.max_trials,
+                    timeout=req.timeout, patience=req.patience, min_delta=req.min_delta,
+                    batch_size=ex.batch_size, on_trial_error=req.on_trial_error, pruner=req.pruner,
+                ),
+                runner=ex.runner, previous=previous, next_number=next_number,
+                on_record=run_logger.log_trial if run_logger else None,
+                on_trial=req.on_trial, should_stop=_stop_check(req.should_stop),
+            )
+            outcome = loop.run()
+            backend = ex.description
+    except BaseException as exc:
+        if run_logger is not None:
+            run_logger.abort("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+    result = _build_result(req, loop, outcome, parent_run_id=parent_run_id, fell_back=fell_back,
+                           backend=backend, n_resumed=len(previous))
+    if run_logger is not None:
+        status = {StopReason.CANCELLED: "KILLED", StopReason.ERROR: "FAILED"}.get(outcome.stop_reason, "FINISHED")
+        if result.best_trial is None and outcome.n_trials_run and outcome.stop_reason is not StopReason.CANCELLED:
+            status = "FAILED"
+        run_logger.finish(result, status=status)
+    if outcome.error is not None:
+        raise outcome.error
+    if result.best_trial is None and outcome.n_trials_run and outcome.stop_reason is not StopReason.CANCELLED:
+        first_error = next((t.error for t in result.trials if t.error), "no trial completed")
+        raise ExecutionError(
+            f"all {outcome.n_trials_run} trials failed or were pruned; first error: {first_error}"
+        )
+    return result
+
+
+def _build_result(
+    req: SearchRequest, loop: SearchLoop, outcome: LoopOutcome, *, parent_run_id: str | None,
+    fell_back: bool, backend: str, n_resumed: int,
+) -> TuningResult:
+    trials = outcome.trials
+    best = loop.best_trial()
+    complete = [t.score for t in trials if t.state is TrialState.COMPLETE and t.score is not None]
+    summary = TuningSummary(
+        strategy=req.strategy, seed=req.seed, direction=req.direction, scoring=req.scoring,
+        cv=req.cv_description, total_trials=len(trials), n_trials_run=outcome.n_trials_run,
+        n_complete=len(complete),
+        n_failed=sum(t.state is TrialState.FAILED for t in trials),
+        n_pruned=sum(t.state is TrialState.PRUNED for t in trials),
+        best_score=best.score if best else None, best_params=dict(best.params) if best else None,
+        mean_score=statistics.fmean(complete) if complete else None,
+        std_score=statistics.pstdev(complete) if len(complete) > 1 else (0.0 if complete else None),
+        stopped_early=outcome.stop_reason is StopReason.EARLY_STOPPING,
+        stopped_reason=outcome.stop_reason, elapsed_seconds=round(outcome.elapsed_seconds, 3),
+        n_fold_fits=outcome.n_fold_fits, n_fold_fits_saved=outcome.n_fold_fits_saved,
+        fell_back_to_random=fell_back, n_jobs=req.n_jobs, backend=backend,
+        resumed_from=req.resume_from, n_resumed_trials=n_resumed,
+    )
+    if summary.stopped_early:
+        logger.info("search stopped early after %d trials without improvement (%d trials run)",
+                    req.patience, outcome.n_trials_run)
+    return TuningResult(
+        best_params=summary.best_params, best_score=summary.best_score, best_trial=best,
+        trials=trials, summary=summary, seed=req.seed, parent_run_id=parent_run_id,
+    )

@@ -1,0 +1,205 @@
+"""Search strategies: small classes behind ask / tell. They never fit, split or log.
+
+Scores passed to ``tell`` are "higher is better" (the loop multiplies by the direction's sign);
+``None`` means the trial failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import numpy as np
+
+from mcp_server.error_handling import InvalidRequestError
+from mcp_server.hyperparameter_tuning._space import SearchSpace, to_native
+
+logger = logging.getLogger(__name__)
+
+STRATEGIES = ("grid", "random", "bayesian")
+
+
+def params_key(params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """Identity of a candidate as MLflow would store it (str of each value), so resumed runs match."""
+    return tuple(sorted((k, str(v)) for k, v in params.items()))
+
+
+class SearchStrategy(Protocol):
+    name: str
+
+    def ask(self, n: int) -> list[dict[str, Any]]:
+        """Up to n new candidates; an empty list means the strategy is exhausted."""
+
+    def tell(self, params: Mapping[str, Any], score: float | None) -> None:
+        """Report a finished candidate (score higher-is-better; None = failed)."""
+
+
+class _ListStrategy:
+    """A fixed, ordered candidate list (grid, or a seeded random sequence); resumed points are skipped."""
+
+    name = "list"
+
+    def __init__(self, candidates: list[dict[str, Any]]) -> None:
+        self._candidates = [{k: to_native(v) for k, v in c.items()} for c in candidates]
+        self._position = 0
+        self._skip: Counter = Counter()
+
+    def ask(self, n: int) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        while len(out) < n and self._position < len(self._candidates):
+            candidate = self._candidates[self._position]
+            self._position += 1
+            key = params_key(candidate)
+            if self._skip[key]:
+                self._skip[key] -= 1
+                continue
+            out.append(dict(candidate))
+        return out
+
+    def tell(self, params: Mapping[str, Any], score: float | None) -> None:
+        """Nothing to learn; a point told before it was asked (resume) is skipped later."""
+        if not any(params_key(c) == params_key(params) for c in self._candidates[: self._position]):
+            self._skip[params_key(params)] += 1
+
+
+class GridStrategy(_ListStrategy):
+    name = "grid"
+
+    def __init__(self, space: SearchSpace, *, max_grid_size: int) -> None:
+        from sklearn.model_selection import ParameterGrid
+
+        super().__init__(list(ParameterGrid(space.to_param_grid(max_grid_size=max_grid_size))))
+
+
+class RandomStrategy(_ListStrategy):
+    name = "random"
+
+    def __init__(self, space: SearchSpace, *, n_candidates: int, seed: int) -> None:
+        from sklearn.model_selection import ParameterSampler
+
+        with warnings.catch_warnings():
+            # A finite space smaller than n_candidates is sampled exhaustively; that is the contract.
+            warnings.simplefilter("ignore", UserWarning)
+            candidates = list(
+                ParameterSampler(space.to_sampler_distributions(), n_iter=n_candidates, random_state=seed)
+            )
+        super().__init__(candidates)
+
+
+class BayesianStrategy:
+    """Gaussian-process Bayesian optimization through scikit-optimize's ask/tell Optimizer."""
+
+    name = "bayesian"
+    _MAX_DUPLICATE_ROUNDS = 5
+
+    def __init__(self, space: SearchSpace, *, n_candidates: int, seed: int) -> None:
+        from skopt import Optimizer  # lazy: importing skopt costs ~2 s
+
+        self._space = space
+        self._names = space.names
+        self._optimizer = Optimizer(
+            space.to_skopt_dimensions(),
+            base_estimator="GP",
+            n_initial_points=min(10, max(1, n_candidates // 2)),
+            random_state=seed,
+        )
+        self._rng = np.random.default_rng(seed)
+        self._seen: dict[tuple, float | None] = {}  # key -> score told (None: failed, pending)
+        self._worst: float | None = None
+
+    def _to_params(self, x: list[Any]) -> dict[str, Any]:
+        return {name: to_native(v) for name, v in zip(self._names, x)}
+
+    def _tell_optimizer(self, params: Mapping[str, Any], score: float) -> None:
+        # skopt minimizes.
+        self._optimizer.tell([params[name] for name in self._names], -score)
+
+    def ask(self, n: int) -> list[dict[str, Any]]:
+        size = self._space.size
+        out: list[dict[str, Any]] = []
+        for _ in range(self._MAX_DUPLICATE_ROUNDS):
+            if size is not None and len(self._seen) + len(out) >= size:
+                break
+            wanted = n - len(out)
+            xs = self._optimizer.ask(n_points=wanted) if wanted > 1 else [self._optimizer.ask()]
+            for x in xs:
+                params = self._to_params(x)
+                key = tuple(params[name] for name in self._names)
+                if key in self._seen or any(tuple(p[k] for k in self._names) == key for p in out):
+                    # Already evaluated: remind the model of the known score instead of re-running it.
+                    known = self._seen.get(key)
+                    if known is not None:
+                        self._tell_optimizer(params, known)
+                    continue
+                out.append(params)
+            if len(out) >= n:
+                break
+        if len(out) < n and size is not None:
+            out.extend(self._unseen_points(n - len(out), exclude=out))
+        for params in out:
+            self._seen.setdefault(tuple(params[name] for name in self._names), None)
+        return out
+
+    def _unseen_points(self, n: int, *, exclude: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """In a finite space the GP may keep proposing known points: fill with unseen ones (seeded)."""
+        from sklearn.model_selection import ParameterGrid
+
+        excluded = set(self._seen) | {tuple(p[k] for k in self._names) for p in exclude}
+        grid = ParameterGrid({d.name: d.values() for d in self._space})
+        unseen = [p for p in grid if tuple(p[k] for k in self._names) not in excluded]
+        if not unseen:
+            return []
+        picks = self._rng.permutation(len(unseen))[:n]
+        return [{k: to_native(v) for k, v in unseen[i].items()} for i in sorted(picks)]
+
+    def tell(self, params: Mapping[str, Any], score: float | None) -> None:
+        key = tuple(params[name] for name in self._names)
+        if score is None:
+            # A failed point is bad, but "inf" would wreck the GP's scale: use the worst seen so far.
+            self._seen[key] = None
+            if self._worst is not None:
+                self._tell_optimizer(params, self._worst)
+            return
+        self._seen[key] = score
+        self._worst = score if self._worst is None else min(self._worst, score)
+        self._tell_optimizer(params, score)
+
+
+def _check_bayesian_space(space: SearchSpace) -> None:
+    from mcp_server.hyperparameter_tuning._space import DistributionDimension
+
+    for dim in space:
+        if isinstance(dim, DistributionDimension):
+            raise InvalidRequestError(
+                f"bayesian search cannot use the scipy distribution given for {dim.name!r}; "
+                "give (low, high[, 'log-uniform']), a list, or a typed dict"
+            )
+
+
+def make_strategy(
+    name: str,
+    space: SearchSpace,
+    *,
+    n_candidates: int,
+    seed: int,
+    max_grid_size: int,
+) -> tuple[SearchStrategy, bool]:
+    """Build a strategy; returns (strategy, fell_back_to_random)."""
+    if name == "grid":
+        return GridStrategy(space, max_grid_size=max_grid_size), False
+    if name == "random":
+        return RandomStrategy(space, n_candidates=n_candidates, seed=seed), False
+    if name == "bayesian":
+        _check_bayesian_space(space)
+        try:
+            import skopt  # noqa: F401
+        except ImportError as exc:
+            message = f"scikit-optimize is not importable ({exc}); bayesian search falls back to random search"
+            logger.warning(message)
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+            return RandomStrategy(space, n_candidates=n_candidates, seed=seed), True
+        return BayesianStrategy(space, n_candidates=n_candidates, seed=seed), False
+    raise InvalidRequestError(f"strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")

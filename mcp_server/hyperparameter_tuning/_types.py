@@ -1,0 +1,148 @@
+"""States, policies and result records of a hyperparameter search (plain data, JSON-friendly)."""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TrialState(str, Enum):
+    COMPLETE = "COMPLETE"
+    PRUNED = "PRUNED"  # stopped after some folds because it could not plausibly win
+    FAILED = "FAILED"  # raised; recorded with its error, never the best
+
+
+class Direction(str, Enum):
+    MAXIMIZE = "maximize"
+    MINIMIZE = "minimize"
+
+    @classmethod
+    def from_maximize(cls, maximize: bool) -> Direction:
+        return cls.MAXIMIZE if maximize else cls.MINIMIZE
+
+    @property
+    def sign(self) -> float:
+        """Multiplier that turns a score into "higher is better"."""
+        return 1.0 if self is Direction.MAXIMIZE else -1.0
+
+
+class OnTrialError(str, Enum):
+    RECORD = "record"  # record the trial FAILED and go on
+    RAISE = "raise"  # record it, end the search and re-raise
+
+
+class StopReason(str, Enum):
+    EXHAUSTED = "exhausted"  # the strategy has no candidate left
+    MAX_TRIALS = "max_trials"
+    TIMEOUT = "timeout"
+    EARLY_STOPPING = "early_stopping"
+    CANCELLED = "cancelled"
+    ERROR = "error"  # a trial raised under OnTrialError.RAISE
+
+
+class TrialRecord(BaseModel):
+    """One evaluated candidate. ``score`` is the mean of ``fold_scores`` (over the folds that ran)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    number: int = Field(ge=0)
+    params: dict[str, Any]
+    state: TrialState
+    score: float | None = None
+    std: float | None = None
+    fold_scores: list[float] = Field(default_factory=list)
+    duration_seconds: float = 0.0
+    error: str | None = None
+    run_id: str | None = None  # MLflow child run, when logged
+
+    def to_seed_dict(self) -> dict[str, Any]:
+        return {
+            "trial": self.number,
+            "params": dict(self.params),
+            "score": self.score,
+            "std": self.std,
+            "fold_scores": list(self.fold_scores),
+            "state": self.state.value,
+            "duration_seconds": self.duration_seconds,
+            "error": self.error,
+        }
+
+
+class TuningProgress(BaseModel):
+    """What the on_trial callback receives beside the trial: enough for "trial 7/30, best roc_auc 0.742"."""
+
+    n_trials_done: int
+    max_trials: int | None
+    best_score: float | None
+    best_params: dict[str, Any] | None
+    scoring: str
+    elapsed_seconds: float
+
+    def message(self) -> str:
+        total = f"/{self.max_trials}" if self.max_trials else ""
+        best = "n/a" if self.best_score is None else f"{self.best_score:.4g}"
+        return f"trial {self.n_trials_done}{total}, best {self.scoring} {best}"
+
+
+class TuningSummary(BaseModel):
+    strategy: str
+    seed: int
+    direction: Direction
+    scoring: str
+    cv: str
+    total_trials: int  # every recorded trial, including ones read back on resume
+    n_trials_run: int  # trials evaluated by this call
+    n_complete: int
+    n_failed: int
+    n_pruned: int
+    best_score: float | None
+    best_params: dict[str, Any] | None
+    mean_score: float | None  # over COMPLETE trials
+    std_score: float | None
+    stopped_early: bool
+    stopped_reason: StopReason
+    elapsed_seconds: float
+    n_fold_fits: int  # fold fits actually run by this call
+    n_fold_fits_saved: int  # fold fits pruning skipped in this call
+    fell_back_to_random: bool = False
+    n_jobs: int = 1
+    backend: str = "sequential"
+    resumed_from: str | None = None
+    n_resumed_trials: int = 0
+
+
+class TuningResult(BaseModel):
+    best_params: dict[str, Any] | None
+    best_score: float | None
+    best_trial: TrialRecord | None
+    trials: list[TrialRecord]
+    summary: TuningSummary
+    seed: int
+    parent_run_id: str | None = None
+
+    def top(self, n: int) -> list[TrialRecord]:
+        """The n best COMPLETE trials, best first."""
+        sign = self.summary.direction.sign
+        complete = [t for t in self.trials if t.state is TrialState.COMPLETE and _finite(t.score)]
+        return sorted(complete, key=lambda t: (-sign * t.score, t.number))[:n]
+
+    def to_seed_dict(self) -> dict[str, Any]:
+        """The seed's result form: ``{"params", "score", ...}``."""
+        best = self.best_trial
+        return {
+            "params": dict(self.best_params or {}),
+            "score": self.best_score,
+            "std": best.std if best else None,
+            "fold_scores": list(best.fold_scores) if best else [],
+            "trial": best.number if best else None,
+            "seed": self.seed,
+            "parent_run_id": self.parent_run_id,
+            "summary": self.summary.model_dump(mode="json"),
+        }
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
