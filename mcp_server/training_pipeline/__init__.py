@@ -1,0 +1,70 @@
+"""Training pipelines: stages run in order, each execution one MLflow run; registry and champion.
+
+    pipeline = TrainingPipeline("nba_rookies", config={"n_estimators": 100}, mlflow_tracker=tracker)
+    pipeline.add_stage(PipelineStage.DATA_PREPARATION, prepare)      # returns prepared_data
+    pipeline.add_stage(PipelineStage.MODEL_TRAINING, train)          # train(prepared_data, config)
+    pipeline.add_stage(PipelineStage.MODEL_EVALUATION, evaluate, retries=1)  # dict of numbers = metrics
+    run = pipeline.execute(data=df)
+    run.status, run.metrics, run.stages["model_training"].duration_seconds
+    pipeline.compare_runs([a.run_id, b.run_id])["metrics"]["accuracy"]["diff"]
+
+For declarative use (the MCP layer): ``run_standard_pipeline(StandardPipelineRequest(...), ...)``,
+``promote_model``, ``predict`` and ``predict_proba``. See docs/pipeline.md.
+"""
+
+from mcp_server.training_pipeline._evaluation import (
+    CLASSIFICATION_METRICS,
+    REGRESSION_METRICS,
+    default_primary_metric,
+    evaluate_model,
+)
+from mcp_server.training_pipeline._pipeline import StageCallback, TrainingPipeline
+from mcp_server.training_pipeline._registry import (
+    CHAMPION_ALIAS,
+    MAX_PREDICT_ROWS,
+    PromotionDecision,
+    decide_promotion,
+    load_registered_model,
+    predict,
+    predict_proba,
+    promote_model,
+)
+from mcp_server.training_pipeline._standard import (
+    PipelineResult,
+    StandardPipelineRequest,
+    run_standard_pipeline,
+)
+from mcp_server.training_pipeline._types import (
+    STAGE_OUTPUT_NAMES,
+    PipelineRun,
+    PipelineStage,
+    PipelineStatus,
+    StageResult,
+    StageStatus,
+)
+
+__all__ = [
+    "CHAMPION_ALIAS",
+    "CLASSIFICATION_METRICS",
+    "MAX_PREDICT_ROWS",
+    "REGRESSION_METRICS",
+    "STAGE_OUTPUT_NAMES",
+    "PipelineResult",
+    "PipelineRun",
+    "PipelineStage",
+    "PipelineStatus",
+    "PromotionDecision",
+    "StageCallback",
+    "StageResult",
+    "StageStatus",
+    "StandardPipelineRequest",
+    "TrainingPipeline",
+    "decide_promotion",
+    "default_primary_metric",
+    "evaluate_model",
+    "load_registered_model",
+    "predict",
+    "predict_proba",
+    "promote_model",
+    "run_standard_pipeline",
+]

@@ -1,0 +1,279 @@
+"""TrainingPipeline: named stages run in a fixed order, each execution one MLflow run."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+import uuid
+from functools import partial
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from mcp_server.error_handling import InvalidRequestError, NotFoundError
+from mcp_server.mlflow_integration import compare_runs as compare_run_metadata
+from mcp_server.training_pipeline import _mlflow_record as record
+from mcp_server.training_pipeline._stages import (
+    StageCancelled,
+    StageSpec,
+    find_feature_frame,
+    find_model,
+    numeric_metrics,
+    run_with_retries,
+    summarize,
+)
+from mcp_server.training_pipeline._types import (
+    STAGE_OUTPUT_NAMES,
+    PipelineRun,
+    PipelineStage,
+    PipelineStatus,
+    StageResult,
+    StageStatus,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_HISTORY = 1000
+# on_stage(stage_name, index (1-based), total, status) — for progress reporting.
+StageCallback = Callable[[str, int, int, str], None]
+
+
+class TrainingPipeline:
+    """Stages (validate → prepare → engineer → train → evaluate → register → deploy) run in that order.
+
+    A stage function receives, by parameter name, any of: ``config``, ``data``, ``run_id``,
+    ``tracker``, ``should_stop``, ``pipeline_name`` and the outputs of earlier stages
+    (``validation_result``, ``prepared_data``, ``features``, ``trained_model``/``model``,
+    ``model_uri``, ``evaluation``/``metrics``, ``registration``, ``deployment``); a function
+    taking ``**kwargs`` receives them all. An evaluation stage that returns a dict of numbers
+    sets the run's metrics.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        config: Mapping[str, Any] | None = None,
+        mlflow_tracker: Any = None,
+        enable_mlflow: bool = True,
+        *,
+        settings: Any = None,
+    ) -> None:
+        if not isinstance(name, str) or not name.strip() or len(name) > 200:
+            raise InvalidRequestError(f"pipeline name must be a non-empty string of at most 200 characters, got {name!r}")
+        if config is not None and not isinstance(config, Mapping):
+            raise InvalidRequestError(f"config must be a mapping, got {type(config).__name__}")
+        self.name = name
+        self.config: dict[str, Any] = copy.deepcopy(dict(config or {}))
+        self.enable_mlflow = enable_mlflow
+        self._tracker = mlflow_tracker
+        self._settings = settings
+        self._stages: dict[PipelineStage, StageSpec] = {}
+        self._local_history: list[PipelineRun] = []
+        self._lock = threading.Lock()
+
+    # --- building -----------------------------------------------------------------------------
+    def add_stage(
+        self,
+        stage: PipelineStage | str,
+        func: Callable[..., Any],
+        *,
+        retries: int = 0,
+        retry_delay: float = 0.0,
+        retry_backoff: float = 2.0,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+    ) -> TrainingPipeline:
+        """Declare the function of a stage; a failing attempt is retried ``retries`` times,
+        waiting ``retry_delay * retry_backoff**n`` seconds. Returns the pipeline (chainable)."""
+        kind = PipelineStage.parse(stage)
+        if kind in self._stages:
+            raise InvalidRequestError(f"stage {kind.value} is already defined in pipeline {self.name!r}")
+        self._stages[kind] = StageSpec(kind, func, retries, retry_delay, retry_backoff, tuple(retry_on))
+        return self
+
+    @property
+    def stages(self) -> list[PipelineStage]:
+        return sorted(self._stages, key=lambda s: s.position)
+
+    def get_current_config(self) -> dict[str, Any]:
+        return copy.deepcopy(self.config)
+
+    def update_config(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge ``changes`` into the config used by later executions; returns the new config."""
+        self.config.update(copy.deepcopy(dict(changes)))
+        return self.get_current_config()
+
+    @property
+    def tracker(self) -> Any:
+        """The tracker runs are logged to (None when MLflow is disabled); built on first use."""
+        if not self.enable_mlflow:
+            return None
+        if self._tracker is None:
+            from mcp_server.mlflow_integration import get_mlflow_tracker
+            from mcp_server.settings import Settings
+
+            settings = self._settings or Settings()
+            self._tracker = get_mlflow_tracker(settings.experiment_name, settings=settings)
+        return self._tracker
+
+    # --- running ------------------------------------------------------------------------------
+    def execute(
+        self,
+        data: Any = None,
+        *,
+        should_stop: Callable[[], bool] | None = None,
+        on_stage: StageCallback | None = None,
+        run_name: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> PipelineRun:
+        """Run every stage once; a failed stage fails the run and skips the rest. Never raises
+        for a stage's error (it is in the returned run); raises when tracking itself fails."""
+        if not self._stages:
+            raise InvalidRequestError(f"pipeline {self.name!r} has no stages; add one with add_stage")
+        specs = [self._stages[s] for s in self.stages]
+        config = self.get_current_config()
+        tracker = self.tracker
+        started = datetime.now(timezone.utc)
+        if tracker is None:
+            run = self._new_run(uuid.uuid4().hex, started, config, tracked=False)
+            self._run_stages(run, specs, data, None, should_stop, on_stage)
+        else:
+            all_tags = {**record.start_tags(self.name, config, self.stages), **(tags or {})}
+            nested = tracker.active_run_id is not None
+            with tracker.start_run(run_name or self.name, tags=all_tags, nested=nested) as run_id:
+                run = self._new_run(run_id, started, config, tracked=True)
+                params = record.flatten_config(config)
+                if params:
+                    tracker.log_params(params, run_id=run_id)
+                self._run_stages(run, specs, data, tracker, should_stop, on_stage)
+                tracker.set_tags(record.end_tags(run), run_id=run_id)
+                tracker.end_run(record.run_status_for(run.status), run_id=run_id)
+        with self._lock:
+            self._local_history.append(run)
+            del self._local_history[:-MAX_HISTORY]
+        logger.info("pipeline %s run %s ended %s", self.name, run.run_id, run.status.value)
+        return run
+
+    def _new_run(self, run_id: str, started: datetime, config: dict[str, Any], *, tracked: bool) -> PipelineRun:
+        return PipelineRun(
+            run_id=run_id,
+            pipeline_name=self.name,
+            status=PipelineStatus.RUNNING,
+            start_time=started,
+            config=config,
+            stages={s.value: StageResult(stage=s) for s in self.stages},
+            tracked=tracked,
+        )
+
+    def _run_stages(self, run, specs, data, tracker, should_stop, on_stage) -> None:
+        available: dict[str, Any] = {
+            "config": run.config, "data": data, "run_id": run.run_id, "tracker": tracker,
+            "mlflow_tracker": tracker, "should_stop": should_stop or (lambda: False),
+            "pipeline_name": self.name,
+        }
+        total = len(specs)
+        for index, spec in enumerate(specs, start=1):
+            result = run.stages[spec.stage.value]
+            if run.status is PipelineStatus.RUNNING and should_stop is not None and should_stop():
+                run.status = PipelineStatus.CANCELLED
+                run.error = f"cancelled before stage {spec.stage.value}"
+            if run.status is not PipelineStatus.RUNNING:
+                result.status = StageStatus.SKIPPED
+                self._report(on_stage, result, index, total, tracker, run.run_id)
+                continue
+            result.status = StageStatus.RUNNING
+            _notify(on_stage, spec.stage.value, index, total, StageStatus.RUNNING.value)
+            began = time.perf_counter()
+            try:
+                output = run_with_retries(spec, available, should_stop, partial(setattr, result, "attempts"))
+                self._absorb(run, spec.stage, output, available, tracker)
+                result.status = StageStatus.COMPLETED
+                result.output_summary = summarize(output)
+            except StageCancelled:
+                result.status = StageStatus.FAILED
+                result.error = "cancelled while waiting to retry"
+                run.status = PipelineStatus.CANCELLED
+                run.error = f"cancelled during stage {spec.stage.value}"
+            except Exception as exc:  # a stage's failure is the run's outcome, not ours to raise
+                logger.warning("stage %s of %s failed", spec.stage.value, self.name, exc_info=True)
+                result.status = StageStatus.FAILED
+                result.error = f"{type(exc).__name__}: {exc}"[:2000]
+                run.status = PipelineStatus.FAILED
+                run.failed_stage = spec.stage.value
+                run.error = f"stage {spec.stage.value} failed: {result.error}"
+            result.duration_seconds = round(time.perf_counter() - began, 6)
+            self._report(on_stage, result, index, total, tracker, run.run_id)
+        if run.status is PipelineStatus.RUNNING:
+            run.status = PipelineStatus.COMPLETED
+        run.end_time = datetime.now(timezone.utc)
+
+    def _absorb(self, run: PipelineRun, stage: PipelineStage, output: Any, available: dict, tracker) -> None:
+        """Make a stage's output visible to later stages and record what it means for the run."""
+        run.outputs[stage.value] = output
+        for name in STAGE_OUTPUT_NAMES[stage]:
+            available[name] = output
+        if stage is PipelineStage.MODEL_TRAINING:
+            model = find_model(output)
+            if model is not None:
+                available["trained_model"] = available["model"] = model
+                if tracker is not None:
+                    example = find_feature_frame(available.get("features"), available.get("prepared_data"))
+                    run.model_uri = tracker.log_model(model, "model", input_example=example, run_id=run.run_id)
+                    available["model_uri"] = run.model_uri
+        if stage is PipelineStage.MODEL_EVALUATION:
+            run.metrics = numeric_metrics(output)
+            if tracker is not None and run.metrics:
+                tracker.log_metrics(run.metrics, run_id=run.run_id)
+
+    def _report(self, on_stage, result: StageResult, index: int, total: int, tracker, run_id: str) -> None:
+        if tracker is not None:
+            tracker.set_tags(record.stage_tags(result), run_id=run_id)
+            if result.status is not StageStatus.SKIPPED:
+                tracker.log_metrics(record.stage_metrics(result), run_id=run_id)
+        _notify(on_stage, result.stage.value, index, total, result.status.value)
+
+    # --- reading ------------------------------------------------------------------------------
+    def get_run_history(self, limit: int = 10) -> list[PipelineRun]:
+        """This pipeline's runs, newest first (read from MLflow when enabled, so any process sees them)."""
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_HISTORY:
+            raise InvalidRequestError(f"limit must be between 1 and {MAX_HISTORY}, got {limit!r}")
+        tracker = self.tracker
+        if tracker is None:
+            with self._lock:
+                return list(reversed(self._local_history))[:limit]
+        found = tracker.search_runs(
+            record.history_filter(self.name), max_results=limit, order_by=["attributes.start_time DESC"]
+        )
+        return [record.run_from_metadata(meta) for meta in found]
+
+    def get_run(self, run_id: str) -> PipelineRun:
+        tracker = self.tracker
+        if tracker is None:
+            return self._local_run(run_id)
+        return record.run_from_metadata(tracker.get_run(run_id))
+
+    def compare_runs(self, run_ids: list[str]) -> dict[str, Any]:
+        """Metrics side by side (``["metrics"][name]["diff"][run_id]`` is the change from the first run)."""
+        if not run_ids or len(run_ids) > 100:
+            raise InvalidRequestError(f"run_ids must list between 1 and 100 runs, got {len(run_ids or [])}")
+        tracker = self.tracker
+        if tracker is not None:
+            return tracker.compare_runs(list(run_ids))
+        return compare_run_metadata([record.metadata_for_local(self._local_run(r)) for r in run_ids])
+
+    def _local_run(self, run_id: str) -> PipelineRun:
+        with self._lock:
+            for run in self._local_history:
+                if run.run_id == run_id:
+                    return run
+        raise NotFoundError(f"run {run_id!r} not found in the history of pipeline {self.name!r}")
+
+
+def _notify(on_stage: StageCallback | None, stage: str, index: int, total: int, status: str) -> None:
+    if on_stage is None:
+        return
+    try:
+        on_stage(stage, index, total, status)
+    except Exception:  # progress reporting must never break the work it reports on
+        logger.warning("on_stage callback failed for stage %s", stage, exc_info=True)

@@ -1,0 +1,226 @@
+"""Champion promotion in the MLflow model registry, and predictions from registered models.
+
+A version takes the ``champion`` alias only when it is strictly better than the current champion
+on the primary metric, read from each version's source run (lower is better for loss/error
+metrics such as rmse, mae and log_loss). Every decision says why, promoted or not.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel
+
+from mcp_server.error_handling import InvalidRequestError, NotFoundError
+from mcp_server.mlflow_integration import lower_is_better
+
+CHAMPION_ALIAS = "champion"
+PRIMARY_METRIC_TAG = "primary_metric"  # on model versions
+PIPELINE_PRIMARY_METRIC_TAG = "pipeline.primary_metric"  # on runs
+MAX_PREDICT_ROWS = 10_000
+_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+class PromotionDecision(BaseModel):
+    """The champion comparison. ``promoted`` is true when the alias points at ``version`` afterwards."""
+
+    model_name: str
+    alias: str
+    version: int
+    primary_metric: str
+    higher_is_better: bool
+    new_metric: float | None = None
+    previous_version: int | None = None
+    previous_metric: float | None = None
+    promoted: bool
+    forced: bool = False
+    reason: str
+
+    def as_tags(self, prefix: str = "champion.") -> dict[str, str]:
+        values = {
+            "promoted": str(self.promoted).lower(), "alias": self.alias, "model_name": self.model_name,
+            "version": self.version, "primary_metric": self.primary_metric,
+            "new_metric": self.new_metric, "previous_version": self.previous_version,
+            "previous_metric": self.previous_metric, "forced": str(self.forced).lower(), "reason": self.reason,
+        }
+        return {f"{prefix}{k}": str(v) for k, v in values.items() if v is not None}
+
+
+def check_model_name(name: str) -> str:
+    if not isinstance(name, str) or not _MODEL_NAME.match(name):
+        raise InvalidRequestError(
+            f"model_name must be 1-100 letters, digits, '_', '.' or '-' starting with a letter or digit, got {name!r}"
+        )
+    return name
+
+
+def check_alias(alias: str) -> str:
+    # MLflow reserves "latest" and version-like aliases ("v3").
+    if not isinstance(alias, str) or not _ALIAS.match(alias) or alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias):
+        raise InvalidRequestError(
+            f"alias must start with a letter, use letters, digits, '_' or '-', and not be 'latest' or 'v<number>', got {alias!r}"
+        )
+    return alias
+
+
+def decide_promotion(
+    tracker: Any,
+    model_name: str,
+    version: int,
+    *,
+    primary_metric: str,
+    alias: str = CHAMPION_ALIAS,
+    new_metric: float | None = None,
+    promote: bool = True,
+    force: bool = False,
+) -> PromotionDecision:
+    """Compare ``version`` with the alias holder on ``primary_metric``; move the alias if it wins
+    (or if ``force``); with ``promote=False`` only compare."""
+    higher = not lower_is_better(primary_metric)
+    if new_metric is None:
+        new_metric = _run_metric(tracker, tracker.get_model_version(model_name, version), primary_metric)
+    holder = _alias_holder(tracker, model_name, alias)
+    previous_version = holder["version"] if holder else None
+    previous_metric = _run_metric(tracker, holder, primary_metric) if holder else None
+    base = dict(model_name=model_name, alias=alias, version=int(version), primary_metric=primary_metric,
+                higher_is_better=higher, new_metric=new_metric, previous_version=previous_version,
+                previous_metric=previous_metric, forced=force)
+
+    if previous_version == int(version):
+        return PromotionDecision(**base, promoted=True, reason=f"version {version} already holds {alias!r}")
+    wins, why = _wins(new_metric, previous_metric, previous_version, primary_metric, higher, alias)
+    if force:
+        wins, why = True, f"forced; comparison: {why}"
+    if not promote:
+        return PromotionDecision(**base, promoted=False, reason=f"comparison only (promote=false): {why}")
+    if wins:
+        tracker.set_model_alias(model_name, alias, int(version))
+    return PromotionDecision(**base, promoted=wins, reason=why)
+
+
+def _wins(new, previous, previous_version, metric, higher, alias) -> tuple[bool, str]:
+    if previous_version is None:
+        if new is None:
+            return True, f"no current {alias!r}; the new version has no {metric!r} to report"
+        return True, f"no current {alias!r}"
+    if new is None:
+        return False, f"the new version has no {metric!r} in its source run; nothing to compare"
+    if previous is None:
+        return False, (f"{alias} v{previous_version} has no {metric!r} in its source run; "
+                       "promote explicitly with force=true to replace it")
+    better = new > previous if higher else new < previous
+    relation = "better than" if better else ("equal to" if new == previous else "worse than")
+    direction = "higher" if higher else "lower"
+    return better, f"{metric} {new:.6g} is {relation} {alias} v{previous_version} ({previous:.6g}; {direction} is better)"
+
+
+def _alias_holder(tracker: Any, model_name: str, alias: str) -> dict[str, Any] | None:
+    try:
+        return tracker.get_model_version(model_name, alias)
+    except NotFoundError:
+        return None
+
+
+def _run_metric(tracker: Any, version_info: dict[str, Any], metric: str) -> float | None:
+    run_id = version_info.get("run_id")
+    if not run_id:
+        return None
+    try:
+        return tracker.get_run(run_id).metrics.get(metric)
+    except NotFoundError:
+        return None
+
+
+def promote_model(
+    tracker: Any,
+    model_name: str,
+    version: int,
+    *,
+    alias: str = CHAMPION_ALIAS,
+    force: bool = False,
+    primary_metric: str | None = None,
+) -> PromotionDecision:
+    """Give ``alias`` to ``version`` if it beats the holder on the primary metric (or with ``force``).
+    Without ``primary_metric`` the one recorded when the version was registered is used."""
+    check_model_name(model_name)
+    check_alias(alias)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise InvalidRequestError(f"version must be a positive integer, got {version!r}")
+    info = tracker.get_model_version(model_name, version)
+    metric = primary_metric or info.get("tags", {}).get(PRIMARY_METRIC_TAG)
+    if not metric and info.get("run_id"):
+        metric = tracker.get_run(info["run_id"]).tags.get(PIPELINE_PRIMARY_METRIC_TAG)
+    if not metric:
+        raise InvalidRequestError(
+            f"primary_metric is required: version {version} of {model_name!r} records none"
+        )
+    decision = decide_promotion(tracker, model_name, version, primary_metric=metric, alias=alias, force=force)
+    if info.get("run_id"):
+        tracker.set_tags(decision.as_tags(prefix="promotion."), run_id=info["run_id"])
+        tracker.flush()
+    return decision
+
+
+# --- predictions ---------------------------------------------------------------------------------
+def load_registered_model(tracker: Any, model_name: str, alias_or_version: int | str) -> Any:
+    check_model_name(model_name)
+    ref = str(alias_or_version)
+    if ref.isdigit():
+        return tracker.load_model(f"models:/{model_name}/{int(ref)}")
+    return tracker.load_model(f"models:/{model_name}@{check_alias(ref)}")
+
+
+def predict(tracker: Any, model_name: str, alias_or_version: int | str, rows: list[dict[str, Any]]) -> list:
+    """Predictions of a registered model for raw feature rows (column name -> value)."""
+    model = load_registered_model(tracker, model_name, alias_or_version)
+    frame = _rows_to_frame(model, rows, model_name)
+    try:
+        return model.predict(frame).tolist()
+    except (ValueError, TypeError) as exc:
+        raise InvalidRequestError(f"rows could not be scored by {model_name!r}: {exc}") from None
+
+
+def predict_proba(
+    tracker: Any, model_name: str, alias_or_version: int | str, rows: list[dict[str, Any]]
+) -> list[dict[str, float]]:
+    """Class probabilities (class label as text -> probability) for each row, for classifiers."""
+    model = load_registered_model(tracker, model_name, alias_or_version)
+    if not hasattr(model, "predict_proba"):
+        raise InvalidRequestError(f"model {model_name!r} ({alias_or_version}) does not give class probabilities")
+    frame = _rows_to_frame(model, rows, model_name)
+    try:
+        probabilities = model.predict_proba(frame)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise InvalidRequestError(f"rows could not be scored by {model_name!r}: {exc}") from None
+    classes = [str(c) for c in model.classes_]
+    return [dict(zip(classes, map(float, row), strict=True)) for row in probabilities]
+
+
+def _rows_to_frame(model: Any, rows: list[dict[str, Any]], model_name: str):
+    import pandas as pd
+
+    if not isinstance(rows, list) or not 1 <= len(rows) <= MAX_PREDICT_ROWS:
+        size = len(rows) if isinstance(rows, list) else type(rows).__name__
+        raise InvalidRequestError(f"rows must be a list of 1 to {MAX_PREDICT_ROWS} objects, got {size}")
+    if not all(isinstance(row, dict) for row in rows):
+        raise InvalidRequestError("rows must be objects mapping column names to values")
+    required = [str(c) for c in getattr(model, "feature_names_in_", [])]
+    for index, row in enumerate(rows):
+        missing = [c for c in required if c not in row]
+        if missing:
+            raise InvalidRequestError(
+                f"row {index} is missing required columns for {model_name!r}: {', '.join(missing)}"
+            )
+    frame = pd.DataFrame.from_records(rows)
+    if required:
+        frame = frame[required]  # drop extra keys, restore the training column order
+    for column in frame.columns:
+        values = frame[column].dropna()
+        if frame[column].dtype == object and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+        ):
+            # JSON numbers mixed with nulls arrive as objects; an all-null column becomes NaN.
+            frame[column] = pd.to_numeric(frame[column]).astype(float) if len(values) < len(frame) else pd.to_numeric(frame[column])
+    return frame

@@ -1,0 +1,285 @@
+"""The standard pipeline built from declarative arguments (what the MCP ``run_pipeline`` tool calls).
+
+validate → split (stratified when classifying) → train (allow-listed estimator in a
+preprocessing Pipeline) → evaluate (metrics + a PNG) → register → deploy (champion alias only if
+the new version beats the current champion on the primary metric; the comparison is recorded
+either way). Request mistakes (unknown dataset, column, estimator, hyperparameter, schema,
+metric; a dataset path leaving the data folders) raise before any run is created.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+from mcp_server.error_handling import ExecutionError, InvalidRequestError
+from mcp_server.training_pipeline._evaluation import default_primary_metric, evaluate_model, metric_names
+from mcp_server.training_pipeline._pipeline import StageCallback, TrainingPipeline
+from mcp_server.training_pipeline._registry import (
+    PIPELINE_PRIMARY_METRIC_TAG,
+    PRIMARY_METRIC_TAG,
+    PromotionDecision,
+    check_model_name,
+    decide_promotion,
+)
+from mcp_server.training_pipeline._types import PipelineStage, PipelineStatus, StageResult
+
+MAX_LISTED_ISSUES = 5
+
+
+class StandardPipelineRequest(BaseModel):
+    """What to train, on which data, and how to judge it."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())
+
+    dataset: str = Field(min_length=1, max_length=500, description="Dataset name in the catalog (e.g. nba_logreg, sklearn:iris)")
+    target: str = Field(min_length=1, description="Column to predict")
+    features: list[str] | None = Field(default=None, description="Feature columns; default: all but target and drop_columns")
+    drop_columns: list[str] = Field(default_factory=list, description="Columns never used as features (e.g. names)")
+    estimator: str = Field(default="random_forest", description="Allow-listed estimator name")
+    params: dict[str, Any] = Field(default_factory=dict, description="Estimator hyperparameters")
+    task: Literal["classification", "regression"] | None = Field(default=None, description="Default: inferred from the target")
+    drop_duplicates: bool = Field(
+        default=True, description="Drop rows repeating another row's features and target before the split"
+    )
+    test_size: float = Field(default=0.2, ge=0.05, le=0.5, description="Held-out fraction")
+    seed: int = Field(default=0, ge=0, le=2**32 - 1, description="Seed of the split and the estimator")
+    schema_name: str | None = Field(
+        default=None, validation_alias=AliasChoices("schema_name", "schema"), description="Validation schema name"
+    )
+    model_name: str | None = Field(default=None, description="Registered model name; default: <dataset>-<target>")
+    primary_metric: str | None = Field(
+        default=None, description="Metric deciding promotion; default roc_auc (binary), accuracy (multiclass), rmse (regression)"
+    )
+    promote: bool = Field(default=True, description="Move the champion alias when the new version wins")
+    run_name: str | None = Field(default=None, max_length=250)
+
+
+class PipelineResult(BaseModel):
+    """Outcome of a standard pipeline run."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    run_id: str
+    pipeline_name: str
+    status: PipelineStatus
+    error: str | None = None
+    failed_stage: str | None = None
+    task: Literal["classification", "regression"]
+    primary_metric: str
+    metrics: dict[str, float] = Field(default_factory=dict)
+    stages: list[StageResult] = Field(default_factory=list)
+    model_name: str
+    model_version: int | None = None
+    model_uri: str | None = None
+    promotion: PromotionDecision | None = None
+    validation: dict[str, Any] | None = Field(default=None, description="Validation summary and issues")
+    n_train: int | None = None
+    n_test: int | None = None
+    duration_seconds: float | None = None
+    artifacts: list[str] = Field(default_factory=list)
+
+
+class _Plan(BaseModel):
+    """A request checked against the data: everything the stages need, nothing left to guess."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    features: list[str]
+    task: Literal["classification", "regression"]
+    params: dict[str, Any]
+    primary_metric: str
+    model_name: str
+
+
+def run_standard_pipeline(
+    request: StandardPipelineRequest,
+    *,
+    settings: Any,
+    tracker: Any,
+    catalog: Any = None,
+    validator: Any = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_stage: StageCallback | None = None,
+) -> PipelineResult:
+    """Run validate → split → train → evaluate → register → deploy as one MLflow run."""
+    from mcp_server.data_validation_pipeline import DataValidationPipeline
+    from mcp_server.datasets import DatasetCatalog
+
+    catalog = catalog or DatasetCatalog(settings)
+    validator = validator or DataValidationPipeline()
+    frame = catalog.load(request.dataset)  # refuses names that leave the data folders
+    plan = _plan(request, frame)
+    if request.schema_name is not None:
+        validator.load_schema(request.schema_name)  # unknown schema: the caller's mistake, raise now
+    captured: dict[str, Any] = {}
+    pipeline = TrainingPipeline(plan.model_name, _config(request, plan), tracker, enable_mlflow=True, settings=settings)
+    for stage, func in _stages(request, plan, validator, captured).items():
+        pipeline.add_stage(stage, func)
+    run = pipeline.execute(
+        frame,
+        should_stop=should_stop,
+        on_stage=on_stage,
+        run_name=request.run_name or f"{plan.model_name}-{request.estimator}",
+        tags={PIPELINE_PRIMARY_METRIC_TAG: plan.primary_metric, "pipeline.kind": "standard"},
+    )
+    prepared = run.output(PipelineStage.DATA_PREPARATION) or {}
+    registration = run.output(PipelineStage.MODEL_REGISTRATION) or {}
+    validation = captured.get("validation")
+    return PipelineResult(
+        run_id=run.run_id,
+        pipeline_name=run.pipeline_name,
+        status=run.status,
+        error=run.error,
+        failed_stage=run.failed_stage,
+        task=plan.task,
+        primary_metric=plan.primary_metric,
+        metrics=run.metrics,
+        stages=run.stage_results,
+        model_name=plan.model_name,
+        model_version=registration.get("version"),
+        model_uri=run.model_uri,
+        promotion=captured.get("promotion"),
+        validation=validation.model_dump(mode="json") if validation is not None else None,
+        n_train=len(prepared["y_train"]) if "y_train" in prepared else None,
+        n_test=len(prepared["y_test"]) if "y_test" in prepared else None,
+        duration_seconds=run.duration_seconds,
+        artifacts=tracker.list_artifacts(run.run_id),
+    )
+
+
+def _plan(request: StandardPipelineRequest, frame: Any) -> _Plan:
+    from mcp_server.estimators import check_params, get_estimator_spec, infer_task
+
+    columns = [str(c) for c in frame.columns]
+    _require_columns("target", [request.target], columns)
+    _require_columns("drop_columns", request.drop_columns, columns)
+    if request.features is not None:
+        _require_columns("features", request.features, columns)
+        features = list(dict.fromkeys(request.features))
+    else:
+        features = [c for c in columns if c != request.target and c not in request.drop_columns]
+    features = [c for c in features if c not in request.drop_columns]
+    if request.target in features:
+        raise InvalidRequestError(f"features must not include the target {request.target!r}")
+    if not features:
+        raise InvalidRequestError("no feature columns left after removing the target and drop_columns")
+    y = frame[request.target].dropna()
+    if y.empty:
+        raise InvalidRequestError(f"target {request.target!r} has no values")
+    task = infer_task(y, task=request.task)
+    get_estimator_spec(request.estimator).estimator_class(task)  # unknown or unsuitable: raise
+    params = check_params(request.estimator, task, request.params)
+    n_classes = int(y.nunique()) if task == "classification" else 0
+    if task == "classification":
+        counts = y.value_counts()
+        if n_classes < 2:
+            raise InvalidRequestError(f"target {request.target!r} has a single class; classification needs at least 2")
+        if counts.min() < 2:
+            raise InvalidRequestError(
+                f"target {request.target!r} class {counts.idxmin()!r} has {counts.min()} row; "
+                "a stratified split needs at least 2 rows per class"
+            )
+    valid = metric_names(task)
+    primary = request.primary_metric or default_primary_metric(task, n_classes)
+    if primary not in valid:
+        raise InvalidRequestError(f"primary_metric for {task} must be one of {', '.join(valid)}, got {primary!r}")
+    model_name = check_model_name(request.model_name or _default_model_name(request.dataset, request.target))
+    return _Plan(features=features, task=task, params=params, primary_metric=primary, model_name=model_name)
+
+
+def _require_columns(field: str, wanted: list[str], columns: list[str]) -> None:
+    missing = [c for c in wanted if c not in columns]
+    if missing:
+        shown = ", ".join(columns[:50]) + (" …" if len(columns) > 50 else "")
+        raise InvalidRequestError(f"{field} names unknown columns: {', '.join(map(repr, missing))}; valid columns: {shown}")
+
+
+def _default_model_name(dataset: str, target: str) -> str:
+    stem = dataset.removeprefix("sklearn:").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{stem}-{target}").strip("_.-")[:100] or "model"
+
+
+def _config(request: StandardPipelineRequest, plan: _Plan) -> dict[str, Any]:
+    return {
+        "dataset": request.dataset, "target": request.target, "features": plan.features,
+        "drop_columns": request.drop_columns, "drop_duplicates": request.drop_duplicates, "estimator": request.estimator, "params": plan.params,
+        "task": plan.task, "test_size": request.test_size, "seed": request.seed,
+        "schema": request.schema_name, "model_name": plan.model_name,
+        "primary_metric": plan.primary_metric, "promote": request.promote,
+    }
+
+
+def _stages(request: StandardPipelineRequest, plan: _Plan, validator: Any, captured: dict[str, Any]) -> dict:
+    def validate(data, tracker, run_id):
+        result = validator.validate(data, request.dataset, schema=request.schema_name, target=request.target)
+        captured["validation"] = result
+        tracker.log_dict(result.model_dump(mode="json"), "validation.json", run_id=run_id)
+        tracker.set_tags({"validation.passed": str(result.passed).lower(),
+                          "validation.errors": len(result.errors),
+                          "validation.warnings": len(result.warnings)}, run_id=run_id)
+        if not result.passed:
+            failing = result.errors or result.warnings  # warnings fail only under fail_on_warnings
+            shown = "; ".join(f"{i.rule}({i.column}): {i.message}" for i in failing[:MAX_LISTED_ISSUES])
+            raise ExecutionError(f"data validation failed with {len(failing)} finding(s): {shown}")
+        return result
+
+    def prepare(data):
+        from sklearn.model_selection import train_test_split
+
+        rows = data[data[request.target].notna()]
+        without_target = len(data) - len(rows)
+        if request.drop_duplicates:  # a repeated row could land in both train and test
+            rows = rows.drop_duplicates(subset=[*plan.features, request.target])
+        X, y = rows[plan.features], rows[request.target]
+        X_train, X_test, y_train, y_test = train_test_split(
+            X, y, test_size=request.test_size, random_state=request.seed,
+            stratify=y if plan.task == "classification" else None,
+        )
+        return {"X_train": X_train, "X_test": X_test, "y_train": y_train, "y_test": y_test,
+                "rows_without_target": int(without_target),
+                "duplicates_dropped": int(len(data) - without_target - len(rows))}
+
+    def train(prepared_data):
+        from mcp_server.estimators import build_model
+
+        model = build_model(request.estimator, plan.task, plan.params, X=prepared_data["X_train"], random_state=request.seed)
+        return model.fit(prepared_data["X_train"], prepared_data["y_train"])
+
+    def evaluate(trained_model, prepared_data, tracker, run_id):
+        metrics, figure = evaluate_model(trained_model, prepared_data["X_test"], prepared_data["y_test"], plan.task)
+        plot = "confusion_matrix.png" if plan.task == "classification" else "residuals.png"
+        tracker.log_figure(figure, plot, run_id=run_id)
+        if plan.primary_metric not in metrics:
+            raise ExecutionError(
+                f"primary metric {plan.primary_metric!r} could not be computed for {request.estimator}; "
+                f"computed: {', '.join(metrics)}"
+            )
+        return metrics
+
+    def register(model_uri, evaluation, tracker, run_id):
+        version = tracker.register_model(model_uri, plan.model_name, run_id=run_id, tags={
+            PRIMARY_METRIC_TAG: plan.primary_metric, plan.primary_metric: evaluation[plan.primary_metric],
+            "estimator": request.estimator, "dataset": request.dataset})
+        return {"model_name": plan.model_name, "version": version}
+
+    def deploy(registration, evaluation, tracker, run_id):
+        decision = decide_promotion(
+            tracker, plan.model_name, registration["version"], primary_metric=plan.primary_metric,
+            new_metric=evaluation[plan.primary_metric], promote=request.promote,
+        )
+        captured["promotion"] = decision
+        tracker.set_tags(decision.as_tags(), run_id=run_id)
+        return {"promoted": decision.promoted, "reason": decision.reason}
+
+    return {
+        PipelineStage.DATA_VALIDATION: validate,
+        PipelineStage.DATA_PREPARATION: prepare,
+        PipelineStage.MODEL_TRAINING: train,
+        PipelineStage.MODEL_EVALUATION: evaluate,
+        PipelineStage.MODEL_REGISTRATION: register,
+        PipelineStage.MODEL_DEPLOYMENT: deploy,
+    }
