@@ -43,7 +43,10 @@ Transport = Literal["stdio", "http", "sse", "memory"]
 # Each module registers its tools with register(server, state).
 TOOL_MODULES = (
     "tools.data",
+    "tools.experiments",
     "tools.tuning",
+    "tools.pipelines",
+    "tools.models",
     "tools.jobs",
     "tools.health",
 )

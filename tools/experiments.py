@@ -1,0 +1,253 @@
+"""Experiment and run tools: start_experiment, list_experiments, search_runs, get_run, compare_runs."""
+
+import base64
+import io
+from datetime import datetime
+from typing import Annotated, Any
+
+import anyio
+from mcp.server import MCPServer
+from mcp.types import CallToolResult, ImageContent, TextContent
+from pydantic import BaseModel, Field
+
+from mcp_server import rbac
+from mcp_server.error_handling import InvalidRequestError
+from tools._decorators import READ_ONLY, UPDATES, ml_tool, register_tools
+from tools._state import AppState
+
+ExperimentName = Annotated[str, Field(min_length=1, max_length=200, description="MLflow experiment name")]
+RunId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="An MLflow run id (32 hex characters)")]
+ParamValue = str | int | float | bool | None
+
+
+class ExperimentInfo(BaseModel):
+    experiment_id: str
+    name: str
+    lifecycle_stage: str | None = None
+    artifact_location: str | None = None
+
+
+class StartedExperiment(ExperimentInfo):
+    created: bool = Field(description="True if the experiment did not exist before this call")
+    run_id: str | None = Field(default=None, description="The run recorded with the given params/tags")
+
+
+class ExperimentList(BaseModel):
+    experiments: list[ExperimentInfo]
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    run_name: str | None = None
+    experiment_id: str
+    status: str
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    parent_run_id: str | None = None
+    params: dict[str, str]
+    metrics: dict[str, float]
+
+
+class RunsPage(BaseModel):
+    runs: list[RunSummary]
+    next_page_token: str | None = Field(default=None, description="Pass it back as page_token for more")
+
+
+class MetricPointView(BaseModel):
+    step: int
+    value: float
+
+
+class MetricHistory(BaseModel):
+    points: list[MetricPointView]
+    total_points: int
+    offset: int
+
+
+class RunDetail(RunSummary):
+    tags: dict[str, str]
+    artifact_uri: str | None = None
+    duration_seconds: float | None = None
+    metric_history: dict[str, MetricHistory] = Field(
+        description="Per metric, a page of its logged values by step"
+    )
+
+
+class MetricComparison(BaseModel):
+    values: dict[str, float | None] = Field(description="run_id -> value")
+    diff: dict[str, float | None] = Field(description="run_id -> value minus the first run's value")
+    best_run: str | None
+    higher_is_better: bool
+
+
+class RunComparison(BaseModel):
+    runs: list[dict[str, Any]]
+    metrics: dict[str, MetricComparison]
+    params_differ: dict[str, dict[str, str | None]] = Field(description="param -> run_id -> value")
+    params_same: dict[str, str | None]
+
+
+class StartExperimentRequest(BaseModel):
+    name: ExperimentName
+    run_name: str | None = Field(
+        default=None, min_length=1, max_length=200, description="Also record a run (e.g. a plan or baseline notes)"
+    )
+    params: dict[str, ParamValue] | None = Field(default=None, max_length=100)
+    tags: dict[str, str] | None = Field(default=None, max_length=50)
+
+
+class SearchRunsRequest(BaseModel):
+    experiment_name: ExperimentName | None = Field(default=None, description="Default: the server's experiment")
+    filter_string: str = Field(
+        default="",
+        max_length=1000,
+        description="MLflow filter, e.g. \"metrics.roc_auc > 0.7 and params.estimator = 'svm'\" (no OR)",
+    )
+    order_by: list[Annotated[str, Field(max_length=200)]] | None = Field(
+        default=None, max_length=3, description="e.g. ['metrics.roc_auc DESC']"
+    )
+    max_results: int = Field(default=10, ge=1, le=100)
+    page_token: str | None = Field(default=None, max_length=2000)
+
+
+def summary_of(run: Any) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "run_name": run.run_name,
+        "experiment_id": run.experiment_id,
+        "status": run.status.value,
+        "start_time": run.start_time,
+        "end_time": run.end_time,
+        "parent_run_id": run.parent_run_id,
+        "params": run.params,
+        "metrics": run.metrics,
+    }
+
+
+def experiment_names(app: AppState) -> set[str]:
+    return {e["name"] for e in app.tracker().list_experiments(max_results=1000)}
+
+
+def comparison_chart(comparison: dict[str, Any], names: dict[str, str]) -> bytes:
+    """A PNG bar chart: one group per metric, one bar per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = list(comparison["metrics"])[:12]
+    run_ids = [r["run_id"] for r in comparison["runs"]]
+    figure, axis = plt.subplots(figsize=(max(6, 1.2 * len(metrics) * len(run_ids) / 2), 4), dpi=100)
+    width = 0.8 / max(len(run_ids), 1)
+    for i, run_id in enumerate(run_ids):
+        values = [comparison["metrics"][m]["values"].get(run_id) or 0.0 for m in metrics]
+        axis.bar([x + i * width for x in range(len(metrics))], values, width, label=names.get(run_id) or run_id[:8])
+    axis.set_xticks([x + width * (len(run_ids) - 1) / 2 for x in range(len(metrics))], metrics, rotation=30, ha="right")
+    axis.legend(fontsize="small")
+    axis.set_title("Run comparison")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def register(server: MCPServer, app: AppState) -> None:
+    @ml_tool(permission=rbac.Permission.EXECUTE, annotations=UPDATES)
+    async def start_experiment(request: StartExperimentRequest) -> StartedExperiment:
+        """Create an MLflow experiment, or reuse it if it exists; optionally record a run with params and tags."""
+
+        def start() -> StartedExperiment:
+            existed = request.name in experiment_names(app)
+            tracker = app.tracker(request.name)
+            run_id = None
+            if request.run_name:
+                run_id = tracker.record_run(
+                    run_name=request.run_name, params=request.params or {}, metrics={}, tags=request.tags
+                )
+            info = next(e for e in tracker.list_experiments(max_results=1000) if e["name"] == request.name)
+            return StartedExperiment(
+                experiment_id=info["experiment_id"],
+                name=info["name"],
+                lifecycle_stage=info["lifecycle_stage"],
+                artifact_location=info["artifact_location"],
+                created=not existed,
+                run_id=run_id,
+            )
+
+        return await anyio.to_thread.run_sync(start)
+
+    @ml_tool(permission=rbac.Permission.READ, annotations=READ_ONLY)
+    async def list_experiments(
+        max_results: Annotated[int, Field(ge=1, le=100, description="At most this many")] = 20,
+    ) -> ExperimentList:
+        """List MLflow experiments."""
+        experiments = await anyio.to_thread.run_sync(lambda: app.tracker().list_experiments(max_results=max_results))
+        return ExperimentList(experiments=[ExperimentInfo(**{k: e[k] for k in ExperimentInfo.model_fields}) for e in experiments])
+
+    @ml_tool(permission=rbac.Permission.READ, annotations=READ_ONLY)
+    async def search_runs(request: SearchRunsRequest) -> RunsPage:
+        """Find runs of an experiment with an MLflow filter and ordering, one page at a time."""
+
+        def search() -> RunsPage:
+            tracker = app.tracker(request.experiment_name)
+            runs, token = tracker.search_runs_page(
+                request.filter_string, request.max_results, request.order_by, page_token=request.page_token
+            )
+            return RunsPage(runs=[RunSummary(**summary_of(r)) for r in runs], next_page_token=token or None)
+
+        return await anyio.to_thread.run_sync(search)
+
+    @ml_tool(permission=rbac.Permission.READ, annotations=READ_ONLY)
+    async def get_run(
+        run_id: RunId,
+        history_limit: Annotated[int, Field(ge=0, le=1000, description="Metric values per metric to return")] = 20,
+        history_offset: Annotated[int, Field(ge=0, description="Skip this many values per metric (paging)")] = 0,
+    ) -> RunDetail:
+        """Get one run: status, params, metrics, tags and a page of each metric's history."""
+
+        def read() -> RunDetail:
+            tracker = app.tracker()
+            run = tracker.get_run(run_id)
+            history = {}
+            for key in sorted(run.metrics) if history_limit else []:
+                points = tracker.get_metric_history(run_id, key)
+                page = points[history_offset : history_offset + history_limit]
+                history[key] = MetricHistory(
+                    points=[MetricPointView(step=p.step, value=p.value) for p in page],
+                    total_points=len(points),
+                    offset=history_offset,
+                )
+            return RunDetail(
+                **summary_of(run),
+                tags=run.tags,
+                artifact_uri=run.artifact_uri,
+                duration_seconds=run.duration_seconds,
+                metric_history=history,
+            )
+
+        return await anyio.to_thread.run_sync(read)
+
+    @ml_tool(permission=rbac.Permission.READ, annotations=READ_ONLY)
+    async def compare_runs(
+        run_ids: Annotated[list[RunId], Field(min_length=2, max_length=10, description="Runs to compare, baseline first")],
+        chart: Annotated[bool, Field(description="Also return a PNG bar chart of the metrics")] = False,
+    ) -> Annotated[CallToolResult, RunComparison]:
+        """Compare runs side by side: metric values with differences from the first run and the best run, and the params that differ."""
+        if len(set(run_ids)) != len(run_ids):
+            raise InvalidRequestError(f"run_ids must be distinct, got {run_ids}")
+
+        def compare() -> tuple[dict[str, Any], dict[str, str]]:
+            tracker = app.tracker()
+            comparison = tracker.compare_runs(list(run_ids))
+            return comparison, {r["run_id"]: r["run_name"] for r in comparison["runs"]}
+
+        comparison, names = await anyio.to_thread.run_sync(compare)
+        structured = RunComparison.model_validate(comparison)
+        content: list[Any] = [TextContent(type="text", text=structured.model_dump_json(indent=2))]
+        if chart:
+            png = await anyio.to_thread.run_sync(lambda: comparison_chart(comparison, names))
+            content.append(ImageContent(type="image", data=base64.b64encode(png).decode(), mime_type="image/png"))
+        return CallToolResult(content=content, structured_content=structured.model_dump(mode="json"))
+
+    register_tools(server, start_experiment, list_experiments, search_runs, get_run, compare_runs)

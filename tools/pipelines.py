@@ -1,0 +1,169 @@
+"""run_pipeline: validate → split → train → evaluate → register → promote, as a server-side job."""
+
+from typing import Annotated, Any, Literal
+
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from pydantic import BaseModel, Field
+
+from mcp_server import rbac
+from tools._decorators import CREATES, ml_tool, register_tools
+from tools._state import AppState
+from tools.data import DatasetName, catalog, default_target
+from tools.jobs import JobView, current_principal_id, job_view, wait_for_job
+from tools.tuning import ColumnList, EstimatorName, raise_if_failed
+
+ParamValue = str | int | float | bool | None
+
+
+class PipelineRequest(BaseModel):
+    model_config = {"protected_namespaces": ()}
+
+    dataset: DatasetName
+    target: str | None = Field(default=None, min_length=1, description="Column to predict; built-ins: 'target'")
+    features: ColumnList | None = Field(default=None, description="Feature columns (default: all others)")
+    drop_columns: ColumnList = Field(default_factory=list, description="Columns never used as features (ids, names)")
+    estimator: EstimatorName = "random_forest"
+    params: dict[str, ParamValue] = Field(
+        default_factory=dict, max_length=50, description="Hyperparameters, e.g. the best_params of a tuning job"
+    )
+    task: Literal["classification", "regression"] | None = Field(default=None, description="Default: inferred")
+    drop_duplicates: bool = Field(default=True, description="Drop repeated rows before the split")
+    test_size: float = Field(default=0.2, ge=0.05, le=0.5, description="Held-out fraction")
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    schema_name: str | None = Field(default=None, min_length=1, max_length=100, description="Validation schema")
+    model_name: str | None = Field(
+        default=None, min_length=1, max_length=100, description="Registered model name (default: <dataset>-<target>)"
+    )
+    primary_metric: str | None = Field(
+        default=None, max_length=64, description="Decides promotion; default roc_auc / accuracy / rmse by task"
+    )
+    promote: bool = Field(default=True, description="Give the new version the 'champion' alias if it wins")
+    experiment_name: str | None = Field(default=None, min_length=1, max_length=200)
+    run_name: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class StageView(BaseModel):
+    stage: str
+    status: str
+    duration_seconds: float
+    error: str | None = None
+
+
+class PromotionView(BaseModel):
+    promoted: bool
+    reason: str
+    alias: str
+    version: int
+    primary_metric: str
+    new_metric: float | None = None
+    previous_version: int | None = None
+    previous_metric: float | None = None
+
+
+class PipelineOutcome(BaseModel):
+    model_config = {"protected_namespaces": ()}
+
+    run_id: str
+    status: Literal["RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
+    error: str | None = None
+    failed_stage: str | None = None
+    task: str
+    primary_metric: str
+    metrics: dict[str, float]
+    stages: list[StageView]
+    model_name: str
+    model_version: int | None = None
+    model_uri: str | None = None
+    promotion: PromotionView | None = None
+    validation_passed: bool | None = None
+    validation_summary: dict[str, int] | None = None
+    n_train: int | None = None
+    n_test: int | None = None
+    duration_seconds: float | None = None
+    experiment_name: str
+
+
+class PipelineJob(JobView):
+    result: PipelineOutcome | None = None
+
+
+def outcome_of(result: Any, experiment_name: str) -> dict[str, Any]:
+    validation = result.validation or {}
+    return PipelineOutcome(
+        run_id=result.run_id,
+        status=result.status.value,
+        error=result.error,
+        failed_stage=result.failed_stage,
+        task=result.task,
+        primary_metric=result.primary_metric,
+        metrics=result.metrics,
+        stages=[
+            StageView(stage=s.stage.value, status=s.status.value, duration_seconds=round(s.duration_seconds, 3), error=s.error)
+            for s in result.stages
+        ],
+        model_name=result.model_name,
+        model_version=result.model_version,
+        model_uri=result.model_uri,
+        promotion=PromotionView(**result.promotion.model_dump()) if result.promotion else None,
+        validation_passed=validation.get("passed"),
+        validation_summary=validation.get("summary"),
+        n_train=result.n_train,
+        n_test=result.n_test,
+        duration_seconds=result.duration_seconds,
+        experiment_name=experiment_name,
+    ).model_dump(mode="json")
+
+
+def pipeline_work(app: AppState, request: PipelineRequest):
+    def work(job) -> dict[str, Any]:
+        from mcp_server.training_pipeline import StandardPipelineRequest, run_standard_pipeline
+
+        job.report(0, None, f"loading {request.dataset}")
+        fields = request.model_dump(exclude={"experiment_name", "target"})
+        domain_request = StandardPipelineRequest(**fields, target=default_target(app, request.dataset, request.target))
+        experiment = request.experiment_name or app.settings.experiment_name
+
+        def on_stage(stage: str, index: int, total: int, status: str) -> None:
+            job.report(index, total, f"stage {index}/{total} {stage}: {status.lower()}")
+
+        result = run_standard_pipeline(
+            domain_request,
+            settings=app.settings,
+            tracker=app.tracker(experiment),
+            catalog=catalog(app),
+            should_stop=job.cancel_event.is_set,
+            on_stage=on_stage,
+        )
+        return outcome_of(result, experiment)
+
+    return work
+
+
+def register(server: MCPServer, app: AppState) -> None:
+    @ml_tool(permission=rbac.Permission.EXECUTE, annotations=CREATES)
+    async def run_pipeline(
+        request: PipelineRequest,
+        ctx: Context,
+        wait_seconds: Annotated[
+            float | None,
+            Field(ge=0, le=55, description="Wait this long for the result (default: server setting); "
+                  "if still running you get a job id: poll get_job"),
+        ] = None,
+    ) -> PipelineJob:
+        """Train and evaluate a model on a held-out split, register it, and promote it to 'champion' if it beats the current one.
+
+        Every stage is recorded in one MLflow run. Returns the metrics and the promotion decision, or a job id to poll.
+        """
+        job_id = app.jobs.submit(
+            "pipeline",
+            pipeline_work(app, request),
+            request.model_dump(mode="json", exclude_none=True),
+            owner=current_principal_id(),
+        )
+        wait = app.settings.default_wait_seconds if wait_seconds is None else wait_seconds
+        snapshot = await wait_for_job(app, job_id, wait, ctx)
+        raise_if_failed(snapshot)
+        return PipelineJob(**job_view(snapshot))
+
+    register_tools(server, run_pipeline)
