@@ -147,7 +147,7 @@ def run_standard_pipeline(
         n_train=len(prepared["y_train"]) if "y_train" in prepared else None,
         n_test=len(prepared["y_test"]) if "y_test" in prepared else None,
         duration_seconds=run.duration_seconds,
-        artifacts=tracker.list_artifacts(run.run_id),
+        artifacts=pipeline.tracker.list_artifacts(run.run_id),
     )
 
 
