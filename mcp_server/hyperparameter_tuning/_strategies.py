@@ -124,7 +124,10 @@ class BayesianStrategy:
             if size is not None and len(self._seen) + len(out) >= size:
                 break
             wanted = n - len(out)
-            xs = self._optimizer.ask(n_points=wanted) if wanted > 1 else [self._optimizer.ask()]
+            with warnings.catch_warnings():
+                # skopt warns when it re-proposes a known point; duplicates are handled below.
+                warnings.filterwarnings("ignore", message="The objective has been evaluated", category=UserWarning)
+                xs = self._optimizer.ask(n_points=wanted) if wanted > 1 else [self._optimizer.ask()]
             for x in xs:
                 params = self._to_params(x)
                 key = tuple(params[name] for name in self._names)

@@ -125,7 +125,7 @@ class HyperparameterTuner:
         _check_xy(X, y)
         if error_score != "raise" and not isinstance(error_score, numbers.Real):
             raise InvalidRequestError(f"error_score must be 'raise' or a number, got {error_score!r}")
-        seed = _check_seed(seed)
+        seed = self._seed(seed, resume_from)
         model, task, space, objective, X = _resolve_estimator(estimator, X, y, space=space, task=task, seed=seed)
         scoring = _resolve_scoring(scoring, task, y)
         search_space = SearchSpace(space)
@@ -151,7 +151,7 @@ class HyperparameterTuner:
     ) -> dict[str, Any]:
         folds = check_cv_folds(cv_folds, max_folds=self._max_cv_folds(), allow_holdout=True)
         check_callables(train_fn, eval_fn, cv_folds=folds, has_data=X is not None or y is not None)
-        seed = _check_seed(seed)
+        seed = self._seed(seed, options.get("resume_from"))
         search_space = SearchSpace(space)
         splitter = splits = None
         if folds is not None:
@@ -208,6 +208,14 @@ class HyperparameterTuner:
             logger.info("no tracker given: opening the configured MLflow store")
             self.mlflow_tracker = get_mlflow_tracker(settings=self.settings)
         return self.mlflow_tracker
+
+    def _seed(self, seed: Any, resume_from: str | None) -> int:
+        """A resumed search reuses its parent's seed (same splits, same random sequence)."""
+        if seed is None and resume_from and self._tracker() is not None:
+            recorded = self._tracker().get_run(resume_from).params.get("seed", "")
+            if recorded.isdigit():
+                return int(recorded)
+        return _check_seed(seed)
 
     def _max_cv_folds(self) -> int:
         return getattr(self.settings, "max_cv_folds", MAX_CV_FOLDS)

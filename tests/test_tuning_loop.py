@@ -1,0 +1,195 @@
+"""The search loop: early stopping, pruning, failure policy, progress callback, cancellation and
+parallel execution (identical results to sequential)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sklearn.datasets import make_classification
+from sklearn.ensemble import RandomForestClassifier
+
+from mcp_server.error_handling import ExecutionError
+from mcp_server.hyperparameter_tuning import (
+    BestMarginPruner,
+    HyperparameterTuner,
+    MedianPruner,
+    SearchCancelled,
+    StopReason,
+    TrialState,
+)
+from mcp_server.hyperparameter_tuning._strategies import BayesianStrategy
+from mcp_server.hyperparameter_tuning._space import SearchSpace
+
+X, Y = make_classification(n_samples=150, n_features=6, random_state=1)
+SMALL_RF = RandomForestClassifier(n_estimators=5, random_state=0)
+
+
+def _objective(scores):
+    """Holdout objective returning scores[a] for params {"a": a}."""
+    return (lambda p: p), (lambda m: scores[m["a"]])
+
+
+@pytest.mark.parametrize(
+    ("strategy", "space", "options"),
+    [
+        ("grid", {"a": list(range(10))}, {}),
+        ("random", {"a": list(range(10))}, {"n_iter": 10, "random_state": 0}),
+        ("bayesian", {"a": list(range(10))}, {"n_calls": 10, "random_state": 0}),
+    ],
+)
+def test_early_stopping_after_patience_trials_without_improvement(strategy, space, options):
+    tuner = HyperparameterTuner(enable_mlflow=False, enable_early_stopping=True, early_stopping_patience=3)
+    run = {"grid": tuner.grid_search, "random": tuner.random_search, "bayesian": tuner.bayesian_optimization}[strategy]
+    run(space, train_fn=lambda p: p, eval_fn=lambda m: 1.0, **options)  # constant: only the first trial improves
+    summary = tuner.get_tuning_summary()
+    assert summary["stopped_early"] is True and summary["stopped_reason"] == "early_stopping"
+    assert summary["n_trials_run"] == 1 + 3
+
+
+def test_min_delta_ignores_tiny_improvements():
+    scores = [0.5, 0.501, 0.502, 0.503, 0.9, 0.95]
+    tuner = HyperparameterTuner(enable_mlflow=False, enable_early_stopping=True, early_stopping_patience=3, min_delta=0.01)
+    best = tuner.grid_search({"a": list(range(6))}, *_objective(scores))
+    assert tuner.get_tuning_summary()["n_trials_run"] == 4
+    assert best["params"] == {"a": 3}  # still the best seen, though it did not reset the patience
+
+
+@pytest.mark.parametrize("pruner", [MedianPruner(n_startup_trials=2), BestMarginPruner(margin=0.0)])
+def test_pruning_saves_fold_fits_and_records_pruned_trials(pruner):
+    # Candidates worse on every fold than the earlier ones get pruned after their first fold.
+    folds = {0: [0.9, 0.9, 0.9], 1: [0.8, 0.8, 0.8], 2: [0.7, 0.7, 0.7], 3: [0.95, 0.95, 0.95], 4: [0.6, 0.6, 0.6]}
+    tuner = HyperparameterTuner(enable_mlflow=False, pruning=pruner)
+    best = tuner.grid_search({"a": list(range(5))}, lambda params, X, y: params, _fold_id_eval(folds), cv_folds=3,
+                             X=_fold_marked_X(), y=[0.0] * 30, task="regression", seed=0)
+    result = tuner.last_result
+    states = {t.params["a"]: t.state for t in result.trials}
+    assert states[3] is TrialState.COMPLETE and best["params"] == {"a": 3}
+    assert TrialState.PRUNED in states.values()
+    assert result.summary.n_fold_fits_saved > 0
+    assert result.summary.n_fold_fits + result.summary.n_fold_fits_saved == 5 * 3
+    pruned = [t for t in result.trials if t.state is TrialState.PRUNED]
+    assert all(len(t.fold_scores) < 3 and t.score is not None for t in pruned)
+    assert result.best_trial.state is TrialState.COMPLETE
+
+
+def _fold_marked_X():
+    return [[float(i)] for i in range(30)]
+
+
+def _fold_id_eval(folds):
+    # The fold index is recovered from which rows are in the validation set (KFold, seed 0).
+    from sklearn.model_selection import KFold
+
+    fold_of = {}
+    for k, (_, val) in enumerate(KFold(3, shuffle=True, random_state=0).split(_fold_marked_X())):
+        fold_of[int(val[0])] = k
+
+    def eval_fn(model, X_val, y_val):
+        return folds[model["a"]][fold_of[int(X_val[0][0])]]
+
+    return eval_fn
+
+
+def test_failed_trials_are_recorded_never_best_and_the_search_goes_on():
+    def train_fn(params):
+        if params["a"] in (1, 3):
+            raise RuntimeError(f"boom {params['a']}")
+        return params
+
+    tuner = HyperparameterTuner(enable_mlflow=False)
+    best = tuner.grid_search({"a": [0, 1, 2, 3]}, train_fn, lambda m: float(m["a"]))
+    result = tuner.last_result
+    assert [t.state for t in result.trials] == [TrialState.COMPLETE, TrialState.FAILED, TrialState.COMPLETE, TrialState.FAILED]
+    assert result.trials[1].error == "RuntimeError: boom 1" and result.trials[1].score is None
+    assert best["params"] == {"a": 2} and result.summary.n_failed == 2
+
+
+def test_on_trial_error_raise_reraises_after_recording():
+    tuner = HyperparameterTuner(enable_mlflow=False, on_trial_error="raise")
+    with pytest.raises(ZeroDivisionError):
+        tuner.grid_search({"a": [1, 0, 2]}, lambda p: p, lambda m: 1 / m["a"])
+
+
+def test_all_trials_failing_is_an_execution_error():
+    with pytest.raises(ExecutionError, match="all 2 trials failed.*ValueError: bad"):
+        HyperparameterTuner(enable_mlflow=False).grid_search({"a": [1, 2]}, lambda p: p, _raise(ValueError("bad")))
+
+
+def test_non_finite_scores_fail_the_trial():
+    tuner = HyperparameterTuner(enable_mlflow=False)
+    best = tuner.grid_search({"a": [0, 1]}, lambda p: p, lambda m: float("nan") if m["a"] else 0.5)
+    assert best["params"] == {"a": 0} and tuner.last_result.trials[1].state is TrialState.FAILED
+
+
+def _raise(exc):
+    def fn(*_):
+        raise exc
+
+    return fn
+
+
+def test_bayesian_is_told_the_worst_seen_score_for_failures():
+    strategy = BayesianStrategy(SearchSpace({"x": (0.0, 1.0)}), n_candidates=10, seed=0)
+    first, second, third = strategy.ask(3)
+    strategy.tell(first, 0.2)
+    strategy.tell(second, 0.7)
+    strategy.tell(third, None)
+    # skopt minimizes: the failed point is told -0.2 (the worst score seen), not inf.
+    assert strategy._optimizer.yi == [-0.2, -0.7, -0.2]
+
+
+def test_on_trial_reports_progress_and_can_stop_the_search():
+    messages = []
+
+    def on_trial(trial, progress):
+        messages.append(progress.message())
+        return progress.n_trials_done < 3
+
+    tuner = HyperparameterTuner(enable_mlflow=False)
+    tuner.random_search({"a": list(range(10))}, n_iter=8, train_fn=lambda p: p, eval_fn=lambda m: m["a"] / 10,
+                        random_state=0, on_trial=on_trial, scoring="roc_auc")
+    assert len(messages) == 3 and messages[0].startswith("trial 1/8, best roc_auc ")
+    assert tuner.get_tuning_summary()["stopped_reason"] == StopReason.CANCELLED.value
+
+
+@pytest.mark.parametrize("mechanism", ["event", "callable", "exception"])
+def test_cooperative_cancellation_after_the_current_trial(mechanism):
+    event = threading.Event()
+    seen = []
+
+    def on_trial(trial, progress):
+        seen.append(trial.number)
+        if trial.number == 1:
+            if mechanism == "exception":
+                raise SearchCancelled()
+            event.set()
+
+    should_stop = {"event": event, "callable": event.is_set, "exception": None}[mechanism]
+    tuner = HyperparameterTuner(enable_mlflow=False)
+    tuner.grid_search({"a": list(range(6))}, lambda p: p, lambda m: 0.1 * m["a"], on_trial=on_trial, should_stop=should_stop)
+    assert seen == [0, 1]
+    assert tuner.get_tuning_summary()["stopped_reason"] == "cancelled"
+
+
+@pytest.mark.parametrize("backend", ["threading", "loky"])
+@pytest.mark.parametrize(("strategy", "space"), [("grid", {"max_depth": [2, 3, 4], "min_samples_leaf": [1, 5]}),
+                                                 ("random", {"max_depth": (2, 8), "min_samples_leaf": (1, 10)})])
+def test_parallel_results_equal_sequential(backend, strategy, space):
+    def run(n_jobs):
+        tuner = HyperparameterTuner(enable_mlflow=False, backend=backend)
+        return tuner.tune(estimator=SMALL_RF, X=X, y=Y, space=space, strategy=strategy, scoring="roc_auc",
+                          cv_folds=3, max_trials=6, seed=4, n_jobs=n_jobs)
+
+    sequential, parallel = run(1), run(2)
+    assert [(t.params, t.fold_scores) for t in parallel.trials] == [(t.params, t.fold_scores) for t in sequential.trials]
+    assert parallel.best_params == sequential.best_params
+    assert parallel.summary.backend == f"joblib-{backend}(n_jobs=2)"
+
+
+def test_bayesian_asks_batches_of_n_jobs_points():
+    tuner = HyperparameterTuner(enable_mlflow=False)
+    result = tuner.tune(estimator=SMALL_RF, X=X, y=Y, space={"max_depth": (2, 8), "min_samples_leaf": (1, 10)},
+                        strategy="bayesian", scoring="roc_auc", cv_folds=3, max_trials=6, seed=0, n_jobs=3)
+    assert len(result.trials) == 6 and result.summary.backend == "joblib-threading(n_jobs=3)"
+    assert len({tuple(t.params.items()) for t in result.trials}) == 6

@@ -1,0 +1,156 @@
+"""MLflow layout of a search (real sqlite store and mock mode), KILLED on cancel, and resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sklearn.datasets import make_classification
+from sklearn.ensemble import RandomForestClassifier
+
+from mcp_server.error_handling import InvalidRequestError, NotFoundError
+from mcp_server.hyperparameter_tuning import HyperparameterTuner, TrialState
+from mcp_server.mlflow_integration import MLflowExperimentTracker, RunStatus, get_mlflow_tracker
+
+X, Y = make_classification(n_samples=120, n_features=5, random_state=3)
+SPACE = {"max_depth": [2, 4], "min_samples_leaf": [1, 3]}
+
+
+@pytest.fixture(scope="module")
+def sqlite_tracker(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tuning-mlflow") / "m.db"
+    tracker = MLflowExperimentTracker("tuning", tracking_uri=f"sqlite:///{path}")
+    yield tracker
+    tracker.close()
+
+
+@pytest.fixture(params=["sqlite", "mock"])
+def tracker(request, sqlite_tracker):
+    if request.param == "sqlite":
+        return sqlite_tracker
+    return get_mlflow_tracker(experiment_name="tuning-mock", mock_mode=True)
+
+
+def _children(tracker, parent_run_id):
+    return tracker.search_runs(f"tags.mlflow.parentRunId = '{parent_run_id}'", 100)
+
+
+def test_parent_and_child_run_layout(tracker):
+    tuner = HyperparameterTuner(mlflow_tracker=tracker)
+    result = tuner.tune(estimator=RandomForestClassifier(n_estimators=4, random_state=0), X=X, y=Y, space=SPACE,
+                        strategy="grid", scoring="roc_auc", cv_folds=3, seed=7)
+    parent = tracker.get_run(result.parent_run_id)
+    assert parent.status is RunStatus.FINISHED
+    assert parent.params["strategy"] == "grid" and parent.params["scoring"] == "roc_auc" and parent.params["seed"] == "7"
+    assert json.loads(parent.params["space"]) == {
+        "max_depth": {"type": "categorical", "choices": [2, 4]},
+        "min_samples_leaf": {"type": "categorical", "choices": [1, 3]},
+    }
+    assert parent.params["cv"] == "StratifiedKFold(n_splits=3, shuffle=True, random_state=7)"
+    assert parent.metrics["best_score"] == pytest.approx(result.best_score)
+    assert {k: parent.tags[f"best_{k}"] for k in result.best_params} == {k: str(v) for k, v in result.best_params.items()}
+    assert parent.metrics["n_trials"] == 4 and parent.tags["stopped_reason"] == "exhausted"
+    assert {"optimization_history.png", "summary.json"} <= set(tracker.list_artifacts(result.parent_run_id))
+
+    children = {run.run_id: run for run in _children(tracker, result.parent_run_id)}
+    assert set(children) == {t.run_id for t in result.trials}
+    for trial in result.trials:
+        child = children[trial.run_id]
+        assert child.parent_run_id == result.parent_run_id and child.status is RunStatus.FINISHED
+        assert child.params == {k: str(v) for k, v in trial.params.items()}
+        assert child.metrics["mean_score"] == pytest.approx(trial.score)
+        assert child.metrics["roc_auc"] == pytest.approx(trial.score)
+        assert child.metrics["std_score"] == pytest.approx(trial.std)
+        assert child.tags["trial_state"] == "COMPLETE" and child.tags["trial_number"] == str(trial.number)
+        history = tracker.get_metric_history(trial.run_id, "fold_score")
+        assert [p.step for p in history] == [0, 1, 2]
+        assert [p.value for p in history] == pytest.approx(trial.fold_scores)
+
+
+def test_failed_trial_child_is_failed_with_its_error(tracker):
+    def train_fn(params):
+        if params["a"] == 1:
+            raise ValueError("cannot train a=1")
+        return params
+
+    tuner = HyperparameterTuner(mlflow_tracker=tracker)
+    tuner.grid_search({"a": [0, 1]}, train_fn, lambda m: 0.5)
+    failed = next(t for t in tuner.last_result.trials if t.state is TrialState.FAILED)
+    child = tracker.get_run(failed.run_id)
+    assert child.status is RunStatus.FAILED and child.tags["error"] == "ValueError: cannot train a=1"
+
+
+def test_cancelled_search_ends_its_parent_killed(tracker):
+    tuner = HyperparameterTuner(mlflow_tracker=tracker)
+    tuner.grid_search({"a": [0, 1, 2, 3]}, lambda p: p, lambda m: 0.1, on_trial=lambda trial, progress: trial.number < 1)
+    result = tuner.last_result
+    assert len(result.trials) == 2
+    assert tracker.get_run(result.parent_run_id).status is RunStatus.KILLED
+
+
+def test_enable_mlflow_false_logs_nothing(tracker):
+    before = len(tracker.search_runs("", 1000))
+    tuner = HyperparameterTuner(mlflow_tracker=tracker, enable_mlflow=False)
+    tuner.grid_search({"a": [0, 1]}, lambda p: p, lambda m: 0.1)
+    assert tuner.last_result.parent_run_id is None and all(t.run_id is None for t in tuner.last_result.trials)
+    assert len(tracker.search_runs("", 1000)) == before
+
+
+@pytest.mark.parametrize(
+    ("strategy", "space", "budget"),
+    [
+        ("grid", {"a": list(range(6))}, {}),
+        ("random", {"a": (0.0, 1.0), "b": [1, 2, 3]}, {"n_iter": 6, "random_state": 5}),
+        ("bayesian", {"a": (0.0, 1.0), "b": [1, 2, 3]}, {"n_calls": 6, "random_state": 5}),
+    ],
+)
+def test_resume_continues_without_rerunning_completed_trials(tracker, strategy, space, budget):
+    def run(tuner, calls, **kwargs):
+        method = {"grid": tuner.grid_search, "random": tuner.random_search, "bayesian": tuner.bayesian_optimization}[strategy]
+        return method(space, train_fn=lambda p: calls.append(p) or p, eval_fn=_score, **budget, **kwargs)
+
+    first_calls, resumed_calls, full_calls = [], [], []
+    tuner = HyperparameterTuner(mlflow_tracker=tracker)
+    run(tuner, first_calls, on_trial=lambda trial, progress: progress.n_trials_done < 3)  # cancelled after 3
+    parent = tuner.last_result.parent_run_id
+    assert tracker.get_run(parent).status is RunStatus.KILLED
+
+    best = run(tuner, resumed_calls, resume_from=parent)
+    result = tuner.last_result
+    assert result.parent_run_id == parent and result.summary.n_resumed_trials == 3
+    assert len(resumed_calls) == 3 and not any(p in first_calls for p in resumed_calls)
+    assert sorted(t.number for t in result.trials) == list(range(6))
+    assert tracker.get_run(parent).status is RunStatus.FINISHED
+    assert len(_children(tracker, parent)) == 6
+
+    if strategy != "bayesian":  # grid / random: the same trials as one uninterrupted search
+        run(HyperparameterTuner(enable_mlflow=False), full_calls)
+        assert first_calls + resumed_calls == full_calls
+        assert best["params"] == max(full_calls, key=lambda p: _score(p))
+
+
+def _score(params):
+    return float(params["a"]) + 0.01 * params.get("b", 0)
+
+
+def test_resume_refuses_a_different_search(tracker):
+    tuner = HyperparameterTuner(mlflow_tracker=tracker)
+    tuner.grid_search({"a": [0, 1]}, lambda p: p, lambda m: 0.1)
+    parent = tuner.last_result.parent_run_id
+    with pytest.raises(InvalidRequestError, match="ran with space="):
+        tuner.grid_search({"a": [0, 1, 2]}, lambda p: p, lambda m: 0.1, resume_from=parent)
+    with pytest.raises(InvalidRequestError, match="is not the parent run of a tuning search"):
+        tuner.grid_search({"a": [0, 1]}, lambda p: p, lambda m: 0.1,
+                          resume_from=tuner.last_result.trials[0].run_id)
+
+
+def test_resume_from_unknown_run_is_not_found(sqlite_tracker):
+    with pytest.raises(NotFoundError):
+        HyperparameterTuner(mlflow_tracker=sqlite_tracker).grid_search(
+            {"a": [0]}, lambda p: p, lambda m: 0.1, resume_from="0" * 32
+        )
+
+
+def test_resume_needs_mlflow():
+    with pytest.raises(InvalidRequestError, match="resume_from needs MLflow logging"):
+        HyperparameterTuner(enable_mlflow=False).grid_search({"a": [0]}, lambda p: p, lambda m: 0.1, resume_from="abc")
