@@ -51,7 +51,8 @@ class ColumnView(BaseModel):
 class TargetView(BaseModel):
     column: str
     task: Literal["classification", "regression"]
-    class_counts: dict[str, int] | None = None
+    n_classes: int | None = None
+    class_counts: dict[str, int] | None = Field(default=None, description="At most 20, most frequent first")
     min: float | None = None
     max: float | None = None
     mean: float | None = None
@@ -64,6 +65,7 @@ class DatasetDescriptionView(BaseModel):
     n_rows: int
     n_columns: int
     columns: list[ColumnView]
+    omitted_columns: int = Field(default=0, description="Columns past the limit, not summarized")
     target: TargetView | None = None
     duplicate_rows: int
 

@@ -30,3 +30,39 @@ def isolated_settings(data_home: Path, template_db: Path | None = None, **overri
         shutil.copyfile(template_db, data_home / "mlflow.db")
     overrides.setdefault("data_dirs", [SHARED_DATA])
     return Settings(data_home=data_home, **overrides)
+
+
+# --- pytest fixtures (import them into a test module: ``from tools.testing import tool_server``) --
+
+import pytest  # noqa: E402  (test-only module)
+
+from mcp_server import rbac  # noqa: E402
+
+VIEWER = rbac.Principal("vera", {"viewer"})
+ANALYST = rbac.Principal("ann", {"analyst"})
+DEVELOPER = rbac.Principal("dev", {"developer"})
+ADMIN = rbac.Principal("root", {"admin"})
+
+
+@pytest.fixture(scope="module")
+def template_db(tmp_path_factory):
+    return migrated_template(tmp_path_factory.mktemp("template"))
+
+
+@pytest.fixture(scope="module")
+def tool_settings(tmp_path_factory, template_db):
+    return isolated_settings(tmp_path_factory.mktemp("home"), template_db)
+
+
+@pytest.fixture(scope="module")
+def tool_server(tool_settings):
+    from tools.server import build_server
+
+    server = build_server(tool_settings)
+    yield server
+    server.app_state.close()
+
+
+def error_text(result) -> str:
+    assert result.is_error, result.structured_content
+    return result.content[0].text

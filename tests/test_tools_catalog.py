@@ -1,0 +1,81 @@
+"""The served tool list, its annotations and permissions, pinned; schemas carry no wrapper artifacts."""
+
+from __future__ import annotations
+
+import pytest
+from mcp import Client
+
+from mcp_server import rbac
+from mcp_server.estimators import REGISTRY
+from tools.testing import template_db, tool_server, tool_settings  # noqa: F401  (fixtures)
+from tools.tuning import EstimatorName
+
+pytestmark = pytest.mark.anyio
+
+R, W, X = rbac.Permission.READ, rbac.Permission.WRITE, rbac.Permission.EXECUTE
+# name -> (permission, read_only, destructive, idempotent)
+EXPECTED_TOOLS = {
+    "list_datasets": (R, True, False, True),
+    "describe_dataset": (R, True, False, True),
+    "validate_data": (R, True, False, True),
+    "start_experiment": (X, False, False, True),
+    "list_experiments": (R, True, False, True),
+    "search_runs": (R, True, False, True),
+    "get_run": (R, True, False, True),
+    "tune_hyperparameters": (X, False, False, False),
+    "run_pipeline": (X, False, False, False),
+    "compare_runs": (R, True, False, True),
+    "get_job": (R, True, False, True),
+    "list_jobs": (R, True, False, True),
+    "cancel_job": (X, False, False, True),
+    "register_model": (W, False, False, False),
+    "promote_model": (W, False, True, True),
+    "predict": (X, True, False, True),
+    "server_health": (R, True, False, True),
+}
+WRAPPER_ARTIFACTS = {"args", "kwargs", "ctx", "context", "user", "user_id", "principal", "self"}
+
+
+@pytest.fixture(params=["auto", "legacy"])
+async def tools(request, tool_server):
+    async with Client(tool_server, mode=request.param) as client:
+        yield {t.name: t for t in (await client.list_tools()).tools}
+
+
+async def test_exact_tool_list_with_annotations_and_permissions(tools, tool_server):
+    assert set(tools) == set(EXPECTED_TOOLS)
+    permissions = tool_server.app_state.tool_permissions
+    for name, (permission, read_only, destructive, idempotent) in EXPECTED_TOOLS.items():
+        hints = tools[name].annotations
+        assert permissions[name] is permission, name
+        assert (hints.read_only_hint, hints.destructive_hint, hints.idempotent_hint) == (
+            read_only, destructive, idempotent), name
+
+
+def _all_property_names(schema: dict) -> set[str]:
+    names = set(schema.get("properties", {}))
+    for definition in schema.get("$defs", {}).values():
+        names |= set(definition.get("properties", {}))
+    return names
+
+
+async def test_schemas_show_no_wrapper_artifacts_and_are_documented(tools):
+    for name, tool in tools.items():
+        assert not WRAPPER_ARTIFACTS & _all_property_names(tool.input_schema), name
+        assert tool.input_schema.get("additionalProperties") in (None, False), name
+        assert tool.output_schema is not None, name
+        first_line = tool.description.strip().splitlines()[0]
+        assert first_line[0].isupper() and first_line.endswith("."), name
+        assert len(tool.description) < 400, name
+
+
+async def test_request_models_document_their_fields(tools):
+    tune = tools["tune_hyperparameters"].input_schema
+    request = tune["$defs"]["TuneRequest"]["properties"]
+    assert request["cv_folds"]["minimum"] == 2 and request["cv_folds"]["maximum"] == 20
+    assert set(request["strategy"]["enum"]) == {"grid", "random", "bayesian"}
+    assert tune["properties"]["wait_seconds"]["anyOf"][0]["maximum"] == 55
+
+
+def test_estimator_choices_match_the_registry():
+    assert set(EstimatorName.__args__) == set(REGISTRY)

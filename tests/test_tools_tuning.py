@@ -1,0 +1,137 @@
+"""tune_hyperparameters and the job tools through the in-memory Client, on real data and MLflow."""
+
+from __future__ import annotations
+
+import pytest
+from mcp import Client
+
+from mcp_server import rbac
+from tools.testing import (  # noqa: F401  (fixtures)
+    ANALYST,
+    VIEWER,
+    error_text,
+    template_db,
+    tool_server,
+    tool_settings,
+)
+
+pytestmark = pytest.mark.anyio
+
+SMALL = {"dataset": "iris", "estimator": "decision_tree", "max_trials": 4, "cv_folds": 3, "seed": 7}
+SLOW = {"dataset": "breast_cancer", "estimator": "random_forest", "max_trials": 60, "cv_folds": 5, "seed": 1,
+        "space": {"n_estimators": {"type": "int", "low": 50, "high": 120}}}
+
+
+async def test_tuning_returns_the_result_and_reports_progress_per_trial(tool_server):
+    progress = []
+
+    async def on_progress(current, total, message):
+        progress.append((current, total, message))
+
+    async with Client(tool_server) as client:
+        result = await client.call_tool(
+            "tune_hyperparameters",
+            {"request": {**SMALL, "experiment_name": "tuning-tests", "strategy": "random"}},
+            progress_callback=on_progress,
+        )
+        job = result.structured_content
+        parent = await client.call_tool("get_run", {"run_id": job["result"]["parent_run_id"]})
+    assert job["state"] == "SUCCEEDED" and job["done"]
+    outcome = job["result"]
+    assert outcome["n_trials"] == 4 and outcome["seed"] == 7 and outcome["scoring"] == "f1_macro"
+    assert set(outcome["best_params"]) == {"max_depth", "min_samples_split", "min_samples_leaf"}
+    assert outcome["top_trials"][0]["score"] == outcome["best_score"]
+    trial_messages = [m for _, _, m in progress if m.startswith("trial ")]
+    assert trial_messages[-1].startswith("trial 4/4, best f1_macro ")
+    assert [c for c, _, _ in progress] == sorted(c for c, _, _ in progress)
+    assert parent.structured_content["status"] == "FINISHED"
+
+
+@pytest.mark.parametrize(
+    ("request_update", "expected"),
+    [
+        ({"cv_folds": 1}, "cv_folds\n  Input should be greater than or equal to 2"),
+        ({"strategy": "annealing"}, "Input should be 'grid', 'random' or 'bayesian'"),
+        ({"estimator": "xgboost"}, "input_value='xgboost'"),
+        ({"space": {"max_depth": {"type": "int", "low": 2}}}, "high\n  Field required"),
+        ({"scoring": "r2"}, "scoring 'r2' does not fit task classification"),
+        ({"dataset": "no_such_data"}, "dataset 'no_such_data' not found"),
+        ({"dataset": "../../etc/passwd"}, "is not allowed"),
+        ({"dataset": "nba_logreg"}, "target is required for the file data set 'nba_logreg'"),
+        ({"space": {"max_depth": {"type": "int", "low": 9, "high": 2}}}, "max_depth"),
+    ],
+)
+async def test_invalid_requests_say_what_to_fix(tool_server, request_update, expected):
+    async with Client(tool_server) as client:
+        result = await client.call_tool("tune_hyperparameters", {"request": {**SMALL, **request_update}})
+    assert expected in error_text(result)
+
+
+async def test_viewer_may_not_tune(tool_server):
+    with rbac.acting_as(VIEWER):
+        async with Client(tool_server) as client:
+            result = await client.call_tool("tune_hyperparameters", {"request": SMALL})
+    assert error_text(result).endswith("permission denied")
+
+
+async def test_job_id_when_not_done_in_time_then_poll_and_cancel(tool_server):
+    async with Client(tool_server) as client:
+        started = (await client.call_tool(
+            "tune_hyperparameters", {"request": {**SLOW, "experiment_name": "tuning-cancel"}, "wait_seconds": 0}
+        )).structured_content
+        assert started["state"] in ("QUEUED", "RUNNING") and not started["done"]
+        assert "get_job" in started["hint"] and started["result"] is None
+        job_id = started["job_id"]
+        # Wait until at least one trial finished, then cancel.
+        seen = []
+
+        async def on_progress(current, total, message):
+            seen.append(message)
+
+        while not any(m.startswith("trial ") for m in seen):
+            await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 0.5}, progress_callback=on_progress)
+        cancelled = await client.call_tool("cancel_job", {"job_id": job_id})
+        assert cancelled.structured_content["state"] in ("RUNNING", "CANCELLED")
+        final = (await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 30})).structured_content
+        assert final["state"] == "CANCELLED"
+        partial = final["result"]
+        assert partial["stopped_reason"] == "cancelled" and 1 <= partial["n_trials"] < 60
+        parent = await client.call_tool("get_run", {"run_id": partial["parent_run_id"]})
+        assert parent.structured_content["status"] == "KILLED"
+        listed = (await client.call_tool("list_jobs", {"state": "CANCELLED"})).structured_content
+        assert job_id in [j["job_id"] for j in listed["jobs"]]
+
+
+async def test_jobs_beyond_the_limit_queue_and_others_jobs_need_delete(tool_server):
+    async with Client(tool_server) as client:
+        ids = []
+        for seed in range(3):
+            job = await client.call_tool(
+                "tune_hyperparameters", {"request": {**SLOW, "seed": seed}, "wait_seconds": 0}
+            )
+            ids.append(job.structured_content["job_id"])
+        listed = (await client.call_tool("list_jobs", {"kind": "tune", "limit": 3})).structured_content
+        assert listed["running"] <= 2 and listed["running"] + listed["queued"] == 3
+        with rbac.acting_as(ANALYST):  # analysts run jobs, but may not cancel someone else's
+            async with Client(tool_server) as other:
+                denied = await other.call_tool("cancel_job", {"job_id": ids[0]})
+        assert error_text(denied).endswith("permission denied")
+        for job_id in ids:
+            await client.call_tool("cancel_job", {"job_id": job_id})
+        for job_id in ids:
+            final = await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 30})
+            assert final.structured_content["state"] == "CANCELLED"
+
+
+@pytest.mark.parametrize(
+    ("tool", "args", "expected"),
+    [
+        ("get_job", {"job_id": "0123abcd"}, "job_id '0123abcd' does not name a known job"),
+        ("get_job", {"job_id": "NOT-HEX"}, "String should match pattern"),
+        ("cancel_job", {"job_id": "0123abcd"}, "does not name a known job"),
+        ("list_jobs", {"state": "PAUSED"}, "Input should be 'QUEUED'"),
+    ],
+)
+async def test_job_tools_reject_unknown_ids_and_states(tool_server, tool, args, expected):
+    async with Client(tool_server) as client:
+        assert expected in error_text(await client.call_tool(tool, args))
