@@ -259,3 +259,8 @@ def test_standard_pipeline_in_mock_mode(settings):
     assert "confusion_matrix.png" in result.artifacts
     row = {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4, "petal width (cm)": 0.2}
     assert predict(tracker, "iris", "champion", [row]) == [0]
+
+
+def test_predict_accepts_nulls_for_numeric_columns(tracker, rookie_champion):
+    rows = [{**ROOKIE_ROW, "3P%": None, "FT%": None}, {**ROOKIE_ROW, "3P%": None}]
+    assert len(predict(tracker, "rookies-predict", "champion", rows)) == 2

@@ -18,10 +18,13 @@ from mcp_server.training_pipeline._evaluation import (
     default_primary_metric,
     evaluate_model,
 )
+from mcp_server.training_pipeline._mlflow_record import MODEL_URI_TAG, NAME_TAG
 from mcp_server.training_pipeline._pipeline import StageCallback, TrainingPipeline
 from mcp_server.training_pipeline._registry import (
     CHAMPION_ALIAS,
     MAX_PREDICT_ROWS,
+    PIPELINE_PRIMARY_METRIC_TAG,
+    PRIMARY_METRIC_TAG,
     PromotionDecision,
     decide_promotion,
     load_registered_model,
@@ -47,6 +50,10 @@ __all__ = [
     "CHAMPION_ALIAS",
     "CLASSIFICATION_METRICS",
     "MAX_PREDICT_ROWS",
+    "MODEL_URI_TAG",
+    "NAME_TAG",
+    "PIPELINE_PRIMARY_METRIC_TAG",
+    "PRIMARY_METRIC_TAG",
     "REGRESSION_METRICS",
     "STAGE_OUTPUT_NAMES",
     "PipelineResult",

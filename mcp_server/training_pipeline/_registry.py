@@ -221,6 +221,7 @@ def _rows_to_frame(model: Any, rows: list[dict[str, Any]], model_name: str):
         if frame[column].dtype == object and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
         ):
-            # JSON numbers mixed with nulls arrive as objects; an all-null column becomes NaN.
-            frame[column] = pd.to_numeric(frame[column]).astype(float) if len(values) < len(frame) else pd.to_numeric(frame[column])
+            # JSON numbers mixed with nulls arrive as objects; to_numeric makes them (and an
+            # all-null column) float with NaN, which the model's imputers handle.
+            frame[column] = pd.to_numeric(frame[column])
     return frame
