@@ -1,0 +1,133 @@
+"""run_pipeline, register_model, promote_model and predict: train → register → promote → predict."""
+
+from __future__ import annotations
+
+import pytest
+from mcp import Client
+
+from mcp_server import rbac
+from tools.testing import (  # noqa: F401  (fixtures)
+    ANALYST,
+    VIEWER,
+    error_text,
+    template_db,
+    tool_server,
+    tool_settings,
+)
+
+pytestmark = pytest.mark.anyio
+
+PIPELINE = {"dataset": "breast_cancer", "estimator": "logistic_regression", "model_name": "bc-model",
+            "experiment_name": "pipeline-tests"}
+
+
+@pytest.fixture(scope="module")
+def feature_rows():
+    from sklearn.datasets import load_breast_cancer
+
+    return load_breast_cancer(as_frame=True).frame.drop(columns="target").head(3).to_dict(orient="records")
+
+
+@pytest.fixture(scope="module")
+async def trained(tool_server):
+    """A champion (logistic regression) and a weaker challenger (a depth-1 tree)."""
+    async with Client(tool_server) as client:
+        champion = (await client.call_tool("run_pipeline", {"request": PIPELINE})).structured_content
+        challenger = (await client.call_tool("run_pipeline", {"request": {
+            **PIPELINE, "estimator": "decision_tree", "params": {"max_depth": 1}}})).structured_content
+    return champion["result"], challenger["result"]
+
+
+@pytest.fixture(scope="module")
+def anyio_backend():
+    return "asyncio"
+
+
+async def test_pipeline_trains_registers_and_promotes_only_the_better_model(trained):
+    champion, challenger = trained
+    assert champion["status"] == "COMPLETED" and champion["model_version"] == 1
+    assert [s["stage"] for s in champion["stages"]][0] == "data_validation"
+    assert champion["promotion"]["promoted"] and champion["metrics"]["roc_auc"] > 0.95
+    assert challenger["model_version"] == 2 and not challenger["promotion"]["promoted"]
+    assert "worse than champion v1" in challenger["promotion"]["reason"]
+
+
+async def test_pipeline_reports_stage_progress(tool_server):
+    progress = []
+
+    async def on_progress(current, total, message):
+        progress.append(message)
+
+    async with Client(tool_server) as client:
+        job = (await client.call_tool("run_pipeline", {"request": {
+            **PIPELINE, "dataset": "iris", "model_name": "iris-model", "estimator": "knn"}},
+            progress_callback=on_progress)).structured_content
+    assert job["result"]["status"] == "COMPLETED"
+    assert progress[-1] == "stage 6/6 model_deployment: completed"
+    assert "stage 5/6 model_registration: completed" in job["recent_events"]
+    assert progress == sorted(set(progress), key=progress.index)  # each update sent once
+
+
+@pytest.mark.parametrize(
+    ("update", "expected"),
+    [
+        ({"params": {"no_such_param": 3}}, "no_such_param"),
+        ({"target": "nope"}, "target names unknown columns: 'nope'"),
+        ({"test_size": 0.9}, "less than or equal to 0.5"),
+        ({"primary_metric": "r2"}, "primary_metric for classification must be one of"),
+        ({"model_name": "bad name!"}, "model_name must be"),
+    ],
+)
+async def test_pipeline_rejects_bad_requests(tool_server, update, expected):
+    async with Client(tool_server) as client:
+        assert expected in error_text(await client.call_tool("run_pipeline", {"request": {**PIPELINE, **update}}))
+
+
+async def test_register_promote_and_predict(tool_server, trained, feature_rows):
+    champion, challenger = trained
+    async with Client(tool_server) as client:
+        registered = (await client.call_tool(
+            "register_model", {"run_id": champion["run_id"], "model_name": "bc-copy"})).structured_content
+        refused = (await client.call_tool("promote_model", {"request": {"model_name": "bc-model", "version": 2}})).structured_content
+        forced = (await client.call_tool("promote_model", {"request": {
+            "model_name": "bc-model", "version": 2, "force": True}})).structured_content
+        by_alias = (await client.call_tool("predict", {
+            "model_name": "bc-model", "rows": feature_rows, "probabilities": True})).structured_content
+        by_version = (await client.call_tool("predict", {
+            "model_name": "bc-model", "alias_or_version": "1", "rows": feature_rows})).structured_content
+    assert registered["version"] == 1 and registered["primary_metric"] == "roc_auc"
+    assert not refused["promoted"] and forced["promoted"] and forced["previous_version"] == 1
+    assert len(by_alias["predictions"]) == 3 and set(by_alias["probabilities"][0]) == {"0", "1"}
+    assert by_alias["model_ref"] == "champion" and by_version["predictions"] == [0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    ("tool", "args", "expected"),
+    [
+        ("predict", {"model_name": "bc-model", "rows": [{"mean radius": 1.0}]}, "missing required columns"),
+        ("predict", {"model_name": "bc-model", "rows": []}, "at least 1 item"),
+        ("predict", {"model_name": "no-such-model", "rows": [{"a": 1}]}, "no-such-model"),
+        ("promote_model", {"request": {"model_name": "bc-model", "version": 99}}, "99"),
+        ("promote_model", {"request": {"model_name": "bc-model", "version": 1, "alias": "latest"}}, "alias must"),
+        ("register_model", {"run_id": "a" * 32, "model_name": "x"}, "not found"),
+    ],
+)
+async def test_model_tools_explain_errors(tool_server, trained, tool, args, expected):
+    async with Client(tool_server) as client:
+        text = error_text(await client.call_tool(tool, args))
+    assert expected in text and "internal error" not in text
+
+
+@pytest.mark.parametrize(
+    ("principal", "tool", "args"),
+    [
+        (VIEWER, "run_pipeline", {"request": PIPELINE}),
+        (VIEWER, "predict", {"model_name": "bc-model", "rows": [{"a": 1}]}),
+        (ANALYST, "promote_model", {"request": {"model_name": "bc-model", "version": 1}}),
+        (ANALYST, "register_model", {"run_id": "a" * 32, "model_name": "x"}),
+    ],
+)
+async def test_roles_without_the_permission_are_denied(tool_server, principal, tool, args):
+    with rbac.acting_as(principal):
+        async with Client(tool_server) as client:
+            assert error_text(await client.call_tool(tool, args)).endswith("permission denied")
