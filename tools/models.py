@@ -62,8 +62,11 @@ def register(server: MCPServer, app: AppState) -> None:
         """Register the model logged by a pipeline run as a new version of a named model."""
 
         def register_version() -> RegisteredVersion:
-            from mcp_server.training_pipeline._mlflow_record import MODEL_URI_TAG
-            from mcp_server.training_pipeline._registry import PIPELINE_PRIMARY_METRIC_TAG, PRIMARY_METRIC_TAG
+            from mcp_server.training_pipeline import (
+                MODEL_URI_TAG,
+                PIPELINE_PRIMARY_METRIC_TAG,
+                PRIMARY_METRIC_TAG,
+            )
 
             tracker = app.tracker()
             run = tracker.get_run(run_id)
