@@ -171,6 +171,15 @@ async def test_http_viewer_is_denied_and_developer_succeeds(http_server):
     assert b'operation="tool.cancel_job"' in body
 
 
+def test_example_http_client_runs_against_the_server(http_server):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NBA_MCP_")}
+    env.update({"NBA_MCP_HTTP_TOKEN": DEVELOPER_TOKEN, "NBA_MCP_URL": http_server.base + "/mcp"})
+    completed = subprocess.run([sys.executable, str(PROJECT_ROOT / "examples" / "http_client.py")],
+                               env=env, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert "progress: trial 8/8" in completed.stdout and "best roc_auc = " in completed.stdout
+
+
 # --- SSE ------------------------------------------------------------------------------------------
 
 

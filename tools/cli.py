@@ -50,15 +50,15 @@ def serve(args: argparse.Namespace) -> int:
 
     settings = Settings()
     configure_logging(args.log_level or settings.log_level)
-    # Before serving, so several servers starting on a fresh store never race in its migrations.
-    prepare_tracking_store(settings)
     transport = args.transport
     host = args.host or settings.http_host
     port = args.port if args.port is not None else settings.http_port
 
     from tools.server import app_state, build_server
 
-    server = build_server(settings, transport=transport, host=host, port=port)
+    server = build_server(settings, transport=transport, host=host, port=port)  # checks the config
+    # Before serving, so several servers starting on a fresh store never race in its migrations.
+    prepare_tracking_store(settings)
     try:
         if transport == "stdio":
             server.run("stdio")
@@ -161,7 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     quiet_mlflow()
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    from mcp_server.error_handling import ConfigurationError
+
+    try:
+        return args.handler(args)
+    except ConfigurationError as exc:
+        # A misconfiguration is the operator's to fix: say what, without a traceback.
+        print(f"nba-mcp: configuration error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
