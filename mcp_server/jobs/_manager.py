@@ -1,15 +1,4 @@
-"""Server-side jobs: long work (tuning, pipelines) that outlives the request that started it.
-
-A ``JobManager`` lives in the server process, not in a request or a connection, so a job started
-by one call can be polled, awaited or cancelled by any later call. Work runs in daemon threads
-(scikit-learn releases the GIL in its heavy loops); at most ``max_concurrent`` jobs run at once and
-the rest wait in FIFO order. Cancellation and timeouts are cooperative: the work receives a
-``JobContext`` whose ``cancel_event`` it checks between trials or stages (``should_stop()``).
-
-    manager = JobManager(max_concurrent=2, job_timeout=3600)
-    job_id = manager.submit("tune", lambda job: work(on_progress=job.report, stop=job.cancel_event), {"dataset": "iris"})
-    snapshot = manager.wait(job_id, timeout=30)      # JobSnapshot: state, progress, events, result, error
-"""
+"""JobManager: runs submitted work in threads with bounded concurrency, progress, cancel, timeouts."""
 
 from __future__ import annotations
 
@@ -20,7 +9,6 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
 from mcp_server.error_handling import (
@@ -30,72 +18,15 @@ from mcp_server.error_handling import (
     ResourceLimitError,
     error_recorder,
 )
+from mcp_server.jobs._types import (
+    JobCancelledError,
+    JobEvent,
+    JobProgress,
+    JobSnapshot,
+    JobState,
+)
 
-logger = logging.getLogger(__name__)
-
-__all__ = [
-    "JobCancelledError",
-    "JobContext",
-    "JobEvent",
-    "JobManager",
-    "JobProgress",
-    "JobSnapshot",
-    "JobState",
-]
-
-
-class JobState(str, Enum):
-    QUEUED = "QUEUED"
-    RUNNING = "RUNNING"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
-
-
-class JobCancelledError(MCPServerError):
-    """Raised by work that notices its job was cancelled (``JobContext.raise_if_cancelled``)."""
-
-
-@dataclass(frozen=True)
-class JobProgress:
-    current: float = 0.0
-    total: float | None = None
-    message: str = ""
-
-
-@dataclass(frozen=True)
-class JobEvent:
-    timestamp: float
-    message: str
-
-
-@dataclass(frozen=True)
-class JobSnapshot:
-    """A consistent copy of a job's state, safe to hand to another thread."""
-
-    job_id: str
-    kind: str
-    state: JobState
-    params: dict[str, Any]
-    owner: str | None
-    progress: JobProgress
-    events: tuple[JobEvent, ...]
-    result: Any
-    error: str | None
-    created_at: float
-    started_at: float | None
-    finished_at: float | None
-    version: int
-
-    @property
-    def elapsed_seconds(self) -> float:
-        if self.started_at is None:
-            return 0.0
-        return (self.finished_at or time.time()) - self.started_at
+logger = logging.getLogger("mcp_server.jobs")
 
 
 class JobContext:

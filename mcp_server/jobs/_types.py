@@ -1,0 +1,64 @@
+"""Value types of jobs: states, progress, events and the snapshot handed to callers."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from mcp_server.error_handling import MCPServerError
+
+
+class JobState(str, Enum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+class JobCancelledError(MCPServerError):
+    """Raised by work that notices its job was cancelled (``JobContext.raise_if_cancelled``)."""
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    current: float = 0.0
+    total: float | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    timestamp: float
+    message: str
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """A consistent copy of a job's state, safe to hand to another thread."""
+
+    job_id: str
+    kind: str
+    state: JobState
+    params: dict[str, Any]
+    owner: str | None
+    progress: JobProgress
+    events: tuple[JobEvent, ...]
+    result: Any
+    error: str | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    version: int
+
+    @property
+    def elapsed_seconds(self) -> float:
+        if self.started_at is None:
+            return 0.0
+        return (self.finished_at or time.time()) - self.started_at
