@@ -1,0 +1,165 @@
+"""Target 3: at an equal budget our Bayesian search (scikit-optimize GP) finds scores at least as
+good as Optuna's TPE, in median over seeds; random search is shown too.
+
+Two tasks on real data: the rookie classification (ROC AUC) and a regression of a season's points
+per game from all_seasons.csv (R²; see ``load_seasons`` for the columns dropped against leakage).
+Estimator: HistGradientBoosting with a fixed number of boosting iterations, 3-fold CV, one thread
+per fit (OpenMP threads oversubscribe a shared 2-core box and make fits 10-80× slower at random).
+For a given seed all three searchers see exactly the same objective: the same estimator, the same
+folds (``make_splitter(3, seed=seed)``), the same space. Searches run two at a time in separate
+processes: this benchmark measures quality, not speed.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import BenchContext, Row, Section, load_rookies, load_seasons, median
+
+NAME = "search_quality"
+TITLE = "3. Search quality at equal budget: Bayesian (GP) vs random vs Optuna TPE"
+STRATEGIES = ("bayesian", "random", "tpe")
+TASKS = {"rookies_5yr (classification, ROC AUC)": "classification", "seasons_pts (regression, R²)": "regression"}
+WITHIN = 0.01  # "within 1% of the best known score"
+
+SPACE: dict[str, dict[str, Any]] = {
+    "learning_rate": {"type": "float", "low": 0.01, "high": 0.5, "log": True},
+    "max_leaf_nodes": {"type": "int", "low": 4, "high": 64, "log": True},
+    "min_samples_leaf": {"type": "int", "low": 2, "high": 100, "log": True},
+    "l2_regularization": {"type": "float", "low": 1e-6, "high": 10.0, "log": True},
+    "max_features": {"type": "float", "low": 0.3, "high": 1.0},
+}
+
+
+@functools.lru_cache(maxsize=4)
+def _data(task: str, data_dir: str, rows: int):
+    if task == "classification":
+        return load_rookies(Path(data_dir))
+    return load_seasons(Path(data_dir), n_rows=rows, seed=0)
+
+
+def _estimator(task: str, max_iter: int):
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    cls = HistGradientBoostingClassifier if task == "classification" else HistGradientBoostingRegressor
+    return cls(max_iter=max_iter, early_stopping=False, random_state=0)
+
+
+def _scoring(task: str) -> str:
+    return "roc_auc" if task == "classification" else "r2"
+
+
+def search_job(task: str, strategy: str, seed: int, trials: int, data_dir: str, rows: int, max_iter: int) -> dict:
+    """One search; returns the CV score of every trial in order (None = failed) and its wall time."""
+    import benchmarks  # noqa: F401 - quiet MLflow env in worker processes
+    from threadpoolctl import threadpool_limits
+
+    from benchmarks._common import quiet_warnings
+
+    quiet_warnings()
+    X, y = _data(task, data_dir, rows)
+    started = time.perf_counter()
+    with threadpool_limits(1):
+        if strategy == "tpe":
+            scores = _optuna_tpe(task, seed, trials, X, y, max_iter)
+        else:
+            from mcp_server.hyperparameter_tuning import HyperparameterTuner
+
+            result = HyperparameterTuner(enable_mlflow=False).tune(
+                estimator=_estimator(task, max_iter), X=X, y=y, space=SPACE, strategy=strategy,
+                scoring=_scoring(task), cv_folds=3, max_trials=trials, seed=seed,
+            )
+            scores = [t.score for t in sorted(result.trials, key=lambda t: t.number)]
+    return {"task": task, "strategy": strategy, "seed": seed, "scores": scores,
+            "seconds": time.perf_counter() - started}
+
+
+def _optuna_tpe(task: str, seed: int, trials: int, X, y, max_iter: int) -> list[float | None]:
+    import optuna
+    from sklearn.base import clone
+    from sklearn.model_selection import cross_val_score
+
+    from mcp_server.hyperparameter_tuning import make_splitter
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    splitter = make_splitter(3, classification=task == "classification", seed=seed)
+    base = _estimator(task, max_iter)
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {}
+        for name, spec in SPACE.items():
+            suggest = trial.suggest_float if spec["type"] == "float" else trial.suggest_int
+            params[name] = suggest(name, spec["low"], spec["high"], log=spec.get("log", False))
+        model = clone(base).set_params(**params)
+        return float(cross_val_score(model, X, y, cv=splitter, scoring=_scoring(task)).mean())
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study.optimize(objective, n_trials=trials)
+    return [t.value for t in study.trials]
+
+
+def trials_to_reach(scores: list[float | None], goal: float) -> int | None:
+    best = -math.inf
+    for number, score in enumerate(scores, start=1):
+        if score is not None:
+            best = max(best, score)
+        if best >= goal:
+            return number
+    return None
+
+
+def run(ctx: BenchContext) -> Section:
+    from joblib import Parallel, delayed
+
+    cfg = ctx.config
+    section = Section(NAME, TITLE)
+    jobs = [
+        (task, strategy, seed)
+        for task in TASKS.values() for seed in range(cfg.quality_seeds) for strategy in STRATEGIES
+    ]
+    runner = Parallel(n_jobs=cfg.quality_workers, backend="loky") if cfg.quality_workers > 1 else None
+    calls = [delayed(search_job)(task, strategy, seed, cfg.quality_trials, str(ctx.data_dir), cfg.quality_rows,
+                                 cfg.quality_max_iter) for task, strategy, seed in jobs]
+    results = runner(calls) if runner else [fn(*args, **kwargs) for fn, args, kwargs in calls]
+    by_key = {(r["task"], r["strategy"], r["seed"]): r for r in results}
+    section.add(
+        f"Budget: {cfg.quality_trials} trials per search, {cfg.quality_seeds} seeds, 3-fold CV. Estimator: "
+        f"HistGradientBoosting(max_iter={cfg.quality_max_iter}, early_stopping=False, random_state=0). Space: "
+        + ", ".join(f"{k} {v['low']}–{v['high']}{' (log)' if v.get('log') else ''} ({v['type']})" for k, v in SPACE.items())
+        + f". Regression data: all_seasons.csv rows with gp ≥ 10, {cfg.quality_rows} sampled (seed 0). "
+        "Best known score for a (task, seed) = the best trial of all three searchers on those folds; "
+        f"*trials to 1%* = first trial whose best-so-far is within {WITHIN:.0%} of it (\"> budget\" if never).",
+        "",
+        "| task | searcher | median best | min – max best | median trials to 1% | reached 1% | median search time |",
+        "|---|---|---|---|---|---|---|",
+    )
+    for label, task in TASKS.items():
+        medians = {}
+        for strategy in STRATEGIES:
+            bests, reach = [], []
+            for seed in range(cfg.quality_seeds):
+                known = max(s for st in STRATEGIES for s in by_key[(task, st, seed)]["scores"] if s is not None)
+                scores = by_key[(task, strategy, seed)]["scores"]
+                bests.append(max(s for s in scores if s is not None))
+                reach.append(trials_to_reach(scores, known - WITHIN * abs(known)))
+            medians[strategy] = median(bests)
+            reached = [r for r in reach if r is not None]
+            # A search that never got within 1% counts as budget + 1 in the median.
+            med_reach = median([r if r is not None else cfg.quality_trials + 1 for r in reach])
+            shown = f"{med_reach:g}" if med_reach <= cfg.quality_trials else f"> {cfg.quality_trials}"
+            seconds = median([by_key[(task, strategy, s)]["seconds"] for s in range(cfg.quality_seeds)])
+            section.add(f"| {label} | {strategy} | {medians[strategy]:.4f} | {min(bests):.4f} – {max(bests):.4f} | "
+                        f"{shown} | {len(reached)}/{len(reach)} | {seconds:.1f} s |")
+        section.rows.append(Row(
+            NAME, f"{label}: median best CV score, our Bayesian vs Optuna TPE ({cfg.quality_trials} trials)",
+            f"{medians['bayesian']:.4f}", f"{medians['tpe']:.4f}", f"{medians['bayesian'] - medians['tpe']:+.4f}",
+            "≥ TPE", medians["bayesian"] >= medians["tpe"],
+        ))
+        section.rows.append(Row(NAME, f"{label}: median best CV score, random search (reference)",
+                                f"{medians['random']:.4f}", f"{medians['tpe']:.4f}",
+                                f"{medians['random'] - medians['tpe']:+.4f}", "", None))
+    return section

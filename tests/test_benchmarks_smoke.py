@@ -1,0 +1,117 @@
+"""Every benchmark runs end to end in its tiny configuration, so the benchmark code cannot rot.
+
+These tests check that the benchmarks run and report sensibly; they never judge performance
+(that is what `python -m benchmarks.run` and docs/benchmarks.md are for).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+
+from benchmarks._common import BenchConfig, BenchContext, Section
+from benchmarks.run import BENCHMARKS, main, run_benchmarks
+from tests.conftest import SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory):
+    context = BenchContext(BenchConfig.tiny(), data_dir=SHARED_DATA, workdir=tmp_path_factory.mktemp("bench"))
+    yield context
+    context.close()
+
+
+def row(section: Section, fragment: str):
+    matches = [r for r in section.rows if fragment in r.measure]
+    assert matches, f"no row containing {fragment!r} in {[r.measure for r in section.rows]}"
+    return matches[0]
+
+
+def check_tracking_overhead(section: Section) -> None:
+    # Correctness is binding even at tiny sizes: the tuner must agree with GridSearchCV exactly.
+    assert row(section, "same best params").passed is True
+    assert row(section, "embedded sqlite").ratio.endswith("×")
+
+
+def check_beat_baseline(section: Section) -> None:
+    assert row(section, "(primary)").target == "≤ 0.5×"
+    assert any("| 0 |" in line for line in section.body)
+
+
+def check_search_quality(section: Section) -> None:
+    for task in ("classification", "regression"):
+        best = row(section, f"{task}").ours
+        assert 0 < float(best) <= 1 and math.isfinite(float(best))
+
+
+def check_pruning(section: Section) -> None:
+    assert row(section, "finds GridSearchCV's best params").passed is True
+    assert row(section, "fold fits saved").ours.endswith("% saved")
+
+
+def check_parallel_scaling(section: Section) -> None:
+    assert float(row(section, "tuner speed-up").ratio.rstrip("×")) > 0
+
+
+def check_mcp_server(section: Section) -> None:
+    spawn = row(section, "spawn")
+    assert spawn.ours.endswith(("ms", " s")) and spawn.passed is not None
+    latency_rows = [r for r in section.rows if "latency over" in r.measure]
+    assert {r.measure.split(" latency")[0] for r in latency_rows} == {"get_run", "search_runs", "compare_runs"}
+    assert {"stdio" in r.measure or "http" in r.measure for r in latency_rows} == {True}
+
+
+CHECKS = {
+    "tracking_overhead": check_tracking_overhead,
+    "beat_baseline": check_beat_baseline,
+    "search_quality": check_search_quality,
+    "pruning": check_pruning,
+    "parallel_scaling": check_parallel_scaling,
+    "mcp_server": check_mcp_server,
+}
+
+
+def test_every_benchmark_has_a_smoke_check():
+    assert set(CHECKS) == set(BENCHMARKS)
+
+
+@pytest.mark.parametrize("name", list(BENCHMARKS))
+def test_benchmark_runs_in_tiny_configuration(ctx, name):
+    printed: list[str] = []
+    (section,) = run_benchmarks(ctx, [name], echo=printed.append)
+    assert section.rows and section.body and section.seconds > 0
+    assert all(r.passed in (True, False, None) for r in section.rows)
+    assert all(r.target for r in section.rows if r.passed is not None), "a judged row needs its target"
+    assert printed[0].startswith(f"== {name}") and len(printed) == len(section.rows) + 2
+    CHECKS[name](section)
+
+
+@pytest.mark.server
+def test_tracking_overhead_against_a_real_mlflow_server(ctx, mlflow_server):
+    from mcp_server.mlflow_integration import get_mlflow_tracker
+
+    tiny = ctx.config
+    ctx.config = dataclasses.replace(tiny, use_mlflow_server=True)
+    # The session's server stands in for the one the benchmark would start (saves 7-20 s).
+    tracker = get_mlflow_tracker(experiment_name="bench-smoke", tracking_uri=mlflow_server.uri)
+    ctx.remember(("server_tracker", "bench"), tracker)
+    try:
+        (section,) = run_benchmarks(ctx, ["tracking_overhead"], echo=lambda _line: None)
+    finally:
+        ctx.config = tiny
+        tracker.close()
+    assert row(section, "mlflow server, loopback").ratio.endswith("×")
+    assert row(section, "same best params").passed is True
+
+
+def test_cli_writes_a_report(tmp_path, capsys):
+    output = tmp_path / "report.md"
+    assert main(["--tiny", "--only", "search_quality", "--output", str(output)]) == 0
+    report = output.read_text()
+    for heading in ("# Benchmarks", "## Machine", "## Summary", "## 3. Search quality", "## How to reproduce"):
+        assert heading in report
+    assert "scikit-learn" in report and "cores" in report
+    out = capsys.readouterr().out
+    assert "== search_quality" in out and f"report written to {output}" in out
