@@ -11,7 +11,7 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tools.testing import SHARED_DATA, isolated_settings, migrated_template
+from tools.testing import SHARED_DATA, isolated_settings, shared_template
 
 pytestmark = pytest.mark.anyio
 
@@ -27,7 +27,7 @@ def child_env(data_home: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def data_home(tmp_path_factory):
     home = tmp_path_factory.mktemp("stdio-home")
-    isolated_settings(home, migrated_template(tmp_path_factory.mktemp("template")))
+    isolated_settings(home, shared_template(tmp_path_factory))
     return home
 
 

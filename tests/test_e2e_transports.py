@@ -20,7 +20,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from tools.testing import isolated_settings, migrated_template
+from tools.testing import isolated_settings, shared_template
 
 pytestmark = pytest.mark.anyio
 
@@ -53,7 +53,7 @@ def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, byte
 @pytest.fixture(scope="module")
 def data_home(tmp_path_factory):
     home = tmp_path_factory.mktemp("e2e-home")
-    isolated_settings(home, migrated_template(tmp_path_factory.mktemp("template")))
+    isolated_settings(home, shared_template(tmp_path_factory))
     return home
 
 

@@ -53,3 +53,25 @@ def test_serve_arguments(argv, expected):
 def test_unknown_transport_is_rejected():
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve", "--transport", "websocket"])
+
+
+@pytest.mark.slow
+def test_servers_starting_together_on_a_fresh_store_migrate_it_once(tmp_path):
+    """Several processes preparing one fresh sqlite store: the file lock makes exactly one migrate."""
+    script = (
+        "from mcp_server.settings import Settings; from tools._store import prepare_tracking_store; "
+        f"print(prepare_tracking_store(Settings(data_home={str(tmp_path)!r})))"
+    )
+    base = {k: v for k, v in os.environ.items() if not k.startswith("NBA_MCP_")}
+    processes = [
+        subprocess.Popen([sys.executable, "-c", script], cwd=PROJECT_ROOT, env=base,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    outputs = [p.communicate(timeout=120) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0], [err for _, err in outputs]
+    assert sorted(out.strip() for out, _ in outputs) == ["False", "False", "True"]
+
+    from tools._store import is_migrated
+
+    assert is_migrated(tmp_path / "mlflow.db")

@@ -29,7 +29,7 @@ from mcp_server.settings import TokenEntry
 from tools._decorators import READ_ONLY, ml_tool, register_tools, tool_error_message, tool_spec
 from tools._identity import SettingsTokenVerifier
 from tools.server import build_server
-from tools.testing import isolated_settings, migrated_template
+from tools.testing import isolated_settings, shared_template
 
 pytestmark = pytest.mark.anyio
 
@@ -40,7 +40,7 @@ DEVELOPER = rbac.Principal("dev", {"developer"})
 
 @pytest.fixture(scope="module")
 def template_db(tmp_path_factory):
-    return migrated_template(tmp_path_factory.mktemp("template"))
+    return shared_template(tmp_path_factory)
 
 
 @pytest.fixture

@@ -44,9 +44,15 @@ DEVELOPER = rbac.Principal("dev", {"developer"})
 ADMIN = rbac.Principal("root", {"admin"})
 
 
+def shared_template(tmp_path_factory) -> Path:
+    """One migrated template per test session (under the session's base temp folder)."""
+    # Migrates under the store's file lock the first time; later calls only check (milliseconds).
+    return migrated_template(tmp_path_factory.getbasetemp() / "nba-mcp-template")
+
+
 @pytest.fixture(scope="module")
 def template_db(tmp_path_factory):
-    return migrated_template(tmp_path_factory.mktemp("template"))
+    return shared_template(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
