@@ -58,6 +58,8 @@ def test_job_succeeds_with_result_progress_and_events(manager):
     messages = [e.message for e in snap.events]
     assert messages[0] == "queued count job" and "step 2/3" in messages and messages[-1] == "succeeded"
     assert snap.params == {"n": 3} and snap.owner == "alice"
+    assert [e.seq for e in snap.events] == list(range(1, len(snap.events) + 1))
+    assert [e.progress.current for e in snap.events if e.progress] == [1, 2, 3]
     assert snap.finished_at >= snap.started_at >= snap.created_at
 
 

@@ -42,6 +42,7 @@ async def test_tuning_returns_the_result_and_reports_progress_per_trial(tool_ser
     assert set(outcome["best_params"]) == {"max_depth", "min_samples_split", "min_samples_leaf"}
     assert outcome["top_trials"][0]["score"] == outcome["best_score"]
     trial_messages = [m for _, _, m in progress if m.startswith("trial ")]
+    assert [m.split(",")[0] for m in trial_messages] == [f"trial {i}/4" for i in range(1, 5)]  # one per trial
     assert trial_messages[-1].startswith("trial 4/4, best f1_macro ")
     assert [c for c, _, _ in progress] == sorted(c for c, _, _ in progress)
     assert parent.structured_content["status"] == "FINISHED"
@@ -135,3 +136,18 @@ async def test_jobs_beyond_the_limit_queue_and_others_jobs_need_delete(tool_serv
 async def test_job_tools_reject_unknown_ids_and_states(tool_server, tool, args, expected):
     async with Client(tool_server) as client:
         assert expected in error_text(await client.call_tool(tool, args))
+
+
+async def test_abandoning_a_get_job_poll_leaves_the_job_running(tool_server):
+    import anyio
+
+    async with Client(tool_server) as client:
+        job_id = (await client.call_tool(
+            "tune_hyperparameters", {"request": {**SLOW, "seed": 11}, "wait_seconds": 0})).structured_content["job_id"]
+        with anyio.move_on_after(0.5):
+            await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 20})
+        still = (await client.call_tool("get_job", {"job_id": job_id})).structured_content
+        assert still["state"] in ("QUEUED", "RUNNING")
+        await client.call_tool("cancel_job", {"job_id": job_id})
+        final = await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 30})
+        assert final.structured_content["state"] == "CANCELLED"

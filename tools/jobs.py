@@ -95,29 +95,35 @@ def job_view(snapshot: JobSnapshot, *, include_result: bool = True) -> dict[str,
 
 
 async def wait_for_job(
-    app: AppState, job_id: str, wait_seconds: float, ctx: Context | None
+    app: AppState, job_id: str, wait_seconds: float, ctx: Context | None, *, started_here: bool = True
 ) -> JobSnapshot:
     """Wait up to ``wait_seconds`` for the job, relaying progress to the caller.
 
-    If the caller cancels the request while waiting, the job is cancelled too: nobody is left to
-    receive its result (a job started with ``wait_seconds=0`` is never tied to a request).
+    ``started_here``: the call that started the job relays all of its progress, and if the caller
+    cancels that request while waiting, the job is cancelled too (nobody is left to receive its
+    result; a job started with ``wait_seconds=0`` is never tied to a request). A later poll
+    (get_job) relays only new progress and never cancels the job when it is abandoned.
     """
     deadline = anyio.current_time() + wait_seconds
-    last_reported: tuple[float, float | None, str] | None = None
+    events = app.jobs.get(job_id).events
+    last_seq = events[-1].seq if not started_here and events else 0
     try:
         while True:
             snapshot = app.jobs.get(job_id)
-            progress = snapshot.progress
-            current = (progress.current, progress.total, progress.message)
-            if ctx is not None and progress.message and current != last_reported:
-                await ctx.report_progress(progress.current, progress.total, progress.message)
-                last_reported = current
+            if ctx is not None:
+                # Relay every progress step since the last poll (one per trial or stage), in order.
+                for event in snapshot.events:
+                    if event.seq > last_seq and event.progress is not None:
+                        p = event.progress
+                        await ctx.report_progress(p.current, p.total, p.message)
+            if snapshot.events:
+                last_seq = snapshot.events[-1].seq
             remaining = deadline - anyio.current_time()
             if snapshot.state.is_terminal or remaining <= 0:
                 return snapshot
             await anyio.sleep(min(POLL_INTERVAL_SECONDS, remaining))
     except anyio.get_cancelled_exc_class():
-        if wait_seconds > 0:
+        if started_here and wait_seconds > 0:
             app.jobs.cancel(job_id)
         raise
 
@@ -136,7 +142,7 @@ def register(server: MCPServer, app: AppState) -> None:
     ) -> JobView:
         """Get a job's state, progress and, once finished, its result; optionally wait for it first."""
         app.jobs.get(job_id)  # unknown id -> NotFoundError before waiting
-        snapshot = await wait_for_job(app, job_id, wait_seconds, ctx) if wait_seconds else app.jobs.get(job_id)
+        snapshot = await wait_for_job(app, job_id, wait_seconds, ctx, started_here=False) if wait_seconds else app.jobs.get(job_id)
         return JobView(**job_view(snapshot))
 
     @ml_tool(permission=rbac.Permission.READ, annotations=READ_ONLY)

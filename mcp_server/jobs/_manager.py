@@ -132,7 +132,7 @@ class JobManager:
                 )
             self._jobs[job.job_id] = job
             self._pending.append(job.job_id)
-            job.events.append(JobEvent(time.time(), f"queued {kind} job"))
+            self._add_event(job, f"queued {kind} job")
             self._forget_old_jobs()
             self._start_pending()
         return job.job_id
@@ -234,8 +234,9 @@ class JobManager:
             version=job.version,
         )
 
-    def _add_event(self, job: _Job, message: str) -> None:
-        job.events.append(JobEvent(time.time(), message))
+    def _add_event(self, job: _Job, message: str, progress: JobProgress | None = None) -> None:
+        seq = job.events[-1].seq + 1 if job.events else 1
+        job.events.append(JobEvent(time.time(), message, seq, progress))
         if len(job.events) > self.max_events:
             del job.events[: len(job.events) - self.max_events]
         job.version += 1
@@ -247,7 +248,7 @@ class JobManager:
             if progress is not None:
                 job.progress = progress
             if event:
-                self._add_event(job, event)
+                self._add_event(job, event, progress)
             else:
                 job.version += 1
                 self._changed.notify_all()

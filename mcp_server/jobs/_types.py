@@ -35,8 +35,13 @@ class JobProgress:
 
 @dataclass(frozen=True)
 class JobEvent:
+    """One line of a job's log; ``seq`` increases by one per event, ``progress`` is set when the
+    event came with a progress report (so a reader can relay every step, not just the latest)."""
+
     timestamp: float
     message: str
+    seq: int = 0
+    progress: JobProgress | None = None
 
 
 @dataclass(frozen=True)
