@@ -53,7 +53,7 @@ def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any
     flat: dict[str, Any] = {}
     for key, value in config.items():
         name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
+        if isinstance(value, Mapping):  # an empty mapping adds no params
             flat.update(flatten_config(value, f"{name}."))
         else:
             flat[name] = value
