@@ -80,6 +80,40 @@ def run_trial(
     return TrialOutcome(params, TrialState.COMPLETE, scores, time.perf_counter() - started, n_folds)
 
 
+@dataclass
+class FoldOutcome:
+    score: float | None
+    duration_seconds: float
+    error: str | None = None
+    exception: BaseException | None = None
+
+
+def run_fold(evaluator: Any, params: dict[str, Any], fold: int) -> FoldOutcome:
+    """One fold of one candidate: the unit of work when nothing needs folds in order (no pruning)."""
+    started = time.perf_counter()
+    try:
+        score = evaluator.evaluate_fold(params, fold)
+    except Exception as exc:  # noqa: BLE001 - a failing trial is data, the policy decides
+        logger.debug("fold %d of %s failed:\n%s", fold, params, traceback.format_exc())
+        return FoldOutcome(None, time.perf_counter() - started, f"{type(exc).__name__}: {exc}", exc)
+    return FoldOutcome(score, time.perf_counter() - started)
+
+
+def combine_folds(params: dict[str, Any], folds: list[FoldOutcome]) -> TrialOutcome:
+    """The trial outcome the sequential path would have produced (it stops at the first failing fold)."""
+    scores: list[float] = []
+    duration = sum(f.duration_seconds for f in folds)
+    for fold in folds:
+        if fold.error is not None:
+            return TrialOutcome(params, TrialState.FAILED, scores, duration, len(folds),
+                                error=fold.error, exception=fold.exception)
+        scores.append(fold.score)
+    if not all(math.isfinite(s) for s in scores):
+        return TrialOutcome(params, TrialState.FAILED, scores, duration, len(folds),
+                            error=f"non-finite fold score in {scores}")
+    return TrialOutcome(params, TrialState.COMPLETE, scores, duration, len(folds))
+
+
 BatchRunner = Callable[[list[tuple[Callable, tuple]]], list[Any]]
 
 
@@ -207,14 +241,23 @@ class SearchLoop:
             if not candidates:
                 out.stop_reason = StopReason.EXHAUSTED
                 break
-            history = self._history()
-            tasks = [(run_trial, (self.evaluator, c, cfg.pruner, history, self._sign)) for c in candidates]
-            stop = self._record_batch(self.runner(tasks), out, started)
+            stop = self._record_batch(self._evaluate(candidates), out, started)
             if stop is not None:
                 out.stop_reason = stop
                 break
         out.elapsed_seconds = time.monotonic() - started
         return out
+
+    def _evaluate(self, candidates: list[dict[str, Any]]) -> list[TrialOutcome]:
+        n_folds = self.evaluator.n_folds
+        if self.config.pruner is None and self.config.batch_size > 1 and n_folds > 1:
+            # Fold-level tasks balance the pool far better than whole trials of unequal cost.
+            tasks = [(run_fold, (self.evaluator, c, k)) for c in candidates for k in range(n_folds)]
+            folds = self.runner(tasks)
+            return [combine_folds(c, folds[i * n_folds:(i + 1) * n_folds]) for i, c in enumerate(candidates)]
+        history = self._history()
+        tasks = [(run_trial, (self.evaluator, c, self.config.pruner, history, self._sign)) for c in candidates]
+        return self.runner(tasks)
 
     def _record_batch(self, outcomes: list[TrialOutcome], out: LoopOutcome, started: float) -> StopReason | None:
         stop: StopReason | None = None

@@ -28,11 +28,16 @@ class Pruner(Protocol):
         """partial: this candidate's fold scores so far (higher is better)."""
 
 
+def _best(peers: History) -> Sequence[float]:
+    return max(peers, key=lambda h: sum(h) / len(h))
+
+
 @dataclass(frozen=True)
 class MedianPruner:
     """Prune when the running mean is below the median of completed trials' running means at the
-    same fold (Optuna's median rule), once ``n_startup_trials`` trials completed and at least
-    ``n_warmup_folds`` folds ran."""
+    same fold (Optuna's median rule) and also below the best trial's running mean there (so a
+    candidate tied with the best is never cut), once ``n_startup_trials`` trials completed and at
+    least ``n_warmup_folds`` folds ran."""
 
     n_startup_trials: int = 5
     n_warmup_folds: int = 1
@@ -42,7 +47,8 @@ class MedianPruner:
         peers = [h for h in history if len(h) >= k]
         if k < self.n_warmup_folds or len(peers) < self.n_startup_trials:
             return False
-        return running_mean(partial, k) < statistics.median(running_mean(h, k) for h in peers)
+        mean = running_mean(partial, k)
+        return mean < statistics.median(running_mean(h, k) for h in peers) and mean < running_mean(_best(peers), k)
 
 
 @dataclass(frozen=True)
@@ -58,8 +64,7 @@ class BestMarginPruner:
         peers = [h for h in history if len(h) >= k]
         if k < self.n_warmup_folds or not peers:
             return False
-        best = max(peers, key=lambda h: sum(h) / len(h))
-        return running_mean(partial, k) < running_mean(best, k) - self.margin
+        return running_mean(partial, k) < running_mean(_best(peers), k) - self.margin
 
 
 def make_pruner(spec: Any) -> Pruner | None:
