@@ -191,5 +191,28 @@ def test_bayesian_asks_batches_of_n_jobs_points():
     tuner = HyperparameterTuner(enable_mlflow=False)
     result = tuner.tune(estimator=SMALL_RF, X=X, y=Y, space={"max_depth": (2, 8), "min_samples_leaf": (1, 10)},
                         strategy="bayesian", scoring="roc_auc", cv_folds=3, max_trials=6, seed=0, n_jobs=3)
-    assert len(result.trials) == 6 and result.summary.backend == "joblib-threading(n_jobs=3)"
+    assert len(result.trials) == 6 and result.summary.backend.endswith("(n_jobs=3)")
     assert len({tuple(t.params.items()) for t in result.trials}) == 6
+
+
+@pytest.mark.parametrize(
+    ("path", "pruning", "expected"),
+    [("estimator", None, "joblib-loky(n_jobs=2)"), ("estimator", "median", "joblib-threading(n_jobs=2)"),
+     ("callables", None, "joblib-threading(n_jobs=2)")],
+)
+def test_auto_backend_uses_processes_only_for_sklearn_fold_fits(path, pruning, expected):
+    tuner = HyperparameterTuner(enable_mlflow=False, n_jobs=2)
+    if path == "estimator":
+        result = tuner.tune(estimator=SMALL_RF, X=X, y=Y, space={"max_depth": [2, 3]}, strategy="grid",
+                            scoring="roc_auc", cv_folds=3, seed=0, pruning=pruning)
+    else:
+        tuner.grid_search({"a": [1, 2]}, lambda p, X, y: p, lambda m, X, y: 0.5, cv_folds=3, X=X, y=Y)
+        result = tuner.last_result
+    assert result.summary.backend == expected
+
+
+def test_unknown_backend_is_refused():
+    from mcp_server.error_handling import InvalidRequestError
+
+    with pytest.raises(InvalidRequestError, match="backend must be one of auto, threading, loky, got 'dask'"):
+        HyperparameterTuner(enable_mlflow=False, backend="dask")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mcp_server.error_handling import ExecutionError, InvalidRequestError
+from mcp_server.hyperparameter_tuning._cv import EstimatorEvaluator
 from mcp_server.hyperparameter_tuning._loop import LoopConfig, LoopOutcome, SearchLoop
 from mcp_server.hyperparameter_tuning._mlflow_log import TuningRunLogger, load_completed_trials
 from mcp_server.hyperparameter_tuning._parallel import execution
@@ -51,7 +52,7 @@ class SearchRequest:
     min_delta: float = 0.0
     pruner: Pruner | None = None
     n_jobs: int = 1
-    backend: str = "threading"
+    backend: str = "auto"
     dask_address: str | None = None
     on_trial_error: OnTrialError = OnTrialError.RECORD
     on_trial: Callable[[TrialRecord, TuningProgress], Any] | None = None
@@ -100,7 +101,10 @@ def run_search(req: SearchRequest) -> TuningResult:
             params=_parent_params(req), resume_from=req.resume_from,
         )
     try:
-        with execution(n_jobs=req.n_jobs, backend=req.backend, dask_address=req.dask_address) as ex:
+        fold_tasks = req.pruner is None and req.evaluator.n_folds > 1
+        prefer_processes = fold_tasks and isinstance(req.evaluator, EstimatorEvaluator)
+        with execution(n_jobs=req.n_jobs, backend=req.backend, dask_address=req.dask_address,
+                       prefer_processes=prefer_processes) as ex:
             loop = SearchLoop(
                 strategy=strategy, evaluator=req.evaluator,
                 config=LoopConfig(

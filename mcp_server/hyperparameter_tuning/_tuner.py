@@ -23,7 +23,7 @@ from mcp_server.hyperparameter_tuning._cv import (
     resolve_param_names,
     resolve_scorer,
 )
-from mcp_server.hyperparameter_tuning._parallel import DEFAULT_BACKEND, check_n_jobs
+from mcp_server.hyperparameter_tuning._parallel import BACKENDS, DEFAULT_BACKEND, check_n_jobs
 from mcp_server.hyperparameter_tuning._pruning import make_pruner
 from mcp_server.hyperparameter_tuning._search import SearchRequest, run_search
 from mcp_server.hyperparameter_tuning._space import DEFAULT_MAX_GRID_SIZE, SearchSpace
@@ -64,6 +64,8 @@ class HyperparameterTuner:
         self.min_delta = float(min_delta)
         self.settings = settings
         self.n_jobs = check_n_jobs(n_jobs)
+        if backend not in BACKENDS:
+            raise InvalidRequestError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.backend = backend
         self.dask_address = dask_address or getattr(settings, "dask_scheduler_address", None)
         self.pruning = make_pruner(pruning)
