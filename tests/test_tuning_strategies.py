@@ -41,7 +41,8 @@ def _space_for(name):
 def test_candidates_lie_inside_the_space(name, batch):
     spec = _space_for(name)
     space = SearchSpace(spec)
-    asked = _drain(_strategy(name, spec, n=8), batch=batch, limit=8, score=lambda p: float(len(str(p))))
+    n = 5 if name == "bayesian" else 8  # bayesian: 2 random starts, then GP proposals
+    asked = _drain(_strategy(name, spec, n=n), batch=batch, limit=n, score=lambda p: float(len(str(p))))
     assert asked
     assert all(space.contains(p) for p in asked), asked
 
@@ -51,7 +52,7 @@ def test_same_seed_same_sequence_other_seed_other_sequence(name):
     spec = _space_for(name)
 
     def run(seed):
-        return _drain(_strategy(name, spec, seed=seed, n=6), limit=6, score=lambda p: float(hash(str(p)) % 7))
+        return _drain(_strategy(name, spec, seed=seed, n=4), limit=4, score=lambda p: float(len(repr(p)) % 7))
 
     assert run(1) == run(1)
     if name != "grid":
@@ -130,6 +131,6 @@ def test_bayesian_falls_back_to_random_when_skopt_is_missing(monkeypatch):
 def test_bayesian_beats_its_own_initial_random_points_on_a_smooth_objective():
     tuner = HyperparameterTuner(enable_mlflow=False)
     best = tuner.bayesian_optimization(
-        {"x": (-5.0, 5.0)}, lambda p: p, lambda m: -(m["x"] - 1.3) ** 2, n_calls=14, random_state=0
+        {"x": (-5.0, 5.0)}, lambda p: p, lambda m: -(m["x"] - 1.3) ** 2, n_calls=10, random_state=0
     )
     assert abs(best["params"]["x"] - 1.3) < 0.3

@@ -155,6 +155,10 @@ def load_completed_trials(tracker: Any, parent_run_id: str, space: SearchSpace) 
             state = run.tags.get("trial_state")
             if state not in (TrialState.COMPLETE.value, TrialState.PRUNED.value):
                 continue
+            if run.status.value != "FINISHED":
+                # Its process died between creating the run and ending it (ended KILLED by the
+                # next server's reaper): params or metrics may be missing, so run it again.
+                continue
             try:
                 params = space.parse_params(run.params)
             except (KeyError, InvalidRequestError) as exc:

@@ -105,6 +105,9 @@ class BayesianStrategy:
             base_estimator="GP",
             n_initial_points=min(10, max(1, n_candidates // 2)),
             random_state=seed,
+            # skopt scores 10,000 random points per step by default; 2,000 cut a mixed 3-d search's
+            # overhead from 0.75 s to 0.2 s per trial, ample for hyperparameter spaces of a few dims.
+            acq_optimizer_kwargs={"n_points": 2000},
         )
         self._rng = np.random.default_rng(seed)
         self._seen: dict[tuple, float | None] = {}  # key -> score told (None: failed, pending)
