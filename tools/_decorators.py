@@ -176,7 +176,12 @@ def tool_spec(fn: Callable[..., Any]) -> ToolSpec | None:
 
 
 def register_tools(server: Any, *fns: Callable[..., Any]) -> None:
-    """Add ``ml_tool`` functions to ``server`` with the annotations and title they declared."""
+    """Add ``ml_tool`` functions to ``server`` with the annotations and title they declared.
+
+    Unknown arguments are refused (``additionalProperties: false``): the SDK's argument model
+    ignores them by default, so a misspelt option (``max_trial``) would silently fall back to
+    its default instead of telling the caller which field is wrong.
+    """
     for fn in fns:
         spec = tool_spec(fn)
         server.add_tool(
@@ -184,3 +189,14 @@ def register_tools(server: Any, *fns: Callable[..., Any]) -> None:
             title=spec.title if spec else None,
             annotations=spec.annotations if spec else None,
         )
+        _forbid_unknown_arguments(server, fn.__name__)
+
+
+def _forbid_unknown_arguments(server: Any, name: str) -> None:
+    tool = server._tool_manager.get_tool(name)  # noqa: SLF001 - the SDK has no public accessor
+    metadata = tool.fn_metadata
+    base = metadata.arg_model
+    metadata.arg_model = type(
+        base.__name__, (base,), {"model_config": {**base.model_config, "extra": "forbid"}, "__module__": base.__module__}
+    )
+    tool.parameters["additionalProperties"] = False

@@ -55,3 +55,39 @@ def prepare_tracking_store(settings: Settings) -> bool:
             return True
         finally:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def count_running_runs(db_path: Path) -> int | None:
+    """RUNNING runs in a sqlite store, read with the standard library (None: cannot tell)."""
+    try:
+        with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=20) as conn:
+            (count,) = conn.execute(
+                "SELECT COUNT(*) FROM runs WHERE status = 'RUNNING' AND lifecycle_stage = 'active'"
+            ).fetchone()
+    except sqlite3.Error:
+        return None
+    return int(count)
+
+
+def reap_orphaned_runs(settings: Settings) -> list[str]:
+    """End KILLED the RUNNING runs, in every experiment of the store, whose owning process died.
+
+    A server killed mid-search (SIGKILL, OOM, power loss) leaves its runs RUNNING forever; every
+    run records its owner (``host:pid``), so a starting server ends those of dead processes on
+    this host and leaves the runs of live servers sharing the store alone. On a sqlite store
+    with no RUNNING run (the usual start) this costs one query and never imports mlflow.
+    """
+    db_path = sqlite_store_path(str(settings.tracking_uri))
+    if db_path is not None and count_running_runs(db_path) == 0:
+        return []
+    from mcp_server.mlflow_integration import get_mlflow_tracker
+
+    tracker = get_mlflow_tracker(settings.experiment_name, settings=settings)
+    try:
+        reaped = tracker.reap_orphaned_runs(experiment_ids=tracker.all_experiment_ids())
+    finally:
+        tracker.close()
+    if reaped:
+        logger.warning("ended %d orphaned run(s) KILLED (their server process died): %s",
+                       len(reaped), ", ".join(reaped))
+    return reaped

@@ -59,6 +59,7 @@ def serve(args: argparse.Namespace) -> int:
     server = build_server(settings, transport=transport, host=host, port=port)  # checks the config
     # Before serving, so several servers starting on a fresh store never race in its migrations.
     prepare_tracking_store(settings)
+    recover_orphaned_runs(settings)
     try:
         if transport == "stdio":
             server.run("stdio")
@@ -69,6 +70,29 @@ def serve(args: argparse.Namespace) -> int:
     finally:
         app_state(server).close()  # cancels running jobs: their MLflow runs end KILLED
     return 0
+
+
+def recover_orphaned_runs(settings) -> None:
+    """End KILLED the runs of crashed servers before serving (see ``tools._store.reap_orphaned_runs``).
+
+    A local sqlite store is cleaned before the first request (one cheap query when nothing
+    crashed). A remote tracking server is cleaned in the background: it may be slow or down, and
+    the server must answer ``tools/list`` at once regardless. Failure is logged, never fatal.
+    """
+    import threading
+
+    from tools._store import reap_orphaned_runs
+
+    def reap() -> None:
+        try:
+            reap_orphaned_runs(settings)
+        except Exception as exc:  # noqa: BLE001 - a dirty store must not keep the server down
+            logger.warning("could not end orphaned runs at startup: %s", exc)
+
+    if settings.is_remote_tracking:
+        threading.Thread(target=reap, name="reap-orphaned-runs", daemon=True).start()
+    else:
+        reap()
 
 
 def http_app(server, settings, *, transport: str, host: str, port: int):

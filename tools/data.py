@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 import anyio
 from mcp.server import MCPServer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from mcp_server import rbac
 from tools._decorators import READ_ONLY, ml_tool, register_tools
@@ -101,8 +101,11 @@ class ValidationReport(BaseModel):
 
 
 class ValidateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     dataset: DatasetName
-    target: str | None = Field(default=None, min_length=1, description="Target column: enables label checks")
+    target: str | None = Field(
+        default=None, min_length=1, max_length=200, description="Target column: enables label checks"
+    )
     schema_name: str | None = Field(
         default=None,
         min_length=1,

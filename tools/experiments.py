@@ -8,16 +8,23 @@ from typing import Annotated, Any
 import anyio
 from mcp.server import MCPServer
 from mcp.types import CallToolResult, ImageContent, TextContent
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from mcp_server import rbac
-from mcp_server.error_handling import InvalidRequestError
+from mcp_server.error_handling import InvalidRequestError, NotFoundError
 from tools._decorators import READ_ONLY, UPDATES, ml_tool, register_tools
 from tools._state import AppState
 
 ExperimentName = Annotated[str, Field(min_length=1, max_length=200, description="MLflow experiment name")]
-RunId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="An MLflow run id (32 hex characters)")]
-ParamValue = str | int | float | bool | None
+RunId = Annotated[
+    str, Field(pattern=r"^[0-9a-f]{32}$", max_length=32, description="An MLflow run id (32 hex characters)")
+]
+# Bounded like MLflow's own limits: a key of 250 characters, a param value of 6000, a tag of 8000.
+KeyName = Annotated[str, Field(min_length=1, max_length=250)]
+# NaN and infinities are not JSON: a caller sends null for a missing value.
+ParamValue = Annotated[str, Field(max_length=6000)] | int | Annotated[float, Field(allow_inf_nan=False)] | bool | None
+TagValue = Annotated[str, Field(max_length=8000)]
+STRICT = ConfigDict(extra="forbid")
 
 
 class ExperimentInfo(BaseModel):
@@ -88,15 +95,17 @@ class RunComparison(BaseModel):
 
 
 class StartExperimentRequest(BaseModel):
+    model_config = STRICT
     name: ExperimentName
     run_name: str | None = Field(
         default=None, min_length=1, max_length=200, description="Also record a run (e.g. a plan or baseline notes)"
     )
-    params: dict[str, ParamValue] | None = Field(default=None, max_length=100)
-    tags: dict[str, str] | None = Field(default=None, max_length=50)
+    params: dict[KeyName, ParamValue] | None = Field(default=None, max_length=100)
+    tags: dict[KeyName, TagValue] | None = Field(default=None, max_length=50)
 
 
 class SearchRunsRequest(BaseModel):
+    model_config = STRICT
     experiment_name: ExperimentName | None = Field(default=None, description="Default: the server's experiment")
     filter_string: str = Field(
         default="",
@@ -107,7 +116,10 @@ class SearchRunsRequest(BaseModel):
         default=None, max_length=3, description="e.g. ['metrics.roc_auc DESC']"
     )
     max_results: int = Field(default=10, ge=1, le=100)
-    page_token: str | None = Field(default=None, max_length=2000)
+    page_token: str | None = Field(
+        default=None, max_length=2000, pattern=r"^[A-Za-z0-9+/=_-]*$",
+        description="The next_page_token of the previous page (base64)",
+    )
 
 
 def summary_of(run: Any) -> dict[str, Any]:
@@ -190,10 +202,22 @@ def register(server: MCPServer, app: AppState) -> None:
         """Find runs of an experiment with an MLflow filter and ordering, one page at a time."""
 
         def search() -> RunsPage:
+            if request.experiment_name is not None and request.experiment_name not in experiment_names(app):
+                # A read must never create: app.tracker(name) would create a missing experiment.
+                raise NotFoundError(
+                    f"experiment_name {request.experiment_name!r} does not name an experiment; "
+                    "list_experiments shows them"
+                )
             tracker = app.tracker(request.experiment_name)
-            runs, token = tracker.search_runs_page(
-                request.filter_string, request.max_results, request.order_by, page_token=request.page_token
-            )
+            try:
+                runs, token = tracker.search_runs_page(
+                    request.filter_string, request.max_results, request.order_by, page_token=request.page_token
+                )
+            except InvalidRequestError as exc:
+                # MLflow's messages do not say which argument they are about.
+                raise InvalidRequestError(
+                    f"MLflow rejected filter_string, order_by or page_token: {exc}"
+                ) from None
             return RunsPage(runs=[RunSummary(**summary_of(r)) for r in runs], next_page_token=token or None)
 
         return await anyio.to_thread.run_sync(search)
@@ -202,7 +226,9 @@ def register(server: MCPServer, app: AppState) -> None:
     async def get_run(
         run_id: RunId,
         history_limit: Annotated[int, Field(ge=0, le=1000, description="Metric values per metric to return")] = 20,
-        history_offset: Annotated[int, Field(ge=0, description="Skip this many values per metric (paging)")] = 0,
+        history_offset: Annotated[
+            int, Field(ge=0, le=10_000_000, description="Skip this many values per metric (paging)")
+        ] = 0,
     ) -> RunDetail:
         """Get one run: status, params, metrics, tags and a page of each metric's history."""
 

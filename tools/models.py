@@ -15,11 +15,16 @@ from tools.pipelines import PromotionView
 
 ModelName = Annotated[
     str,
-    Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$", description="Registered model name"),
+    Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$", max_length=100, description="Registered model name"),
 ]
-Alias = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$", description="Model alias, e.g. 'champion'")]
-CellValue = str | int | float | bool | None
+Alias = Annotated[
+    str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$", max_length=64, description="Model alias, e.g. 'champion'")
+]
+# NaN and infinities are not JSON: send null for a missing value.
+CellValue = Annotated[str, Field(max_length=10_000)] | int | Annotated[float, Field(allow_inf_nan=False)] | bool | None
+ColumnName = Annotated[str, Field(min_length=1, max_length=200)]
 MAX_ROWS = 1000
+MAX_COLUMNS = 2000
 
 
 class RegisteredVersion(BaseModel):
@@ -45,10 +50,10 @@ class Predictions(BaseModel):
 
 
 class PromoteRequest(BaseModel):
-    model_config = {"protected_namespaces": ()}
+    model_config = {"protected_namespaces": (), "extra": "forbid"}
 
     model_name: ModelName
-    version: int = Field(ge=1, description="The version to promote")
+    version: int = Field(ge=1, le=10**9, description="The version to promote")
     alias: Alias = "champion"
     force: bool = Field(default=False, description="Move the alias even if the version is not better")
     primary_metric: str | None = Field(
@@ -105,11 +110,16 @@ def register(server: MCPServer, app: AppState) -> None:
     async def predict(
         model_name: ModelName,
         rows: Annotated[
-            list[dict[str, CellValue]],
+            list[Annotated[dict[ColumnName, CellValue], Field(max_length=MAX_COLUMNS)]],
             Field(min_length=1, max_length=MAX_ROWS, description="Feature rows: column name -> value"),
         ],
         alias_or_version: Annotated[
-            str, Field(pattern=r"^([A-Za-z][A-Za-z0-9_-]{0,63}|[1-9][0-9]{0,8})$", description="'champion' or a version number")
+            str,
+            Field(
+                pattern=r"^([A-Za-z][A-Za-z0-9_-]{0,63}|[1-9][0-9]{0,8})$",
+                max_length=64,
+                description="'champion' or a version number",
+            ),
         ] = "champion",
         probabilities: Annotated[bool, Field(description="Also return class probabilities")] = False,
     ) -> Predictions:

@@ -2,6 +2,7 @@
 
 from typing import Annotated, Any, Literal
 
+import anyio
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
@@ -13,18 +14,21 @@ from tools.data import DatasetName, catalog, default_target
 from tools.jobs import JobView, current_principal_id, job_view, wait_for_job
 from tools.tuning import ColumnList, EstimatorName, raise_if_failed
 
-ParamValue = str | int | float | bool | None
+ParamValue = Annotated[str, Field(max_length=6000)] | int | Annotated[float, Field(allow_inf_nan=False)] | bool | None
+ParamName = Annotated[str, Field(min_length=1, max_length=100)]
 
 
 class PipelineRequest(BaseModel):
-    model_config = {"protected_namespaces": ()}
+    model_config = {"protected_namespaces": (), "extra": "forbid"}
 
     dataset: DatasetName
-    target: str | None = Field(default=None, min_length=1, description="Column to predict; built-ins: 'target'")
+    target: str | None = Field(
+        default=None, min_length=1, max_length=200, description="Column to predict; built-ins: 'target'"
+    )
     features: ColumnList | None = Field(default=None, description="Feature columns (default: all others)")
     drop_columns: ColumnList = Field(default_factory=list, description="Columns never used as features (ids, names)")
     estimator: EstimatorName = "random_forest"
-    params: dict[str, ParamValue] = Field(
+    params: dict[ParamName, ParamValue] = Field(
         default_factory=dict, max_length=50, description="Hyperparameters, e.g. the best_params of a tuning job"
     )
     task: Literal["classification", "regression"] | None = Field(default=None, description="Default: inferred")
@@ -155,6 +159,9 @@ def register(server: MCPServer, app: AppState) -> None:
 
         Every stage is recorded in one MLflow run. Returns the metrics and the promotion decision, or a job id to poll.
         """
+        from tools._preflight import check_pipeline_request
+
+        await anyio.to_thread.run_sync(lambda: check_pipeline_request(app, request))
         job_id = app.jobs.submit(
             "pipeline",
             pipeline_work(app, request),

@@ -2,10 +2,11 @@
 
 from typing import Annotated, Any, Literal
 
+import anyio
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from mcp_server import rbac
 from mcp_server.jobs import JobContext, JobState
@@ -28,41 +29,54 @@ EstimatorName = Literal[
     "knn",
     "svm",
 ]
-ColumnList = Annotated[list[Annotated[str, Field(min_length=1)]], Field(max_length=1000)]
+ColumnList = Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=1000)]
+ParamName = Annotated[str, Field(min_length=1, max_length=100)]
+# Every request model refuses unknown fields: a misspelt option must not be silently ignored.
+STRICT = ConfigDict(extra="forbid")
+
+
+# Hyperparameter ranges beyond these are nonsense, and unbounded numbers reach numpy's samplers.
+MAX_ABS_BOUND = 10**12
 
 
 class IntParam(BaseModel):
+    model_config = STRICT
     type: Literal["int"]
-    low: int
-    high: int
+    low: int = Field(ge=-MAX_ABS_BOUND, le=MAX_ABS_BOUND)
+    high: int = Field(ge=-MAX_ABS_BOUND, le=MAX_ABS_BOUND)
     log: bool = Field(default=False, description="Sample on a log scale (low must be > 0)")
 
 
 class FloatParam(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     type: Literal["float"]
-    low: float
-    high: float
+    low: float = Field(ge=-MAX_ABS_BOUND, le=MAX_ABS_BOUND)
+    high: float = Field(ge=-MAX_ABS_BOUND, le=MAX_ABS_BOUND)
     log: bool = Field(default=False, description="Sample on a log scale (low must be > 0)")
 
 
 class CategoricalParam(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     type: Literal["categorical"]
-    choices: list[str | int | float | bool | None] = Field(min_length=1, max_length=100)
+    choices: list[Annotated[str, Field(max_length=200)] | int | float | bool | None] = Field(
+        min_length=1, max_length=100
+    )
 
 
 ParamSpec = Annotated[IntParam | FloatParam | CategoricalParam, Field(discriminator="type")]
 
 
 class TuneRequest(BaseModel):
+    model_config = STRICT
     dataset: DatasetName
     target: str | None = Field(
-        default=None, min_length=1, description="Column to predict; built-in data sets use 'target'"
+        default=None, min_length=1, max_length=200, description="Column to predict; built-in data sets use 'target'"
     )
     features: ColumnList | None = Field(default=None, description="Feature columns (default: all others)")
     drop: ColumnList | None = Field(default=None, description="Columns to leave out (ids, names, leaks)")
     estimator: EstimatorName = "random_forest"
     strategy: Literal["grid", "random", "bayesian"] = "random"
-    space: dict[str, ParamSpec] | None = Field(
+    space: dict[ParamName, ParamSpec] | None = Field(
         default=None,
         max_length=30,
         description="Hyperparameter -> range, e.g. {'max_depth': {'type': 'int', 'low': 2, 'high': 12}}; "
@@ -83,6 +97,13 @@ class TuneRequest(BaseModel):
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1, description="Default: drawn and recorded")
     experiment_name: str | None = Field(default=None, min_length=1, max_length=200)
     run_name: str | None = Field(default=None, min_length=1, max_length=200)
+    resume_from: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{32}$",
+        max_length=32,
+        description="Continue an ended search (its parent_run_id) without re-running its completed "
+        "trials; use the same dataset, estimator, strategy, space, cv_folds, scoring and experiment_name",
+    )
 
 
 class TrialView(BaseModel):
@@ -172,6 +193,7 @@ def tuning_work(app: AppState, request: TuneRequest):
             pruning=None if request.pruning == "none" else request.pruning,
             early_stopping_patience=request.early_stopping_patience,
             run_name=request.run_name,
+            resume_from=request.resume_from,
         )
         return outcome_of(result, experiment)
 
@@ -198,6 +220,9 @@ def register(server: MCPServer, app: AppState) -> None:
 
         Returns the best params and score when done within wait_seconds, else a job id to poll with get_job.
         """
+        from tools._preflight import check_tune_request
+
+        await anyio.to_thread.run_sync(lambda: check_tune_request(app, request))
         job_id = app.jobs.submit(
             "tune",
             tuning_work(app, request),

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 _BATCH_LIMITS = {"metrics": 1000, "params": 100, "tags": 100}  # MLflow's log_batch limits
 OWNER_TAG = "nba_mcp.owner"  # host:pid of the process that opened the run (crash recovery)
+# Tracking server URI -> monotonic time until which it is not asked again, after it failed to
+# answer: shared by every tracker of the process (one per experiment) talking to that server.
+_unavailable_until: dict[str, float] = {}
 
 
 class _Buffer:
@@ -72,6 +75,10 @@ class MLflowExperimentTracker:
         self._writer: concurrent.futures.ThreadPoolExecutor | None = None
         self._pending: set[concurrent.futures.Future] = set()
         self._ended: set[str] = set()  # runs ended inside their start_run block
+        # First failed background write per parent run, raised by the next record_run under the
+        # same parent: a search must stop when its store goes away, not run every remaining trial
+        # into the void (keyed by parent so one search's failure never stops another's).
+        self._background_errors: dict[str | None, BaseException] = {}
         if mock_mode:
             from ._memory import InMemoryClient
 
@@ -98,10 +105,23 @@ class MLflowExperimentTracker:
         return client, MlflowModelStore(client)
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        from ..error_handling import TrackingUnavailableError
         from ._store import store_errors
 
-        with store_errors():
-            return getattr(self._client, method)(*args, **kwargs)
+        if time.monotonic() < _unavailable_until.get(self.tracking_uri, 0.0):
+            # A tracking server that just failed to answer is not asked again for a while: a
+            # search with 50 queued trial writes would otherwise wait one timeout per write.
+            raise TrackingUnavailableError(
+                f"tracking store unavailable: {self.tracking_uri} did not answer a moment ago; "
+                f"retrying after {self.settings.tracking_timeout_seconds:g}s"
+            )
+        try:
+            with store_errors():
+                return getattr(self._client, method)(*args, **kwargs)
+        except TrackingUnavailableError:
+            if self.tracking_uri.startswith(("http://", "https://")):
+                _unavailable_until[self.tracking_uri] = time.monotonic() + self.settings.tracking_timeout_seconds
+            raise
 
     # --- experiments --------------------------------------------------------------------------
     def get_or_create_experiment(self, name: str) -> str:
@@ -296,12 +316,23 @@ class MLflowExperimentTracker:
         if not background:
             return self._record(*args)
         with self._lock:
+            failed = self._background_errors.pop(parent_run_id, None)
+        if failed is not None:
+            raise failed
+        with self._lock:
             if self._writer is None:
                 self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tracker-writer")
             future = self._writer.submit(self._record, *args)
             self._pending.add(future)
-        future.add_done_callback(self._pending.discard)
+        future.add_done_callback(lambda done: self._background_done(done, parent_run_id))
         return future
+
+    def _background_done(self, future: concurrent.futures.Future, parent_run_id: str | None) -> None:
+        self._pending.discard(future)
+        exc = None if future.cancelled() else future.exception()
+        if exc is not None:
+            with self._lock:
+                self._background_errors.setdefault(parent_run_id, exc)
 
     def _record(self, run_name, params, metrics, tags, status, parent_run_id, history, start_ms, end_ms) -> str:
         from mlflow.entities import Metric, Param, RunTag
@@ -440,18 +471,40 @@ class MLflowExperimentTracker:
 
     # --- crash recovery -----------------------------------------------------------------------
     def reap_orphaned_runs(self, experiment_ids: list[str] | None = None) -> list[str]:
-        """End KILLED every RUNNING run whose owning process on this host is gone."""
+        """End KILLED every RUNNING run whose owning process on this host is gone.
+
+        ``experiment_ids``: where to look (default: this tracker's experiment). Every page of
+        RUNNING runs is read, so a store with many crashed searches is cleaned in one call.
+        Runs of live processes, and of other hosts (whose processes we cannot see), are left alone.
+        """
         reaped = []
         host = socket.gethostname()
-        for run in self.search_runs("attributes.status = 'RUNNING'", 1000, experiment_ids=experiment_ids):
-            owner = run.tags.get(OWNER_TAG, "")
-            owner_host, _, pid = owner.rpartition(":")
-            if owner_host != host or not pid.isdigit() or _alive(int(pid)):
-                continue
-            self._call("set_tag", run.run_id, "nba_mcp.termination_reason", f"owner process {pid} died")
-            self._call("set_terminated", run.run_id, status=RunStatus.KILLED.value)
-            reaped.append(run.run_id)
-        return reaped
+        token: str | None = None
+        while True:
+            runs, token = self.search_runs_page(
+                "attributes.status = 'RUNNING'", 1000, experiment_ids=experiment_ids, page_token=token
+            )
+            for run in runs:
+                owner = run.tags.get(OWNER_TAG, "")
+                owner_host, _, pid = owner.rpartition(":")
+                if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+                    continue
+                self._call("set_tag", run.run_id, "nba_mcp.termination_reason", f"owner process {pid} died")
+                self._call("set_terminated", run.run_id, status=RunStatus.KILLED.value)
+                reaped.append(run.run_id)
+            if not token:
+                return reaped
+
+    def all_experiment_ids(self) -> list[str]:
+        """Ids of every active experiment in the store (paged: no cap)."""
+        ids: list[str] = []
+        token: str | None = None
+        while True:
+            page = self._call("search_experiments", max_results=1000, page_token=token)
+            ids += [e.experiment_id for e in page]
+            token = page.token
+            if not token:
+                return ids
 
     def close(self) -> None:
         self.flush()

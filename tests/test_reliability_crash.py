@@ -1,0 +1,258 @@
+"""Crash recovery: SIGKILL the real server in the middle of a tuning job, restart it, resume the search.
+
+On restart ``nba-mcp serve`` ends KILLED every RUNNING run whose owning process (recorded on the
+run as ``nba_mcp.owner`` = host:pid) is dead, in every experiment of the store; completed trials
+stay in MLflow, and ``tune_hyperparameters(resume_from=<parent run>)`` continues the search
+without re-running them. Figures go to ``<pytest tmp>/reliability/crash.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from mcp_server.mlflow_integration import OWNER_TAG, get_mlflow_tracker
+from tools._store import reap_orphaned_runs
+from tools.server import build_server
+from tools.testing import SHARED_DATA, isolated_settings, shared_template
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SEARCH = {
+    "dataset": "breast_cancer", "estimator": "random_forest", "strategy": "random", "max_trials": 30,
+    "cv_folds": 3, "seed": 5, "experiment_name": "crash-recovery",
+    "space": {"n_estimators": {"type": "int", "low": 10, "high": 40},
+              "max_depth": {"type": "int", "low": 2, "high": 12}},
+}
+KILL_AFTER_TRIALS = 5
+
+
+class RawStdioServer:
+    """``nba-mcp serve`` over stdio, spoken to with raw JSON-RPC lines (so the test owns the pid)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.log = open(log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tools.cli", "serve"], cwd=PROJECT_ROOT, env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+        )
+        self._lines: queue.Queue[bytes] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self._next_id = 0
+        self.request("initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
+                                    "clientInfo": {"name": "crash-test", "version": "1"}})
+        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self._lines.put(line)
+
+    def send(self, message: dict) -> None:
+        self.proc.stdin.write(json.dumps(message).encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def request(self, method: str, params: dict, timeout: float = 90) -> dict:
+        self._next_id += 1
+        self.send({"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params})
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self._lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            message = json.loads(line)
+            if message.get("id") == self._next_id:
+                assert "error" not in message, message
+                return message["result"]
+
+    def call_tool(self, name: str, arguments: dict, timeout: float = 90) -> dict:
+        return self.request("tools/call", {"name": name, "arguments": arguments}, timeout)
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)  # reaped, as the MCP client that spawned it would
+        self.log.close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def store_rows(db: Path, sql: str, *args) -> list[tuple]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=20) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+def parent_run(db: Path) -> str | None:
+    rows = store_rows(db, "SELECT run_uuid FROM tags WHERE key = 'nba_mcp.kind' AND value = 'tuning_search'")
+    return rows[0][0] if rows else None
+
+
+def children(db: Path, parent: str) -> list[tuple[str, str, str]]:
+    """(run id, status, trial number) of every trial run under ``parent``."""
+    return store_rows(
+        db,
+        "SELECT r.run_uuid, r.status, n.value FROM runs r "
+        "JOIN tags p ON p.run_uuid = r.run_uuid AND p.key = 'mlflow.parentRunId' AND p.value = ? "
+        "LEFT JOIN tags n ON n.run_uuid = r.run_uuid AND n.key = 'trial_number'",
+        parent,
+    )
+
+
+def running_runs(db: Path) -> int:
+    return store_rows(db, "SELECT COUNT(*) FROM runs WHERE status = 'RUNNING'")[0][0]
+
+
+def write_figures(tmp_path_factory, name: str, figures: dict) -> None:
+    out = tmp_path_factory.getbasetemp() / "reliability"
+    out.mkdir(exist_ok=True)
+    (out / name).write_text(json.dumps(figures, indent=2))
+    print(f"\n{name}: {json.dumps(figures)}")
+
+
+@pytest.mark.slow
+def test_sigkill_mid_search_then_restart_reaps_and_resume_skips_completed_trials(tmp_path, tmp_path_factory):
+    home = tmp_path / "home"
+    isolated_settings(home, shared_template(tmp_path_factory))
+    db = home / "mlflow.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NBA_MCP_", "MLFLOW_"))}
+    env.update({"NBA_MCP_DATA_HOME": str(home), "NBA_MCP_DATA_DIRS": json.dumps([str(SHARED_DATA)])})
+
+    first = RawStdioServer(env, tmp_path / "first.log")
+    try:
+        started = first.call_tool("tune_hyperparameters", {"request": SEARCH, "wait_seconds": 0})
+        assert started["structuredContent"]["state"] in ("QUEUED", "RUNNING"), started
+        deadline = time.monotonic() + 120
+        while True:
+            parent = parent_run(db)
+            done = [c for c in children(db, parent) if c[1] == "FINISHED"] if parent else []
+            if len(done) >= KILL_AFTER_TRIALS:
+                break
+            assert time.monotonic() < deadline, "the search made no progress"
+            time.sleep(0.05)
+    finally:
+        first.kill()  # SIGKILL in the middle of the search: no cleanup code runs
+    before_restart = children(db, parent)
+    completed_at_kill = {c[0] for c in before_restart if c[1] == "FINISHED"}
+    running_after_kill = running_runs(db)
+    assert running_after_kill >= 1  # at least the search's parent run is left RUNNING
+    assert len(completed_at_kill) < SEARCH["max_trials"]
+
+    restart_started = time.perf_counter()
+    second = RawStdioServer(env, tmp_path / "second.log")
+    try:
+        restart_seconds = time.perf_counter() - restart_started
+        # Reaped before the first answer: nothing RUNNING, the parent ended KILLED with the reason.
+        assert running_runs(db) == 0
+        parent_view = second.call_tool("get_run", {"run_id": parent})["structuredContent"]
+        assert parent_view["status"] == "KILLED"
+        assert parent_view["tags"]["nba_mcp.termination_reason"].startswith("owner process ")
+        after_restart = children(db, parent)
+        assert completed_at_kill <= {c[0] for c in after_restart if c[1] == "FINISHED"}
+
+        resumed = second.call_tool(
+            "tune_hyperparameters", {"request": {**SEARCH, "resume_from": parent}, "wait_seconds": 55}, timeout=120
+        )
+        outcome = resumed["structuredContent"]
+        assert not resumed.get("isError"), resumed
+        assert outcome["state"] == "SUCCEEDED", outcome
+        result = outcome["result"]
+        assert result["parent_run_id"] == parent and result["n_trials"] == SEARCH["max_trials"]
+        parent_after = second.call_tool("get_run", {"run_id": parent})["structuredContent"]
+    finally:
+        second.stop()
+
+    final = children(db, parent)
+    finished = [c for c in final if c[1] == "FINISHED"]
+    numbers = [int(c[2]) for c in finished]
+    # Every trial completed before the crash is still there and was not run again.
+    assert completed_at_kill <= {c[0] for c in finished}
+    assert len(finished) == SEARCH["max_trials"] and len(set(numbers)) == len(numbers)
+    new_numbers = sorted(int(c[2]) for c in finished if c[0] not in completed_at_kill)
+    assert min(new_numbers) >= len(completed_at_kill)
+    assert parent_after["status"] == "FINISHED" and running_runs(db) == 0
+    write_figures(tmp_path_factory, "crash.json", {
+        "trials_completed_at_kill": len(completed_at_kill),
+        "runs_running_after_kill": running_after_kill,
+        "trial_runs_half_written_at_kill": sum(c[1] == "RUNNING" for c in before_restart),
+        "runs_running_after_restart": 0,
+        "restart_to_initialized_seconds": round(restart_seconds, 2),
+        "trials_run_on_resume": len(new_numbers),
+        "completed_trials_rerun": 0,
+        "final_finished_trials": len(finished),
+        "parent_status_after_resume": parent_after["status"],
+    })
+
+
+# --- the reaper's rules, on a real sqlite store -----------------------------------------------------------
+
+DEAD_PID = 2**22 + 12345  # above the default pid_max of most systems: never a live process
+
+
+def _orphan(tracker, *, owner: str, tags: dict | None = None, parent: str | None = None) -> str:
+    run_id = tracker.create_run("orphan", tags=tags, parent_run_id=parent)
+    tracker._call("set_tag", run_id, OWNER_TAG, owner)  # noqa: SLF001 - simulate another process's run
+    return run_id
+
+
+def test_reaper_ends_dead_owners_runs_in_every_experiment_and_spares_the_living(tmp_path, tmp_path_factory):
+    settings = isolated_settings(tmp_path / "home", shared_template(tmp_path_factory))
+    host = socket.gethostname()
+    first = get_mlflow_tracker("reap-a", settings=settings)
+    second = get_mlflow_tracker("reap-b", settings=settings)
+    dead = [_orphan(first, owner=f"{host}:{DEAD_PID}"), _orphan(second, owner=f"{host}:{DEAD_PID + 1}")]
+    alive = _orphan(first, owner=f"{host}:{os.getpid()}")
+    elsewhere = _orphan(second, owner=f"another-host:{DEAD_PID}")
+    reaped = reap_orphaned_runs(settings)
+    assert sorted(reaped) == sorted(dead)
+    assert [first.get_status(r).value for r in (dead[0], alive)] == ["KILLED", "RUNNING"]
+    assert [second.get_status(r).value for r in (dead[1], elsewhere)] == ["KILLED", "RUNNING"]
+    assert reap_orphaned_runs(settings) == []  # idempotent
+    for tracker, run_id in ((first, alive), (second, elsewhere)):
+        tracker.end_run("FINISHED", run_id=run_id)
+    assert reap_orphaned_runs(settings) == []  # no RUNNING run left: one sqlite query, no mlflow
+
+
+async def test_resume_reruns_a_trial_whose_run_was_half_written_when_the_server_died(tmp_path, tmp_path_factory):
+    """A child run created but never ended (SIGKILL between create and terminate) is reaped
+    KILLED, and resuming runs that trial again instead of failing on its missing params."""
+    settings = isolated_settings(tmp_path / "home", shared_template(tmp_path_factory))
+    request = {"dataset": "iris", "estimator": "decision_tree", "strategy": "random", "max_trials": 6,
+               "cv_folds": 3, "seed": 3, "experiment_name": "half-written",
+               "space": {"max_depth": {"type": "int", "low": 1, "high": 30}}}
+    server = build_server(settings)
+    try:
+        async with Client(server) as client:
+            first = (await client.call_tool("tune_hyperparameters", {"request": {**request, "max_trials": 3}}))
+            parent = first.structured_content["result"]["parent_run_id"]
+            tracker = server.app_state.tracker("half-written")
+            half = _orphan(tracker, owner=f"{socket.gethostname()}:{DEAD_PID}", parent=parent,
+                           tags={"nba_mcp.kind": "tuning_trial", "trial_state": "COMPLETE", "trial_number": 3})
+            assert half in reap_orphaned_runs(settings)
+            resumed = await client.call_tool(
+                "tune_hyperparameters", {"request": {**request, "resume_from": parent}})
+        assert not resumed.is_error, resumed.content[0].text
+        outcome = resumed.structured_content["result"]
+        assert outcome["n_trials"] == 6 and outcome["parent_run_id"] == parent
+        trials = tracker.search_runs(f"tags.mlflow.parentRunId = '{parent}'", 100)
+        finished = sorted(int(r.tags["trial_number"]) for r in trials if r.status.value == "FINISHED")
+        assert finished == [0, 1, 2, 4, 5, 6]  # number 3 is not reused; three new trials ran
+    finally:
+        server.app_state.close()
+
+
+pytestmark = pytest.mark.anyio

@@ -1,0 +1,553 @@
+"""Hostile input: thousands of invalid or malicious tool calls, generated from each tool's inputSchema.
+
+Schema violations are generated from the ``inputSchema`` the server publishes (tools/list): one
+field of a valid baseline call is replaced by a value that breaks its schema (wrong type, out of
+range, NaN/inf, huge strings and lists, unknown fields, missing fields, unicode, patterns...); a
+JSON Schema validator confirms the call is invalid before it is sent. Semantic attacks are
+schema-valid calls that must still be refused: path escapes (``..``, absolute, symlinks), unknown
+data sets, columns, hyperparameters, scorers, runs, jobs and models, enormous grids, budgets past
+the server's limits. Every call must come back as a tool error naming the field, no call may start
+a job or create an experiment, and the server must keep serving. Figures go to
+``<pytest tmp>/reliability/hostile.json`` and docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sys
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio.from_thread
+import jsonschema
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mcp import Client, StdioServerParameters
+
+from mcp_server import rbac
+from tools.server import build_server
+from tools.testing import ADMIN, isolated_settings, shared_template
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SCHEMA_EXAMPLES = 1700
+SEMANTIC_EXAMPLES = 500
+STDIO_EXAMPLES = 120
+RUN_A, RUN_B = "0" * 32, "1" * 32
+
+# A valid call per tool: each generated call breaks exactly one field of one of these.
+BASELINES: dict[str, dict[str, Any]] = {
+    "list_datasets": {},
+    "describe_dataset": {"name": "players"},
+    "validate_data": {"request": {"dataset": "players", "target": "target"}},
+    "start_experiment": {"request": {"name": "hostile"}},
+    "list_experiments": {},
+    "search_runs": {"request": {"max_results": 5}},
+    "get_run": {"run_id": RUN_A},
+    "compare_runs": {"run_ids": [RUN_A, RUN_B]},
+    "tune_hyperparameters": {
+        "request": {"dataset": "iris", "estimator": "decision_tree", "max_trials": 2, "cv_folds": 2,
+                    "space": {"max_depth": {"type": "int", "low": 1, "high": 3}}},
+        "wait_seconds": 0,
+    },
+    "run_pipeline": {"request": {"dataset": "iris", "estimator": "decision_tree", "params": {"max_depth": 2}},
+                     "wait_seconds": 0},
+    "register_model": {"run_id": RUN_A, "model_name": "hostile-model"},
+    "promote_model": {"request": {"model_name": "hostile-model", "version": 1}},
+    "predict": {"model_name": "hostile-model", "rows": [{"a": 1.0, "b": 2.0}]},
+    "get_job": {"job_id": "abc123"},
+    "list_jobs": {"limit": 5},
+    "cancel_job": {"job_id": "abc123"},
+    "server_health": {},
+}
+
+HOSTILE_STRINGS = [
+    "../../etc/passwd", "/etc/passwd", "~root/.ssh/id_rsa", "..", "\x00", "a\x00b", "名前", "🏀" * 50,
+    "'; DROP TABLE runs; --", "$(rm -rf /)", "{{7*7}}", "<script>alert(1)</script>", "\u202e", "\ud7ff",
+    "xgboost", "sklearn.svm.SVC", "__import__('os').system('id')", "NaN", "Infinity", " ", "\n",
+]
+
+FIGURES: dict[str, Any] = {"schema_calls": 0, "semantic_calls": 0, "stdio_calls": 0, "by_tool": {}, "failures": []}
+
+
+# --- schema walking -------------------------------------------------------------------------------
+
+
+def resolve(node: dict, root: dict) -> dict:
+    while "$ref" in node:
+        target = root["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    return node
+
+
+def branches(node: dict, root: dict) -> list[dict]:
+    node = resolve(node, root)
+    options = node.get("anyOf") or node.get("oneOf")
+    return [resolve(b, root) for b in options] if options else [node]
+
+
+def object_node(node: dict, root: dict) -> dict | None:
+    """The object schema behind ``node`` (through $ref and nullable anyOf), if it has properties."""
+    for branch in branches(node, root):
+        if branch.get("type") == "object" and "properties" in branch:
+            return branch
+    return None
+
+
+def mutation_sites(schema: dict) -> list[tuple[tuple[str, ...], dict]]:
+    """Every (path, schema) a generated call may break: top-level fields and the fields of nested
+    request models (one level down), including optional fields the baseline leaves out."""
+    sites: list[tuple[tuple[str, ...], dict]] = [((), schema)]
+    for name, prop in schema.get("properties", {}).items():
+        sites.append(((name,), prop))
+        nested = object_node(prop, schema)
+        if nested is not None:
+            sites.append(((name, "*"), nested))
+            sites += [((name, child), child_schema) for child, child_schema in nested["properties"].items()]
+    return sites
+
+
+def _is_number_text(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def lax_coercible(value: Any, node: dict, root: dict) -> bool:
+    """Values pydantic's lax mode converts losslessly ("5" -> 5, 1.0 -> 1, "true" -> True): the
+    tools accept them on purpose, so they are not counted as invalid calls."""
+    for branch in branches(node, root):
+        kind = branch.get("type")
+        if kind == "integer" and (
+            isinstance(value, bool) or (isinstance(value, float) and value.is_integer())
+            or (isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+(\.0*)?\s*", value))
+        ):
+            return True
+        if kind == "number" and (isinstance(value, bool) or (isinstance(value, str) and _is_number_text(value))):
+            return True
+        if kind == "boolean" and (
+            (not isinstance(value, bool) and isinstance(value, (int, float)) and value in (0, 1))
+            or (isinstance(value, str) and value.strip().lower() in
+                {"0", "1", "true", "false", "yes", "no", "on", "off", "t", "f", "y", "n"})
+        ):
+            return True
+    return False
+
+
+JUNK = st.sampled_from([[], {}, [1, 2], {"a": 1}, "text", -1, 0, 1.5, True, None, math.nan, math.inf])
+NON_NUMERIC_TEXT = st.text(min_size=1, max_size=20).filter(lambda s: not _is_number_text(s))
+
+
+def huge_string(at_least: int) -> st.SearchStrategy[str]:
+    return st.sampled_from([at_least + 1, at_least + 1000, 100_000, 1_000_000]).map(
+        lambda n: "x" * max(n, at_least + 1)
+    )
+
+
+def valid_value(node: dict, root: dict) -> Any:
+    """A small value valid for ``node`` (to fill huge lists and dicts with otherwise-valid items)."""
+    validator = jsonschema.Draft202012Validator({**node, "$defs": root.get("$defs", {})})
+    for candidate in (1, "x", 0.5, {"type": "int", "low": 1, "high": 2}, RUN_A, True, None, {"a": 1}):
+        if validator.is_valid(candidate):
+            return candidate
+    return None
+
+
+def invalid_values(node: dict, root: dict) -> st.SearchStrategy[Any]:
+    node = resolve(node, root)
+    options = branches(node, root)
+    if len(options) > 1:
+        found = st.one_of([JUNK, *(_invalid_for_branch(b, root) for b in options if b.get("type") != "null")])
+        return found.filter(lambda v: not lax_coercible(v, node, root))
+    return _invalid_for_branch(node, root)
+
+
+def as_sent(value: Any) -> Any:
+    """What the client puts on the wire: JSON has no NaN or infinity, the SDK sends them as null
+    (a raw NaN token is tested separately, over stdio)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: as_sent(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_sent(v) for v in value]
+    return value
+
+
+def is_invalid(schema: dict, args: dict) -> bool:
+    return not jsonschema.Draft202012Validator(schema).is_valid(as_sent(args))
+
+
+def _invalid_for_branch(node: dict, root: dict) -> st.SearchStrategy[Any]:
+    kind = node.get("type")
+    found: list[st.SearchStrategy[Any]] = [JUNK]
+    if "enum" in node or "const" in node:
+        found.append(st.sampled_from(HOSTILE_STRINGS) | st.text(max_size=30))
+    if kind == "string":
+        found.append(st.integers() | st.floats() | st.lists(st.text(max_size=5), max_size=3))
+        if "maxLength" in node:
+            found.append(huge_string(node["maxLength"]))
+        if node.get("minLength"):
+            found.append(st.just(""))
+        if "pattern" in node:
+            found.append(st.sampled_from(HOSTILE_STRINGS) | st.text(max_size=40))
+    elif kind in ("integer", "number"):
+        found.append(st.sampled_from([math.nan, math.inf, -math.inf, 10**40, -(10**40)]))
+        found.append(NON_NUMERIC_TEXT)
+        if "minimum" in node:
+            found.append(st.integers(max_value=math.floor(node["minimum"]) - 1) if kind == "integer"
+                         else st.floats(max_value=node["minimum"], exclude_max=True, allow_nan=False))
+        if "maximum" in node:
+            found.append(st.integers(min_value=math.ceil(node["maximum"]) + 1) if kind == "integer"
+                         else st.floats(min_value=node["maximum"], exclude_min=True, allow_nan=False))
+        if kind == "integer":
+            found.append(st.floats(allow_nan=False, allow_infinity=False).filter(lambda x: not x.is_integer()))
+    elif kind == "boolean":
+        found.append(st.sampled_from(["maybe", 2, 0.5, -1, "", "yes please", [True]]))
+    elif kind == "array":
+        item = node.get("items", {})
+        found.append(st.lists(invalid_values(item, root), min_size=1, max_size=3))
+        found.append(st.sampled_from(["not a list", 7, {"k": 1}]))
+        if "maxItems" in node:
+            filler = valid_value(item, root)
+            found.append(st.sampled_from([node["maxItems"] + 1, node["maxItems"] + 5000]).map(lambda n: [filler] * n))
+        if node.get("minItems"):
+            found.append(st.just([]))
+    elif kind == "object":
+        extra = node.get("additionalProperties")
+        found.append(st.sampled_from(["not an object", 3, [1]]))
+        if isinstance(extra, dict):
+            keys = st.from_regex(r"\A[a-z]{1,12}\Z")
+            found.append(st.dictionaries(keys, invalid_values(extra, root), min_size=1, max_size=3))
+            filler = valid_value(extra, root)
+            if "maxProperties" in node:
+                found.append(st.sampled_from([node["maxProperties"] + 1, node["maxProperties"] + 3000]).map(
+                    lambda n: {f"k{i}": filler for i in range(n)}))
+            key_limit = node.get("propertyNames", {}).get("maxLength")
+            if key_limit:
+                found.append(st.just({"k" * (key_limit + 1): filler}))
+    return st.one_of(found).filter(lambda v: not lax_coercible(v, node, root))
+
+
+@st.composite
+def schema_violation(draw, tools: dict[str, dict]) -> tuple[str, dict, tuple[str, ...]]:
+    """(tool, arguments, field names any of which the error must mention)."""
+    name = draw(st.sampled_from(sorted(tools)))
+    schema = tools[name]
+    args = json.loads(json.dumps(BASELINES[name]))
+    path, node = draw(st.sampled_from(mutation_sites(schema)))
+    kind = draw(st.sampled_from(["value", "unknown_field", "missing"]))
+    if path and path[-1] == "*":  # the nested object itself: add an unknown field or drop a required one
+        kind = draw(st.sampled_from(["unknown_field", "missing"]))
+    container, key = args, None
+    if path:
+        for part in path[:-1]:
+            container = container.setdefault(part, {})
+        key = path[-1]
+    if not path or key == "*":
+        target = container
+        node_obj = schema if not path else node
+        required = node_obj.get("required", [])
+        if kind == "missing" and required and all(r in target for r in required):
+            missing = draw(st.sampled_from(required))
+            del target[missing]
+            return name, args, (missing,)
+        unknown = draw(st.from_regex(r"\A[a-z][a-z_]{0,15}\Z").filter(lambda k: k not in node_obj.get("properties", {})))
+        target[unknown] = draw(JUNK | st.text(max_size=10))
+        return name, args, (unknown,)
+    container[key] = draw(invalid_values(node, schema))
+    return name, args, (key,)
+
+
+# --- the servers and a blocking client ----------------------------------------------------------------
+
+
+def write_data_folder(root: Path) -> Path:
+    """A data folder with a real CSV and symlinks pointing out of it (one live, one dangling)."""
+    data = root / "data"
+    outside = root / "outside"
+    data.mkdir()
+    outside.mkdir()
+    (data / "players.csv").write_text("a,b,target\n" + "".join(f"{i},{i % 7},{i % 2}\n" for i in range(60)))
+    (outside / "secret.csv").write_text("password,target\nhunter2,1\nswordfish,0\n")
+    (data / "escape.csv").symlink_to(outside / "secret.csv")
+    (data / "dangling.csv").symlink_to(outside / "missing.csv")
+    (data / "linked").symlink_to(outside, target_is_directory=True)
+    return data
+
+
+@asynccontextmanager
+async def admin_client(target):
+    with rbac.acting_as(ADMIN):
+        async with Client(target) as client:
+            yield client
+
+
+class BlockingClient:
+    """An MCP client driven from synchronous (hypothesis) code through an anyio portal."""
+
+    def __init__(self, target) -> None:
+        self._portal_cm = anyio.from_thread.start_blocking_portal()
+        self.portal = self._portal_cm.__enter__()
+        self._client_cm = self.portal.wrap_async_context_manager(admin_client(target))
+        self.client = self._client_cm.__enter__()
+
+    def call(self, tool: str, args: dict):
+        return self.portal.call(lambda: self.client.call_tool(tool, args))
+
+    def list_tools(self):
+        return self.portal.call(self.client.list_tools).tools
+
+    def close(self) -> None:
+        self._client_cm.__exit__(None, None, None)
+        self._portal_cm.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="module")
+def hostile_home(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hostile")
+    return root, write_data_folder(root), shared_template(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def hostile(hostile_home):
+    root, data, template = hostile_home
+    app_settings = isolated_settings(root / "home", template, data_dirs=[data], max_grid_size=50,
+                                     max_trials=40, max_cv_folds=5)
+    server = build_server(app_settings)
+    client = BlockingClient(server)
+    tools = {t.name: t.input_schema for t in client.list_tools()}
+    experiments_before = client.call("list_experiments", {"max_results": 100}).structured_content
+    yield server, client, tools
+    try:
+        # After everything: no job was started, no experiment created, and the server still serves.
+        assert server.app_state.jobs.list(limit=500) == []
+        assert client.call("list_experiments", {"max_results": 100}).structured_content == experiments_before
+        health = client.call("server_health", {})
+        assert not health.is_error and health.structured_content["status"] == "ok"
+        described = client.call("describe_dataset", {"name": "players"})
+        assert not described.is_error and described.structured_content["n_rows"] == 60
+    finally:
+        client.close()
+        server.app_state.close()
+        write_figures(root)
+
+
+def write_figures(root: Path) -> None:
+    out = root.parent / "reliability"
+    out.mkdir(exist_ok=True)
+    (out / "hostile.json").write_text(json.dumps(FIGURES, indent=2))
+    print("\nhostile-input figures:", json.dumps({k: v for k, v in FIGURES.items() if k != "by_tool"}))
+
+
+def check_refused(result, tool: str, args: dict, fields: tuple[str, ...], category: str) -> None:
+    FIGURES[category] += 1
+    FIGURES["by_tool"][tool] = FIGURES["by_tool"].get(tool, 0) + 1
+    text = result.content[0].text if result.content else ""
+    ok = result.is_error and any(f.lower() in text.lower() for f in fields)
+    if not ok:
+        FIGURES["failures"].append({"tool": tool, "fields": fields, "text": text[:300],
+                                    "args": json.dumps(args, default=str)[:300]})
+    assert result.is_error, f"{tool} accepted invalid {fields}: {json.dumps(args, default=str)[:300]}"
+    assert ok, f"{tool}: error does not name any of {fields}: {text[:400]}"
+    assert "Traceback" not in text and "internal error" not in text, text[:400]
+
+
+# --- tests ------------------------------------------------------------------------------------------------
+
+
+def test_every_tool_has_a_valid_baseline_and_bounded_inputs(hostile):
+    _, _, tools = hostile
+    assert set(tools) == set(BASELINES), "a new tool needs a baseline call here"
+    unbounded = []
+    for name, schema in tools.items():
+        jsonschema.Draft202012Validator(schema).validate(BASELINES[name])
+        assert schema.get("additionalProperties") is False, name
+        unbounded += [f"{name}: {where}" for where in unbounded_nodes(schema, schema)]
+    # Every string, list and map a caller sends has a size limit in the published schema.
+    assert unbounded == []
+
+
+def unbounded_nodes(node: dict, root: dict, where: str = "", seen: frozenset = frozenset()) -> list[str]:
+    if "$ref" in node:
+        ref = node["$ref"]
+        if ref in seen:
+            return []
+        return unbounded_nodes(resolve(node, root), root, where, seen | {ref})
+    found = []
+    kind = node.get("type")
+    if kind == "string" and "maxLength" not in node and "enum" not in node and "const" not in node:
+        found.append(where or "<root>")
+    if kind == "array":
+        if "maxItems" not in node:
+            found.append(where)
+        found += unbounded_nodes(node.get("items", {}), root, where + "[]", seen)
+    if kind == "object":
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict):
+            if "maxProperties" not in node or "maxLength" not in node.get("propertyNames", {}):
+                found.append(where + "{}")
+            found += unbounded_nodes(extra, root, where + "{}", seen)
+        for key, child in node.get("properties", {}).items():
+            found += unbounded_nodes(child, root, f"{where}.{key}", seen)
+    for option in node.get("anyOf", []) + node.get("oneOf", []):
+        found += unbounded_nodes(option, root, where, seen)
+    return found
+
+
+@pytest.mark.slow
+def test_schema_violations_are_refused_naming_the_field(hostile):
+    _, client, tools = hostile
+    started = time.perf_counter()
+
+    @settings(max_examples=SCHEMA_EXAMPLES, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(call=schema_violation(tools))
+    def run(call):
+        tool, args, fields = call
+        if not is_invalid(tools[tool], args):
+            return  # the mutation happened to be valid (e.g. text that is a valid name): not counted
+        check_refused(client.call(tool, args), tool, args, fields, "schema_calls")
+
+    run()
+    FIGURES["schema_seconds"] = round(time.perf_counter() - started, 1)
+    assert FIGURES["schema_calls"] >= 1500
+
+
+# Schema-valid calls the server must still refuse: (tool, arguments strategy, words the error must name).
+KNOWN_DATASETS = {"players", "escape", "dangling", "iris", "wine", "diabetes", "breast_cancer", "nba_logreg",
+                  "all_seasons"}
+
+
+def _unknown_dataset(name: str) -> bool:
+    if not name.strip() or name.startswith(" "):
+        return True
+    bare = os.path.normpath(name).removeprefix("sklearn:")
+    for suffix in (".csv", ".parquet", ".pq"):
+        bare = bare.removesuffix(suffix)
+    return bare not in KNOWN_DATASETS
+
+
+DATASET_NAMES = (
+    st.sampled_from(["../../etc/passwd", "/etc/passwd", "~root/x", "escape", "escape.csv", "dangling",
+                     "dangling.csv", "linked/secret", "linked/secret.csv", "..", ".", "sub/../../players",
+                     "../outside/secret", "sklearn:nope", "sklearn:../iris", "a\x00b", "linked"])
+    | st.text(min_size=1, max_size=200).filter(_unknown_dataset)
+)
+HEX_ID = st.from_regex(r"\A[0-9a-f]{32}\Z")
+WORD = st.from_regex(r"\A[a-z][a-z_]{0,24}\Z")
+TREE_PARAMS = {"ccp_alpha", "class_weight", "criterion", "max_depth", "max_features", "max_leaf_nodes",
+               "min_impurity_decrease", "min_samples_leaf", "min_samples_split", "min_weight_fraction_leaf",
+               "monotonic_cst", "random_state", "splitter"}
+TUNE = BASELINES["tune_hyperparameters"]["request"]
+
+
+def _tune(**changes) -> dict:
+    return {"request": {**TUNE, **changes}, "wait_seconds": 0}
+
+
+SEMANTIC_CASES: list[tuple[str, st.SearchStrategy[dict], tuple[str, ...]]] = [
+    ("describe_dataset", DATASET_NAMES.map(lambda n: {"name": n}), ("dataset", "name")),
+    ("validate_data", DATASET_NAMES.map(lambda n: {"request": {"dataset": n}}), ("dataset",)),
+    ("tune_hyperparameters", DATASET_NAMES.map(lambda n: _tune(dataset=n)), ("dataset",)),
+    ("run_pipeline", DATASET_NAMES.map(lambda n: {"request": {"dataset": n}, "wait_seconds": 0}), ("dataset",)),
+    ("tune_hyperparameters", WORD.filter(lambda w: w not in TREE_PARAMS).map(
+        lambda w: _tune(space={w: {"type": "int", "low": 1, "high": 3}})), ("hyperparameter",)),
+    ("run_pipeline", WORD.filter(lambda w: w not in TREE_PARAMS).map(
+        lambda w: {"request": {"dataset": "iris", "estimator": "decision_tree", "params": {w: 1}}}),
+     ("hyperparameter",)),
+    # Enormous grids: up to 30 hyperparameters x 100 values (10**60 candidates); max_grid_size is 50.
+    ("tune_hyperparameters", st.tuples(st.integers(2, 30), st.integers(8, 100)).map(
+        lambda kn: _tune(strategy="grid", space={f"p{i}": {"type": "categorical", "choices": list(range(kn[1]))}
+                                                 for i in range(kn[0])})), ("space",)),
+    ("tune_hyperparameters", st.integers(41, 500).map(lambda n: _tune(max_trials=n)), ("max_trials",)),
+    ("tune_hyperparameters", st.integers(6, 20).map(lambda n: _tune(cv_folds=n)), ("cv_folds",)),
+    ("tune_hyperparameters", st.text(min_size=1, max_size=64).map(lambda s: _tune(scoring=s)), ("scoring",)),
+    ("tune_hyperparameters", st.sampled_from(["r2", "neg_mean_squared_error", "roc_auc"]).map(
+        lambda s: _tune(scoring=s)), ("scoring",)),
+    ("tune_hyperparameters", WORD.filter(lambda w: w != "target").map(lambda w: _tune(target=w)), ("target",)),
+    ("tune_hyperparameters", st.lists(WORD, min_size=1, max_size=5).filter(
+        lambda cols: not set(cols) <= {"petal_length", "sepal_length"}).map(lambda c: _tune(features=c + ["zz"])),
+     ("features",)),
+    ("tune_hyperparameters", HEX_ID.map(lambda r: _tune(resume_from=r)), ("resume_from",)),
+    ("tune_hyperparameters", st.just(_tune(space={"max_depth": {"type": "int", "low": 9, "high": 2}})),
+     ("max_depth",)),
+    ("tune_hyperparameters", st.just(_tune(space={"max_depth": {"type": "float", "low": -1.0, "high": 2.0,
+                                                                "log": True}})), ("max_depth",)),
+    ("validate_data", WORD.map(lambda w: {"request": {"dataset": "players", "schema_name": w + "_missing"}}),
+     ("schema",)),
+    ("get_run", HEX_ID.map(lambda r: {"run_id": r}), ("run",)),
+    ("compare_runs", st.lists(HEX_ID, min_size=2, max_size=10, unique=True).map(lambda r: {"run_ids": r}), ("run",)),
+    ("register_model", HEX_ID.map(lambda r: {"run_id": r, "model_name": "m"}), ("run",)),
+    ("get_job", HEX_ID.map(lambda j: {"job_id": j}), ("job_id",)),
+    ("cancel_job", HEX_ID.map(lambda j: {"job_id": j}), ("job_id",)),
+    ("predict", WORD.map(lambda m: {"model_name": m + "-missing", "rows": [{"a": 1}]}), ("model",)),
+    ("promote_model", WORD.map(lambda m: {"request": {"model_name": m + "-missing", "version": 1}}), ("model",)),
+    ("search_runs", WORD.map(lambda e: {"request": {"experiment_name": e + "-missing"}}), ("experiment_name",)),
+    ("search_runs", st.sampled_from(["metrics.x >", "params.a = 'b' OR params.c = 'd'", "drop table",
+                                     "attributes.status = ", "tags.`x = 1", "metrics.a > 'x'"]).map(
+        lambda f: {"request": {"filter_string": f}}), ("filter",)),
+    ("search_runs", st.text(min_size=1, max_size=100).map(lambda t: {"request": {"page_token": t}}),
+     ("page_token", "page token")),
+]
+
+
+@pytest.mark.slow
+def test_schema_valid_attacks_are_refused_naming_the_field(hostile):
+    _, client, _ = hostile
+    started = time.perf_counter()
+
+    @settings(max_examples=SEMANTIC_EXAMPLES, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(data=st.data())
+    def run(data):
+        tool, arguments, fields = data.draw(st.sampled_from(SEMANTIC_CASES))
+        args = data.draw(arguments)
+        check_refused(client.call(tool, args), tool, args, fields, "semantic_calls")
+
+    run()
+    FIGURES["semantic_seconds"] = round(time.perf_counter() - started, 1)
+    assert FIGURES["semantic_calls"] == SEMANTIC_EXAMPLES
+
+
+@pytest.mark.slow
+def test_a_real_stdio_process_survives_hostile_calls(hostile, hostile_home):
+    """The same generators against ``nba-mcp serve`` over stdio: no crash, errors, still serving."""
+    _, _, tools = hostile
+    root, data, _ = hostile_home
+    home = root / "stdio-home"
+    isolated_settings(home, hostile_home[2])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NBA_MCP_", "MLFLOW_"))}
+    env.update({"NBA_MCP_DATA_HOME": str(home), "NBA_MCP_DATA_DIRS": json.dumps([str(data)]),
+                "NBA_MCP_MAX_GRID_SIZE": "50", "NBA_MCP_MAX_TRIALS": "40", "NBA_MCP_MAX_CV_FOLDS": "5",
+                "NBA_MCP_LOCAL_ROLE": "admin"})
+    params = StdioServerParameters(command=sys.executable, args=["-m", "tools.cli", "serve"], env=env,
+                                   cwd=str(PROJECT_ROOT))
+    client = BlockingClient(params)
+    semantic = st.sampled_from(SEMANTIC_CASES).flatmap(
+        lambda case: case[1].map(lambda args: (case[0], args, case[2], True)))
+    try:
+        @settings(max_examples=STDIO_EXAMPLES, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(call=schema_violation(tools).map(lambda c: (*c, False)) | semantic)
+        def run(call):
+            tool, args, fields, schema_valid_attack = call
+            if not schema_valid_attack and not is_invalid(tools[tool], args):
+                return
+            check_refused(client.call(tool, args), tool, args, fields, "stdio_calls")
+
+        run()
+        health = client.call("server_health", {})
+        jobs = client.call("list_jobs", {}).structured_content
+    finally:
+        client.close()
+    assert not health.is_error and health.structured_content["status"] == "ok"
+    assert jobs["jobs"] == []
+    assert FIGURES["stdio_calls"] >= 100
