@@ -64,14 +64,20 @@ class RawStdioServer:
 
     def request(self, method: str, params: dict, timeout: float = 90) -> dict:
         self._next_id += 1
-        self.send({"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params})
+        line = json.dumps({"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params})
+        message = self.exchange(line.encode(), self._next_id, timeout)
+        assert "error" not in message, message
+        return message["result"]
+
+    def exchange(self, line: bytes, request_id: int | None, timeout: float = 90) -> dict:
+        """Write one raw line; return the answer to ``request_id`` (None: the first message back)."""
+        self.proc.stdin.write(line + b"\n")
+        self.proc.stdin.flush()
         deadline = time.monotonic() + timeout
         while True:
-            line = self._lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            message = json.loads(line)
-            if message.get("id") == self._next_id:
-                assert "error" not in message, message
-                return message["result"]
+            message = json.loads(self._lines.get(timeout=max(0.1, deadline - time.monotonic())))
+            if request_id is None or message.get("id") == request_id:
+                return message
 
     def call_tool(self, name: str, arguments: dict, timeout: float = 90) -> dict:
         return self.request("tools/call", {"name": name, "arguments": arguments}, timeout)

@@ -551,3 +551,44 @@ def test_a_real_stdio_process_survives_hostile_calls(hostile, hostile_home):
     assert not health.is_error and health.structured_content["status"] == "ok"
     assert jobs["jobs"] == []
     assert FIGURES["stdio_calls"] >= 100
+
+
+@pytest.mark.slow
+def test_raw_json_with_nan_infinity_and_garbage_over_stdio(hostile_home, tmp_path):
+    """What an SDK client cannot send: NaN / Infinity tokens, broken JSON, a 4 MB argument."""
+    from test_reliability_crash import RawStdioServer
+
+    root, data, template = hostile_home
+    home = tmp_path / "home"
+    isolated_settings(home, template)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NBA_MCP_", "MLFLOW_"))}
+    env.update({"NBA_MCP_DATA_HOME": str(home), "NBA_MCP_DATA_DIRS": json.dumps([str(data)])})
+    server = RawStdioServer(env, tmp_path / "raw.log")
+    calls = [
+        ("tune_hyperparameters", {"request": {**TUNE, "max_trials": math.nan}}, "max_trials"),
+        ("tune_hyperparameters", {"request": {**TUNE, "timeout_seconds": math.inf}}, "timeout_seconds"),
+        ("tune_hyperparameters", {"request": {**TUNE, "space": {"max_depth": {
+            "type": "float", "low": -math.inf, "high": math.nan}}}}, "low"),
+        ("get_job", {"job_id": "abc", "wait_seconds": math.nan}, "wait_seconds"),
+        ("predict", {"model_name": "m", "rows": [{"a": math.inf}]}, "rows"),
+        ("start_experiment", {"request": {"name": "n", "params": {"p": math.nan}}}, "params"),
+        ("describe_dataset", {"name": "x" * 4_000_000}, "name"),
+    ]
+    answers = []
+    try:
+        for number, (tool, args, field) in enumerate(calls, start=100):
+            line = json.dumps({"jsonrpc": "2.0", "id": number, "method": "tools/call",
+                               "params": {"name": tool, "arguments": args}})  # NaN / Infinity tokens
+            answer = server.exchange(line.encode(), number)
+            text = json.dumps(answer)
+            refused = answer.get("result", {}).get("isError") or "error" in answer
+            assert refused and field in text, text[:500]
+            answers.append(answer)
+        for garbage in (b"{not json", b"[]", b'{"jsonrpc": "2.0", "id": 7, "method": "tools/call"}', b"\xff\xfe"):
+            server.proc.stdin.write(garbage + b"\n")
+            server.proc.stdin.flush()
+        health = server.request("tools/call", {"name": "server_health", "arguments": {}})
+        assert server.proc.poll() is None and health["structuredContent"]["status"] == "ok"
+    finally:
+        server.stop()
+    FIGURES["raw_stdio_calls"] = len(calls) + 4

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..error_handling import InvalidRequestError, NotFoundError
+from ..error_handling import InvalidRequestError, NotFoundError, ResourceLimitError
 from ._store import store_errors
 
 
@@ -42,8 +42,10 @@ def save_sklearn_model(model: Any, path: Path, input_example: Any = None) -> Non
 class MlflowModelStore:
     """Registry operations on a real MLflow store (sqlite or server)."""
 
-    def __init__(self, client) -> None:
+    def __init__(self, client, *, max_load_bytes: int | None = None) -> None:
         self._client = client
+        # Loading downloads the artifact folder and unpickles it: bounded like data files are.
+        self._max_load_bytes = max_load_bytes
         self._cache: dict[tuple[str, int], Any] = {}
         self._lock = threading.Lock()
 
@@ -117,10 +119,31 @@ class MlflowModelStore:
     def _download_and_load(self, run_id: str, artifact: str) -> Any:
         import mlflow.sklearn
 
+        self._check_size(run_id, artifact)
         with tempfile.TemporaryDirectory(prefix="nba-mcp-load-") as tmp:
             with store_errors():
                 local = self._client.download_artifacts(run_id, artifact, tmp)
             return mlflow.sklearn.load_model(local)
+
+
+    def _check_size(self, run_id: str, artifact: str) -> None:
+        """Refuse, before downloading, a model whose files add up to more than the limit."""
+        if self._max_load_bytes is None:
+            return
+        total, folders = 0, [artifact]
+        while folders:
+            with store_errors():
+                entries = self._client.list_artifacts(run_id, folders.pop())
+            for entry in entries:
+                if entry.is_dir:
+                    folders.append(entry.path)
+                else:
+                    total += entry.file_size or 0
+            if total > self._max_load_bytes:
+                raise ResourceLimitError(
+                    f"model artifact {artifact!r} of run {run_id} is more than {self._max_load_bytes} bytes "
+                    f"(max_data_bytes); it is not loaded"
+                )
 
 
 def _quote(text: str) -> str:

@@ -102,7 +102,7 @@ class MLflowExperimentTracker:
             _store.probe_http(uri, timeout)
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         _store.ensure_sqlite_migrated(client, uri)
-        return client, MlflowModelStore(client)
+        return client, MlflowModelStore(client, max_load_bytes=self.settings.max_data_bytes)
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         from ..error_handling import TrackingUnavailableError
