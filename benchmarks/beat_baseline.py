@@ -31,9 +31,6 @@ def configurations(ctx: BenchContext) -> dict[str, dict[str, Any]]:
         f"bayesian ({ctx.config.fast_bayesian_trials} trials) + median fold pruning": {
             "strategy": "bayesian", "max_trials": ctx.config.fast_bayesian_trials, "pruning": "median",
         },
-        f"bayesian ({ctx.config.fast_bayesian_trials} trials), no pruning": {
-            "strategy": "bayesian", "max_trials": ctx.config.fast_bayesian_trials,
-        },
     }
 
 
@@ -80,8 +77,8 @@ def run(ctx: BenchContext) -> Section:
         f"space (Bayesian treats each list as a categorical). One-off `import skopt` before timing: {fmt_seconds(skopt_import)}.",
         "",
         "| configuration | seed | GridSearchCV best | our best | within 0.002 | trials run | fold fits | "
-        "reached target after | tune() wall | ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "reached target after | tune() wall | not fitting | ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     )
     for label, outcomes in per_config.items():
         ratios = []
@@ -94,7 +91,8 @@ def run(ctx: BenchContext) -> Section:
             section.add(
                 f"| {label} | {o['seed']} | {baselines[o['seed']].best_score:.4f} | {result.best_score:.4f} | "
                 f"{'yes' if o['ok'] else 'no'} | {result.summary.n_trials_run} | {result.summary.n_fold_fits} | "
-                f"{reached} | {fmt_seconds(o['seconds'])} | {fmt_ratio(ratio)} |"
+                f"{reached} | {fmt_seconds(o['seconds'])} | "
+                f"{fmt_seconds(o['seconds'] - sum(t.duration_seconds for t in result.trials))} | {fmt_ratio(ratio)} |"
             )
         ratio = median(ratios)
         section.rows.append(Row(
@@ -103,5 +101,8 @@ def run(ctx: BenchContext) -> Section:
             fmt_seconds(median([o["seconds"] for o in outcomes])), fmt_seconds(base_seconds), fmt_ratio(ratio),
             f"≤ {TARGET_RATIO}×", ratio <= TARGET_RATIO if label == PRIMARY else None,
         ))
-    section.add("", "A ratio of ∞ marks a seed whose final best missed GridSearchCV's best by more than 0.002.")
+    section.add("", "*Not fitting* = tune() wall time minus the trials' own durations (strategy, loop, MLflow "
+                "logging). *Reached target after* = when the best-so-far first came within 0.002 (informational: "
+                "a user cannot know when to stop, so the judged time is the whole call). A ratio of ∞ marks a "
+                "seed whose final best missed GridSearchCV's best by more than 0.002.")
     return section
