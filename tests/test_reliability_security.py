@@ -191,6 +191,30 @@ def http_request(url: str, *, method: str = "GET", headers: dict | None = None, 
         return exc.code, exc.read()
 
 
+def big_post(port: int, path: str, size: int, headers: dict, *, chunked: bool) -> int:
+    """POST a ``size``-byte body: declared up front (the server answers before the body is sent),
+    or chunked without a length, as a client hiding the size would."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.putrequest("POST", path)
+        for key, value in {**headers, **({"Transfer-Encoding": "chunked"} if chunked
+                                         else {"Content-Length": str(size)})}.items():
+            connection.putheader(key, value)
+        connection.endheaders()
+        if chunked:
+            try:
+                for _ in range(size >> 20):
+                    connection.send(b"100000\r\n" + b"x" * (1 << 20) + b"\r\n")
+                connection.send(b"0\r\n\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the server answered and closed before the client finished sending
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
 def listening_addresses(port: int) -> set[str]:
     """Local addresses with a socket listening on ``port`` (from /proc: no traffic is sent)."""
     found = set()
@@ -237,6 +261,10 @@ def test_http_binds_loopback_checks_host_and_origin_and_never_logs_tokens(tmp_pa
                     **headers, "Authorization": f"Bearer {token}", "Origin": "http://evil.example.com"})[0],
                 "own_origin": http_request(base + "/mcp", method="POST", body=init, headers={
                     **headers, "Authorization": f"Bearer {token}", "Origin": base})[0],
+                "body_9mib": big_post(port, "/mcp", 9 << 20, {**headers, "Authorization": f"Bearer {token}"},
+                                      chunked=False),
+                "body_9mib_chunked": big_post(port, "/mcp", 9 << 20, {**headers, "Authorization": f"Bearer {token}"},
+                                              chunked=True),
             }
         finally:
             proc.terminate()
@@ -246,7 +274,7 @@ def test_http_binds_loopback_checks_host_and_origin_and_never_logs_tokens(tmp_pa
                 proc.kill()
                 proc.communicate()
     assert statuses == {"no_token": 401, "wrong_token": 401, "foreign_host": 421, "foreign_origin": 403,
-                        "own_origin": 200}, statuses
+                        "own_origin": 200, "body_9mib": 413, "body_9mib_chunked": 413}, statuses
     logged = log_path.read_bytes() + b"".join(p.read_bytes() for p in home.glob("*.jsonl"))
     assert len(log_path.read_bytes()) > 1000  # DEBUG logging did run
     assert token.encode() not in logged and wrong.encode() not in logged

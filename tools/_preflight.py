@@ -100,6 +100,7 @@ def check_pipeline_request(app: AppState, request: PipelineRequest) -> None:
     from mcp_server.training_pipeline._standard import _plan  # the pipeline's own request checks
     from tools.data import catalog, default_target
 
+    frame = catalog(app).load(request.dataset)  # the data set first: a bad name is the first thing to say
     fields = request.model_dump(exclude={"experiment_name", "target"})
     domain_request = StandardPipelineRequest(**fields, target=default_target(app, request.dataset, request.target))
-    _plan(domain_request, catalog(app).load(request.dataset))
+    _plan(domain_request, frame)

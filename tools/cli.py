@@ -95,14 +95,59 @@ def recover_orphaned_runs(settings) -> None:
         reap()
 
 
+# Far above any valid call (the tools' schemas bound every field); refused before JSON parsing.
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
+
+
+class BodySizeLimit:
+    """ASGI wrapper: an HTTP request body past ``max_bytes`` gets 413 before anything parses it."""
+
+    def __init__(self, app, max_bytes: int = MAX_REQUEST_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._refuse(send)
+        # Read the body (at most max_bytes of it) before the app does, then hand it over.
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_bytes:
+                return await self._refuse(send)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, send) -> None:
+        text = f"request body larger than {self.max_bytes} bytes".encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(text)).encode())]})
+        await send({"type": "http.response.body", "body": text})
+
+
 def http_app(server, settings, *, transport: str, host: str, port: int):
-    """The Starlette app for the HTTP transports, with Host/Origin (DNS rebinding) checks."""
+    """The app for the HTTP transports: Host/Origin (DNS rebinding) checks, bounded request bodies."""
     from tools.server import http_transport_security
 
     security = http_transport_security(settings, host, port)
     if transport == "sse":
-        return server.sse_app(transport_security=security, host=host)
-    return server.streamable_http_app(transport_security=security, host=host)
+        return BodySizeLimit(server.sse_app(transport_security=security, host=host))
+    return BodySizeLimit(server.streamable_http_app(transport_security=security, host=host))
 
 
 def run_http(server, settings, *, transport: str, host: str, port: int) -> None:
