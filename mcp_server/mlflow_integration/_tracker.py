@@ -35,9 +35,9 @@ log = logging.getLogger(__name__)
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 _BATCH_LIMITS = {"metrics": 1000, "params": 100, "tags": 100}  # MLflow's log_batch limits
 OWNER_TAG = "nba_mcp.owner"  # host:pid of the process that opened the run (crash recovery)
-# Tracking server URI -> monotonic time until which it is not asked again, after it failed to
-# answer: shared by every tracker of the process (one per experiment) talking to that server.
-_unavailable_until: dict[str, float] = {}
+# Tracking server URI -> (monotonic time until which it is not asked again, why it failed), after
+# it failed to answer: shared by every tracker of the process (one per experiment) on that server.
+_unavailable_until: dict[str, tuple[float, str]] = {}
 
 
 class _Buffer:
@@ -108,19 +108,22 @@ class MLflowExperimentTracker:
         from ..error_handling import TrackingUnavailableError
         from ._store import store_errors
 
-        if time.monotonic() < _unavailable_until.get(self.tracking_uri, 0.0):
+        until, reason = _unavailable_until.get(self.tracking_uri, (0.0, ""))
+        if time.monotonic() < until:
             # A tracking server that just failed to answer is not asked again for a while: a
             # search with 50 queued trial writes would otherwise wait one timeout per write.
             raise TrackingUnavailableError(
-                f"tracking store unavailable: {self.tracking_uri} did not answer a moment ago; "
-                f"retrying after {self.settings.tracking_timeout_seconds:g}s"
+                f"tracking store unavailable: {self.tracking_uri} failed a moment ago ({reason}); "
+                f"not asked again for {self.settings.tracking_timeout_seconds:g}s"
             )
         try:
             with store_errors():
                 return getattr(self._client, method)(*args, **kwargs)
-        except TrackingUnavailableError:
+        except TrackingUnavailableError as exc:
             if self.tracking_uri.startswith(("http://", "https://")):
-                _unavailable_until[self.tracking_uri] = time.monotonic() + self.settings.tracking_timeout_seconds
+                reason = str(exc).removeprefix("tracking store unavailable: ")[:200]
+                _unavailable_until[self.tracking_uri] = (
+                    time.monotonic() + self.settings.tracking_timeout_seconds, reason)
             raise
 
     # --- experiments --------------------------------------------------------------------------
