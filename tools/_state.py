@@ -23,7 +23,9 @@ class AppState:
     def __init__(self, settings: Settings, *, jobs: JobManager | None = None) -> None:
         self.settings = settings
         self.jobs = jobs or JobManager(
-            max_concurrent=settings.max_concurrent_jobs, job_timeout=settings.job_timeout_seconds
+            max_concurrent=settings.max_concurrent_jobs,
+            job_timeout=settings.job_timeout_seconds,
+            max_queued=settings.max_queued_jobs,
         )
         self.started_at = time.time()
         self.tool_permissions: dict[str, rbac.Permission] = {}
