@@ -18,6 +18,7 @@ from typing import Any
 
 from mlflow.entities import (
     Experiment,
+    FileInfo,
     LifecycleStage,
     Metric,
     Param,
@@ -46,9 +47,6 @@ class InMemoryClient:
         self._tags: dict[str, dict[str, str]] = defaultdict(dict)
         self._history: dict[str, dict[str, list[Metric]]] = defaultdict(lambda: defaultdict(list))
         self._artifact_dir = Path(tempfile.mkdtemp(prefix="nba-mcp-mock-"))
-        self._models: dict[str, Any] = {}
-        self._registry: dict[str, dict[int, dict[str, Any]]] = {}
-        self._aliases: dict[str, dict[str, int]] = defaultdict(dict)
         self.tracking_uri = "memory://"
 
     # --- experiments ----------------------------------------------------------------------
@@ -73,9 +71,12 @@ class InMemoryClient:
             )
             return exp_id
 
-    def search_experiments(self, max_results: int = 1000, **_: Any) -> list[Experiment]:
+    def search_experiments(self, max_results: int = 1000, page_token: str | None = None, **_: Any) -> PagedList:
         with self._lock:
-            return list(self._experiments.values())[:max_results]
+            experiments = list(self._experiments.values())
+        start = int(page_token or 0)
+        end = start + max_results
+        return PagedList(experiments[start:end], str(end) if end < len(experiments) else None)
 
     # --- runs -----------------------------------------------------------------------------
     def create_run(self, experiment_id: str, start_time=None, tags=None, run_name=None) -> Run:
@@ -184,16 +185,31 @@ class InMemoryClient:
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, dest / source.name)
 
-    def list_artifacts(self, run_id: str) -> list[str]:
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
+        """Every artifact of the run, flat (the tracker walks folders; here there are none)."""
         with self._lock:
             info = self._info(run_id)
             mocked = [k.removeprefix("mock.artifact.") for k in self._tags[run_id] if k.startswith("mock.artifact.")]
         root = Path(info.artifact_uri.removeprefix("file://"))
         files = [str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()] if root.exists() else []
-        return sorted(files + mocked)
+        return [FileInfo(name, False, None) for name in sorted(files + mocked)]
 
-    # --- models and registry ----------------------------------------------------------------
-    def store_model(self, model: Any) -> str:
+
+def _latest(points: list[Metric]) -> Metric:
+    # MLflow's "latest" value is the one with the highest (step, timestamp).
+    return max(points, key=lambda m: (m.step, m.timestamp))
+
+
+class InMemoryModelStore:
+    """The model registry of mock mode: models stay Python objects, versions and aliases in dicts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._models: dict[str, Any] = {}
+        self._registry: dict[str, dict[int, dict[str, Any]]] = {}
+        self._aliases: dict[str, dict[str, int]] = defaultdict(dict)
+
+    def log_model(self, model: Any, run_id: str, name: str, input_example: Any = None) -> str:
         model_id = f"m-{uuid.uuid4().hex}"
         with self._lock:
             self._models[model_id] = model
@@ -230,12 +246,12 @@ class InMemoryClient:
 
     def load(self, model_uri: str) -> Any:
         with self._lock:
-            model_id = model_uri.removeprefix("models:/")
-            if model_id in self._models:
-                return self._models[model_id]
-        raise NotFoundError(f"model {model_uri!r} not found")
+            model = self._models.get(model_uri.removeprefix("models:/"))
+        if model is not None:
+            return model
+        from ._models import parse_models_uri
 
-
-def _latest(points: list[Metric]) -> Metric:
-    # MLflow's "latest" value is the one with the highest (step, timestamp).
-    return max(points, key=lambda m: (m.step, m.timestamp))
+        name, ref = parse_models_uri(model_uri)
+        if name is None:
+            raise NotFoundError(f"model {model_uri!r} not found")
+        return self.load(self.version_info(name, ref)["source"])

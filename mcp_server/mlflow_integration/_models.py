@@ -101,7 +101,7 @@ class MlflowModelStore:
         )
 
     def load(self, model_uri: str) -> Any:
-        name, ref = _parse_models_uri(model_uri)
+        name, ref = parse_models_uri(model_uri)
         if name is None:  # runs:/<id>/<path>
             run_id, artifact = _parse_runs_uri(model_uri)
             return self._download_and_load(run_id, artifact)
@@ -157,7 +157,7 @@ def _parse_runs_uri(uri: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
-def _parse_models_uri(uri: str) -> tuple[str | None, str]:
+def parse_models_uri(uri: str) -> tuple[str | None, str]:
     """'models:/name@alias' -> (name, alias); 'models:/name/3' -> (name, '3'); runs:/ -> (None, '')."""
     if uri.startswith("runs:/"):
         return None, ""

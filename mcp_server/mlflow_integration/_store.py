@@ -7,6 +7,7 @@ import fcntl
 import math
 import os
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -15,6 +16,9 @@ from pathlib import Path
 from ..error_handling import InvalidRequestError, NotFoundError, TrackingUnavailableError
 
 _migrated: set[str] = set()
+# Tracking server URI -> (monotonic time until which it is not asked again, why it failed), after
+# it failed to answer: shared by every tracker of the process (one per experiment) on that server.
+_unavailable_until: dict[str, tuple[float, str]] = {}
 _migrate_lock = threading.Lock()
 
 
@@ -38,6 +42,28 @@ def probe_http(tracking_uri: str, timeout_seconds: float) -> None:
         raise TrackingUnavailableError(
             f"tracking server at {tracking_uri} is unreachable within {timeout_seconds:g}s: {_reason(exc)}"
         ) from None
+
+
+def guarded_call(client, tracking_uri: str, timeout_seconds: float, method: str, *args, **kwargs):
+    """Call ``client.<method>``, mapping errors, and skip a tracking server that just failed.
+
+    A search with 50 queued trial writes would otherwise wait one timeout per write after its
+    server went away; instead the server is not asked again for one timeout.
+    """
+    until, reason = _unavailable_until.get(tracking_uri, (0.0, ""))
+    if time.monotonic() < until:
+        raise TrackingUnavailableError(
+            f"tracking store unavailable: {tracking_uri} failed a moment ago ({reason}); "
+            f"not asked again for {timeout_seconds:g}s"
+        )
+    try:
+        with store_errors():
+            return getattr(client, method)(*args, **kwargs)
+    except TrackingUnavailableError as exc:
+        if tracking_uri.startswith(("http://", "https://")):
+            reason = str(exc).removeprefix("tracking store unavailable: ")[:200]
+            _unavailable_until[tracking_uri] = (time.monotonic() + timeout_seconds, reason)
+        raise
 
 
 def sqlite_path(tracking_uri: str) -> Path | None:

@@ -3,10 +3,10 @@
 Design notes
 - Every call names its run explicitly (``MlflowClient``); the "current run" of ``start_run`` is a
   per-thread / per-asyncio-task context variable, never MLflow's global fluent stack.
-- Params, metrics and tags are buffered per run and written with ``log_batch``; a buffer is flushed
-  when it is full, after ``flush_interval`` seconds, on ``end_run``, on ``flush()`` and before reads.
-- ``record_run`` writes a whole finished run in three store calls and can do it on a background
+- Params, metrics and tags are buffered per run and written with ``log_batch`` (``_writer``);
+  ``record_run`` writes a whole finished run in three store calls, optionally on a background
   writer thread, which keeps per-trial logging off the caller's critical path.
+- Reads flush first, so a caller always reads what it wrote.
 """
 
 from __future__ import annotations
@@ -15,12 +15,8 @@ import concurrent.futures
 import contextlib
 import contextvars
 import json
-import logging
 import os
-import socket
 import tempfile
-import threading
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,27 +24,9 @@ from typing import Any
 from ..error_handling import InvalidRequestError, NotFoundError
 from ..settings import Settings
 from ._compare import compare_runs, comparison_frame
-from ._types import MetricPoint, RunMetadata, RunStatus, now_ms
-
-log = logging.getLogger(__name__)
-
-MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
-_BATCH_LIMITS = {"metrics": 1000, "params": 100, "tags": 100}  # MLflow's log_batch limits
-OWNER_TAG = "nba_mcp.owner"  # host:pid of the process that opened the run (crash recovery)
-# Tracking server URI -> (monotonic time until which it is not asked again, why it failed), after
-# it failed to answer: shared by every tracker of the process (one per experiment) on that server.
-_unavailable_until: dict[str, tuple[float, str]] = {}
-
-
-class _Buffer:
-    def __init__(self) -> None:
-        self.metrics: list = []
-        self.params: list = []
-        self.tags: list = []
-        self.last_flush = time.monotonic()
-
-    def __len__(self) -> int:
-        return len(self.metrics) + len(self.params) + len(self.tags)
+from ._recovery import OWNER_TAG, TERMINATION_REASON_TAG, owned_by_dead_process
+from ._types import MetricPoint, RunMetadata, RunStatus
+from ._writer import MAX_PARAM_LENGTH, BatchWriter, run_tags
 
 
 class MLflowExperimentTracker:
@@ -66,24 +44,15 @@ class MLflowExperimentTracker:
         self.settings = settings or Settings()
         self.experiment_name = experiment_name or self.settings.experiment_name
         self.mock_mode = mock_mode
-        self.flush_interval = flush_interval
         self._current: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
             f"tracker-{id(self)}-runs", default=()
         )
-        self._buffers: dict[str, _Buffer] = {}
-        self._lock = threading.RLock()
-        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
-        self._pending: set[concurrent.futures.Future] = set()
         self._ended: set[str] = set()  # runs ended inside their start_run block
-        # First failed background write per parent run, raised by the next record_run under the
-        # same parent: a search must stop when its store goes away, not run every remaining trial
-        # into the void (keyed by parent so one search's failure never stops another's).
-        self._background_errors: dict[str | None, BaseException] = {}
+        self._writer = BatchWriter(self._call, flush_interval=flush_interval)
         if mock_mode:
-            from ._memory import InMemoryClient
+            from ._memory import InMemoryClient, InMemoryModelStore
 
-            self._client = InMemoryClient()
-            self._models = self._client
+            self._client, self._models = InMemoryClient(), InMemoryModelStore()
             self.tracking_uri = self._client.tracking_uri
         else:
             self.tracking_uri = tracking_uri or str(self.settings.tracking_uri)
@@ -105,26 +74,10 @@ class MLflowExperimentTracker:
         return client, MlflowModelStore(client, max_load_bytes=self.settings.max_data_bytes)
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        from ..error_handling import TrackingUnavailableError
-        from ._store import store_errors
+        from ._store import guarded_call
 
-        until, reason = _unavailable_until.get(self.tracking_uri, (0.0, ""))
-        if time.monotonic() < until:
-            # A tracking server that just failed to answer is not asked again for a while: a
-            # search with 50 queued trial writes would otherwise wait one timeout per write.
-            raise TrackingUnavailableError(
-                f"tracking store unavailable: {self.tracking_uri} failed a moment ago ({reason}); "
-                f"not asked again for {self.settings.tracking_timeout_seconds:g}s"
-            )
-        try:
-            with store_errors():
-                return getattr(self._client, method)(*args, **kwargs)
-        except TrackingUnavailableError as exc:
-            if self.tracking_uri.startswith(("http://", "https://")):
-                reason = str(exc).removeprefix("tracking store unavailable: ")[:200]
-                _unavailable_until[self.tracking_uri] = (
-                    time.monotonic() + self.settings.tracking_timeout_seconds, reason)
-            raise
+        timeout = self.settings.tracking_timeout_seconds
+        return guarded_call(self._client, self.tracking_uri, timeout, method, *args, **kwargs)
 
     # --- experiments --------------------------------------------------------------------------
     def get_or_create_experiment(self, name: str) -> str:
@@ -170,11 +123,9 @@ class MLflowExperimentTracker:
         experiment_id: str | None = None,
     ) -> str:
         """Open a run without making it the current one; end it with ``end_run(run_id=...)``."""
-        all_tags = {OWNER_TAG: _owner(), **{k: str(v) for k, v in (tags or {}).items()}}
-        if parent_run_id:
-            all_tags["mlflow.parentRunId"] = parent_run_id
         run = self._call(
-            "create_run", experiment_id or self.experiment_id, tags=all_tags, run_name=run_name
+            "create_run", experiment_id or self.experiment_id, tags=run_tags(tags, parent_run_id),
+            run_name=run_name,
         )
         return run.info.run_id
 
@@ -217,7 +168,7 @@ class MLflowExperimentTracker:
         self._end(target, RunStatus.parse(status))
 
     def _end(self, run_id: str, status: RunStatus) -> None:
-        self._flush_run(run_id)
+        self._writer.flush_run(run_id)
         self._call("set_terminated", run_id, status=status.value)
         self._ended.add(run_id)
 
@@ -235,69 +186,24 @@ class MLflowExperimentTracker:
         self.log_params({key: value}, run_id=run_id)
 
     def log_params(self, params: Mapping[str, Any], run_id: str | None = None) -> None:
-        from mlflow.entities import Param
-
-        self._buffer(self._target(run_id), "params", [Param(str(k), _param_value(v)) for k, v in params.items()])
+        self._writer.add(self._target(run_id), params=params)
 
     def log_metric(self, key: str, value: float, step: int | None = None, run_id: str | None = None) -> None:
         self.log_metrics({key: value}, step=step, run_id=run_id)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, run_id: str | None = None) -> None:
-        from mlflow.entities import Metric
-
-        ts = now_ms()
-        entries = [Metric(str(k), _number(k, v), ts, step or 0) for k, v in metrics.items()]
-        self._buffer(self._target(run_id), "metrics", entries)
+        self._writer.add(self._target(run_id), metrics=metrics, step=step)
 
     def set_tag(self, key: str, value: Any, run_id: str | None = None) -> None:
         self.set_tags({key: value}, run_id=run_id)
 
     def set_tags(self, tags: Mapping[str, Any], run_id: str | None = None) -> None:
-        from mlflow.entities import RunTag
-
-        self._buffer(self._target(run_id), "tags", [RunTag(str(k), str(v)[:MAX_PARAM_LENGTH]) for k, v in tags.items()])
-
-    def _buffer(self, run_id: str, kind: str, entries: list) -> None:
-        with self._lock:
-            buffer = self._buffers.setdefault(run_id, _Buffer())
-            getattr(buffer, kind).extend(entries)
-            due = any(len(getattr(buffer, k)) >= n for k, n in _BATCH_LIMITS.items())
-            due = due or time.monotonic() - buffer.last_flush >= self.flush_interval
-        if due:
-            self._flush_run(run_id)
-
-    def _flush_run(self, run_id: str) -> None:
-        with self._lock:
-            buffer = self._buffers.pop(run_id, None)
-        if not buffer:
-            return
-        self._write_batch(run_id, buffer.metrics, buffer.params, buffer.tags)
-
-    def _write_batch(self, run_id: str, metrics: list, params: list, tags: list) -> None:
-        # Chunk to MLflow's per-call limits.
-        while metrics or params or tags:
-            self._call(
-                "log_batch",
-                run_id,
-                metrics=metrics[: _BATCH_LIMITS["metrics"]],
-                params=params[: _BATCH_LIMITS["params"]],
-                tags=tags[: _BATCH_LIMITS["tags"]],
-            )
-            metrics = metrics[_BATCH_LIMITS["metrics"]:]
-            params = params[_BATCH_LIMITS["params"]:]
-            tags = tags[_BATCH_LIMITS["tags"]:]
+        self._writer.add(self._target(run_id), tags=tags)
 
     def flush(self) -> None:
         """Write every buffered value and wait for background writes; re-raise their first error."""
-        with self._lock:
-            run_ids = list(self._buffers)
-            pending = list(self._pending)
-        for run_id in run_ids:
-            self._flush_run(run_id)
-        for future in concurrent.futures.as_completed(pending):
-            future.result()
+        self._writer.flush()
 
-    # --- whole runs in one go ---------------------------------------------------------------
     def record_run(
         self,
         *,
@@ -312,47 +218,17 @@ class MLflowExperimentTracker:
         end_time_ms: int | None = None,
         background: bool = False,
     ) -> str | concurrent.futures.Future:
-        """Create a complete, terminated run (create + log_batch + terminate)."""
-        status = RunStatus.parse(status)
-        args = (run_name, dict(params), dict(metrics), dict(tags or {}), status, parent_run_id,
-                dict(metric_history or {}), start_time_ms, end_time_ms)
-        if not background:
-            return self._record(*args)
-        with self._lock:
-            failed = self._background_errors.pop(parent_run_id, None)
-        if failed is not None:
-            raise failed
-        with self._lock:
-            if self._writer is None:
-                self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tracker-writer")
-            future = self._writer.submit(self._record, *args)
-            self._pending.add(future)
-        future.add_done_callback(lambda done: self._background_done(done, parent_run_id))
-        return future
+        """Create a complete, terminated run (create + log_batch + terminate).
 
-    def _background_done(self, future: concurrent.futures.Future, parent_run_id: str | None) -> None:
-        self._pending.discard(future)
-        exc = None if future.cancelled() else future.exception()
-        if exc is not None:
-            with self._lock:
-                self._background_errors.setdefault(parent_run_id, exc)
-
-    def _record(self, run_name, params, metrics, tags, status, parent_run_id, history, start_ms, end_ms) -> str:
-        from mlflow.entities import Metric, Param, RunTag
-
-        all_tags = {OWNER_TAG: _owner(), **{k: str(v) for k, v in tags.items()}}
-        if parent_run_id:
-            all_tags["mlflow.parentRunId"] = parent_run_id
-        start_ms = start_ms or now_ms()
-        run = self._call("create_run", self.experiment_id, start_time=start_ms, tags=all_tags, run_name=run_name)
-        run_id = run.info.run_id
-        ts = end_ms or now_ms()
-        entries = [Metric(k, _number(k, v), ts, 0) for k, v in metrics.items()]
-        for key, values in history.items():
-            entries += [Metric(key, _number(key, v), ts, step) for step, v in enumerate(values)]
-        self._write_batch(run_id, entries, [Param(k, _param_value(v)) for k, v in params.items()], [])
-        self._call("set_terminated", run_id, status=status.value, end_time=end_ms or now_ms())
-        return run_id
+        With ``background=True`` it is queued on the writer thread and a future is returned; if
+        an earlier background write under the same parent failed, that error is raised here.
+        """
+        return self._writer.record(
+            self.experiment_id, background=background, parent_run_id=parent_run_id,
+            run_name=run_name, params=dict(params), metrics=dict(metrics), tags=dict(tags or {}),
+            status=RunStatus.parse(status), metric_history=dict(metric_history or {}),
+            start_time_ms=start_time_ms, end_time_ms=end_time_ms,
+        )
 
     # --- artifacts ------------------------------------------------------------------------------
     def log_artifact(self, local_path: str | os.PathLike, artifact_path: str | None = None, run_id: str | None = None) -> None:
@@ -381,8 +257,6 @@ class MLflowExperimentTracker:
             self._call("log_artifact", target, str(local), folder or None)
 
     def list_artifacts(self, run_id: str) -> list[str]:
-        if self.mock_mode:
-            return self._client.list_artifacts(run_id)
         paths: list[str] = []
         stack = [None]
         while stack:
@@ -393,14 +267,9 @@ class MLflowExperimentTracker:
     # --- models -----------------------------------------------------------------------------
     def log_model(self, model: Any, name: str = "model", *, input_example: Any = None, run_id: str | None = None) -> str:
         """Log a scikit-learn model (with signature and input example); returns its model URI."""
-        target = self._target(run_id)
-        if self.mock_mode:
-            return self._models.store_model(model)
-        return self._models.log_model(model, target, name, input_example)
+        return self._models.log_model(model, self._target(run_id), name, input_example)
 
     def register_model(self, model_uri: str, name: str, *, run_id: str | None = None, tags: Mapping[str, Any] | None = None) -> int:
-        if self.mock_mode:
-            return self._models.register(name, model_uri, run_id, tags)
         return self._models.register(name, model_uri, run_id, {k: str(v) for k, v in (tags or {}).items()})
 
     def set_model_alias(self, name: str, alias: str, version: int) -> None:
@@ -414,20 +283,15 @@ class MLflowExperimentTracker:
 
     def load_model(self, model_uri: str) -> Any:
         """Load ``models:/name@alias``, ``models:/name/<version>`` or ``runs:/<id>/<path>``."""
-        if self.mock_mode and model_uri.startswith("models:/") and ("@" in model_uri or model_uri.count("/") > 1):
-            from ._models import _parse_models_uri
-
-            name, ref = _parse_models_uri(model_uri)
-            return self._models.load(self._models.version_info(name, ref)["source"])
         return self._models.load(model_uri)
 
     # --- reading ------------------------------------------------------------------------------
     def get_run(self, run_id: str) -> RunMetadata:
-        self._flush_run(run_id)
+        self._writer.flush_run(run_id)
         return RunMetadata.from_mlflow(self._call("get_run", run_id))
 
     def get_metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
-        self._flush_run(run_id)
+        self._writer.flush_run(run_id)
         points = self._call("get_metric_history", run_id, key)
         return sorted(
             (MetricPoint(step=m.step, value=m.value, timestamp=m.timestamp) for m in points),
@@ -481,18 +345,16 @@ class MLflowExperimentTracker:
         Runs of live processes, and of other hosts (whose processes we cannot see), are left alone.
         """
         reaped = []
-        host = socket.gethostname()
         token: str | None = None
         while True:
             runs, token = self.search_runs_page(
                 "attributes.status = 'RUNNING'", 1000, experiment_ids=experiment_ids, page_token=token
             )
             for run in runs:
-                owner = run.tags.get(OWNER_TAG, "")
-                owner_host, _, pid = owner.rpartition(":")
-                if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+                pid = owned_by_dead_process(run.tags.get(OWNER_TAG, ""))
+                if pid is None:
                     continue
-                self._call("set_tag", run.run_id, "nba_mcp.termination_reason", f"owner process {pid} died")
+                self._call("set_tag", run.run_id, TERMINATION_REASON_TAG, f"owner process {pid} died")
                 self._call("set_terminated", run.run_id, status=RunStatus.KILLED.value)
                 reaped.append(run.run_id)
             if not token:
@@ -510,10 +372,7 @@ class MLflowExperimentTracker:
                 return ids
 
     def close(self) -> None:
-        self.flush()
-        if self._writer is not None:
-            self._writer.shutdown(wait=True)
-            self._writer = None
+        self._writer.close()
 
 
 def get_mlflow_tracker(
@@ -525,29 +384,3 @@ def get_mlflow_tracker(
 ) -> MLflowExperimentTracker:
     """Build a tracker (the seed's entry point)."""
     return MLflowExperimentTracker(experiment_name, tracking_uri, mock_mode=mock_mode, settings=settings)
-
-
-def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _param_value(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str) if isinstance(value, (dict, list, tuple)) else str(value)
-    return text[:MAX_PARAM_LENGTH]
-
-
-def _number(key: str, value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise InvalidRequestError(f"metric {key!r} must be a number, got {value!r}") from None
