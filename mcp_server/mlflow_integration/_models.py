@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..error_handling import InvalidRequestError, NotFoundError, ResourceLimitError
+from ..error_handling import InvalidRequestError, ResourceLimitError
 from ._store import store_errors
 
 
