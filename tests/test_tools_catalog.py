@@ -6,9 +6,7 @@ import pytest
 from mcp import Client
 
 from mcp_server import rbac
-from mcp_server.estimators import REGISTRY
 from tools.testing import template_db, tool_server, tool_settings  # noqa: F401  (fixtures)
-from tools.tuning import EstimatorName
 
 pytestmark = pytest.mark.anyio
 
@@ -75,7 +73,3 @@ async def test_request_models_document_their_fields(tools):
     assert request["cv_folds"]["minimum"] == 2 and request["cv_folds"]["maximum"] == 20
     assert set(request["strategy"]["enum"]) == {"grid", "random", "bayesian"}
     assert tune["properties"]["wait_seconds"]["anyOf"][0]["maximum"] == 55
-
-
-def test_estimator_choices_match_the_registry():
-    assert set(EstimatorName.__args__) == set(REGISTRY)

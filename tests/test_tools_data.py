@@ -79,25 +79,3 @@ async def test_viewer_may_read_data_and_a_roleless_principal_may_not(tool_server
         async with Client(tool_server) as client:
             assert (await client.list_tools()).tools == []
             assert error_text(await client.call_tool("list_datasets", {})).endswith("permission denied")
-
-
-@pytest.mark.parametrize(
-    ("view", "domain"),
-    [
-        ("DatasetDescriptionView", "mcp_server.datasets:DatasetDescription"),
-        ("TargetView", "mcp_server.datasets:TargetSummary"),
-        ("ColumnView", "mcp_server.datasets:ColumnSummary"),
-        ("IssueView", "mcp_server.data_validation_pipeline:Issue"),
-        ("ValidationReport", "mcp_server.data_validation_pipeline:ValidationResult"),
-    ],
-)
-def test_tool_views_keep_every_field_of_the_domain_models(view, domain):
-    """The tool layer mirrors these models (the domain ones import pandas); catch drift."""
-    import importlib
-
-    import tools.data
-
-    module, name = domain.split(":")
-    domain_model = getattr(importlib.import_module(module), name)
-    domain_fields = set(domain_model.model_fields) | set(domain_model.model_computed_fields)
-    assert domain_fields <= set(getattr(tools.data, view).model_fields)

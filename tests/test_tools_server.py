@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import subprocess
+import sys
 import types
 
 import pytest
@@ -158,20 +160,25 @@ async def test_unexpected_error_is_sanitized_and_server_keeps_serving(settings):
         assert (await client.call_tool("echo", {"text": "ok"})).structured_content == {"text": "ok"}
 
 
-# --- schemas ------------------------------------------------------------------------------------
+# --- startup cost -------------------------------------------------------------------------------
 
-WRAPPER_ARTIFACTS = {"args", "kwargs", "ctx", "context", "user", "user_id", "principal"}
+HEAVY_MODULES = ("pandas", "numpy", "scipy", "sklearn", "matplotlib", "mlflow", "skopt")
 
 
-async def test_no_schema_shows_wrapper_artifacts(server, mode):
-    async with Client(server, mode=mode) as client:
-        tools = (await client.list_tools()).tools
-    assert tools
-    for tool in tools:
-        properties = tool.input_schema.get("properties", {})
-        assert not WRAPPER_ARTIFACTS & set(properties), tool.name
-        assert tool.description and tool.annotations is not None, tool.name
-        assert tool.output_schema is not None, tool.name
+def test_building_the_server_loads_no_heavy_library(tmp_path):
+    """A fresh server answers tools/list fast: tool schemas use the domain models, which load
+    pandas, scikit-learn and MLflow only inside the functions that need them."""
+    code = f"""
+import sys
+import mcp_server.data_validation_pipeline, mcp_server.datasets, mcp_server.estimators, mcp_server.training_pipeline
+from mcp_server.settings import Settings
+from tools.server import build_server
+build_server(Settings(data_home={str(tmp_path)!r}))
+print(sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 async def test_invalid_arguments_name_field_rule_and_value(server, mode):

@@ -7,6 +7,9 @@ from mcp.server import MCPServer
 from pydantic import BaseModel, ConfigDict, Field
 
 from mcp_server import rbac
+from mcp_server.data_validation_pipeline import DataValidationPipeline, ValidationResult, infer_schema
+from mcp_server.datasets import DatasetCatalog, DatasetDescription, load_xy
+from mcp_server.error_handling import InvalidRequestError
 from tools._decorators import READ_ONLY, ml_tool, register_tools
 from tools._state import AppState
 
@@ -35,71 +38,6 @@ class DatasetList(BaseModel):
     datasets: list[DatasetEntry]
 
 
-# Views of the domain's pydantic models, declared here because the domain modules import pandas,
-# which a server answering tools/list must not load (the schemas are built at registration).
-class ColumnView(BaseModel):
-    name: str
-    dtype: str
-    missing: int
-    n_unique: int
-    min: float | None = None
-    max: float | None = None
-    mean: float | None = None
-    top_values: dict[str, int] | None = Field(default=None, description="At most 5, most frequent first")
-
-
-class TargetView(BaseModel):
-    column: str
-    task: Literal["classification", "regression"]
-    n_classes: int | None = None
-    class_counts: dict[str, int] | None = Field(default=None, description="At most 20, most frequent first")
-    min: float | None = None
-    max: float | None = None
-    mean: float | None = None
-    std: float | None = None
-    median: float | None = None
-
-
-class DatasetDescriptionView(BaseModel):
-    name: str
-    n_rows: int
-    n_columns: int
-    columns: list[ColumnView]
-    omitted_columns: int = Field(default=0, description="Columns past the limit, not summarized")
-    target: TargetView | None = None
-    duplicate_rows: int
-
-
-def catalog(app: AppState):
-    from mcp_server.datasets import DatasetCatalog
-
-    return app.service("catalog", lambda: DatasetCatalog(app.settings))
-
-
-def describe(app: AppState, name: str, target: str | None = None):
-    """The domain's DatasetDescription of ``name`` (blocking: call from a worker thread)."""
-    return catalog(app).describe(name, target)
-
-
-class IssueView(BaseModel):
-    column: str | None = None
-    rule: str
-    severity: Literal["error", "warning", "info"]
-    count: int
-    example_rows: list[int | str]
-    message: str
-
-
-class ValidationReport(BaseModel):
-    dataset_name: str
-    schema_name: str | None = None
-    passed: bool = Field(description="False when any error (or, with fail_on_warnings, any warning) was found")
-    n_rows: int
-    n_columns: int
-    summary: dict[str, int] = Field(description="Issue counts per severity")
-    issues: list[IssueView]
-
-
 class ValidateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dataset: DatasetName
@@ -115,41 +53,36 @@ class ValidateRequest(BaseModel):
     fail_on_warnings: bool = False
 
 
+def catalog(app: AppState) -> DatasetCatalog:
+    return app.service("catalog", lambda: DatasetCatalog(app.settings))
+
+
 def default_target(app: AppState, dataset: str, target: str | None) -> str:
     """The target column: as given, or 'target' for the built-in sklearn data sets."""
-    if target:
-        return target
-    from mcp_server.datasets import TARGET_COLUMN
-    from mcp_server.error_handling import InvalidRequestError
-
-    if catalog(app)._builtin_name(dataset) is not None:  # noqa: SLF001
-        return TARGET_COLUMN
-    raise InvalidRequestError(f"target is required for the file data set {dataset!r}; name the column to predict")
+    target = target or catalog(app).builtin_target(dataset)
+    if target is None:
+        raise InvalidRequestError(
+            f"target is required for the file data set {dataset!r}; name the column to predict"
+        )
+    return target
 
 
 def load_training_data(app: AppState, dataset: str, target: str | None, features=None, drop=None):
     """(X, y) for training (blocking: call from a worker thread or a job)."""
-    from mcp_server.datasets import load_xy
-
     frame = catalog(app).load(dataset)
     return load_xy(frame, default_target(app, dataset, target), features, drop)
 
 
 def inferred_schema(app: AppState, name: str) -> dict:
-    from mcp_server.data_validation_pipeline import infer_schema
-
     frame = catalog(app).load(name)
-    target = "target" if catalog(app)._builtin_name(name) is not None else None  # noqa: SLF001
-    return infer_schema(frame, target, name=name).model_dump(mode="json", exclude_none=True)
+    schema = infer_schema(frame, catalog(app).builtin_target(name), name=name)
+    return schema.model_dump(mode="json", exclude_none=True)
 
 
-def validate(app: AppState, request: ValidateRequest) -> ValidationReport:
-    from mcp_server.data_validation_pipeline import DataValidationPipeline
-
+def validate(app: AppState, request: ValidateRequest) -> ValidationResult:
     frame = catalog(app).load(request.dataset)
     pipeline = DataValidationPipeline({"fail_on_warnings": request.fail_on_warnings})
-    result = pipeline.validate(frame, request.dataset, schema=request.schema_name, target=request.target)
-    return ValidationReport.model_validate(result.model_dump(mode="json"))
+    return pipeline.validate(frame, request.dataset, schema=request.schema_name, target=request.target)
 
 
 def register(server: MCPServer, app: AppState) -> None:
@@ -165,13 +98,12 @@ def register(server: MCPServer, app: AppState) -> None:
         )
 
     @ml_tool(permission=rbac.Permission.READ, annotations=READ_ONLY)
-    async def describe_dataset(name: DatasetName, target: TargetColumn = None) -> DatasetDescriptionView:
+    async def describe_dataset(name: DatasetName, target: TargetColumn = None) -> DatasetDescription:
         """Summarize a data set: rows, columns with types and ranges, missing values, and the target's task."""
-        description = await anyio.to_thread.run_sync(lambda: describe(app, name, target))
-        return DatasetDescriptionView.model_validate(description.model_dump())
+        return await anyio.to_thread.run_sync(lambda: catalog(app).describe(name, target))
 
     @ml_tool(permission=rbac.Permission.READ, annotations=READ_ONLY)
-    async def validate_data(request: ValidateRequest) -> ValidationReport:
+    async def validate_data(request: ValidateRequest) -> ValidationResult:
         """Check a data set before training: schema, types, ranges, missing values, duplicates, label conflicts.
 
         Errors mean the data cannot be trained on as declared; warnings and info are worth reporting.

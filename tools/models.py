@@ -6,8 +6,9 @@ import anyio
 from mcp.server import MCPServer
 from pydantic import BaseModel, Field
 
-from mcp_server import rbac
+from mcp_server import rbac, training_pipeline
 from mcp_server.error_handling import InvalidRequestError
+from mcp_server.training_pipeline import MODEL_URI_TAG, PIPELINE_PRIMARY_METRIC_TAG, PRIMARY_METRIC_TAG
 from tools._decorators import CREATES, DESTRUCTIVE, READ_ONLY, ml_tool, register_tools
 from tools._state import AppState
 from tools.experiments import RunId
@@ -67,12 +68,6 @@ def register(server: MCPServer, app: AppState) -> None:
         """Register the model logged by a pipeline run as a new version of a named model."""
 
         def register_version() -> RegisteredVersion:
-            from mcp_server.training_pipeline import (
-                MODEL_URI_TAG,
-                PIPELINE_PRIMARY_METRIC_TAG,
-                PRIMARY_METRIC_TAG,
-            )
-
             tracker = app.tracker()
             run = tracker.get_run(run_id)
             model_uri = run.tags.get(MODEL_URI_TAG)
@@ -96,9 +91,7 @@ def register(server: MCPServer, app: AppState) -> None:
         """Give a model version an alias (default 'champion') if it beats the current holder on the primary metric."""
 
         def promote() -> PromotionView:
-            from mcp_server.training_pipeline import promote_model as promote_version
-
-            decision = promote_version(
+            decision = training_pipeline.promote_model(
                 app.tracker(), request.model_name, request.version, alias=request.alias,
                 force=request.force, primary_metric=request.primary_metric,
             )
@@ -126,8 +119,6 @@ def register(server: MCPServer, app: AppState) -> None:
         """Predict with a registered model (by alias or version) for the given feature rows."""
 
         def score() -> Predictions:
-            from mcp_server import training_pipeline
-
             tracker = app.tracker()
             values = training_pipeline.predict(tracker, model_name, alias_or_version, rows)
             probs = training_pipeline.predict_proba(tracker, model_name, alias_or_version, rows) if probabilities else None

@@ -8,6 +8,7 @@ from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
 
 from mcp_server import rbac
+from mcp_server.training_pipeline import StandardPipelineRequest, run_standard_pipeline
 from tools._decorators import CREATES, ml_tool, register_tools
 from tools._state import AppState
 from tools.data import DatasetName, catalog, default_target
@@ -121,8 +122,6 @@ def outcome_of(result: Any, experiment_name: str) -> dict[str, Any]:
 
 def pipeline_work(app: AppState, request: PipelineRequest):
     def work(job) -> dict[str, Any]:
-        from mcp_server.training_pipeline import StandardPipelineRequest, run_standard_pipeline
-
         job.report(0, None, f"loading {request.dataset}")
         fields = request.model_dump(exclude={"experiment_name", "target"})
         domain_request = StandardPipelineRequest(**fields, target=default_target(app, request.dataset, request.target))

@@ -9,26 +9,14 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, ConfigDict, Field
 
 from mcp_server import rbac
+from mcp_server.estimators import REGISTRY
 from mcp_server.jobs import JobContext, JobState
 from tools._decorators import CREATES, ml_tool, register_tools
 from tools._state import AppState
 from tools.data import DatasetName, load_training_data
 from tools.jobs import JobView, current_principal_id, job_view, wait_for_job
 
-# The estimator allow-list (mcp_server.estimators.REGISTRY), spelled out so the schema shows the
-# choices without importing scikit-learn; a test keeps the two in step.
-EstimatorName = Literal[
-    "random_forest",
-    "extra_trees",
-    "gradient_boosting",
-    "hist_gradient_boosting",
-    "decision_tree",
-    "logistic_regression",
-    "ridge",
-    "linear_regression",
-    "knn",
-    "svm",
-]
+EstimatorName = Literal[tuple(REGISTRY)]  # the allow-list: the schema shows the choices
 ColumnList = Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=1000)]
 ParamName = Annotated[str, Field(min_length=1, max_length=100)]
 # Every request model refuses unknown fields: a misspelt option must not be silently ignored.

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from mcp_server.data_validation_pipeline._result import Issue, Severity, example_rows
 from mcp_server.data_validation_pipeline._schema import (
@@ -15,6 +12,9 @@ from mcp_server.data_validation_pipeline._schema import (
     dtype_kind,
     dtype_matches,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MAX_SHOWN_VALUES = 5
 
@@ -26,6 +26,8 @@ def _shown(values: Any) -> str:
 
 
 def _numeric(series: pd.Series) -> bool:
+    import pandas as pd
+
     return pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype)
 
 
@@ -45,6 +47,9 @@ def check_columns_content(df: pd.DataFrame, *, high_cardinality_fraction: float,
                           numeric_string_fraction: float, skip: set[str]) -> list[Issue]:
     """Per column: all-missing, missing counts, constant, infinite, blank strings, numbers stored
     as text, and identifier-like text columns."""
+    import numpy as np
+    import pandas as pd
+
     issues: list[Issue] = []
     n_rows = len(df)
     for column in df.columns:
@@ -76,6 +81,8 @@ def check_columns_content(df: pd.DataFrame, *, high_cardinality_fraction: float,
 
 def _check_text_column(series: pd.Series, name: str, high_cardinality_fraction: float,
                        numeric_string_fraction: float, skip: set[str]) -> list[Issue]:
+    import pandas as pd
+
     issues: list[Issue] = []
     text = series.dropna().astype(str)
     blank = series.notna() & series.astype(str).str.strip().eq("")
@@ -104,6 +111,8 @@ def _check_text_column(series: pd.Series, name: str, high_cardinality_fraction: 
 
 def is_row_index(series: pd.Series) -> bool:
     """True when an integer column just numbers the rows (0..n-1 or 1..n)."""
+    import numpy as np
+
     if len(series) < 2 or dtype_kind(series) != "int":
         return False
     values = series.to_numpy()
@@ -133,6 +142,8 @@ def check_duplicate_rows(df: pd.DataFrame, severity: Severity) -> list[Issue]:
 def check_conflicting_labels(df: pd.DataFrame, target: str, features: list[str],
                              severity: Severity) -> list[Issue]:
     """Rows sharing a feature vector: how many repeat one (info), how many vectors disagree on the target."""
+    import pandas as pd
+
     if not features or target not in df.columns:
         return []
     # Hashing rows treats NaN as equal to NaN, which groupby on raw values would not.
@@ -237,6 +248,8 @@ def check_column_rule(series: pd.Series, name: str, rule: ColumnRule) -> list[Is
 
 def check_range(series: pd.Series, name: str, low: float | None, high: float | None,
                 severity: Severity, rule_name: str) -> list[Issue]:
+    import pandas as pd
+
     if low is None and high is None:
         return []
     below = series < low if low is not None else pd.Series(False, index=series.index)

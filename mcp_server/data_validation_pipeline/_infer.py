@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from mcp_server.data_validation_pipeline._checks import is_row_index
 from mcp_server.data_validation_pipeline._schema import ColumnRule, DatasetSchema, dtype_kind
 from mcp_server.error_handling import InvalidRequestError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Text columns with at most this many distinct values get an allowed_values list.
 MAX_ALLOWED_VALUES = 10

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mcp_server.data_validation_pipeline import _checks as checks
@@ -19,6 +18,9 @@ from mcp_server.data_validation_pipeline._schema import (
     load_schema,
 )
 from mcp_server.error_handling import InvalidRequestError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +79,8 @@ class DataValidationPipeline:
         target: str | None = None,
     ) -> ValidationResult:
         """Run every check; ``target`` (or the schema's target) enables label checks."""
+        import pandas as pd
+
         from mcp_server.estimators import infer_task
 
         if not isinstance(df, pd.DataFrame):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import numbers
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import pandas as pd
 from pydantic import BaseModel, Field, computed_field, field_validator
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
@@ -14,7 +16,7 @@ MAX_EXAMPLE_ROWS = 5
 
 
 def _plain_label(label: Any) -> int | str:
-    if isinstance(label, (int, np.integer)) and not isinstance(label, bool):
+    if isinstance(label, numbers.Integral) and not isinstance(label, bool):  # numpy ints too
         return int(label)
     return str(label)
 
@@ -45,12 +47,12 @@ class ValidationResult(BaseModel):
 
     dataset_name: str
     schema_name: str | None = None
-    passed: bool
+    passed: bool = Field(description="False when any error (or, with fail_on_warnings, any warning) was found")
     n_rows: int
     n_columns: int
     issues: list[Issue] = Field(default_factory=list)
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field(description="Issue counts per severity")  # type: ignore[prop-decorator]
     @property
     def summary(self) -> dict[str, int]:
         counts = dict.fromkeys(SEVERITIES, 0)

@@ -19,14 +19,16 @@ from __future__ import annotations
 import logging
 import operator
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from mcp_server.data_validation_pipeline._checks import check_range
 from mcp_server.data_validation_pipeline._result import Issue, Severity, example_rows
 from mcp_server.error_handling import InvalidRequestError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +83,7 @@ DeclarativeRule = Annotated[
 ]
 RULE_KINDS = ("range", "not_null", "unique", "allowed_values", "compare", "max_missing_fraction")
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(DeclarativeRule)
-CustomRule = Callable[[pd.DataFrame], Any] | dict[str, Any]
+CustomRule = Callable[["pd.DataFrame"], Any] | dict[str, Any]
 
 
 def parse_rule(spec: dict[str, Any]) -> Any:

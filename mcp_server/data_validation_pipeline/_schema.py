@@ -7,14 +7,16 @@ import math
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mcp_server.data_validation_pipeline._result import Severity
 from mcp_server.error_handling import ConfigurationError, InvalidRequestError, NotFoundError
 from mcp_server.settings import CONFIG_DIR
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SCHEMA_DIR = CONFIG_DIR / "schemas"
 DtypeKind = Literal["int", "float", "numeric", "bool", "string", "category", "datetime", "any"]
@@ -154,6 +156,8 @@ def coerce_schema(
 
 def dtype_kind(series: pd.Series) -> str:
     """The schema dtype kind of a column: bool, int, float, string, category, datetime or other."""
+    import pandas as pd
+
     dtype = series.dtype
     if pd.api.types.is_bool_dtype(dtype):
         return "bool"

@@ -6,9 +6,8 @@ import logging
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import pandas as pd
 from pydantic import BaseModel, Field
 
 from mcp_server.datasets._describe import DatasetDescription, bounded_list, describe_frame
@@ -19,6 +18,9 @@ from mcp_server.error_handling import (
     ResourceLimitError,
 )
 from mcp_server.settings import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +150,10 @@ class DatasetCatalog:
             return name
         return None
 
+    def builtin_target(self, name: str) -> str | None:
+        """The target column of a built-in data set (``target``); None for a file data set."""
+        return TARGET_COLUMN if self._builtin_name(name) is not None else None
+
     def _load_sklearn(self, name: str, builtin: str) -> pd.DataFrame:
         if builtin not in SKLEARN_DATASETS:
             raise NotFoundError(
@@ -185,6 +191,8 @@ class DatasetCatalog:
         return frame.copy()
 
     def _read(self, name: str, path: Path) -> pd.DataFrame:
+        import pandas as pd
+
         max_rows = self._settings.max_data_rows
         file_format = FILE_FORMATS[path.suffix.lower()]
         try:
@@ -230,12 +238,14 @@ class DatasetCatalog:
         self, name_or_df: str | pd.DataFrame, target: str | None = None, *, name: str | None = None
     ) -> DatasetDescription:
         """A compact summary of columns, the target (if given) and duplicates."""
+        import pandas as pd
+
         if isinstance(name_or_df, pd.DataFrame):
             frame, label = name_or_df, name or "<dataframe>"
         else:
             frame, label = self.load(name_or_df), name or name_or_df
-            if target is None and self._builtin_name(name_or_df) is not None:
-                target = TARGET_COLUMN
+            if target is None:
+                target = self.builtin_target(name_or_df)
         return describe_frame(frame, name=label, target=target)
 
 

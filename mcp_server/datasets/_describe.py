@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
 from pydantic import BaseModel, Field
 
 from mcp_server.error_handling import InvalidRequestError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,8 @@ class DatasetDescription(BaseModel):
 
 def _compact(value: Any) -> float | None:
     """A float rounded to 6 significant digits, or None for NaN (keeps descriptions short)."""
+    import pandas as pd
+
     if value is None or pd.isna(value):
         return None
     return float(f"{float(value):.6g}")
@@ -65,6 +69,8 @@ def bounded_list(names: list[str]) -> str:
 
 
 def _is_numeric(series: pd.Series) -> bool:
+    import pandas as pd
+
     return pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype)
 
 

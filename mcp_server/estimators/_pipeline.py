@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from pydantic import BaseModel, Field
 
 from mcp_server.error_handling import InvalidRequestError
@@ -16,6 +15,9 @@ from mcp_server.estimators._registry import (
     check_task,
     get_estimator_spec,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +100,8 @@ def check_params(name: str, task: str, params: dict[str, Any] | None) -> dict[st
 
 
 def _column_groups(X: pd.DataFrame) -> tuple[list[str], list[str]]:
+    import pandas as pd
+
     numeric, categorical = [], []
     for column in X.columns:
         dtype = X[column].dtype

@@ -9,13 +9,13 @@ Default scoring (``default_scoring``), chosen to be threshold-free or robust to 
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from mcp_server.error_handling import InvalidRequestError
 from mcp_server.estimators._registry import Task, check_task
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # An integer target with at most this many distinct values is read as class labels.
 MAX_CLASSES_FOR_INTEGER_TARGET = 20
@@ -59,6 +59,8 @@ _CLASSIFICATION_PREFIXES = (
 
 
 def _is_categorical_dtype(series: pd.Series) -> bool:
+    import pandas as pd
+
     dtype = series.dtype
     return (
         pd.api.types.is_bool_dtype(dtype)
@@ -72,6 +74,9 @@ def infer_task(y: Any, *, task: str | None = None) -> Task:
     """Classification for bool/object/string/category targets or integers with few distinct
     values (<= MAX_CLASSES_FOR_INTEGER_TARGET); regression for floats and many-valued integers.
     An explicit ``task`` wins (validated)."""
+    import numpy as np
+    import pandas as pd
+
     if task is not None:
         return check_task(task)
     series = y if isinstance(y, pd.Series) else pd.Series(np.asarray(y))
@@ -134,7 +139,7 @@ def check_scoring(scoring: str, task: str, *, y: Any = None) -> str:
             f"scoring {scoring!r} does not fit task {task}; valid scoring for {task}: {', '.join(valid)}"
         )
     if y is not None and scoring in BINARY_ONLY_SCORERS:
-        n_classes = pd.Series(np.asarray(y)).nunique(dropna=True)
+        n_classes = _n_classes(y)
         if n_classes > 2:
             suggestions = [s for s in valid if s.startswith(scoring + "_") and s != scoring + "_samples"]
             raise InvalidRequestError(
@@ -152,5 +157,11 @@ def default_scoring(task: str, y: Any = None) -> str:
         return "neg_root_mean_squared_error"
     if y is None:
         return "roc_auc"
-    n_classes = pd.Series(np.asarray(y)).nunique(dropna=True)
-    return "roc_auc" if n_classes <= 2 else "f1_macro"
+    return "roc_auc" if _n_classes(y) <= 2 else "f1_macro"
+
+
+def _n_classes(y: Any) -> int:
+    import numpy as np
+    import pandas as pd
+
+    return pd.Series(np.asarray(y)).nunique(dropna=True)

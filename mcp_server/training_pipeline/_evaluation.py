@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from mcp_server.estimators import Task
 
 CLASSIFICATION_METRICS = ("accuracy", "f1", "roc_auc", "log_loss")
@@ -31,18 +29,24 @@ def default_primary_metric(task: Task, n_classes: int) -> str:
 
 def evaluate_model(model: Any, X_test: Any, y_test: Any, task: Task) -> tuple[dict[str, float], Any]:
     """(metrics, matplotlib figure): a confusion matrix or a residual plot."""
+    import numpy as np
+
     predictions = model.predict(X_test)
     if task == "classification":
-        return _classification_metrics(model, X_test, y_test, predictions), _confusion_figure(
-            y_test, predictions, list(getattr(model, "classes_", np.unique(y_test)))
+        classes = list(getattr(model, "classes_", np.unique(y_test)))
+        return (
+            _classification_metrics(model, X_test, y_test, predictions, classes),
+            _confusion_figure(y_test, predictions, classes),
         )
     return _regression_metrics(y_test, predictions), _residual_figure(y_test, predictions)
 
 
-def _classification_metrics(model: Any, X_test: Any, y_test: Any, predictions: Any) -> dict[str, float]:
+def _classification_metrics(
+    model: Any, X_test: Any, y_test: Any, predictions: Any, classes: list[Any]
+) -> dict[str, float]:
+    import numpy as np
     from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 
-    classes = list(getattr(model, "classes_", np.unique(y_test)))
     binary = len(classes) <= 2
     metrics = {"accuracy": accuracy_score(y_test, predictions)}
     if binary:
@@ -88,6 +92,7 @@ def _new_figure(width: float, height: float):
 
 
 def _confusion_figure(y_true: Any, predictions: Any, classes: list[Any]):
+    import numpy as np
     from sklearn.metrics import confusion_matrix
 
     matrix = confusion_matrix(y_true, predictions, labels=classes)
@@ -108,6 +113,8 @@ def _confusion_figure(y_true: Any, predictions: Any, classes: list[Any]):
 
 
 def _residual_figure(y_true: Any, predictions: Any):
+    import numpy as np
+
     residuals = np.asarray(y_true, dtype=float) - np.asarray(predictions, dtype=float)
     figure = _new_figure(5, 4)
     ax = figure.add_subplot()
