@@ -15,6 +15,7 @@ from mcp_server.training_pipeline import (
     PipelineStatus,
     StageStatus,
     StandardPipelineRequest,
+    plan_pipeline,
     predict,
     predict_proba,
     promote_model,
@@ -205,6 +206,19 @@ def test_request_mistakes_raise_before_any_run_is_created(tracker, settings, fie
         run(tracker, settings, **request)
     assert run_count(tracker) == before
 
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        (dict(target="label", drop_columns=["id"]), (["x", "z"], "classification", "roc_auc", "toy-label")),
+        (dict(target="x", features=["z", "z"], model_name="m1"), (["z"], "regression", "rmse", "m1")),
+    ],
+)
+def test_plan_pipeline_settles_the_run_from_the_data_alone(fields, expected):
+    frame = pd.DataFrame({"id": range(8), "x": [0.5, 1, 2, 3, 4, 5, 6, 7.5], "z": [1] * 8, "label": ["a", "b"] * 4})
+    plan = plan_pipeline(StandardPipelineRequest(dataset="sub/toy.csv", **fields), frame)
+    assert (plan.features, plan.task, plan.primary_metric, plan.model_name) == expected
 
 # --- predictions --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from mcp_server import estimators as registry
 from mcp_server.error_handling import InvalidRequestError, NotFoundError, ResourceLimitError
+from mcp_server.training_pipeline import plan_pipeline
+from tools.data import catalog, load_training_data
 
 if TYPE_CHECKING:
     from tools._state import AppState
@@ -20,16 +23,9 @@ if TYPE_CHECKING:
     from tools.tuning import TuneRequest
 
 
-def _training_data(app: AppState, dataset: str, target: str | None, features, drop):
-    from tools.data import load_training_data
-
-    return load_training_data(app, dataset, target, features, drop)
-
-
 def check_tune_request(app: AppState, request: TuneRequest) -> None:
     """Raise the error the tuning job would raise first, if any."""
-    from mcp_server import estimators as registry
-    from mcp_server.hyperparameter_tuning import SearchSpace
+    from mcp_server.hyperparameter_tuning import SearchSpace  # imports numpy
 
     settings = app.settings
     if request.max_trials > settings.max_trials:
@@ -44,7 +40,7 @@ def check_tune_request(app: AppState, request: TuneRequest) -> None:
     if space_spec is not None:
         space = SearchSpace(space_spec)  # ranges first: they need no data
         _check_grid(request, space, settings.max_grid_size)
-    _, y = _training_data(app, request.dataset, request.target, request.features, request.drop)
+    _, y = load_training_data(app, request.dataset, request.target, request.features, request.drop)
     if len(y) < request.cv_folds:
         raise InvalidRequestError(
             f"cv_folds={request.cv_folds} needs at least that many labelled rows, dataset "
@@ -96,11 +92,7 @@ def _check_resumable(app: AppState, request: TuneRequest) -> None:
 
 def check_pipeline_request(app: AppState, request: PipelineRequest) -> None:
     """Raise the error the pipeline job would raise planning its run (data, columns, params, metric)."""
-    from mcp_server.training_pipeline import StandardPipelineRequest
-    from mcp_server.training_pipeline._standard import _plan  # the pipeline's own request checks
-    from tools.data import catalog, default_target
+    from tools.pipelines import standard_request  # tools.pipelines imports this module
 
     frame = catalog(app).load(request.dataset)  # the data set first: a bad name is the first thing to say
-    fields = request.model_dump(exclude={"experiment_name", "target"})
-    domain_request = StandardPipelineRequest(**fields, target=default_target(app, request.dataset, request.target))
-    _plan(domain_request, frame)
+    plan_pipeline(standard_request(app, request), frame)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from mcp_server import rbac
 from mcp_server.training_pipeline import StandardPipelineRequest, run_standard_pipeline
 from tools._decorators import CREATES, ml_tool, register_tools
+from tools._preflight import check_pipeline_request
 from tools._state import AppState
 from tools.data import DatasetName, catalog, default_target
 from tools.jobs import JobView, current_principal_id, job_view, wait_for_job
@@ -120,18 +121,22 @@ def outcome_of(result: Any, experiment_name: str) -> dict[str, Any]:
     ).model_dump(mode="json")
 
 
+def standard_request(app: AppState, request: PipelineRequest) -> StandardPipelineRequest:
+    """The domain request: the tool's fields, with the target defaulted for built-in data sets."""
+    fields = request.model_dump(exclude={"experiment_name", "target"})
+    return StandardPipelineRequest(**fields, target=default_target(app, request.dataset, request.target))
+
+
 def pipeline_work(app: AppState, request: PipelineRequest):
     def work(job) -> dict[str, Any]:
         job.report(0, None, f"loading {request.dataset}")
-        fields = request.model_dump(exclude={"experiment_name", "target"})
-        domain_request = StandardPipelineRequest(**fields, target=default_target(app, request.dataset, request.target))
         experiment = request.experiment_name or app.settings.experiment_name
 
         def on_stage(stage: str, index: int, total: int, status: str) -> None:
             job.report(index, total, f"stage {index}/{total} {stage}: {status.lower()}")
 
         result = run_standard_pipeline(
-            domain_request,
+            standard_request(app, request),
             settings=app.settings,
             tracker=app.tracker(experiment),
             catalog=catalog(app),
@@ -158,8 +163,6 @@ def register(server: MCPServer, app: AppState) -> None:
 
         Every stage is recorded in one MLflow run. Returns the metrics and the promotion decision, or a job id to poll.
         """
-        from tools._preflight import check_pipeline_request
-
         await anyio.to_thread.run_sync(lambda: check_pipeline_request(app, request))
         job_id = app.jobs.submit(
             "pipeline",

@@ -12,6 +12,7 @@ from mcp_server import rbac
 from mcp_server.estimators import REGISTRY
 from mcp_server.jobs import JobContext, JobState
 from tools._decorators import CREATES, ml_tool, register_tools
+from tools._preflight import check_tune_request
 from tools._state import AppState
 from tools.data import DatasetName, load_training_data
 from tools.jobs import JobView, current_principal_id, job_view, wait_for_job
@@ -208,8 +209,6 @@ def register(server: MCPServer, app: AppState) -> None:
 
         Returns the best params and score when done within wait_seconds, else a job id to poll with get_job.
         """
-        from tools._preflight import check_tune_request
-
         await anyio.to_thread.run_sync(lambda: check_tune_request(app, request))
         job_id = app.jobs.submit(
             "tune",

@@ -8,7 +8,8 @@
     run.status, run.metrics, run.stages["model_training"].duration_seconds
     pipeline.compare_runs([a.run_id, b.run_id])["metrics"]["accuracy"]["diff"]
 
-For declarative use (the MCP layer): ``run_standard_pipeline(StandardPipelineRequest(...), ...)``,
+For declarative use (the MCP layer): ``run_standard_pipeline(StandardPipelineRequest(...), ...)``
+(``plan_pipeline`` alone checks a request against the data without running anything),
 ``promote_model``, ``predict`` and ``predict_proba``. See docs/pipeline.md.
 """
 
@@ -33,8 +34,10 @@ from mcp_server.training_pipeline._registry import (
     promote_model,
 )
 from mcp_server.training_pipeline._standard import (
+    PipelinePlan,
     PipelineResult,
     StandardPipelineRequest,
+    plan_pipeline,
     run_standard_pipeline,
 )
 from mcp_server.training_pipeline._types import (
@@ -56,6 +59,7 @@ __all__ = [
     "PRIMARY_METRIC_TAG",
     "REGRESSION_METRICS",
     "STAGE_OUTPUT_NAMES",
+    "PipelinePlan",
     "PipelineResult",
     "PipelineRun",
     "PipelineStage",
@@ -70,6 +74,7 @@ __all__ = [
     "default_primary_metric",
     "evaluate_model",
     "load_registered_model",
+    "plan_pipeline",
     "predict",
     "predict_proba",
     "promote_model",

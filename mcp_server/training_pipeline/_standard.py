@@ -83,7 +83,7 @@ class PipelineResult(BaseModel):
     artifacts: list[str] = Field(default_factory=list)
 
 
-class _Plan(BaseModel):
+class PipelinePlan(BaseModel):
     """A request checked against the data: everything the stages need, nothing left to guess."""
 
     model_config = ConfigDict(protected_namespaces=())
@@ -112,7 +112,7 @@ def run_standard_pipeline(
     catalog = catalog or DatasetCatalog(settings)
     validator = validator or DataValidationPipeline()
     frame = catalog.load(request.dataset)  # refuses names that leave the data folders
-    plan = _plan(request, frame)
+    plan = plan_pipeline(request, frame)
     if request.schema_name is not None:
         validator.load_schema(request.schema_name)  # unknown schema: the caller's mistake, raise now
     captured: dict[str, Any] = {}
@@ -151,7 +151,9 @@ def run_standard_pipeline(
     )
 
 
-def _plan(request: StandardPipelineRequest, frame: Any) -> _Plan:
+def plan_pipeline(request: StandardPipelineRequest, frame: Any) -> PipelinePlan:
+    """Check ``request`` against the data set ``frame`` and settle features, task, params, primary
+    metric and model name; raises ``InvalidRequestError`` naming the field on any mistake."""
     from mcp_server.estimators import check_params, get_estimator_spec, infer_task
 
     columns = [str(c) for c in frame.columns]
@@ -188,7 +190,7 @@ def _plan(request: StandardPipelineRequest, frame: Any) -> _Plan:
     if primary not in valid:
         raise InvalidRequestError(f"primary_metric for {task} must be one of {', '.join(valid)}, got {primary!r}")
     model_name = check_model_name(request.model_name or _default_model_name(request.dataset, request.target))
-    return _Plan(features=features, task=task, params=params, primary_metric=primary, model_name=model_name)
+    return PipelinePlan(features=features, task=task, params=params, primary_metric=primary, model_name=model_name)
 
 
 def _require_columns(field: str, wanted: list[str], columns: list[str]) -> None:
@@ -203,7 +205,7 @@ def _default_model_name(dataset: str, target: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{stem}-{target}").strip("_.-")[:100] or "model"
 
 
-def _config(request: StandardPipelineRequest, plan: _Plan) -> dict[str, Any]:
+def _config(request: StandardPipelineRequest, plan: PipelinePlan) -> dict[str, Any]:
     return {
         "dataset": request.dataset, "target": request.target, "features": plan.features,
         "drop_columns": request.drop_columns, "drop_duplicates": request.drop_duplicates, "estimator": request.estimator, "params": plan.params,
@@ -213,7 +215,7 @@ def _config(request: StandardPipelineRequest, plan: _Plan) -> dict[str, Any]:
     }
 
 
-def _stages(request: StandardPipelineRequest, plan: _Plan, validator: Any, captured: dict[str, Any]) -> dict:
+def _stages(request: StandardPipelineRequest, plan: PipelinePlan, validator: Any, captured: dict[str, Any]) -> dict:
     def validate(data, tracker, run_id):
         result = validator.validate(data, request.dataset, schema=request.schema_name, target=request.target)
         captured["validation"] = result
