@@ -3,8 +3,6 @@ inference round-trip, generic checks, custom rules and configuration."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,11 +17,7 @@ from mcp_server.data_validation_pipeline import (
     load_schema,
 )
 from mcp_server.error_handling import ConfigurationError, InvalidRequestError, NotFoundError
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-needs_shared_data = pytest.mark.skipif(
-    not (SHARED_DATA / "nba_logreg.csv").exists(), reason="shared NBA data not present"
-)
+from tools.testing import SHARED_DATA, needs_shared_data
 
 
 @pytest.fixture(scope="module")

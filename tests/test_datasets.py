@@ -15,11 +15,7 @@ from mcp_server.error_handling import (
     ResourceLimitError,
 )
 from mcp_server.settings import Settings
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-needs_shared_data = pytest.mark.skipif(
-    not (SHARED_DATA / "nba_logreg.csv").exists(), reason="shared NBA data not present"
-)
+from tools.testing import SHARED_DATA, needs_shared_data
 
 SMALL_CSV = "a,b,label\n1,x,0\n2,y,1\n3,x,0\n"
 

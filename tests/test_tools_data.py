@@ -6,11 +6,9 @@ import pytest
 from mcp import Client
 
 from mcp_server import rbac
-from tools.testing import VIEWER, error_text, template_db, tool_server, tool_settings  # noqa: F401
+from tools.testing import NOBODY, VIEWER, error_text, template_db, tool_server, tool_settings  # noqa: F401
 
 pytestmark = pytest.mark.anyio
-
-NOBODY = rbac.Principal("nobody", {"no-such-role"})
 
 
 async def test_list_datasets_shows_files_and_builtins(tool_server):

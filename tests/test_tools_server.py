@@ -31,18 +31,10 @@ from mcp_server.settings import TokenEntry
 from tools._decorators import READ_ONLY, ml_tool, register_tools, tool_error_message, tool_spec
 from tools._identity import SettingsTokenVerifier
 from tools.server import build_server
-from tools.testing import isolated_settings, shared_template
+from tools.testing import NOBODY, VIEWER, isolated_settings, template_db  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.anyio
 
-VIEWER = rbac.Principal("vera", {"viewer"})
-ANALYST = rbac.Principal("ann", {"analyst"})
-DEVELOPER = rbac.Principal("dev", {"developer"})
-
-
-@pytest.fixture(scope="module")
-def template_db(tmp_path_factory):
-    return shared_template(tmp_path_factory)
 
 
 @pytest.fixture
@@ -255,7 +247,7 @@ async def test_dataset_schema_resource_and_permission(server):
     async with Client(server) as client:
         text = (await client.read_resource("datasets://iris/schema")).contents[0].text
     assert '"sepal length (cm)"' in text and '"target"' in text
-    with rbac.acting_as(rbac.Principal("nobody", {"no-such-role"})):
+    with rbac.acting_as(NOBODY):
         async with Client(server) as client:
             with pytest.raises(MCPError, match="permission denied"):
                 await client.read_resource("datasets://iris/schema")

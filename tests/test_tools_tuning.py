@@ -6,14 +6,7 @@ import pytest
 from mcp import Client
 
 from mcp_server import rbac
-from tools.testing import (  # noqa: F401  (fixtures)
-    ANALYST,
-    VIEWER,
-    error_text,
-    template_db,
-    tool_server,
-    tool_settings,
-)
+from tools.testing import ANALYST, VIEWER, error_text, template_db, tool_server, tool_settings  # noqa: F401
 
 pytestmark = pytest.mark.anyio
 

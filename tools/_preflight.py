@@ -36,7 +36,7 @@ def check_tune_request(app: AppState, request: TuneRequest) -> None:
         raise ResourceLimitError(
             f"cv_folds must be at most {settings.max_cv_folds} (settings.max_cv_folds), got {request.cv_folds}"
         )
-    space_spec = {k: v.model_dump() for k, v in request.space.items()} if request.space else None
+    space_spec = request.space_spec()
     if space_spec is not None:
         space = SearchSpace(space_spec)  # ranges first: they need no data
         _check_grid(request, space, settings.max_grid_size)

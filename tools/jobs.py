@@ -6,17 +6,19 @@ not done by then, it returns the job id and the progress so far, and the agent p
 Waiting polls with ``anyio.sleep``: the event loop stays free and the wait can be cancelled.
 """
 
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 import anyio
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from mcp_server import rbac
 from mcp_server.error_handling import PermissionDeniedError
-from mcp_server.jobs import JobSnapshot, JobState
+from mcp_server.jobs import JobContext, JobSnapshot, JobState
 from tools._decorators import READ_ONLY, UPDATES, ml_tool, register_tools
 from tools._state import AppState
 
@@ -30,6 +32,11 @@ JobId = Annotated[
 WaitSeconds = Annotated[
     float,
     Field(ge=0, le=55, description="How long to wait for the job to finish before returning (seconds)"),
+]
+StartWaitSeconds = Annotated[
+    float | None,
+    Field(ge=0, le=55, description="Wait this long for the result (default: server setting); "
+          "if the job is still running, you get its job id: poll get_job"),
 ]
 JobStateName = Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
 
@@ -131,6 +138,20 @@ async def wait_for_job(
 def current_principal_id() -> str | None:
     principal = rbac.current_principal()
     return principal.id if principal else None
+
+
+async def start_job(
+    app: AppState, kind: str, work: Callable[[JobContext], Any], request: BaseModel, wait_seconds: float | None, ctx: Context
+) -> dict[str, Any]:
+    """Queue ``work`` as the caller's job, wait for it (``wait_for_job``) and return the ``JobView``
+    fields; a job that failed within the wait raises a tool error with the job's message."""
+    params = request.model_dump(mode="json", exclude_none=True)
+    job_id = app.jobs.submit(kind, work, params, owner=current_principal_id())
+    wait = app.settings.default_wait_seconds if wait_seconds is None else wait_seconds
+    snapshot = await wait_for_job(app, job_id, wait, ctx)
+    if snapshot.state is JobState.FAILED:
+        raise ToolError(f"job {job_id} failed: {snapshot.error}")
+    return job_view(snapshot)
 
 
 def register(server: MCPServer, app: AppState) -> None:

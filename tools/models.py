@@ -8,11 +8,15 @@ from pydantic import BaseModel, Field
 
 from mcp_server import rbac, training_pipeline
 from mcp_server.error_handling import InvalidRequestError
-from mcp_server.training_pipeline import MODEL_URI_TAG, PIPELINE_PRIMARY_METRIC_TAG, PRIMARY_METRIC_TAG
+from mcp_server.training_pipeline import (
+    MODEL_URI_TAG,
+    PIPELINE_PRIMARY_METRIC_TAG,
+    PRIMARY_METRIC_TAG,
+    PromotionDecision,
+)
 from tools._decorators import CREATES, DESTRUCTIVE, READ_ONLY, ml_tool, register_tools
 from tools._state import AppState
 from tools.experiments import RunId
-from tools.pipelines import PromotionView
 
 ModelName = Annotated[
     str,
@@ -87,15 +91,14 @@ def register(server: MCPServer, app: AppState) -> None:
         return await anyio.to_thread.run_sync(register_version)
 
     @ml_tool(permission=rbac.Permission.WRITE, annotations=DESTRUCTIVE)
-    async def promote_model(request: PromoteRequest) -> PromotionView:
+    async def promote_model(request: PromoteRequest) -> PromotionDecision:
         """Give a model version an alias (default 'champion') if it beats the current holder on the primary metric."""
 
-        def promote() -> PromotionView:
-            decision = training_pipeline.promote_model(
+        def promote() -> PromotionDecision:
+            return training_pipeline.promote_model(
                 app.tracker(), request.model_name, request.version, alias=request.alias,
                 force=request.force, primary_metric=request.primary_metric,
             )
-            return PromotionView(**decision.model_dump())
 
         return await anyio.to_thread.run_sync(promote)
 

@@ -8,16 +8,15 @@ from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
 
 from mcp_server import rbac
-from mcp_server.training_pipeline import StandardPipelineRequest, run_standard_pipeline
+from mcp_server.training_pipeline import PromotionDecision, StandardPipelineRequest, run_standard_pipeline
 from tools._decorators import CREATES, ml_tool, register_tools
 from tools._preflight import check_pipeline_request
 from tools._state import AppState
 from tools.data import DatasetName, catalog, default_target
-from tools.jobs import JobView, current_principal_id, job_view, wait_for_job
-from tools.tuning import ColumnList, EstimatorName, raise_if_failed
+from tools.jobs import JobView, StartWaitSeconds, start_job
+from tools.tuning import ColumnList, EstimatorName, ParamName
 
 ParamValue = Annotated[str, Field(max_length=6000)] | int | Annotated[float, Field(allow_inf_nan=False)] | bool | None
-ParamName = Annotated[str, Field(min_length=1, max_length=100)]
 
 
 class PipelineRequest(BaseModel):
@@ -56,17 +55,6 @@ class StageView(BaseModel):
     error: str | None = None
 
 
-class PromotionView(BaseModel):
-    promoted: bool
-    reason: str
-    alias: str
-    version: int
-    primary_metric: str
-    new_metric: float | None = None
-    previous_version: int | None = None
-    previous_metric: float | None = None
-
-
 class PipelineOutcome(BaseModel):
     model_config = {"protected_namespaces": ()}
 
@@ -81,7 +69,7 @@ class PipelineOutcome(BaseModel):
     model_name: str
     model_version: int | None = None
     model_uri: str | None = None
-    promotion: PromotionView | None = None
+    promotion: PromotionDecision | None = None
     validation_passed: bool | None = None
     validation_summary: dict[str, int] | None = None
     n_train: int | None = None
@@ -111,7 +99,7 @@ def outcome_of(result: Any, experiment_name: str) -> dict[str, Any]:
         model_name=result.model_name,
         model_version=result.model_version,
         model_uri=result.model_uri,
-        promotion=PromotionView(**result.promotion.model_dump()) if result.promotion else None,
+        promotion=result.promotion,
         validation_passed=validation.get("passed"),
         validation_summary=validation.get("summary"),
         n_train=result.n_train,
@@ -153,26 +141,13 @@ def register(server: MCPServer, app: AppState) -> None:
     async def run_pipeline(
         request: PipelineRequest,
         ctx: Context,
-        wait_seconds: Annotated[
-            float | None,
-            Field(ge=0, le=55, description="Wait this long for the result (default: server setting); "
-                  "if still running you get a job id: poll get_job"),
-        ] = None,
+        wait_seconds: StartWaitSeconds = None,
     ) -> PipelineJob:
         """Train and evaluate a model on a held-out split, register it, and promote it to 'champion' if it beats the current one.
 
         Every stage is recorded in one MLflow run. Returns the metrics and the promotion decision, or a job id to poll.
         """
         await anyio.to_thread.run_sync(lambda: check_pipeline_request(app, request))
-        job_id = app.jobs.submit(
-            "pipeline",
-            pipeline_work(app, request),
-            request.model_dump(mode="json", exclude_none=True),
-            owner=current_principal_id(),
-        )
-        wait = app.settings.default_wait_seconds if wait_seconds is None else wait_seconds
-        snapshot = await wait_for_job(app, job_id, wait, ctx)
-        raise_if_failed(snapshot)
-        return PipelineJob(**job_view(snapshot))
+        return PipelineJob(**await start_job(app, "pipeline", pipeline_work(app, request), request, wait_seconds, ctx))
 
     register_tools(server, run_pipeline)

@@ -38,10 +38,15 @@ import pytest  # noqa: E402  (test-only module)
 
 from mcp_server import rbac  # noqa: E402
 
+needs_shared_data = pytest.mark.skipif(
+    not (SHARED_DATA / "nba_logreg.csv").exists(), reason="shared NBA data not present"
+)
+
 VIEWER = rbac.Principal("vera", {"viewer"})
 ANALYST = rbac.Principal("ann", {"analyst"})
 DEVELOPER = rbac.Principal("dev", {"developer"})
 ADMIN = rbac.Principal("root", {"admin"})
+NOBODY = rbac.Principal("nobody", {"no-such-role"})  # authenticated, but no role grants anything
 
 
 def shared_template(tmp_path_factory) -> Path:

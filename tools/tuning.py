@@ -5,17 +5,16 @@ from typing import Annotated, Any, Literal
 import anyio
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, ConfigDict, Field
 
 from mcp_server import rbac
 from mcp_server.estimators import REGISTRY
-from mcp_server.jobs import JobContext, JobState
+from mcp_server.jobs import JobContext
 from tools._decorators import CREATES, ml_tool, register_tools
 from tools._preflight import check_tune_request
 from tools._state import AppState
 from tools.data import DatasetName, load_training_data
-from tools.jobs import JobView, current_principal_id, job_view, wait_for_job
+from tools.jobs import JobView, StartWaitSeconds, start_job
 
 EstimatorName = Literal[tuple(REGISTRY)]  # the allow-list: the schema shows the choices
 ColumnList = Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=1000)]
@@ -94,6 +93,10 @@ class TuneRequest(BaseModel):
         "trials; use the same dataset, estimator, strategy, space, cv_folds, scoring and experiment_name",
     )
 
+    def space_spec(self) -> dict[str, dict[str, Any]] | None:
+        """The space as plain dicts (what SearchSpace and the tuner take); None: the estimator's default."""
+        return {name: spec.model_dump() for name, spec in self.space.items()} if self.space else None
+
 
 class TrialView(BaseModel):
     number: int
@@ -170,7 +173,7 @@ def tuning_work(app: AppState, request: TuneRequest):
             estimator=request.estimator,
             X=X,
             y=y,
-            space={k: v.model_dump() for k, v in request.space.items()} if request.space else None,
+            space=request.space_spec(),
             strategy=request.strategy,
             scoring=request.scoring,
             cv_folds=request.cv_folds,
@@ -189,37 +192,19 @@ def tuning_work(app: AppState, request: TuneRequest):
     return work
 
 
-def raise_if_failed(snapshot: Any) -> None:
-    if snapshot.state is JobState.FAILED:
-        raise ToolError(f"job {snapshot.job_id} failed: {snapshot.error}")
-
-
 def register(server: MCPServer, app: AppState) -> None:
     @ml_tool(permission=rbac.Permission.EXECUTE, annotations=CREATES)
     async def tune_hyperparameters(
         request: TuneRequest,
         ctx: Context,
-        wait_seconds: Annotated[
-            float | None,
-            Field(ge=0, le=55, description="Wait this long for the result (default: server setting); "
-                  "if the job is still running, you get its job id: poll get_job"),
-        ] = None,
+        wait_seconds: StartWaitSeconds = None,
     ) -> TuningJob:
         """Search an estimator's hyperparameters by cross-validation on a data set, logging every trial to MLflow.
 
         Returns the best params and score when done within wait_seconds, else a job id to poll with get_job.
         """
         await anyio.to_thread.run_sync(lambda: check_tune_request(app, request))
-        job_id = app.jobs.submit(
-            "tune",
-            tuning_work(app, request),
-            request.model_dump(mode="json", exclude_none=True),
-            owner=current_principal_id(),
-        )
-        wait = app.settings.default_wait_seconds if wait_seconds is None else wait_seconds
-        snapshot = await wait_for_job(app, job_id, wait, ctx)
-        raise_if_failed(snapshot)
-        return TuningJob(**job_view(snapshot))
+        return TuningJob(**await start_job(app, "tune", tuning_work(app, request), request, wait_seconds, ctx))
 
     register_tools(server, tune_hyperparameters)
 

@@ -14,6 +14,7 @@ from mcp_server.data_validation_pipeline._rules import CustomRule, run_custom_ru
 from mcp_server.data_validation_pipeline._schema import (
     DatasetSchema,
     coerce_schema,
+    compact_errors,
     list_schemas,
     load_schema,
 )
@@ -50,9 +51,8 @@ def _coerce_config(config: ValidationConfig | dict[str, Any] | None) -> Validati
     try:
         return ValidationConfig.model_validate(config)
     except ValidationError as exc:
-        details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise InvalidRequestError(
-            f"invalid validation config: {details}; valid options: "
+            f"invalid validation config: {compact_errors(exc)}; valid options: "
             f"{', '.join(ValidationConfig.model_fields)}"
         ) from None
 

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from mcp_server.data_validation_pipeline._checks import check_range
 from mcp_server.data_validation_pipeline._result import Issue, Severity, example_rows
+from mcp_server.data_validation_pipeline._schema import compact_errors
 from mcp_server.error_handling import InvalidRequestError
 
 if TYPE_CHECKING:
@@ -90,9 +91,8 @@ def parse_rule(spec: dict[str, Any]) -> Any:
     try:
         return _ADAPTER.validate_python(spec)
     except ValidationError as exc:
-        details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise InvalidRequestError(
-            f"invalid custom rule {spec!r}: {details}; rule kinds: {', '.join(RULE_KINDS)}"
+            f"invalid custom rule {spec!r}: {compact_errors(exc)}; rule kinds: {', '.join(RULE_KINDS)}"
         ) from None
 
 

@@ -66,7 +66,7 @@ class DatasetSchema(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise InvalidRequestError(f"invalid dataset schema: {_compact_errors(exc)}") from None
+            raise InvalidRequestError(f"invalid dataset schema: {compact_errors(exc)}") from None
 
     @classmethod
     def from_toml(cls, text: str) -> DatasetSchema:
@@ -89,7 +89,8 @@ class DatasetSchema(BaseModel):
         return "\n".join(lines) + "\n"
 
 
-def _compact_errors(exc: ValidationError) -> str:
+def compact_errors(exc: ValidationError) -> str:
+    """``field.path: message; …`` for each problem pydantic found."""
     return "; ".join(
         f"{'.'.join(str(p) for p in error['loc']) or '<root>'}: {error['msg']}" for error in exc.errors()
     )
@@ -136,7 +137,7 @@ def load_schema(name: str, *, schema_dir: Path | None = None) -> DatasetSchema:
     try:
         return DatasetSchema.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
     except (tomllib.TOMLDecodeError, ValidationError, UnicodeDecodeError) as exc:
-        detail = _compact_errors(exc) if isinstance(exc, ValidationError) else str(exc)
+        detail = compact_errors(exc) if isinstance(exc, ValidationError) else str(exc)
         raise ConfigurationError(f"schema file {path.name} is invalid: {detail}") from None
 
 
