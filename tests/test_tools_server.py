@@ -25,7 +25,9 @@ from mcp_server.error_handling import (
     PermissionDeniedError,
     ResourceLimitError,
     TrackingUnavailableError,
+    error_id_of,
     error_recorder,
+    handle_errors,
 )
 from mcp_server.settings import TokenEntry
 from tools._decorators import READ_ONLY, ml_tool, register_tools, tool_error_message, tool_spec
@@ -133,6 +135,21 @@ def test_server_side_errors_are_recorded_with_an_id(exc, leaks):
     assert record.context == "tool some_tool"
     assert (str(exc) in message) is leaks
 
+
+
+@pytest.mark.parametrize("exc", [ExecutionError("stage train failed"), RuntimeError("boom")])
+def test_an_error_recorded_by_handle_errors_keeps_its_id_and_is_counted_once(exc):
+    @handle_errors("domain work")
+    def domain_work():
+        raise exc
+
+    before = error_recorder.counts().get(type(exc).__name__, 0)
+    with pytest.raises(type(exc)):
+        domain_work()
+    message = tool_error_message(exc, "some_tool")
+    assert f"error id {error_id_of(exc)}" in message
+    assert error_recorder.counts()[type(exc).__name__] == before + 1
+    assert error_recorder.recent(1)[0].context == "domain work"
 
 async def test_unexpected_error_is_sanitized_and_server_keeps_serving(settings):
     @ml_tool(permission=rbac.Permission.READ)

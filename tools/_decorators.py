@@ -33,6 +33,7 @@ from mcp_server.error_handling import (
     PermissionDeniedError,
     ResourceLimitError,
     TrackingUnavailableError,
+    error_id_of,
     error_recorder,
 )
 from mcp_server.monitoring import metrics
@@ -73,11 +74,16 @@ def _denied(_exc: BaseException, _tool: str) -> str:
     return _DENIED  # never say which permission or role was missing
 
 
+def _error_id(exc: BaseException, tool: str) -> str:
+    """The id ``exc`` was recorded under: the one ``handle_errors`` gave it, else a new record's."""
+    return error_id_of(exc) or error_recorder.record(exc, context=f"tool {tool}").error_id
+
+
 def _recorded(exc: BaseException, tool: str) -> str:
     """Server-side trouble the caller cannot fix: recorded with an id, message kept short."""
-    record = error_recorder.record(exc, context=f"tool {tool}")
-    logger.warning("tool %s failed [error id %s]: %s", tool, record.error_id, exc)
-    return f"{exc} (error id {record.error_id})"
+    error_id = _error_id(exc, tool)
+    logger.warning("tool %s failed [error id %s]: %s", tool, error_id, exc)
+    return f"{exc} (error id {error_id})"
 
 
 def _invalid_arguments(exc: BaseException, _tool: str) -> str:
@@ -107,13 +113,11 @@ def tool_error_message(exc: BaseException, tool: str) -> str:
         if isinstance(exc, error_type):
             return render(exc, tool)
     # ConfigurationError and anything outside the tree: details stay in the server log.
-    record = error_recorder.record(exc, context=f"tool {tool}")
-    logger.error(
-        "unexpected error in tool %s [error id %s]", tool, record.error_id, exc_info=exc
-    )
+    error_id = _error_id(exc, tool)
+    logger.error("unexpected error in tool %s [error id %s]", tool, error_id, exc_info=exc)
     kind = "server configuration error" if isinstance(exc, ConfigurationError) else "internal error"
     return (
-        f"{kind} while running {tool} (error id {record.error_id}); "
+        f"{kind} while running {tool} (error id {error_id}); "
         "the details are in the server log"
     )
 
