@@ -20,7 +20,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from tools.testing import isolated_settings, shared_template
+from tools.testing import isolated_settings, server_env, shared_template
 
 pytestmark = pytest.mark.anyio
 
@@ -33,12 +33,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def server_env(data_home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NBA_MCP_", "MLFLOW_"))}
-    env.update({"NBA_MCP_DATA_HOME": str(data_home), "PYTHONUNBUFFERED": "1", **extra})
-    return env
 
 
 def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:

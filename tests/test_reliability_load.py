@@ -9,7 +9,6 @@ the figures go to ``<pytest tmp>/reliability/load.json``.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from conftest import free_port, wait_http
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tools.testing import SHARED_DATA, isolated_settings, shared_template
+from tools.testing import SHARED_DATA, isolated_settings, server_env, shared_template
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -58,9 +57,7 @@ async def test_twenty_clients_read_while_two_searches_run(tmp_path, tmp_path_fac
     isolated_settings(home, shared_template(tmp_path_factory))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NBA_MCP_", "MLFLOW_"))}
-    env.update({"NBA_MCP_DATA_HOME": str(home), "NBA_MCP_DATA_DIRS": json.dumps([str(SHARED_DATA)]),
-                "NBA_MCP_HTTP_TOKEN": TOKEN, "NBA_MCP_LOG_LEVEL": "WARNING"})
+    env = server_env(home, data_dirs=[SHARED_DATA], NBA_MCP_HTTP_TOKEN=TOKEN, NBA_MCP_LOG_LEVEL="WARNING")
     log = open(tmp_path / "server.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "serve", "--transport", "http", "--port", str(port)],
                             cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)

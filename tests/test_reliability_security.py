@@ -24,7 +24,14 @@ from mcp_server.error_handling import ResourceLimitError
 from mcp_server.settings import Settings
 from tools import _identity
 from tools.server import build_server
-from tools.testing import ANALYST, DEVELOPER, VIEWER, isolated_settings, shared_template
+from tools.testing import (
+    ANALYST,
+    VIEWER,
+    data_folder_with_escapes,
+    isolated_settings,
+    server_env,
+    shared_template,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -38,14 +45,7 @@ SLOW_TUNE = {"dataset": "iris", "estimator": "random_forest", "max_trials": 30, 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory):
     root = tmp_path_factory.mktemp("security")
-    data, outside = root / "data", root / "outside"
-    data.mkdir()
-    outside.mkdir()
-    (data / "players.csv").write_text("a,target\n" + "".join(f"{i},{i % 2}\n" for i in range(40)))
-    (outside / "secret.csv").write_text("password,target\nhunter2,1\nswordfish,0\n")
-    (data / "escape.csv").symlink_to(outside / "secret.csv")
-    (data / "dangling.csv").symlink_to(outside / "missing.csv")
-    (data / "linked").symlink_to(outside, target_is_directory=True)
+    data = data_folder_with_escapes(root, "a,target\n" + "".join(f"{i},{i % 2}\n" for i in range(40)))
     settings = isolated_settings(root / "home", shared_template(tmp_path_factory), data_dirs=[data])
     server = build_server(settings)
     yield server
@@ -237,8 +237,7 @@ def test_http_binds_loopback_checks_host_and_origin_and_never_logs_tokens(tmp_pa
     isolated_settings(home, shared_template(tmp_path_factory))
     port = free_port()
     token, wrong = "s3cret-token-for-the-log-test", "wrong-token-also-never-logged"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NBA_MCP_", "MLFLOW_"))}
-    env.update({"NBA_MCP_DATA_HOME": str(home), "NBA_MCP_HTTP_TOKEN": token, "NBA_MCP_LOG_LEVEL": "DEBUG"})
+    env = server_env(home, NBA_MCP_HTTP_TOKEN=token, NBA_MCP_LOG_LEVEL="DEBUG")
     log_path = tmp_path / "server.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "serve", "--transport", "http", "--port", str(port)],

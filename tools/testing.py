@@ -6,7 +6,10 @@ copy the file (about 1 MB) into each test's own data home instead.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,30 @@ def isolated_settings(data_home: Path, template_db: Path | None = None, **overri
         shutil.copyfile(template_db, data_home / "mlflow.db")
     overrides.setdefault("data_dirs", [SHARED_DATA])
     return Settings(data_home=data_home, **overrides)
+
+
+def server_env(data_home: Path, *, data_dirs: Sequence[Path] = (), **variables: str) -> dict[str, str]:
+    """The environment of a server subprocess: this process's, without any NBA_MCP_* or MLFLOW_*
+    setting leaking in, plus ``data_home``, ``data_dirs`` and the given NBA_MCP_* ``variables``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NBA_MCP_", "MLFLOW_"))}
+    env.update({"NBA_MCP_DATA_HOME": str(data_home), "PYTHONUNBUFFERED": "1"})
+    if data_dirs:
+        env["NBA_MCP_DATA_DIRS"] = json.dumps([str(d) for d in data_dirs])
+    return {**env, **variables}
+
+
+def data_folder_with_escapes(root: Path, players_csv: str) -> Path:
+    """``root/data`` with ``players.csv`` and links leading out of it (``escape.csv`` to a real
+    ``root/outside/secret.csv``, ``dangling.csv`` to nothing, ``linked`` to the outside folder)."""
+    data, outside = root / "data", root / "outside"
+    data.mkdir()
+    outside.mkdir()
+    (data / "players.csv").write_text(players_csv)
+    (outside / "secret.csv").write_text("password,target\nhunter2,1\nswordfish,0\n")
+    (data / "escape.csv").symlink_to(outside / "secret.csv")
+    (data / "dangling.csv").symlink_to(outside / "missing.csv")
+    (data / "linked").symlink_to(outside, target_is_directory=True)
+    return data
 
 
 # --- pytest fixtures (import them into a test module: ``from tools.testing import tool_server``) --
