@@ -4,6 +4,7 @@ parallel execution (identical results to sequential)."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from sklearn.datasets import make_classification
@@ -216,3 +217,82 @@ def test_unknown_backend_is_refused():
 
     with pytest.raises(InvalidRequestError, match="backend must be one of auto, threading, loky, got 'dask'"):
         HyperparameterTuner(enable_mlflow=False, backend="dask")
+
+
+# --- rolling dispatch (grid / random, no pruning, n_jobs > 1) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("cv_folds", [None, 3])
+def test_rolling_dispatch_keeps_workers_busy_while_a_slow_trial_runs(cv_folds):
+    # Batch-by-batch dispatch would hold candidate 2 until the slow candidate 0 (batched with 1) ended.
+    ended = {}
+    lock = threading.Lock()
+
+    def work(params):
+        time.sleep(0.6 if params["a"] == 0 else 0.01)
+        with lock:
+            ended[params["a"]] = time.monotonic()
+        return params
+
+    train_fn = (lambda p: work(p)) if cv_folds is None else (lambda p, X, y: work(p))
+    eval_fn = (lambda m: m["a"] / 10) if cv_folds is None else (lambda m, X, y: m["a"] / 10)
+    data = {} if cv_folds is None else {"X": X[:30], "y": Y[:30]}
+    tuner = HyperparameterTuner(enable_mlflow=False, n_jobs=2, backend="threading")
+    best = tuner.grid_search({"a": list(range(6))}, train_fn, eval_fn, cv_folds=cv_folds, **data)
+    assert all(ended[a] < ended[0] for a in range(1, 6)), ended
+    assert [t.params["a"] for t in tuner.last_result.trials] == list(range(6))  # recorded in candidate order
+    assert best["params"] == {"a": 5}
+
+
+def _slow_first_eval(scores, fail_at=None):
+    """Holdout eval_fn: earlier candidates take longer, so parallel results arrive out of order."""
+
+    def eval_fn(model):
+        a = model["a"]
+        time.sleep(0.02 * (len(scores) - a))
+        if a == fail_at:
+            raise ValueError(f"bad candidate {a}")
+        return scores[a]
+
+    return eval_fn
+
+
+_SCORES = [0.5, 0.6, 0.55, 0.58, 0.9, 0.7, 0.65, 0.95]
+
+
+@pytest.mark.parametrize(
+    ("options", "stop_at_trial", "expected_reason"),
+    [
+        ({"enable_early_stopping": True, "early_stopping_patience": 2}, None, "early_stopping"),
+        ({}, 2, "cancelled"),  # on_trial returns False after trial 2
+        ({"on_trial_error": "raise"}, None, "error"),  # candidate 3 raises
+        ({}, None, "max_trials"),
+        ({"should_stop_at": 1}, None, "cancelled"),  # a threading.Event set after trial 1
+    ],
+)
+def test_rolling_dispatch_records_what_a_sequential_run_records(options, stop_at_trial, expected_reason):
+    def run(n_jobs):
+        options_ = dict(options)
+        event = threading.Event()
+        should_stop_at = options_.pop("should_stop_at", None)
+        seen = []
+
+        def on_trial(trial, progress):
+            seen.append((trial.number, trial.params, trial.score, trial.state))
+            if trial.number == should_stop_at:
+                event.set()
+            return trial.number != stop_at_trial
+
+        tuner = HyperparameterTuner(enable_mlflow=False, n_jobs=n_jobs, backend="threading", **options_)
+        fail_at = 3 if expected_reason == "error" else None
+        max_trials = 5 if expected_reason == "max_trials" else None
+        try:
+            tuner.grid_search({"a": list(range(len(_SCORES)))}, lambda p: p, _slow_first_eval(_SCORES, fail_at),
+                              on_trial=on_trial, should_stop=event, max_trials=max_trials)
+        except ValueError as exc:
+            return seen, f"raised {exc}"
+        return seen, tuner.get_tuning_summary()["stopped_reason"]
+
+    sequential, parallel = run(1), run(2)
+    assert parallel == sequential
+    assert sequential[1] == ("raised bad candidate 3" if expected_reason == "error" else expected_reason)

@@ -1,23 +1,42 @@
 """The one search loop: propose -> evaluate (fold by fold, maybe pruned) -> record -> log -> report
 -> check early stopping, budgets and cancellation. Both the callable and the estimator path use it.
 
-Trials run in batches of ``batch_size`` (= n_jobs) through a ``BatchRunner``; everything that
-records, logs or calls back happens here, in the calling process, in trial-number order.
+Two ways to keep the workers busy, one bookkeeping: everything that records, logs or calls back
+happens here, in the calling thread, in trial-number order, so results match a sequential run.
+
+* Rolling (grid / random without pruning, n_jobs > 1): the candidates are known up front, so every
+  (candidate, fold) task goes to one ``StreamRunner`` that hands the next task to whichever worker
+  frees up, as GridSearchCV does. Nothing waits for a batch. A trial is recorded once all its folds
+  are back and every earlier trial is recorded; anything dispatched past a stop is discarded.
+* Batched (Bayesian, which needs results before proposing more; pruning, which needs the earlier
+  trials' folds; n_jobs=1): ``batch_size`` candidates at a time through a ``BatchRunner``.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import statistics
+import threading
 import time
-import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from mcp_server.hyperparameter_tuning._pruning import Pruner
 from mcp_server.hyperparameter_tuning._strategies import SearchStrategy
+from mcp_server.hyperparameter_tuning._tasks import (  # noqa: F401 - re-exported for older imports
+    BatchRunner,
+    FoldOutcome,
+    StreamRunner,
+    Task,
+    TrialOutcome,
+    combine_folds,
+    run_fold,
+    run_sequentially,
+    run_trial,
+    stream_sequentially,
+)
 from mcp_server.hyperparameter_tuning._types import (
     Direction,
     OnTrialError,
@@ -34,91 +53,7 @@ class SearchCancelled(Exception):
     """Raise from an on_trial callback (or return False) to stop the search after the current trial."""
 
 
-@dataclass
-class TrialOutcome:
-    params: dict[str, Any]
-    state: TrialState
-    fold_scores: list[float]
-    duration_seconds: float
-    n_folds: int
-    error: str | None = None
-    exception: BaseException | None = None
-
-    @property
-    def folds_saved(self) -> int:
-        return self.n_folds - len(self.fold_scores) if self.state is TrialState.PRUNED else 0
-
-
-def run_trial(
-    evaluator: Any,
-    params: dict[str, Any],
-    pruner: Pruner | None,
-    history: Sequence[Sequence[float]],
-    sign: float,
-) -> TrialOutcome:
-    """Evaluate one candidate fold by fold (module level so loky / Dask workers can run it)."""
-    started = time.perf_counter()
-    scores: list[float] = []
-    n_folds = evaluator.n_folds
-    try:
-        for fold in range(n_folds):
-            scores.append(evaluator.evaluate_fold(params, fold))
-            is_last = fold == n_folds - 1
-            if pruner is not None and not is_last and pruner.should_prune([sign * s for s in scores], history):
-                return TrialOutcome(params, TrialState.PRUNED, scores, time.perf_counter() - started, n_folds)
-    except Exception as exc:  # noqa: BLE001 - a failing trial is data, the policy decides
-        logger.debug("trial %s failed:\n%s", params, traceback.format_exc())
-        return TrialOutcome(
-            params, TrialState.FAILED, scores, time.perf_counter() - started, n_folds,
-            error=f"{type(exc).__name__}: {exc}", exception=exc,
-        )
-    if not all(math.isfinite(s) for s in scores):
-        return TrialOutcome(
-            params, TrialState.FAILED, scores, time.perf_counter() - started, n_folds,
-            error=f"non-finite fold score in {scores}",
-        )
-    return TrialOutcome(params, TrialState.COMPLETE, scores, time.perf_counter() - started, n_folds)
-
-
-@dataclass
-class FoldOutcome:
-    score: float | None
-    duration_seconds: float
-    error: str | None = None
-    exception: BaseException | None = None
-
-
-def run_fold(evaluator: Any, params: dict[str, Any], fold: int) -> FoldOutcome:
-    """One fold of one candidate: the unit of work when nothing needs folds in order (no pruning)."""
-    started = time.perf_counter()
-    try:
-        score = evaluator.evaluate_fold(params, fold)
-    except Exception as exc:  # noqa: BLE001 - a failing trial is data, the policy decides
-        logger.debug("fold %d of %s failed:\n%s", fold, params, traceback.format_exc())
-        return FoldOutcome(None, time.perf_counter() - started, f"{type(exc).__name__}: {exc}", exc)
-    return FoldOutcome(score, time.perf_counter() - started)
-
-
-def combine_folds(params: dict[str, Any], folds: list[FoldOutcome]) -> TrialOutcome:
-    """The trial outcome the sequential path would have produced (it stops at the first failing fold)."""
-    scores: list[float] = []
-    duration = sum(f.duration_seconds for f in folds)
-    for fold in folds:
-        if fold.error is not None:
-            return TrialOutcome(params, TrialState.FAILED, scores, duration, len(folds),
-                                error=fold.error, exception=fold.exception)
-        scores.append(fold.score)
-    if not all(math.isfinite(s) for s in scores):
-        return TrialOutcome(params, TrialState.FAILED, scores, duration, len(folds),
-                            error=f"non-finite fold score in {scores}")
-    return TrialOutcome(params, TrialState.COMPLETE, scores, duration, len(folds))
-
-
-BatchRunner = Callable[[list[tuple[Callable, tuple]]], list[Any]]
-
-
-def run_sequentially(tasks: list[tuple[Callable, tuple]]) -> list[Any]:
-    return [fn(*args) for fn, args in tasks]
+ALL_CANDIDATES = 2**31  # "ask for every remaining candidate" for strategies that propose ahead
 
 
 @dataclass
@@ -163,6 +98,7 @@ class SearchLoop:
     evaluator: Any
     config: LoopConfig
     runner: BatchRunner = run_sequentially
+    stream: StreamRunner | None = None  # None: always batched
     previous: list[TrialRecord] = field(default_factory=list)  # read back on resume
     on_record: Callable[[TrialRecord], None] | None = None  # logging, in the caller's process
     on_trial: Callable[[TrialRecord, TuningProgress], Any] | None = None
@@ -232,16 +168,23 @@ class SearchLoop:
             if reason is not None:
                 out.stop_reason = reason
                 break
+            rolling = self._rolling()
             n = cfg.batch_size
-            if cfg.max_trials is not None:
-                n = min(n, cfg.max_trials - len(self.trials))
-            if cfg.patience is not None:  # don't start trials past the patience limit
-                n = min(n, cfg.patience - self._since_improvement)
+            if rolling:  # the whole remaining list: early stopping is checked trial by trial as results arrive
+                n = cfg.max_trials - len(self.trials) if cfg.max_trials is not None else ALL_CANDIDATES
+            else:
+                if cfg.max_trials is not None:
+                    n = min(n, cfg.max_trials - len(self.trials))
+                if cfg.patience is not None:  # don't start trials past the patience limit
+                    n = min(n, cfg.patience - self._since_improvement)
             candidates = self.strategy.ask(n)
             if not candidates:
                 out.stop_reason = StopReason.EXHAUSTED
                 break
-            stop = self._record_batch(self._evaluate(candidates), out, started)
+            if rolling:
+                stop = self._run_rolling(candidates, out, started)
+            else:
+                stop = self._record_batch(self._evaluate(candidates), out, started)
             if stop is not None:
                 out.stop_reason = stop
                 break
@@ -259,28 +202,100 @@ class SearchLoop:
         tasks = [(run_trial, (self.evaluator, c, self.config.pruner, history, self._sign)) for c in candidates]
         return self.runner(tasks)
 
+    def _rolling(self) -> bool:
+        cfg = self.config
+        return (
+            self.stream is not None and cfg.pruner is None and cfg.batch_size > 1
+            and getattr(self.strategy, "proposes_ahead", False)
+        )
+
+    def _run_rolling(self, candidates: list[dict[str, Any]], out: LoopOutcome, started: float) -> StopReason | None:
+        """Dispatch every (candidate, fold) task through the stream runner; record trials in order.
+
+        The task generator runs in the runner's dispatch thread when a worker frees up, so it only
+        reads ``halt`` and the clock: no trial starts once the timeout has passed (started ones
+        finish), and nothing at all is dispatched after a stop decided here (cancellation, early
+        stopping, on_trial, the failure policy). Results of tasks already running are drained and
+        dropped, so the recorded trials are exactly the ones a sequential run would record.
+        """
+        n_folds = self.evaluator.n_folds
+        timeout = self.config.timeout
+        # The workers check the first fold against the wall clock (they may be other processes or hosts).
+        not_after = None if timeout is None else time.time() + timeout - (time.monotonic() - started)
+        halt = threading.Event()
+
+        def tasks() -> Iterator[Task]:
+            for params in candidates:
+                if halt.is_set() or (timeout is not None and time.monotonic() - started >= timeout):
+                    return
+                yield partial(run_fold, not_after=not_after), (self.evaluator, params, 0)
+                for fold in range(1, n_folds):
+                    if halt.is_set():
+                        return
+                    yield run_fold, (self.evaluator, params, fold)
+
+        folds: list[list[FoldOutcome | None]] = [[None] * n_folds for _ in candidates]
+        missing = [n_folds] * len(candidates)
+        n_started = len(candidates)  # lowered when a first fold arrives too late to start its trial
+        next_trial = 0
+        stop: StopReason | None = None
+        for index, fold_outcome in self.stream(tasks()):
+            if stop is not None:
+                continue  # draining work dispatched before the stop
+            trial, fold = divmod(index, n_folds)
+            if fold_outcome.too_late:
+                n_started = min(n_started, trial)
+                halt.set()  # the timeout has passed: start nothing more (the loop reports TIMEOUT)
+            folds[trial][fold] = fold_outcome
+            missing[trial] -= 1
+            while stop is None and next_trial < n_started and missing[next_trial] == 0:
+                stop = self._record_one(combine_folds(candidates[next_trial], folds[next_trial]), out, started)
+                folds[next_trial] = []  # free the fold results early
+                next_trial += 1
+                if stop is None and self._patience_spent():
+                    stop = StopReason.EARLY_STOPPING
+            if stop is None and self.should_stop is not None and self.should_stop():
+                stop = StopReason.CANCELLED
+            if stop is not None:
+                halt.set()
+        if stop is None and n_started < len(candidates):
+            stop = StopReason.TIMEOUT
+        return stop
+
+    def _patience_spent(self) -> bool:
+        return self.config.patience is not None and self._since_improvement >= self.config.patience
+
     def _record_batch(self, outcomes: list[TrialOutcome], out: LoopOutcome, started: float) -> StopReason | None:
         stop: StopReason | None = None
         for outcome in outcomes:
-            record = make_record(self.next_number, outcome)
-            self.next_number += 1
-            self.trials.append(record)
-            out.n_trials_run += 1
-            out.n_fold_fits += len(outcome.fold_scores) + (1 if outcome.state is TrialState.FAILED else 0)
-            out.n_fold_fits_saved += outcome.folds_saved
-            self.strategy.tell(record.params, self._signed(record))
-            self._update_best(record)
-            if self.on_record is not None:
-                self.on_record(record)
-            if outcome.state is TrialState.FAILED:
-                logger.warning("trial %d failed: %s", record.number, record.error)
-                if self.config.on_trial_error is OnTrialError.RAISE and stop is None:
-                    out.error = outcome.exception or RuntimeError(outcome.error)
-                    stop = StopReason.ERROR
-            if self.on_trial is not None and stop is None:
-                try:
-                    if self.on_trial(record, self._progress(started)) is False:
-                        stop = StopReason.CANCELLED
-                except SearchCancelled:
-                    stop = StopReason.CANCELLED
+            reason = self._record_one(outcome, out, started, notify=stop is None)
+            if stop is None:
+                stop = reason
         return stop
+
+    def _record_one(
+        self, outcome: TrialOutcome, out: LoopOutcome, started: float, *, notify: bool = True
+    ) -> StopReason | None:
+        """Record, tell, log and report one finished trial; the stop it calls for, if any."""
+        record = make_record(self.next_number, outcome)
+        self.next_number += 1
+        self.trials.append(record)
+        out.n_trials_run += 1
+        out.n_fold_fits += len(outcome.fold_scores) + (1 if outcome.state is TrialState.FAILED else 0)
+        out.n_fold_fits_saved += outcome.folds_saved
+        self.strategy.tell(record.params, self._signed(record))
+        self._update_best(record)
+        if self.on_record is not None:
+            self.on_record(record)
+        if outcome.state is TrialState.FAILED:
+            logger.warning("trial %d failed: %s", record.number, record.error)
+            if self.config.on_trial_error is OnTrialError.RAISE and notify:
+                out.error = outcome.exception or RuntimeError(outcome.error)
+                return StopReason.ERROR
+        if self.on_trial is not None and notify:
+            try:
+                if self.on_trial(record, self._progress(started)) is False:
+                    return StopReason.CANCELLED
+            except SearchCancelled:
+                return StopReason.CANCELLED
+        return None

@@ -112,7 +112,7 @@ def run_search(req: SearchRequest) -> TuningResult:
                     timeout=req.timeout, patience=req.patience, min_delta=req.min_delta,
                     batch_size=ex.batch_size, on_trial_error=req.on_trial_error, pruner=req.pruner,
                 ),
-                runner=ex.runner, previous=previous, next_number=next_number,
+                runner=ex.runner, stream=ex.stream, previous=previous, next_number=next_number,
                 on_record=run_logger.log_trial if run_logger else None,
                 on_trial=req.on_trial, should_stop=_stop_check(req.should_stop),
             )

@@ -41,18 +41,23 @@ class _ListStrategy:
     """A fixed, ordered candidate list (grid, or a seeded random sequence); resumed points are skipped."""
 
     name = "list"
+    # Candidates never depend on scores, so the loop may ask for all of them at once and keep
+    # every worker busy (see SearchLoop._run_rolling).
+    proposes_ahead = True
 
     def __init__(self, candidates: list[dict[str, Any]]) -> None:
         self._candidates = [{k: to_native(v) for k, v in c.items()} for c in candidates]
+        self._keys = [params_key(c) for c in self._candidates]
+        self._asked: Counter = Counter()  # keys handed out so far (tell is O(1), not a scan)
         self._position = 0
         self._skip: Counter = Counter()
 
     def ask(self, n: int) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         while len(out) < n and self._position < len(self._candidates):
-            candidate = self._candidates[self._position]
+            candidate, key = self._candidates[self._position], self._keys[self._position]
             self._position += 1
-            key = params_key(candidate)
+            self._asked[key] += 1
             if self._skip[key]:
                 self._skip[key] -= 1
                 continue
@@ -61,8 +66,9 @@ class _ListStrategy:
 
     def tell(self, params: Mapping[str, Any], score: float | None) -> None:
         """Nothing to learn; a point told before it was asked (resume) is skipped later."""
-        if not any(params_key(c) == params_key(params) for c in self._candidates[: self._position]):
-            self._skip[params_key(params)] += 1
+        key = params_key(params)
+        if not self._asked[key]:
+            self._skip[key] += 1
 
 
 class GridStrategy(_ListStrategy):
