@@ -40,6 +40,8 @@ SCHEMA_EXAMPLES = 1700
 SEMANTIC_EXAMPLES = 500
 STDIO_EXAMPLES = 120
 RUN_A, RUN_B = "0" * 32, "1" * 32
+# The same calls on every run (no example database), however slow a call is.
+REPEATABLE = settings(deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 
 # A valid call per tool: each generated call breaks exactly one field of one of these.
 BASELINES: dict[str, dict[str, Any]] = {
@@ -171,8 +173,7 @@ def test_schema_violations_are_refused_naming_the_field(hostile):
     _, client, tools = hostile
     started = time.perf_counter()
 
-    @settings(max_examples=SCHEMA_EXAMPLES, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(REPEATABLE, max_examples=SCHEMA_EXAMPLES)
     @given(call=schema_violation(tools, BASELINES))
     def run(call):
         tool, args, fields = call
@@ -268,8 +269,7 @@ def test_schema_valid_attacks_are_refused_naming_the_field(hostile):
     _, client, _ = hostile
     started = time.perf_counter()
 
-    @settings(max_examples=SEMANTIC_EXAMPLES, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(REPEATABLE, max_examples=SEMANTIC_EXAMPLES)
     @given(data=st.data())
     def run(data):
         tool, arguments, fields = data.draw(st.sampled_from(SEMANTIC_CASES))
@@ -296,8 +296,7 @@ def test_a_real_stdio_process_survives_hostile_calls(hostile, hostile_home):
     semantic = st.sampled_from(SEMANTIC_CASES).flatmap(
         lambda case: case[1].map(lambda args: (case[0], args, case[2], True)))
     try:
-        @settings(max_examples=STDIO_EXAMPLES, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(REPEATABLE, max_examples=STDIO_EXAMPLES)
         @given(call=schema_violation(tools, BASELINES).map(lambda c: (*c, False)) | semantic)
         def run(call):
             tool, args, fields, schema_valid_attack = call

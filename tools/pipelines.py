@@ -1,6 +1,6 @@
 """run_pipeline: validate → split → train → evaluate → register → promote, as a server-side job."""
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import anyio
 from mcp.server import MCPServer
@@ -13,10 +13,9 @@ from tools._decorators import CREATES, ml_tool, register_tools
 from tools._preflight import check_pipeline_request
 from tools._state import AppState
 from tools.data import DatasetName, catalog, default_target
+from tools.experiments import ParamValue
 from tools.jobs import JobView, StartWaitSeconds, start_job
 from tools.tuning import ColumnList, EstimatorName, ParamName
-
-ParamValue = Annotated[str, Field(max_length=6000)] | int | Annotated[float, Field(allow_inf_nan=False)] | bool | None
 
 
 class PipelineRequest(BaseModel):
