@@ -19,7 +19,8 @@ os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("MLFLOW_EXPERIMENT_NAME", None)
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from tools.testing import SHARED_DATA  # noqa: E402  (after the MLflow environment above)
+
 ROOKIES_CSV = SHARED_DATA / "nba_logreg.csv"
 SEASONS_CSV = SHARED_DATA / "all_seasons.csv"
 

@@ -69,11 +69,15 @@ async def test_pipeline_reports_stage_progress(tool_server):
         ({"test_size": 0.9}, "less than or equal to 0.5"),
         ({"primary_metric": "r2"}, "primary_metric for classification must be one of"),
         ({"model_name": "bad name!"}, "model_name must be"),
+        ({"schema_name": "no_such_schema"}, "schema 'no_such_schema' not found"),
     ],
 )
 async def test_pipeline_rejects_bad_requests(tool_server, update, expected):
     async with Client(tool_server) as client:
+        before = (await client.call_tool("list_jobs", {})).structured_content["jobs"]
         assert expected in error_text(await client.call_tool("run_pipeline", {"request": {**PIPELINE, **update}}))
+        after = (await client.call_tool("list_jobs", {})).structured_content["jobs"]
+    assert after == before  # refused at the call: no job was queued
 
 
 async def test_register_promote_and_predict(tool_server, trained, feature_rows):

@@ -94,5 +94,9 @@ def check_pipeline_request(app: AppState, request: PipelineRequest) -> None:
     """Raise the error the pipeline job would raise planning its run (data, columns, params, metric)."""
     from tools.pipelines import standard_request  # tools.pipelines imports this module
 
+    from mcp_server.data_validation_pipeline import load_schema
+
     frame = catalog(app).load(request.dataset)  # the data set first: a bad name is the first thing to say
     plan_pipeline(standard_request(app, request), frame)
+    if request.schema_name is not None:
+        load_schema(request.schema_name)
