@@ -191,6 +191,8 @@ def register_tools(server: Any, *fns: Callable[..., Any]) -> None:
         server.add_tool(
             fn,
             title=spec.title if spec else None,
+            # The docstring is the prompt the model reads: without its source indentation.
+            description=inspect.cleandoc(fn.__doc__ or "") or None,
             annotations=spec.annotations if spec else None,
         )
         _forbid_unknown_arguments(server, fn.__name__)
