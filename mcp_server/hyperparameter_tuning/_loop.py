@@ -25,7 +25,7 @@ from typing import Any
 
 from mcp_server.hyperparameter_tuning._pruning import Pruner
 from mcp_server.hyperparameter_tuning._strategies import SearchStrategy
-from mcp_server.hyperparameter_tuning._tasks import (  # noqa: F401 - re-exported for older imports
+from mcp_server.hyperparameter_tuning._tasks import (
     BatchRunner,
     FoldOutcome,
     StreamRunner,
@@ -35,7 +35,6 @@ from mcp_server.hyperparameter_tuning._tasks import (  # noqa: F401 - re-exporte
     run_fold,
     run_sequentially,
     run_trial,
-    stream_sequentially,
 )
 from mcp_server.hyperparameter_tuning._types import (
     Direction,
