@@ -5,18 +5,13 @@ tracking stores they log to (a sqlite file, a real `mlflow server` on loopback).
 from __future__ import annotations
 
 import collections
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from benchmarks._common import SEED_ESTIMATOR_RANDOM_STATE, BenchContext, load_rookies, timed
+from tools.testing import MlflowServer
 
 
 @dataclass
@@ -118,61 +113,6 @@ def sqlite_tracker(ctx: BenchContext, name: str = "bench"):
     return ctx.memo(("sqlite_tracker", name), build)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return True
-        except OSError:
-            time.sleep(0.3)
-    return False
-
-
-class MlflowServer:
-    """A real `mlflow server` on loopback, started as tests/conftest.py does: one worker, sqlite
-    backend, job execution off (7-10 s and ~0.5 GB instead of 15 processes and ~3 GB)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.port = free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-        self.start_seconds = 0.0
-
-    def start(self, timeout: float = 90) -> None:
-        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        cmd = [
-            sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
-            "--artifacts-destination", str(self.root / "artifacts"),
-            "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-        ]
-        self._log = open(self.root / "server.log", "ab")  # noqa: SIM115 - closed in stop()
-        started = time.perf_counter()
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        if not wait_http(self.uri + "/health", timeout):
-            self.stop()
-            raise RuntimeError(f"mlflow server did not start; see {self.root / 'server.log'}")
-        self.start_seconds = time.perf_counter() - started
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-        self._log.close()
 
 
 def server_tracker(ctx: BenchContext, name: str = "bench"):

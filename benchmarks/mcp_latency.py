@@ -29,7 +29,7 @@ from benchmarks._common import (
     percentile,
     timed,
 )
-from benchmarks._runners import free_port, wait_http
+from tools.testing import free_port, wait_http
 
 NAME = "mcp_server"
 TITLE = "6. MCP server: startup, read-tool latency, memory"

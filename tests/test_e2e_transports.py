@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -20,19 +19,13 @@ from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from tools.testing import isolated_settings, server_env, shared_template
+from tools.testing import free_port, isolated_settings, server_env, shared_template
 
 pytestmark = pytest.mark.anyio
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 VIEWER_TOKEN = "viewer-token-0123456789"
 DEVELOPER_TOKEN = "developer-token-9876543210"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:

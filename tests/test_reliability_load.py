@@ -18,7 +18,7 @@ from pathlib import Path
 import anyio
 import httpx2
 import pytest
-from conftest import free_port, wait_http
+from tools.testing import free_port, wait_http
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 

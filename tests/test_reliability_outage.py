@@ -19,7 +19,7 @@ import time
 
 import anyio
 import pytest
-from conftest import MlflowServer, wait_http
+from tools.testing import MlflowServer, wait_http
 from mcp import Client
 
 from tools.server import build_server

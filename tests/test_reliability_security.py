@@ -230,7 +230,7 @@ def listening_addresses(port: int) -> set[str]:
 
 
 def test_http_binds_loopback_checks_host_and_origin_and_never_logs_tokens(tmp_path, tmp_path_factory):
-    from conftest import free_port, wait_http
+    from tools.testing import free_port, wait_http
 
     assert Settings().http_host == "127.0.0.1"
     home = tmp_path / "home"
