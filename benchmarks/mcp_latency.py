@@ -29,7 +29,7 @@ from benchmarks._common import (
     percentile,
     timed,
 )
-from tools.testing import free_port, wait_http
+from tools.testing import free_port, stop_process, wait_http
 
 NAME = "mcp_server"
 TITLE = "6. MCP server: startup, read-tool latency, memory"
@@ -193,12 +193,7 @@ async def _measure(ctx: BenchContext, home: Path, ids: list[str]) -> dict[str, A
                 client, {"server_health": {}} | tool_calls(ids), cfg.mcp_calls, available | {"server_health"})
         out["rss"]["http after calls"] = rss_bytes(proc.pid)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
     return out
 

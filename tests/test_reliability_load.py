@@ -18,7 +18,7 @@ from pathlib import Path
 import anyio
 import httpx2
 import pytest
-from tools.testing import free_port, wait_http
+from tools.testing import free_port, stop_process, wait_http
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -122,12 +122,7 @@ async def test_twenty_clients_read_while_two_searches_run(tmp_path, tmp_path_fac
                 assert final["state"] == "SUCCEEDED", final
             cross_logged, checked = await check_trials_stayed_with_their_search(control, finals)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
 
     assert errors == [], errors[:5]

@@ -46,6 +46,17 @@ def wait_http(url: str, timeout: float) -> bool:
     return False
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """Terminate ``proc``, and kill it if it has not exited after ``timeout`` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class MlflowServer:
     """A real `mlflow server` on a free loopback port: one worker, sqlite backend, job execution
     off (7-10 s and ~0.5 GB instead of 15 processes and ~3 GB)."""
@@ -75,13 +86,8 @@ class MlflowServer:
         self.start_seconds = time.perf_counter() - started
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
         self.proc = None
         if self._log is not None:
             self._log.close()
