@@ -76,6 +76,16 @@ class Settings(BaseSettings):
     max_cv_folds: int = Field(default=20, ge=2)
     dask_scheduler_address: str | None = None
 
+    # --- honest evaluation ----------------------------------------------------------------
+    leak_threshold: float = Field(
+        default=0.98, gt=0.5, le=1.0,
+        description="A feature (or pair) that alone reaches this CV score (roc_auc / balanced accuracy / r2) is a leak",
+    )
+    leak_screen_rows: int = Field(default=20_000, ge=100, description="Rows sampled for the target-leak screen")
+    near_perfect_score: float = Field(
+        default=0.99, gt=0.5, le=1.0, description="Bounded scores at or above this flag a model as too good to trust"
+    )
+
     # --- jobs -----------------------------------------------------------------------------
     max_concurrent_jobs: int = Field(default=2, ge=1, le=64)
     max_queued_jobs: int = Field(default=100, ge=0, le=10_000, description="Jobs that may wait beyond the running ones")

@@ -66,8 +66,8 @@ def test_rookie_file_reports_documented_duplicates_and_conflicts(rookies, how):
 def test_season_file_reports_row_index_and_odd_values(seasons):
     result = DataValidationPipeline().validate(seasons, "all_seasons", schema="player_seasons")
     found = findings(result)
-    assert found[("row_index", "player_id")][0] == "warning"
-    assert "drop it" in result.find("row_index")[0].message
+    assert found[("identifier_column", "player_id")][0] == "warning"
+    assert "drop it (drop=['player_id'])" in result.find("identifier_column")[0].message
     assert found[("range", "ts_pct")] == ("warning", 15)
     assert found[("range", "net_rating")] == ("warning", 21)  # |net_rating| > 100
     assert found[("expected_range", "gp")] == ("info", 583)  # gp < 5: small samples
@@ -76,7 +76,8 @@ def test_season_file_reports_row_index_and_odd_values(seasons):
     assert found[("numeric_strings", "draft_round")] == ("info", 2411)
     assert ("duplicate_rows", None) not in found
     assert result.passed
-    assert result.to_dict()["summary"] == {"error": 0, "warning": 4, "info": 5}
+    assert found[("entity_column", "player_name")][0] == "info"  # 2,551 players over 12,844 seasons
+    assert result.to_dict()["summary"] == {"error": 0, "warning": 4, "info": 6}
 
 
 @needs_shared_data
@@ -133,9 +134,11 @@ def test_column_rules(columns, frame_change, rule, severity):
         (pd.DataFrame({"a": [1.0, np.inf, 2.0]}), "infinite_values", "error", 1),
         (pd.DataFrame({"a": [1, 1, 1]}), "constant_column", "warning", 3),
         (pd.DataFrame({"a": [None, None], "b": [1, 2]}), "empty_column", "warning", 2),
-        (pd.DataFrame({"idx": [1, 2, 3, 4]}), "row_index", "warning", 4),
+        (pd.DataFrame({"Unnamed: 0": [0, 1, 2, 3]}), "identifier_column", "warning", 4),
+        (pd.DataFrame({"id": list(range(3, 63, 3))}), "identifier_column", "warning", 20),  # increasing, gaps
         (pd.DataFrame({"a": ["1", "2", "n/a", "3"]}), "numeric_strings", "info", 1),
-        (pd.DataFrame({"a": [f"name {i}" for i in range(30)]}), "high_cardinality", "info", 30),
+        (pd.DataFrame({"a": [f"name {i}" for i in range(30)]}), "identifier_column", "warning", 30),
+        (pd.DataFrame({"a": [f"name {i % 25}" for i in range(30)]}), "high_cardinality", "info", 25),
         (pd.DataFrame({"a": [1, 2]}), "min_rows", "error", 2),
     ],
 )

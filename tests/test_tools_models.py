@@ -6,19 +6,27 @@ import pytest
 from mcp import Client
 
 from mcp_server import rbac
-from tools.testing import ANALYST, VIEWER, error_text, template_db, tool_server, tool_settings  # noqa: F401
+from tests._leaky_frames import game_log
+from tools.testing import ANALYST, VIEWER, error_text, isolated_settings, template_db, tool_server  # noqa: F401
 
 pytestmark = pytest.mark.anyio
 
-PIPELINE = {"dataset": "breast_cancer", "estimator": "logistic_regression", "model_name": "bc-model",
+# Box scores without the points: a real but imperfect signal (a near-perfect model would be flagged).
+GAMES = game_log().drop(columns=["PTS", "OPP_PTS", "Date", "GAME_ID"])
+PIPELINE = {"dataset": "games", "target": "WL", "estimator": "logistic_regression", "model_name": "bc-model",
             "experiment_name": "pipeline-tests"}
 
 
 @pytest.fixture(scope="module")
-def feature_rows():
-    from sklearn.datasets import load_breast_cancer
+def tool_settings(tmp_path_factory, template_db):
+    data = tmp_path_factory.mktemp("data")
+    GAMES.to_csv(data / "games.csv", index=False)
+    return isolated_settings(tmp_path_factory.mktemp("home"), template_db, data_dirs=[data])
 
-    return load_breast_cancer(as_frame=True).frame.drop(columns="target").head(3).to_dict(orient="records")
+
+@pytest.fixture(scope="module")
+def feature_rows():
+    return GAMES.drop(columns="WL").head(3).to_dict(orient="records")
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +48,9 @@ async def test_pipeline_trains_registers_and_promotes_only_the_better_model(trai
     champion, challenger = trained
     assert champion["status"] == "COMPLETED" and champion["model_version"] == 1
     assert [s["stage"] for s in champion["stages"]][0] == "data_validation"
-    assert champion["promotion"]["promoted"] and champion["metrics"]["roc_auc"] > 0.95
+    assert champion["promotion"]["promoted"] and champion["metrics"]["roc_auc"] > 0.7
+    assert champion["warnings"] == [] and champion["flagged"] is False
+    assert {"cv_roc_auc_mean", "cv_roc_auc_std"} <= set(champion["metrics"])
     assert challenger["model_version"] == 2 and not challenger["promotion"]["promoted"]
     assert "worse than champion v1" in challenger["promotion"]["reason"]
 
@@ -53,7 +63,7 @@ async def test_pipeline_reports_stage_progress(tool_server):
 
     async with Client(tool_server) as client:
         job = (await client.call_tool("run_pipeline", {"request": {
-            **PIPELINE, "dataset": "iris", "model_name": "iris-model", "estimator": "knn"}},
+            **PIPELINE, "model_name": "knn-model", "estimator": "knn"}},
             progress_callback=on_progress)).structured_content
     assert job["result"]["status"] == "COMPLETED"
     stages = [m for m in progress if m.startswith("stage ")]
@@ -66,7 +76,9 @@ async def test_pipeline_reports_stage_progress(tool_server):
     [
         ({"params": {"no_such_param": 3}}, "no_such_param"),
         ({"target": "nope"}, "target names unknown columns: 'nope'"),
-        ({"test_size": 0.9}, "less than or equal to 0.5"),
+        ({"split": {"test_size": 0.9}}, "less than or equal to 0.5"),
+        ({"split": {"kind": "group", "column": "Team"}}, "split.column 'Team' is not a column"),
+        ({"split": {"kind": "time", "column": "TEAM"}}, "does not parse as time"),
         ({"primary_metric": "r2"}, "primary_metric for classification must be one of"),
         ({"model_name": "bad name!"}, "model_name must be"),
         ({"schema_name": "no_such_schema"}, "schema 'no_such_schema' not found"),
@@ -95,13 +107,14 @@ async def test_register_promote_and_predict(tool_server, trained, feature_rows):
     assert registered["version"] == 1 and registered["primary_metric"] == "roc_auc"
     assert not refused["promoted"] and forced["promoted"] and forced["previous_version"] == 1
     assert len(by_alias["predictions"]) == 3 and set(by_alias["probabilities"][0]) == {"0", "1"}
-    assert by_alias["model_ref"] == "champion" and by_version["predictions"] == [0, 0, 0]
+    assert by_alias["model_ref"] == "champion" and set(by_version["predictions"]) <= {0, 1}
+    assert by_alias["row_warnings"] == []
 
 
 @pytest.mark.parametrize(
     ("tool", "args", "expected"),
     [
-        ("predict", {"model_name": "bc-model", "rows": [{"mean radius": 1.0}]}, "missing required columns"),
+        ("predict", {"model_name": "bc-model", "rows": [{"FGM": 1.0}]}, "missing required columns"),
         ("predict", {"model_name": "bc-model", "rows": []}, "at least 1 item"),
         ("predict", {"model_name": "no-such-model", "rows": [{"a": 1}]}, "no-such-model"),
         ("promote_model", {"request": {"model_name": "bc-model", "version": 99}}, "99"),

@@ -11,6 +11,7 @@ from conftest import SHARED_DATA
 from mcp_server.error_handling import InvalidRequestError, NotFoundError
 from mcp_server.mlflow_integration import MLflowExperimentTracker, RunStatus, get_mlflow_tracker
 from mcp_server.settings import Settings
+from tests._leaky_frames import game_log
 from mcp_server.training_pipeline import (
     PipelineStatus,
     StageStatus,
@@ -38,6 +39,8 @@ def data_dir(tmp_path_factory):
     pd.DataFrame({"x": [1.0, 2, 3, 4, 5, 6, 7, 8], "y": [0, 1, 0, 1, 0, 1, None, 1]}).to_csv(
         folder / "broken.csv", index=False
     )
+    # Binary, honest and imperfect (roc_auc ~0.8): box scores without the points.
+    game_log().drop(columns=["PTS", "OPP_PTS", "Date", "GAME_ID"]).to_csv(folder / "games.csv", index=False)
     return folder
 
 
@@ -121,7 +124,7 @@ def test_champion_moves_only_to_a_better_model_and_the_comparison_is_recorded(
 
 
 def test_promote_false_compares_without_moving_the_alias(tracker, settings):
-    fields = dict(dataset="sklearn:breast_cancer", target="target", model_name="compare-only")
+    fields = dict(dataset="games", target="WL", model_name="compare-only")
     run(tracker, settings, **fields, estimator="decision_tree", params=STUMP)
     result = run(tracker, settings, **fields, estimator="logistic_regression", promote=False)
     assert result.status is PipelineStatus.COMPLETED
@@ -134,9 +137,9 @@ def test_promote_false_compares_without_moving_the_alias(tracker, settings):
 # --- the standard run itself -------------------------------------------------------------------
 def test_standard_run_logs_params_metrics_plot_model_and_validation(tracker, settings):
     result = run(tracker, settings, dataset="sklearn:diabetes", target="target", estimator="ridge",
-                 model_name="diabetes-ridge", seed=3, test_size=0.25)
+                 model_name="diabetes-ridge", seed=3, split={"test_size": 0.25})
     assert result.status is PipelineStatus.COMPLETED and result.task == "regression"
-    assert set(result.metrics) == {"rmse", "mae", "r2"}
+    assert set(result.metrics) == {"rmse", "mae", "r2", "cv_rmse_mean", "cv_rmse_std"}
     assert result.n_test == pytest.approx(0.25 * 442, abs=1) and result.n_train + result.n_test == 442
     assert {"residuals.png", "validation.json", "model/MLmodel"} <= set(result.artifacts)
     assert result.validation["passed"] is True
@@ -188,7 +191,11 @@ def test_cancelled_standard_run_registers_nothing(tracker, settings):
         (dict(dataset="../data/nba_logreg.csv"), InvalidRequestError, "is not allowed"),
         (dict(dataset="no_such_data"), NotFoundError, "not found"),
         (dict(target="nope"), InvalidRequestError, "target names unknown columns: 'nope'"),
-        (dict(drop_columns=["Nmae"]), InvalidRequestError, "drop_columns names unknown columns: 'Nmae'"),
+        (dict(drop_columns=["Nmae"]), InvalidRequestError, "drop names unknown columns: 'Nmae'"),
+        (dict(split={"kind": "group", "column": "Nmae"}), InvalidRequestError, "split.column 'Nmae' is not a column"),
+        (dict(split={"test_size": 0}), InvalidRequestError, "split.test_size must be > 0 for a pipeline"),
+        (dict(split={"kind": "group", "column": "Name"}, features=["PTS", "Name"]), InvalidRequestError,
+         "must not include the split column 'Name'"),
         (dict(features=["PTS", "TARGET_5Yrs"]), InvalidRequestError, "must not include the target"),
         (dict(estimator="os.system"), InvalidRequestError, "unknown estimator 'os.system'"),
         (dict(estimator="ridge"), InvalidRequestError, "does not support task 'classification'"),
@@ -268,11 +275,12 @@ def test_standard_pipeline_in_mock_mode(settings):
                  params=SMALL_FOREST, model_name="iris")
     assert result.status is PipelineStatus.COMPLETED
     assert result.primary_metric == "accuracy"  # multiclass default
-    assert set(result.metrics) == {"accuracy", "f1", "roc_auc", "log_loss"}
+    assert set(result.metrics) == {"accuracy", "f1", "roc_auc", "log_loss", "cv_accuracy_mean", "cv_accuracy_std"}
+    assert result.warnings == [] and result.metrics["accuracy"] < 0.99
     assert result.promotion.promoted and result.model_version == 1
     assert "confusion_matrix.png" in result.artifacts
     row = {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4, "petal width (cm)": 0.2}
-    assert predict(tracker, "iris", "champion", [row]) == [0]
+    assert predict(tracker, "iris", 1, [row]) == [0]
 
 
 def test_predict_accepts_nulls_for_numeric_columns(tracker, rookie_champion):

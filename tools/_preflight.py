@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from mcp_server import estimators as registry
 from mcp_server.error_handling import InvalidRequestError, NotFoundError, ResourceLimitError
+from mcp_server.evaluation import check_split
 from mcp_server.training_pipeline import plan_pipeline
 from tools.data import catalog, load_training_data
 
@@ -40,7 +41,9 @@ def check_tune_request(app: AppState, request: TuneRequest) -> None:
     if space_spec is not None:
         space = SearchSpace(space_spec)  # ranges first: they need no data
         _check_grid(request, space, settings.max_grid_size)
-    _, y = load_training_data(app, request.dataset, request.target, request.features, request.drop)
+    X, y = load_training_data(app, request.dataset, request.target, request.features, request.drop,
+                              keep=request.split.column)
+    check_split(request.split, X.assign(**{str(y.name): y}), target=str(y.name), n_folds=request.cv_folds)
     if len(y) < request.cv_folds:
         raise InvalidRequestError(
             f"cv_folds={request.cv_folds} needs at least that many labelled rows, dataset "

@@ -42,7 +42,7 @@ class ValidateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dataset: DatasetName
     target: str | None = Field(
-        default=None, min_length=1, max_length=200, description="Target column: enables label checks"
+        default=None, min_length=1, max_length=200, description="Target column: enables label and leak checks"
     )
     schema_name: str | None = Field(
         default=None,
@@ -67,10 +67,14 @@ def default_target(app: AppState, dataset: str, target: str | None) -> str:
     return target
 
 
-def load_training_data(app: AppState, dataset: str, target: str | None, features=None, drop=None):
-    """(X, y) for training (blocking: call from a worker thread or a job)."""
+def load_training_data(app: AppState, dataset: str, target: str | None, features=None, drop=None, *, keep=None):
+    """(X, y) for training (blocking: call from a worker thread or a job). ``keep``: a column X
+    holds even if ``features``/``drop`` leave it out (the split column: it decides folds only)."""
     frame = catalog(app).load(dataset)
-    return load_xy(frame, default_target(app, dataset, target), features, drop)
+    X, y = load_xy(frame, default_target(app, dataset, target), features, drop)
+    if keep is not None and keep not in X.columns and keep in frame.columns:
+        X = X.assign(**{keep: frame.loc[X.index, keep]})
+    return X, y
 
 
 def inferred_schema(app: AppState, name: str) -> dict:
@@ -99,14 +103,14 @@ def register(server: MCPServer, app: AppState) -> None:
 
     @ml_tool(permission=rbac.Permission.READ, annotations=READ_ONLY)
     async def describe_dataset(name: DatasetName, target: TargetColumn = None) -> DatasetDescription:
-        """Summarize a data set: rows, columns with types and ranges, missing values, and the target's task."""
+        """Summarize a data set: rows, columns with types and ranges, the target's task, and columns to drop or split by."""
         return await anyio.to_thread.run_sync(lambda: catalog(app).describe(name, target))
 
     @ml_tool(permission=rbac.Permission.READ, annotations=READ_ONLY)
     async def validate_data(request: ValidateRequest) -> ValidationResult:
-        """Check a data set before training: schema, types, ranges, missing values, duplicates, label conflicts.
+        """Check a data set before training: schema, types, missing values, duplicates, identifier and date columns, and (with a target) target leaks.
 
-        Errors mean the data cannot be trained on as declared; warnings and info are worth reporting.
+        Errors mean the data cannot be trained on as declared; suggested_drop lists the columns to leave out.
         """
         return await anyio.to_thread.run_sync(lambda: validate(app, request))
 

@@ -141,7 +141,7 @@ async def session(params: StdioServerParameters, dataset: str, data_dir: Path | 
             f"with {tuned['best_params']} (parent run {tuned['parent_run_id']})")
 
         model_name = f"{dataset.removeprefix('sklearn:').replace('/', '_')}-demo"
-        base = {"dataset": dataset, "target": target, "drop_columns": drop, "estimator": "random_forest",
+        base = {"dataset": dataset, "target": target, "drop": drop, "estimator": "random_forest",
                 "model_name": model_name, "promote": False, "experiment_name": EXPERIMENT, "seed": 42}
         runs = {}
         for label, params in (("baseline", {}), ("tuned", tuned["best_params"])):

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from mcp_server import rbac, training_pipeline
 from mcp_server.error_handling import InvalidRequestError
+from mcp_server.evaluation import RowWarning
 from mcp_server.training_pipeline import (
     MODEL_URI_TAG,
     PIPELINE_PRIMARY_METRIC_TAG,
@@ -52,6 +53,9 @@ class Predictions(BaseModel):
     probabilities: list[dict[str, float]] | None = Field(
         default=None, description="Per row, class label -> probability (classifiers, when asked)"
     )
+    row_warnings: list[RowWarning] = Field(
+        default_factory=list, description="Rows outside what the model saw in training: scored, but guesses"
+    )
 
 
 class PromoteRequest(BaseModel):
@@ -60,7 +64,11 @@ class PromoteRequest(BaseModel):
     model_name: ModelName
     version: int = Field(ge=1, le=10**9, description="The version to promote")
     alias: Alias = "champion"
-    force: bool = Field(default=False, description="Move the alias even if the version is not better")
+    force: bool = Field(default=False, description="Move the alias even if the version is not better or is flagged")
+    reason: str | None = Field(
+        default=None, min_length=1, max_length=1000,
+        description="Required to force a flagged version: why its warnings do not apply (recorded)",
+    )
     primary_metric: str | None = Field(
         default=None, max_length=64, description="Default: the metric recorded when the version was registered"
     )
@@ -92,12 +100,15 @@ def register(server: MCPServer, app: AppState) -> None:
 
     @ml_tool(permission=rbac.Permission.WRITE, annotations=DESTRUCTIVE)
     async def promote_model(request: PromoteRequest) -> PromotionDecision:
-        """Give a model version an alias (default 'champion') if it beats the current holder on the primary metric."""
+        """Give a model version an alias (default 'champion') if it beats the current holder on the primary metric.
+
+        A flagged version (its run has warnings) moves only with force=true and a reason, both recorded.
+        """
 
         def promote() -> PromotionDecision:
             return training_pipeline.promote_model(
                 app.tracker(), request.model_name, request.version, alias=request.alias,
-                force=request.force, primary_metric=request.primary_metric,
+                force=request.force, primary_metric=request.primary_metric, reason=request.reason,
             )
 
         return await anyio.to_thread.run_sync(promote)
@@ -125,7 +136,9 @@ def register(server: MCPServer, app: AppState) -> None:
             tracker = app.tracker()
             values = training_pipeline.predict(tracker, model_name, alias_or_version, rows)
             probs = training_pipeline.predict_proba(tracker, model_name, alias_or_version, rows) if probabilities else None
-            return Predictions(model_name=model_name, model_ref=alias_or_version, predictions=values, probabilities=probs)
+            warnings = training_pipeline.prediction_warnings(tracker, model_name, alias_or_version, rows)
+            return Predictions(model_name=model_name, model_ref=alias_or_version, predictions=values,
+                               probabilities=probs, row_warnings=warnings)
 
         return await anyio.to_thread.run_sync(score)
 

@@ -5,9 +5,10 @@ from typing import Any, Literal
 import anyio
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 
 from mcp_server import rbac
+from mcp_server.evaluation import LeakCheck, ModelWarning, SplitRecord, SplitSpec
 from mcp_server.training_pipeline import PromotionDecision, StandardPipelineRequest, run_standard_pipeline
 from tools._decorators import CREATES, ml_tool, register_tools
 from tools._preflight import check_pipeline_request
@@ -26,15 +27,26 @@ class PipelineRequest(BaseModel):
         default=None, min_length=1, max_length=200, description="Column to predict; built-ins: 'target'"
     )
     features: ColumnList | None = Field(default=None, description="Feature columns (default: all others)")
-    drop_columns: ColumnList = Field(default_factory=list, description="Columns never used as features (ids, names)")
+    drop: ColumnList = Field(
+        default_factory=list, validation_alias=AliasChoices("drop", "drop_columns"),
+        description="Columns never used as features (ids, names, dates, leaks)",
+    )
     estimator: EstimatorName = "random_forest"
     params: dict[ParamName, ParamValue] = Field(
         default_factory=dict, max_length=50, description="Hyperparameters, e.g. the best_params of a tuning job"
     )
     task: Literal["classification", "regression"] | None = Field(default=None, description="Default: inferred")
     drop_duplicates: bool = Field(default=True, description="Drop repeated rows before the split")
-    test_size: float = Field(default=0.2, ge=0.05, le=0.5, description="Held-out fraction")
-    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    split: SplitSpec = Field(
+        default_factory=SplitSpec,
+        description="Holdout (test) rows and CV folds, e.g. {'kind': 'group', 'column': 'player_name'}; "
+        "use the split of the tuning job whose params you train, so the test rows are ones it never saw",
+    )
+    cv_folds: int | None = Field(default=5, ge=2, le=20, description="CV on the training part, shown beside the test score")
+    leak_check: LeakCheck = Field(
+        default="stop", description="stop: identifier, date and leaking feature columns stop the run; warn: go on, flagged"
+    )
+    seed: int = Field(default=0, ge=0, le=2**32 - 1, description="Seed of the estimator")
     schema_name: str | None = Field(default=None, min_length=1, max_length=100, description="Validation schema")
     model_name: str | None = Field(
         default=None, min_length=1, max_length=100, description="Registered model name (default: <dataset>-<target>)"
@@ -42,7 +54,7 @@ class PipelineRequest(BaseModel):
     primary_metric: str | None = Field(
         default=None, max_length=64, description="Decides promotion; default roc_auc / accuracy / rmse by task"
     )
-    promote: bool = Field(default=True, description="Give the new version the 'champion' alias if it wins")
+    promote: bool = Field(default=True, description="Give the new version the 'champion' alias if it wins and is not flagged")
     experiment_name: str | None = Field(default=None, min_length=1, max_length=200)
     run_name: str | None = Field(default=None, min_length=1, max_length=200)
 
@@ -63,7 +75,10 @@ class PipelineOutcome(BaseModel):
     failed_stage: str | None = None
     task: str
     primary_metric: str
-    metrics: dict[str, float]
+    metrics: dict[str, float] = Field(description="Test metrics (holdout) and cv_<metric>_mean/_std (training part)")
+    warnings: list[ModelWarning] = Field(default_factory=list, description="Why not to trust the score as it stands")
+    flagged: bool = Field(description="True when there are warnings: the model is registered but not promoted")
+    split: SplitRecord | None = None
     stages: list[StageView]
     model_name: str
     model_version: int | None = None
@@ -91,6 +106,9 @@ def outcome_of(result: Any, experiment_name: str) -> dict[str, Any]:
         task=result.task,
         primary_metric=result.primary_metric,
         metrics=result.metrics,
+        warnings=result.warnings,
+        flagged=result.flagged,
+        split=result.split,
         stages=[
             StageView(stage=s.stage.value, status=s.status.value, duration_seconds=round(s.duration_seconds, 3), error=s.error)
             for s in result.stages
@@ -130,6 +148,9 @@ def pipeline_work(app: AppState, request: PipelineRequest):
             should_stop=job.cancel_event.is_set,
             on_stage=on_stage,
         )
+        if result.warnings:
+            codes = ", ".join(dict.fromkeys(w.code for w in result.warnings))
+            job.report(len(result.stages), len(result.stages), f"done: {result.status.value}; flagged: {codes}")
         return outcome_of(result, experiment)
 
     return work

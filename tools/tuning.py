@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mcp_server import rbac
 from mcp_server.estimators import REGISTRY
+from mcp_server.evaluation import LeakCheck, ModelWarning, SplitRecord, SplitSpec
 from mcp_server.jobs import JobContext
 from tools._decorators import CREATES, ml_tool, register_tools
 from tools._preflight import check_tune_request
@@ -83,6 +84,14 @@ class TuneRequest(BaseModel):
         default="none", description="Stop hopeless trials between folds"
     )
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1, description="Default: drawn and recorded")
+    split: SplitSpec = Field(
+        default_factory=SplitSpec,
+        description="Holdout kept out of the search and folds of the rest, e.g. {'kind': 'group', 'column': "
+        "'player_name'} or {'kind': 'time', 'column': 'Date'}; run_pipeline with the same split tests on that holdout",
+    )
+    leak_check: LeakCheck = Field(
+        default="stop", description="stop: identifier, date and leaking feature columns stop the job; warn: go on, flagged"
+    )
     experiment_name: str | None = Field(default=None, min_length=1, max_length=200)
     run_name: str | None = Field(default=None, min_length=1, max_length=200)
     resume_from: str | None = Field(
@@ -123,6 +132,9 @@ class TuningOutcome(BaseModel):
     parent_run_id: str | None
     experiment_name: str
     top_trials: list[TrialView] = Field(description="The best trials, best first (at most 5)")
+    split: SplitRecord | None = Field(default=None, description="The holdout kept out of the search")
+    warnings: list[ModelWarning] = Field(default_factory=list, description="Why not to trust the best score as it is")
+    flagged: bool = Field(description="True when there are warnings: a model trained from these params is not promoted by itself")
 
 
 class TuningJob(JobView):
@@ -146,6 +158,9 @@ def outcome_of(result: Any, experiment_name: str) -> dict[str, Any]:
         elapsed_seconds=round(summary.elapsed_seconds, 3),
         parent_run_id=result.parent_run_id,
         experiment_name=experiment_name,
+        split=result.split,
+        warnings=result.warnings,
+        flagged=result.flagged,
         top_trials=[
             TrialView(
                 number=t.number, state=t.state.value, score=t.score, std=t.std, params=t.params, run_id=t.run_id
@@ -162,7 +177,8 @@ def tuning_work(app: AppState, request: TuneRequest):
         from mcp_server.hyperparameter_tuning import HyperparameterTuner
 
         job.report(0, request.max_trials, f"loading {request.dataset}")
-        X, y = load_training_data(app, request.dataset, request.target, request.features, request.drop)
+        X, y = load_training_data(app, request.dataset, request.target, request.features, request.drop,
+                                  keep=request.split.column)
         experiment = request.experiment_name or app.settings.experiment_name
         tuner = HyperparameterTuner(mlflow_tracker=app.tracker(experiment), settings=app.settings)
 
@@ -186,7 +202,14 @@ def tuning_work(app: AppState, request: TuneRequest):
             early_stopping_patience=request.early_stopping_patience,
             run_name=request.run_name,
             resume_from=request.resume_from,
+            split=request.split,
+            leak_check=request.leak_check,
+            dataset=request.dataset,
         )
+        if result.warnings:
+            codes = ", ".join(dict.fromkeys(w.code for w in result.warnings))
+            job.report(result.summary.total_trials, request.max_trials,
+                       f"done, best {result.summary.scoring} {result.best_score}; flagged: {codes}")
         return outcome_of(result, experiment)
 
     return work

@@ -5,13 +5,18 @@
 
 Severities (errors fail validation, warnings and info do not unless ``fail_on_warnings``):
 
+Leak checks (``_leakage``): identifier, date and entity columns, columns derived from two others,
+and features that alone predict the target (a copy, a near-perfect single column, a difference or
+ratio of two). Without ``features`` they describe the data (identifiers and dates are warnings);
+with ``features`` (a job's columns) identifiers, dates and leaks among them are errors.
+
 error    the data cannot be trained on as declared: fewer rows than ``min_rows``, a required
          column missing, a column of the wrong dtype, nulls in a non-nullable column, repeated
          values in a unique column, values outside ``allowed_values``, values outside a hard
          ``min``/``max`` (``range_severity`` defaults to error), infinite numbers, a missing
          target value, a single-class classification target, a custom rule that raised.
 warning  trainable but likely to mislead: exact duplicate rows, identical features with
-         conflicting labels, a column that is just the row number, whitespace-only strings,
+         conflicting labels, identifier and date columns, whitespace-only strings,
          constant or all-empty columns, class balance below ``min_class_fraction``, and
          schema ranges declared with ``range_severity = "warning"`` (e.g. ts_pct > 1).
 info     worth knowing: missing-value counts, rows repeating another row's features,
@@ -25,6 +30,7 @@ identifier-like columns (row numbers, near-unique text such as player names).
 """
 
 from mcp_server.data_validation_pipeline._checks import is_row_index
+from mcp_server.data_validation_pipeline._leakage import entity_reason, identifier_reason, is_datetime_like
 from mcp_server.data_validation_pipeline._infer import infer_column_rule, infer_schema
 from mcp_server.data_validation_pipeline._pipeline import DataValidationPipeline, ValidationConfig
 from mcp_server.data_validation_pipeline._result import (
@@ -38,6 +44,7 @@ from mcp_server.data_validation_pipeline._schema import (
     SCHEMA_DIR,
     ColumnRule,
     DatasetSchema,
+    compact_errors,
     dtype_kind,
     list_schemas,
     load_schema,
@@ -55,7 +62,11 @@ __all__ = [
     "Severity",
     "ValidationConfig",
     "ValidationResult",
+    "compact_errors",
     "dtype_kind",
+    "entity_reason",
+    "identifier_reason",
+    "is_datetime_like",
     "infer_column_rule",
     "infer_schema",
     "is_row_index",

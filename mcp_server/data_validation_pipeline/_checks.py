@@ -120,15 +120,6 @@ def is_row_index(series: pd.Series) -> bool:
     return start in (0, 1) and bool(np.array_equal(values, np.arange(start, start + len(values))))
 
 
-def check_row_index(df: pd.DataFrame, severity: Severity) -> list[Issue]:
-    return [
-        Issue(column=str(column), rule="row_index", severity=severity, count=len(df),
-              message=f"column {str(column)!r} equals the row number ({df[column].iloc[0]}..{df[column].iloc[-1]}): "
-                      "it carries no information; drop it before training")
-        for column in df.columns if is_row_index(df[column])
-    ]
-
-
 def check_duplicate_rows(df: pd.DataFrame, severity: Severity) -> list[Issue]:
     duplicated = df.duplicated(keep="first")
     if not duplicated.any():

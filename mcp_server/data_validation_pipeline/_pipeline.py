@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mcp_server.data_validation_pipeline import _checks as checks
+from mcp_server.data_validation_pipeline import _leakage as leakage
 from mcp_server.data_validation_pipeline._result import Issue, Severity, ValidationResult
 from mcp_server.data_validation_pipeline._rules import CustomRule, run_custom_rules
 from mcp_server.data_validation_pipeline._schema import (
@@ -34,8 +35,9 @@ class ValidationConfig(BaseModel):
     min_rows: int = Field(default=1, ge=0)
     duplicate_severity: Severity = "warning"
     conflict_severity: Severity = "warning"
-    row_index_severity: Severity = "warning"
-    check_row_index: bool = True
+    check_leakage: bool = Field(default=True, description="Identifier, date, entity and target-leak checks")
+    leak_threshold: float = Field(default=0.98, gt=0.5, le=1.0, description="Score one column may reach alone")
+    leak_screen_rows: int = Field(default=20_000, ge=100, description="Rows sampled for the target-leak screen")
     high_cardinality_fraction: float = Field(default=0.5, gt=0, le=1)
     numeric_string_fraction: float = Field(default=0.5, gt=0, le=1)
     identifier_columns: list[str] = Field(default_factory=list)
@@ -77,8 +79,10 @@ class DataValidationPipeline:
         custom_rules: list[CustomRule] | None = None,
         *,
         target: str | None = None,
+        features: list[str] | None = None,
     ) -> ValidationResult:
-        """Run every check; ``target`` (or the schema's target) enables label checks."""
+        """Run every check; ``target`` (or the schema's target) enables label and leak checks.
+        ``features``: the columns a model will use; identifiers, dates and leaks among them are errors."""
         import pandas as pd
 
         from mcp_server.estimators import infer_task
@@ -99,20 +103,28 @@ class DataValidationPipeline:
         issues += checks.check_min_rows(df, min_rows)
         if resolved is not None:
             issues += checks.check_schema_columns(df, resolved)
-        if config.check_row_index:
-            issues += checks.check_row_index(df, config.row_index_severity)
+        in_use = features is not None
+        columns = [str(c) for c in (features if in_use else df.columns) if c != target]
+        structure: list[Issue] = []
+        if config.check_leakage:
+            structure = leakage.structure_findings(df, columns, in_use=in_use)
+            issues += structure
+        labels = {i.column for i in structure if i.rule in ("identifier_column", "datetime_column")}
+        numeric_candidates = [c for c in columns if c not in labels] + ([target] if target in df.columns else [])
+        if config.check_leakage:
+            issues += leakage.derived_findings(df, numeric_candidates, severity="info" if in_use else "warning")
         issues += checks.check_columns_content(
             df,
             high_cardinality_fraction=config.high_cardinality_fraction,
             numeric_string_fraction=config.numeric_string_fraction,
-            skip=identifiers | ({target} if target else set()),
+            skip=identifiers | labels | ({target} if target else set()),
         )
         issues += checks.check_duplicate_rows(df, config.duplicate_severity)
         if target is not None and target in df.columns:
             task = infer_task(df[target].dropna(), task=resolved.task if resolved else None)
             identifiers |= self._identifier_like(df, target)
-            features = [c for c in df.columns if c != target and str(c) not in identifiers]
-            issues += checks.check_conflicting_labels(df, target, features, config.conflict_severity)
+            label_features = [c for c in df.columns if c != target and str(c) not in identifiers]
+            issues += checks.check_conflicting_labels(df, target, label_features, config.conflict_severity)
             issues += checks.check_target(
                 df,
                 target,
@@ -120,6 +132,11 @@ class DataValidationPipeline:
                 resolved.min_class_fraction if resolved else None,
                 resolved.class_balance_severity if resolved else "warning",
             )
+            if config.check_leakage and df[target].notna().any():
+                issues += leakage.leak_findings(
+                    df, target, [c for c in columns if c not in labels], task=task,
+                    threshold=config.leak_threshold, max_rows=config.leak_screen_rows,
+                )
         issues += run_custom_rules(df, custom_rules)
 
         failing = {"error", "warning"} if config.fail_on_warnings else {"error"}

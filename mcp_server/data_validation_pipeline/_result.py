@@ -30,6 +30,8 @@ class Issue(BaseModel):
     count: int = Field(default=0, ge=0)
     example_rows: list[int | str] = Field(default_factory=list)
     message: str
+    drop: list[str] = Field(default_factory=list, description="Columns to leave out of the features to fix it")
+    score: float | None = Field(default=None, description="Leak findings: the score the column(s) reach alone")
 
     @field_validator("example_rows", mode="before")
     @classmethod
@@ -67,6 +69,12 @@ class ValidationResult(BaseModel):
     @property
     def warnings(self) -> list[Issue]:
         return [issue for issue in self.issues if issue.severity == "warning"]
+
+    @computed_field(description="Columns the findings say to leave out of the features")  # type: ignore[prop-decorator]
+    @property
+    def suggested_drop(self) -> list[str]:
+        """Every column some finding says to drop, in order, once."""
+        return list(dict.fromkeys(c for issue in self.issues for c in issue.drop))
 
     def find(self, rule: str, column: str | None = None) -> list[Issue]:
         """Issues raised by ``rule`` (optionally on ``column``)."""

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from mcp_server.data_validation_pipeline import DataValidationPipeline, Issue
 from mcp_server.error_handling import InvalidRequestError
 
 if TYPE_CHECKING:
@@ -43,6 +44,11 @@ class TargetSummary(BaseModel):
     median: float | None = None
 
 
+# What describe reports from the leak checks: what a column is, and target leaks when a target is named.
+FINDING_RULES = ("identifier_column", "datetime_column", "entity_column", "derived_column",
+                 "target_copy", "target_leak", "pair_leak")
+
+
 class DatasetDescription(BaseModel):
     name: str
     n_rows: int
@@ -51,6 +57,10 @@ class DatasetDescription(BaseModel):
     omitted_columns: int = Field(default=0, description="Columns past the limit, not summarized")
     target: TargetSummary | None = None
     duplicate_rows: int
+    findings: list[Issue] = Field(
+        default_factory=list,
+        description="Identifier, date and entity columns, derived columns and target leaks: what to drop or split by",
+    )
 
 
 def _compact(value: Any) -> float | None:
@@ -116,6 +126,8 @@ def describe_frame(
         omitted_columns=frame.shape[1] - len(shown),
         target=target_summary,
         duplicate_rows=int(frame.duplicated().sum()),
+        findings=[i for i in DataValidationPipeline().validate(frame, name, target=target).issues
+                  if i.rule in FINDING_RULES],
     )
 
 

@@ -17,6 +17,7 @@ import logging
 import numbers
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -226,3 +227,59 @@ def resolve_scorer(scoring: str) -> Any:
     if not isinstance(scoring, str) or scoring not in get_scorer_names():
         raise InvalidRequestError(f"unknown scoring {scoring!r}; use a scikit-learn scorer name such as roc_auc")
     return get_scorer(scoring)
+
+
+@dataclass
+class SearchData:
+    """The rows a search may use, its folds, and what was found on the way (the holdout stays out)."""
+
+    X: Any
+    y: Any
+    task: str
+    folds: list[tuple[np.ndarray, np.ndarray]]
+    cv: str
+    split: Any = None  # SplitRecord, when a split spec was given
+    warnings: list[Any] = field(default_factory=list)
+
+
+def prepare_search_data(
+    X: Any, y: Any, spec: Any, *, task: str, n_folds: int, seed: int, leak_check: str, settings: Any = None,
+    dataset: str = "dataset",
+) -> SearchData:
+    """Screen the columns (identifiers, dates, leaks), hold out the spec's test rows, fold the rest."""
+    import pandas as pd
+
+    from mcp_server import evaluation
+
+    if not hasattr(X, "columns"):
+        if spec is not None and spec.column is not None:
+            raise InvalidRequestError(f"split.column {spec.column!r} needs X as a DataFrame holding that column")
+        X = pd.DataFrame(np.asarray(X), columns=[f"x{i}" for i in range(np.asarray(X).shape[1])])
+    if not X.index.is_unique:
+        raise InvalidRequestError("X must have a unique index: row ids identify the holdout rows")
+    y = y.set_axis(X.index) if isinstance(y, pd.Series) else pd.Series(np.asarray(y), index=X.index)
+    target = str(y.name) if y.name is not None and y.name not in X.columns else "target"
+    y = y.rename(target)
+    column = spec.column if spec is not None else None
+    if spec is not None:
+        evaluation.check_split(spec, X.assign(**{target: y}), target=target, n_folds=n_folds)
+    features = [str(c) for c in X.columns if c != column]
+    screened = evaluation.screen_features(X.assign(**{target: y}), target, features, dataset=dataset,
+                                          settings=settings, extra_columns=[column] if column else [])
+    warnings = evaluation.apply_leak_check(evaluation.leak_errors(screened), leak_check)
+    classification = task == "classification" and is_classification_target(y)
+    if spec is None:
+        splitter = make_splitter(n_folds, classification=classification, seed=seed)
+        return SearchData(X=X, y=y, task=task, folds=compute_splits(splitter, X, y), cv=describe_cv(splitter),
+                          warnings=warnings)
+    record = evaluation.holdout_rows(X, y, spec, classification=classification)
+    X_train, y_train = X.loc[record.train_rows], y.loc[record.train_rows]
+    folds = evaluation.cv_folds(X_train, y_train, spec, n_folds=n_folds, seed=seed, classification=classification)
+    splitter = evaluation.cv_splitter(spec, n_folds=n_folds, seed=seed, classification=classification)
+    warnings += evaluation.holdout_warnings(record, None, task)
+    warnings += evaluation.entity_overlap(X, record, evaluation.entity_columns(X, exclude=set()))
+    return SearchData(
+        X=X_train.drop(columns=[column]) if column else X_train, y=y_train, task=task, folds=folds,
+        cv=f"{evaluation.describe_splitter(splitter, spec)} on {record.n_train} rows; {record.description}",
+        split=record, warnings=warnings,
+    )

@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from mcp_server.error_handling import InvalidRequestError
+from mcp_server.evaluation import record_evaluation
 from mcp_server.hyperparameter_tuning._space import SearchSpace
 from mcp_server.hyperparameter_tuning._types import TrialRecord, TrialState, TuningResult
 
@@ -26,7 +27,8 @@ KIND_TAG = "nba_mcp.kind"
 PARENT_KIND = "tuning_search"
 CHILD_KIND = "tuning_trial"
 # Parent params a resumed search must match, or it would mix two different searches.
-RESUME_KEYS = ("strategy", "space", "cv", "scoring", "seed", "direction")
+RESUME_KEYS = ("strategy", "space", "cv", "scoring", "seed", "direction", "split.kind", "split.column",
+               "split.test_size", "split.seed", "split.gap")
 _MAX_PARAM = 6000
 
 
@@ -123,6 +125,7 @@ class TuningRunLogger:
                 run_id=run_id,
             )
             self.tracker.log_dict(result.model_dump(mode="json", exclude={"trials"}), "summary.json", run_id=run_id)
+            record_evaluation(self.tracker, run_id, split=result.split, warnings=result.warnings)
             figure = optimization_history_figure(result.trials, direction=summary.direction, scoring=self.scoring)
             self.tracker.log_figure(figure, "optimization_history.png", run_id=run_id)
         finally:

@@ -10,10 +10,11 @@ import logging
 import statistics
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mcp_server.error_handling import ExecutionError, InvalidRequestError
+from mcp_server.evaluation import DEFAULT_NEAR_PERFECT, ModelWarning, SplitRecord, near_perfect
 from mcp_server.hyperparameter_tuning._cv import EstimatorEvaluator
 from mcp_server.hyperparameter_tuning._loop import LoopConfig, LoopOutcome, SearchLoop
 from mcp_server.hyperparameter_tuning._mlflow_log import TuningRunLogger, load_completed_trials
@@ -60,6 +61,9 @@ class SearchRequest:
     tracker: Any = None  # None: log nothing
     resume_from: str | None = None
     run_name: str | None = None
+    split: SplitRecord | None = None  # the holdout kept out of this search
+    warnings: list[ModelWarning] = field(default_factory=list)
+    near_perfect_score: float = DEFAULT_NEAR_PERFECT
 
 
 def _stop_check(should_stop: Any) -> Callable[[], bool] | None:
@@ -79,6 +83,7 @@ def _parent_params(req: SearchRequest) -> dict[str, Any]:
         "objective": req.objective, "max_trials": req.max_trials, "n_jobs": req.n_jobs,
         "pruning": repr(req.pruner) if req.pruner else "none",
         "early_stopping_patience": req.patience if req.patience is not None else "none",
+        **(req.split.spec.as_params() if req.split is not None else {}),
     }
 
 
@@ -164,7 +169,10 @@ def _build_result(
     if summary.stopped_early:
         logger.info("search stopped early after %d trials without improvement (%d trials run)",
                     req.patience, outcome.n_trials_run)
+    measured_on = f"cross-validation ({req.cv_description})"
     return TuningResult(
         best_params=summary.best_params, best_score=summary.best_score, best_trial=best,
-        trials=trials, summary=summary, seed=req.seed, parent_run_id=parent_run_id,
+        trials=trials, summary=summary, seed=req.seed, parent_run_id=parent_run_id, split=req.split,
+        warnings=[*req.warnings, *near_perfect(req.scoring, summary.best_score, req.near_perfect_score,
+                                               measured_on=measured_on)],
     )

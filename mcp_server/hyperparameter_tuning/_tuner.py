@@ -10,6 +10,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from mcp_server.error_handling import InvalidRequestError, ResourceLimitError
+from mcp_server.evaluation import (
+    DEFAULT_NEAR_PERFECT,
+    LeakCheck,
+    ModelWarning,
+    SplitRecord,
+    SplitSpec,
+    coerce_split,
+    target_warnings,
+)
 from mcp_server.hyperparameter_tuning._cv import (
     MAX_CV_FOLDS,
     CallableEvaluator,
@@ -20,6 +29,7 @@ from mcp_server.hyperparameter_tuning._cv import (
     describe_cv,
     is_classification_target,
     make_splitter,
+    prepare_search_data,
     resolve_param_names,
     resolve_scorer,
 )
@@ -121,29 +131,40 @@ class HyperparameterTuner:
         pruning: Any = None, task: str | None = None, error_score: float | str = "raise",
         resume_from: str | None = None, run_name: str | None = None,
         on_trial_error: OnTrialError | str | None = None, early_stopping_patience: int | None = None,
+        split: SplitSpec | Mapping[str, Any] | None = None, leak_check: LeakCheck = "stop",
+        dataset: str = "dataset",
     ) -> TuningResult:
-        """Tune an sklearn estimator (or an allow-listed estimator name) by cross-validated ``scoring``."""
+        """Tune an sklearn estimator (or an allow-listed estimator name) by cross-validated ``scoring``.
+
+        First the columns are screened for identifiers, dates and target leaks (``leak_check``).
+        ``split`` (a ``SplitSpec``) holds out ``test_size`` of the rows, never seen by the search,
+        and folds the rest by kind (kfold / group / time, its column never a feature); without it
+        every row of X is cross-validated by (stratified) k-fold."""
         folds = check_cv_folds(cv_folds, max_folds=self._max_cv_folds(), allow_holdout=False)
         _check_xy(X, y)
         if error_score != "raise" and not isinstance(error_score, numbers.Real):
             raise InvalidRequestError(f"error_score must be 'raise' or a number, got {error_score!r}")
         seed = self._seed(seed, resume_from)
-        model, task, space, objective, X = _resolve_estimator(estimator, X, y, space=space, task=task, seed=seed)
-        scoring = _resolve_scoring(scoring, task, y)
+        spec = coerce_split(split)
+        data = prepare_search_data(X, y, spec, task=_task_of(estimator, y, task), n_folds=folds, seed=seed,
+                                   leak_check=leak_check, settings=self.settings, dataset=dataset)
+        model, task, space, objective, X_search = _resolve_estimator(estimator, data.X, data.y, space=space,
+                                                                     task=data.task, seed=seed)
+        scoring = _resolve_scoring(scoring, task, data.y)
         search_space = SearchSpace(space)
         param_names = resolve_param_names(model, search_space.names)
-        classification = task == "classification" and is_classification_target(y)
-        splitter = make_splitter(folds, classification=classification, seed=seed)
-        evaluator = EstimatorEvaluator(model, X=X, y=y, splits=compute_splits(splitter, X, y),
+        evaluator = EstimatorEvaluator(model, X=X_search, y=data.y, splits=data.folds,
                                        scorer=resolve_scorer(scoring), error_score=error_score,
                                        param_names=param_names)
         if max_trials is None and strategy != "grid":
             max_trials = DEFAULT_MAX_TRIALS
+        warnings = data.warnings + target_warnings(data.y, task, scoring)
         return self._run(strategy, search_space, evaluator, direction=Direction.MAXIMIZE, scoring=scoring,
-                         cv=describe_cv(splitter), objective=objective, seed=seed, max_trials=max_trials,
+                         cv=data.cv, objective=objective, seed=seed, max_trials=max_trials,
                          timeout=timeout, n_jobs=n_jobs, on_trial=on_trial, should_stop=should_stop,
                          pruning=pruning, resume_from=resume_from, run_name=run_name,
-                         on_trial_error=on_trial_error, early_stopping_patience=early_stopping_patience)
+                         on_trial_error=on_trial_error, early_stopping_patience=early_stopping_patience,
+                         split=data.split, warnings=warnings)
 
     # --- internals ----------------------------------------------------------------------------
     def _search_callables(
@@ -173,6 +194,7 @@ class HyperparameterTuner:
         on_trial: Callable | None = None, should_stop: Any = None, pruning: Any = None,
         resume_from: str | None = None, run_name: str | None = None, on_trial_error: Any = None,
         early_stopping_patience: int | None = None, dask_address: str | None = None, backend: str | None = None,
+        split: SplitRecord | None = None, warnings: list[ModelWarning] | None = None,
     ) -> TuningResult:
         if strategy not in STRATEGIES:
             raise InvalidRequestError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
@@ -194,7 +216,8 @@ class HyperparameterTuner:
             backend=backend or self.backend, dask_address=dask_address or self.dask_address,
             on_trial_error=_on_trial_error(on_trial_error) if on_trial_error is not None else self.on_trial_error,
             on_trial=on_trial, should_stop=should_stop, tracker=self._tracker(),
-            resume_from=resume_from, run_name=run_name,
+            resume_from=resume_from, run_name=run_name, split=split, warnings=list(warnings or []),
+            near_perfect_score=getattr(self.settings, "near_perfect_score", DEFAULT_NEAR_PERFECT),
         )
         result = run_search(request)
         self.last_result = result
@@ -255,28 +278,30 @@ def _check_xy(X: Any, y: Any) -> None:
         raise InvalidRequestError(f"X and y must have the same number of rows, got {len(X)} and {len(y)}")
 
 
-def _resolve_estimator(estimator: Any, X: Any, y: Any, *, space: Any, task: str | None, seed: int):
-    """-> (unfitted model, task, space, objective name, X as the model expects it)."""
+def _task_of(estimator: Any, y: Any, task: str | None) -> str:
+    """The task: as given, the estimator object's kind, or inferred from y for a registry name."""
     from sklearn.base import is_classifier
 
+    if task is not None or isinstance(estimator, str):
+        from mcp_server import estimators as registry
+
+        return registry.infer_task(y, task=task)
+    if not hasattr(estimator, "fit") or not hasattr(estimator, "get_params"):
+        raise InvalidRequestError(f"estimator must be an allow-listed name or a scikit-learn estimator, got {estimator!r}")
+    return "classification" if is_classifier(estimator) else "regression"
+
+
+def _resolve_estimator(estimator: Any, X: Any, y: Any, *, space: Any, task: str, seed: int):
+    """-> (unfitted model, task, space, objective name, X as the model expects it)."""
     if isinstance(estimator, str):
         from mcp_server import estimators as registry
 
-        task = registry.infer_task(y, task=task)
-        if not hasattr(X, "columns"):  # the registry's preprocessor selects columns by name
-            import pandas as pd
-
-            X = pd.DataFrame(X, columns=[f"x{i}" for i in range(len(X[0]))])
         if space is None:
             space = registry.default_search_space(estimator, task)
         registry.check_params(estimator, task, dict.fromkeys(space))
         return registry.build_model(estimator, task, None, X=X, random_state=seed), task, space, estimator, X
-    if not hasattr(estimator, "fit") or not hasattr(estimator, "get_params"):
-        raise InvalidRequestError(f"estimator must be an allow-listed name or a scikit-learn estimator, got {estimator!r}")
     if space is None:
         raise InvalidRequestError("space is required when estimator is an estimator object")
-    if task is None:
-        task = "classification" if is_classifier(estimator) else "regression"
     return estimator, task, space, type(estimator).__name__, X
 
 

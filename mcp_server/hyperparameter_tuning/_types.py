@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mcp_server.evaluation import ModelWarning, SplitRecord
+
 
 class TrialState(str, Enum):
     COMPLETE = "COMPLETE"
@@ -122,6 +124,13 @@ class TuningResult(BaseModel):
     summary: TuningSummary
     seed: int
     parent_run_id: str | None = None
+    split: SplitRecord | None = Field(default=None, description="The holdout kept out of the search, if any")
+    warnings: list[ModelWarning] = Field(default_factory=list)
+
+    @property
+    def flagged(self) -> bool:
+        """True when any warning says the best score should not be trusted as it stands."""
+        return bool(self.warnings)
 
     def top(self, n: int) -> list[TrialRecord]:
         """The n best COMPLETE trials, best first."""
@@ -141,6 +150,7 @@ class TuningResult(BaseModel):
             "seed": self.seed,
             "parent_run_id": self.parent_run_id,
             "summary": self.summary.model_dump(mode="json"),
+            "warnings": [w.model_dump() for w in self.warnings],
         }
 
 

@@ -10,7 +10,7 @@
 
 For declarative use (the MCP layer): ``run_standard_pipeline(StandardPipelineRequest(...), ...)``
 (``plan_pipeline`` alone checks a request against the data without running anything),
-``promote_model``, ``predict`` and ``predict_proba``. See docs/pipeline.md.
+``promote_model``, ``predict``, ``predict_proba`` and ``prediction_warnings``. See docs/pipeline.md.
 """
 
 from mcp_server.training_pipeline._evaluation import (
@@ -30,6 +30,7 @@ from mcp_server.training_pipeline._registry import (
     decide_promotion,
     load_registered_model,
     predict,
+    prediction_warnings,
     predict_proba,
     promote_model,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "load_registered_model",
     "plan_pipeline",
     "predict",
+    "prediction_warnings",
     "predict_proba",
     "promote_model",
     "run_standard_pipeline",

@@ -124,3 +124,32 @@ def _residual_figure(y_true: Any, predictions: Any):
     ax.set_ylabel("actual - predicted")
     ax.set_title("residuals (test set)")
     return figure
+
+
+def cross_validate_metric(
+    model: Any, X: Any, y: Any, split_values: Any, *, spec: Any, n_folds: int, seed: int, task: Task, metric: str,
+) -> tuple[float, float]:
+    """(mean, std) of ``metric`` over the spec's folds of the training part, computed exactly as the
+    test metric is (refits clones of ``model``), so the two can be set side by side."""
+    import numpy as np
+    from sklearn.base import clone
+
+    from mcp_server.evaluation import cv_folds
+
+    frame = X if split_values is None else X.assign(**{spec.column: split_values.to_numpy()})
+    folds = cv_folds(frame, y, spec, n_folds=n_folds, seed=seed, classification=task == "classification")
+    scores = []
+    for train, valid in folds:
+        fitted = clone(model).fit(X.iloc[train], y.iloc[train])
+        X_valid, y_valid = X.iloc[valid], y.iloc[valid]
+        predictions = fitted.predict(X_valid)
+        if task == "classification":
+            classes = list(getattr(fitted, "classes_", np.unique(y_valid)))
+            values = _classification_metrics(fitted, X_valid, y_valid, predictions, classes)
+        else:
+            values = _regression_metrics(y_valid, predictions)
+        if metric in values:
+            scores.append(values[metric])
+    if not scores:
+        return float("nan"), float("nan")
+    return float(np.mean(scores)), float(np.std(scores))

@@ -2,7 +2,10 @@
 
 A version takes the ``champion`` alias only when it is strictly better than the current champion
 on the primary metric, read from each version's source run (lower is better for loss/error
-metrics such as rmse, mae and log_loss). Every decision says why, promoted or not.
+metrics such as rmse, mae and log_loss), and is not flagged: a version whose run carries warnings
+(``evaluation.warnings``: near-perfect score, leak suspects, CV/test gap, …) never takes an alias by
+itself; ``force=True`` with a ``reason`` does it, and both are recorded. Every decision says why,
+promoted or not.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from mcp_server.error_handling import InvalidRequestError, NotFoundError
 from mcp_server.mlflow_integration import lower_is_better
@@ -36,6 +39,8 @@ class PromotionDecision(BaseModel):
     previous_metric: float | None = None
     promoted: bool
     forced: bool = False
+    flags: list[str] = Field(default_factory=list, description="Warning codes of the version (flagged when any)")
+    force_reason: str | None = Field(default=None, description="Why the caller forced the alias, when forced")
     reason: str
 
     def as_tags(self, prefix: str = "champion.") -> dict[str, str]:
@@ -44,6 +49,7 @@ class PromotionDecision(BaseModel):
             "version": self.version, "primary_metric": self.primary_metric,
             "new_metric": self.new_metric, "previous_version": self.previous_version,
             "previous_metric": self.previous_metric, "forced": str(self.forced).lower(), "reason": self.reason,
+            "flags": ",".join(self.flags) or None, "force_reason": self.force_reason,
         }
         return {f"{prefix}{k}": str(v) for k, v in values.items() if v is not None}
 
@@ -75,9 +81,12 @@ def decide_promotion(
     new_metric: float | None = None,
     promote: bool = True,
     force: bool = False,
+    flags: list[str] | None = None,
+    force_reason: str | None = None,
 ) -> PromotionDecision:
     """Compare ``version`` with the alias holder on ``primary_metric``; move the alias if it wins
-    (or if ``force``); with ``promote=False`` only compare."""
+    and is not flagged (or if ``force``); with ``promote=False`` only compare."""
+    flags = list(dict.fromkeys(flags or []))
     higher = not lower_is_better(primary_metric)
     if new_metric is None:
         new_metric = _run_metric(tracker, tracker.get_model_version(model_name, version), primary_metric)
@@ -86,11 +95,14 @@ def decide_promotion(
     previous_metric = _run_metric(tracker, holder, primary_metric) if holder else None
     base = dict(model_name=model_name, alias=alias, version=int(version), primary_metric=primary_metric,
                 higher_is_better=higher, new_metric=new_metric, previous_version=previous_version,
-                previous_metric=previous_metric, forced=force)
+                previous_metric=previous_metric, forced=force, flags=flags, force_reason=force_reason)
 
     if previous_version == int(version):
         return PromotionDecision(**base, promoted=True, reason=f"version {version} already holds {alias!r}")
     wins, why = _wins(new_metric, previous_metric, previous_version, primary_metric, higher, alias)
+    if flags and not force:
+        wins, why = False, (f"flagged ({', '.join(flags)}): a flagged model never takes {alias!r} by itself; "
+                            f"fix the cause, or promote_model with force=true and a reason; comparison: {why}")
     if force:
         wins, why = True, f"forced; comparison: {why}"
     if not promote:
@@ -123,6 +135,13 @@ def _alias_holder(tracker: Any, model_name: str, alias: str) -> dict[str, Any] |
         return None
 
 
+def _run_tags(tracker: Any, run_id: str) -> dict[str, str]:
+    try:
+        return tracker.get_run(run_id).tags
+    except NotFoundError:
+        return {}
+
+
 def _run_metric(tracker: Any, version_info: dict[str, Any], metric: str) -> float | None:
     run_id = version_info.get("run_id")
     if not run_id:
@@ -141,9 +160,13 @@ def promote_model(
     alias: str = CHAMPION_ALIAS,
     force: bool = False,
     primary_metric: str | None = None,
+    reason: str | None = None,
 ) -> PromotionDecision:
-    """Give ``alias`` to ``version`` if it beats the holder on the primary metric (or with ``force``).
-    Without ``primary_metric`` the one recorded when the version was registered is used."""
+    """Give ``alias`` to ``version`` if it beats the holder on the primary metric and is not flagged
+    (or with ``force``; a flagged version needs ``force`` and a ``reason``). Without
+    ``primary_metric`` the one recorded when the version was registered is used."""
+    from mcp_server.evaluation import WARNINGS_TAG, flag_codes
+
     check_model_name(model_name)
     check_alias(alias)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
@@ -156,7 +179,17 @@ def promote_model(
         raise InvalidRequestError(
             f"primary_metric is required: version {version} of {model_name!r} records none"
         )
-    decision = decide_promotion(tracker, model_name, version, primary_metric=metric, alias=alias, force=force)
+    tags = info.get("tags", {})
+    if WARNINGS_TAG not in tags and info.get("run_id"):  # registered by hand: the run says it
+        tags = _run_tags(tracker, info["run_id"])
+    flags = flag_codes(tags)
+    if flags and force and not (reason or "").strip():
+        raise InvalidRequestError(
+            f"version {version} of {model_name!r} is flagged ({', '.join(flags)}); forcing it needs a reason "
+            "(why the warnings do not apply), which is recorded"
+        )
+    decision = decide_promotion(tracker, model_name, version, primary_metric=metric, alias=alias, force=force,
+                                flags=flags, force_reason=reason if force else None)
     if info.get("run_id"):
         tracker.set_tags(decision.as_tags(prefix="promotion."), run_id=info["run_id"])
         tracker.flush()
@@ -180,6 +213,17 @@ def predict(tracker: Any, model_name: str, alias_or_version: int | str, rows: li
         return model.predict(frame).tolist()
     except (ValueError, TypeError) as exc:
         raise InvalidRequestError(f"rows could not be scored by {model_name!r}: {exc}") from None
+
+
+def prediction_warnings(
+    tracker: Any, model_name: str, alias_or_version: int | str, rows: list[dict[str, Any]]
+) -> list[Any]:
+    """Per-row warnings where the rows leave what the model saw in training (unseen categories,
+    numbers far outside the training range); empty for models saved without a profile."""
+    from mcp_server.evaluation import model_profile, row_warnings
+
+    model = load_registered_model(tracker, model_name, alias_or_version)
+    return row_warnings(model_profile(model), _rows_to_frame(model, rows, model_name))
 
 
 def predict_proba(

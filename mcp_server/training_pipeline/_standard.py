@@ -1,10 +1,13 @@
 """The standard pipeline built from declarative arguments (what the MCP ``run_pipeline`` tool calls).
 
-validate → split (stratified when classifying) → train (allow-listed estimator in a
-preprocessing Pipeline) → evaluate (metrics + a PNG) → register → deploy (champion alias only if
-the new version beats the current champion on the primary metric; the comparison is recorded
-either way). Request mistakes (unknown dataset, column, estimator, hyperparameter, schema,
-metric; a dataset path leaving the data folders) raise before any run is created.
+validate (the data, and a leak screen of the features: identifiers, dates and target leaks stop
+the run unless ``leak_check='warn'``) → split (the ``SplitSpec`` holdout: the same test rows a
+tuning search with the same spec kept out) → train (allow-listed estimator in a preprocessing
+Pipeline) → evaluate (test metrics, cross-validated ``cv_<metric>_mean``/``_std`` on the training
+part, a PNG, warnings) → register → deploy (champion alias only if the new version is not
+flagged and beats the current champion on the primary metric; the comparison is recorded either
+way). Request mistakes (unknown dataset, column, estimator, hyperparameter, schema, metric, split;
+a dataset path leaving the data folders) raise before any run is created.
 """
 
 from __future__ import annotations
@@ -15,19 +18,13 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from mcp_server.error_handling import ExecutionError, InvalidRequestError
-from mcp_server.training_pipeline._evaluation import default_primary_metric, evaluate_model, metric_names
+from mcp_server.error_handling import InvalidRequestError
+from mcp_server.evaluation import DEFAULT_NEAR_PERFECT, LeakCheck, ModelWarning, SplitRecord, SplitSpec, check_split
+from mcp_server.training_pipeline._evaluation import default_primary_metric, metric_names
 from mcp_server.training_pipeline._pipeline import StageCallback, TrainingPipeline
-from mcp_server.training_pipeline._registry import (
-    PIPELINE_PRIMARY_METRIC_TAG,
-    PRIMARY_METRIC_TAG,
-    PromotionDecision,
-    check_model_name,
-    decide_promotion,
-)
+from mcp_server.training_pipeline._registry import PIPELINE_PRIMARY_METRIC_TAG, PromotionDecision, check_model_name
+from mcp_server.training_pipeline._standard_stages import standard_stages
 from mcp_server.training_pipeline._types import PipelineStage, PipelineStatus, StageResult
-
-MAX_LISTED_ISSUES = 5
 
 
 class StandardPipelineRequest(BaseModel):
@@ -37,16 +34,27 @@ class StandardPipelineRequest(BaseModel):
 
     dataset: str = Field(min_length=1, max_length=500, description="Dataset name in the catalog (e.g. nba_logreg, sklearn:iris)")
     target: str = Field(min_length=1, description="Column to predict")
-    features: list[str] | None = Field(default=None, description="Feature columns; default: all but target and drop_columns")
-    drop_columns: list[str] = Field(default_factory=list, description="Columns never used as features (e.g. names)")
+    features: list[str] | None = Field(default=None, description="Feature columns; default: all but target and drop")
+    drop: list[str] = Field(
+        default_factory=list, validation_alias=AliasChoices("drop", "drop_columns"),
+        description="Columns never used as features (ids, names, dates, leaks)",
+    )
     estimator: str = Field(default="random_forest", description="Allow-listed estimator name")
     params: dict[str, Any] = Field(default_factory=dict, description="Estimator hyperparameters")
     task: Literal["classification", "regression"] | None = Field(default=None, description="Default: inferred from the target")
     drop_duplicates: bool = Field(
         default=True, description="Drop rows repeating another row's features and target before the split"
     )
-    test_size: float = Field(default=0.2, ge=0.05, le=0.5, description="Held-out fraction")
-    seed: int = Field(default=0, ge=0, le=2**32 - 1, description="Seed of the split and the estimator")
+    split: SplitSpec = Field(
+        default_factory=SplitSpec, description="Holdout and folds: kind kfold / group / time, column, test_size, seed"
+    )
+    cv_folds: int | None = Field(
+        default=5, ge=2, le=20, description="Cross-validate the training part too (cv_<metric>_mean beside the test score); None: skip"
+    )
+    leak_check: LeakCheck = Field(
+        default="stop", description="stop: identifiers, dates and leaks among the features stop the run; warn: train, flagged"
+    )
+    seed: int = Field(default=0, ge=0, le=2**32 - 1, description="Seed of the estimator (the split has its own)")
     schema_name: str | None = Field(
         default=None, validation_alias=AliasChoices("schema_name", "schema"), description="Validation schema name"
     )
@@ -54,7 +62,7 @@ class StandardPipelineRequest(BaseModel):
     primary_metric: str | None = Field(
         default=None, description="Metric deciding promotion; default roc_auc (binary), accuracy (multiclass), rmse (regression)"
     )
-    promote: bool = Field(default=True, description="Move the champion alias when the new version wins")
+    promote: bool = Field(default=True, description="Move the champion alias when the new version wins and is not flagged")
     run_name: str | None = Field(default=None, max_length=250)
 
 
@@ -70,7 +78,9 @@ class PipelineResult(BaseModel):
     failed_stage: str | None = None
     task: Literal["classification", "regression"]
     primary_metric: str
-    metrics: dict[str, float] = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(default_factory=dict, description="Test metrics, and cv_<metric>_mean / _std")
+    warnings: list[ModelWarning] = Field(default_factory=list, description="Why not to trust the score as it stands")
+    split: SplitRecord | None = None
     stages: list[StageResult] = Field(default_factory=list)
     model_name: str
     model_version: int | None = None
@@ -81,6 +91,10 @@ class PipelineResult(BaseModel):
     n_test: int | None = None
     duration_seconds: float | None = None
     artifacts: list[str] = Field(default_factory=list)
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.warnings)
 
 
 class PipelinePlan(BaseModel):
@@ -110,14 +124,17 @@ def run_standard_pipeline(
     from mcp_server.datasets import DatasetCatalog
 
     catalog = catalog or DatasetCatalog(settings)
-    validator = validator or DataValidationPipeline()
+    validator = validator or DataValidationPipeline(
+        {"leak_threshold": settings.leak_threshold, "leak_screen_rows": settings.leak_screen_rows} if settings else None
+    )
     frame = catalog.load(request.dataset)  # refuses names that leave the data folders
     plan = plan_pipeline(request, frame)
     if request.schema_name is not None:
         validator.load_schema(request.schema_name)  # unknown schema: the caller's mistake, raise now
     captured: dict[str, Any] = {}
     pipeline = TrainingPipeline(plan.model_name, _config(request, plan), tracker, enable_mlflow=True, settings=settings)
-    for stage, func in _stages(request, plan, validator, captured).items():
+    near = getattr(settings, "near_perfect_score", DEFAULT_NEAR_PERFECT)
+    for stage, func in standard_stages(request, plan, validator, captured, near_perfect_score=near).items():
         pipeline.add_stage(stage, func)
     run = pipeline.execute(
         frame,
@@ -138,6 +155,8 @@ def run_standard_pipeline(
         task=plan.task,
         primary_metric=plan.primary_metric,
         metrics=run.metrics,
+        warnings=captured.get("warnings", []),
+        split=captured.get("split"),
         stages=run.stage_results,
         model_name=plan.model_name,
         model_version=registration.get("version"),
@@ -158,17 +177,24 @@ def plan_pipeline(request: StandardPipelineRequest, frame: Any) -> PipelinePlan:
 
     columns = [str(c) for c in frame.columns]
     _require_columns("target", [request.target], columns)
-    _require_columns("drop_columns", request.drop_columns, columns)
+    _require_columns("drop", request.drop, columns)
+    if not request.split.has_holdout:
+        raise InvalidRequestError("split.test_size must be > 0 for a pipeline: its model is judged on the holdout")
+    check_split(request.split, frame, target=request.target, n_folds=request.cv_folds)
     if request.features is not None:
         _require_columns("features", request.features, columns)
         features = list(dict.fromkeys(request.features))
+        if request.split.column in features:
+            raise InvalidRequestError(
+                f"features must not include the split column {request.split.column!r}: it only decides the folds"
+            )
     else:
-        features = [c for c in columns if c != request.target and c not in request.drop_columns]
-    features = [c for c in features if c not in request.drop_columns]
+        features = [c for c in columns if c not in (request.target, request.split.column) and c not in request.drop]
+    features = [c for c in features if c not in request.drop]
     if request.target in features:
         raise InvalidRequestError(f"features must not include the target {request.target!r}")
     if not features:
-        raise InvalidRequestError("no feature columns left after removing the target and drop_columns")
+        raise InvalidRequestError("no feature columns left after removing the target, the split column and drop")
     y = frame[request.target].dropna()
     if y.empty:
         raise InvalidRequestError(f"target {request.target!r} has no values")
@@ -208,80 +234,9 @@ def _default_model_name(dataset: str, target: str) -> str:
 def _config(request: StandardPipelineRequest, plan: PipelinePlan) -> dict[str, Any]:
     return {
         "dataset": request.dataset, "target": request.target, "features": plan.features,
-        "drop_columns": request.drop_columns, "drop_duplicates": request.drop_duplicates, "estimator": request.estimator, "params": plan.params,
-        "task": plan.task, "test_size": request.test_size, "seed": request.seed,
+        "drop": request.drop, "drop_duplicates": request.drop_duplicates, "estimator": request.estimator,
+        "params": plan.params, "task": plan.task, "split": request.split.model_dump(), "cv_folds": request.cv_folds,
+        "leak_check": request.leak_check, "seed": request.seed,
         "schema": request.schema_name, "model_name": plan.model_name,
         "primary_metric": plan.primary_metric, "promote": request.promote,
-    }
-
-
-def _stages(request: StandardPipelineRequest, plan: PipelinePlan, validator: Any, captured: dict[str, Any]) -> dict:
-    def validate(data, tracker, run_id):
-        result = validator.validate(data, request.dataset, schema=request.schema_name, target=request.target)
-        captured["validation"] = result
-        tracker.log_dict(result.model_dump(mode="json"), "validation.json", run_id=run_id)
-        tracker.set_tags({"validation.passed": str(result.passed).lower(),
-                          "validation.errors": len(result.errors),
-                          "validation.warnings": len(result.warnings)}, run_id=run_id)
-        if not result.passed:
-            failing = result.errors or result.warnings  # warnings fail only under fail_on_warnings
-            shown = "; ".join(f"{i.rule}({i.column}): {i.message}" for i in failing[:MAX_LISTED_ISSUES])
-            raise ExecutionError(f"data validation failed with {len(failing)} finding(s): {shown}")
-        return result
-
-    def prepare(data):
-        from sklearn.model_selection import train_test_split
-
-        rows = data[data[request.target].notna()]
-        without_target = len(data) - len(rows)
-        if request.drop_duplicates:  # a repeated row could land in both train and test
-            rows = rows.drop_duplicates(subset=[*plan.features, request.target])
-        X, y = rows[plan.features], rows[request.target]
-        X_train, X_test, y_train, y_test = train_test_split(
-            X, y, test_size=request.test_size, random_state=request.seed,
-            stratify=y if plan.task == "classification" else None,
-        )
-        return {"X_train": X_train, "X_test": X_test, "y_train": y_train, "y_test": y_test,
-                "rows_without_target": int(without_target),
-                "duplicates_dropped": int(len(data) - without_target - len(rows))}
-
-    def train(prepared_data):
-        from mcp_server.estimators import build_model
-
-        model = build_model(request.estimator, plan.task, plan.params, X=prepared_data["X_train"], random_state=request.seed)
-        return model.fit(prepared_data["X_train"], prepared_data["y_train"])
-
-    def evaluate(trained_model, prepared_data, tracker, run_id):
-        metrics, figure = evaluate_model(trained_model, prepared_data["X_test"], prepared_data["y_test"], plan.task)
-        plot = "confusion_matrix.png" if plan.task == "classification" else "residuals.png"
-        tracker.log_figure(figure, plot, run_id=run_id)
-        if plan.primary_metric not in metrics:
-            raise ExecutionError(
-                f"primary metric {plan.primary_metric!r} could not be computed for {request.estimator}; "
-                f"computed: {', '.join(metrics)}"
-            )
-        return metrics
-
-    def register(model_uri, evaluation, tracker, run_id):
-        version = tracker.register_model(model_uri, plan.model_name, run_id=run_id, tags={
-            PRIMARY_METRIC_TAG: plan.primary_metric, plan.primary_metric: evaluation[plan.primary_metric],
-            "estimator": request.estimator, "dataset": request.dataset})
-        return {"model_name": plan.model_name, "version": version}
-
-    def deploy(registration, evaluation, tracker, run_id):
-        decision = decide_promotion(
-            tracker, plan.model_name, registration["version"], primary_metric=plan.primary_metric,
-            new_metric=evaluation[plan.primary_metric], promote=request.promote,
-        )
-        captured["promotion"] = decision
-        tracker.set_tags(decision.as_tags(), run_id=run_id)
-        return {"promoted": decision.promoted, "reason": decision.reason}
-
-    return {
-        PipelineStage.DATA_VALIDATION: validate,
-        PipelineStage.DATA_PREPARATION: prepare,
-        PipelineStage.MODEL_TRAINING: train,
-        PipelineStage.MODEL_EVALUATION: evaluate,
-        PipelineStage.MODEL_REGISTRATION: register,
-        PipelineStage.MODEL_DEPLOYMENT: deploy,
     }

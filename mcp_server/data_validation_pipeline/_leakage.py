@@ -1,0 +1,334 @@
+"""Columns that fool models: identifiers, dates, entities, derived columns and target leaks.
+
+Every finding is an ``Issue`` naming its column(s), with ``drop`` saying what to leave out.
+
+identifier_column  pandas' ``Unnamed: N`` index columns, integers unique per row and increasing in
+                   row order (gaps allowed), text unique (or nearly) per row
+datetime_column    datetime dtype, or text that parses as dates: as a feature it is a category with
+                   one level per day; the finding suggests a time-ordered split
+entity_column      values repeating over many rows (a player, a game id): a random split puts the
+                   same entity on both sides; the finding suggests a group split
+derived_column     a numeric column equal to the sum or difference of two others in every row
+target_copy        a feature that is the target re-encoded (one-to-one)
+target_leak        a feature that alone predicts the target almost perfectly (cross-validated)
+pair_leak          a difference, sum or ratio of two features that alone predicts the target
+
+The univariate screen is a per-bin model: a numeric column is cut into quantile bins (text into its
+most frequent values), each bin predicts the training folds' target mean, scored by 3-fold CV
+(ROC AUC for two classes, balanced accuracy for more, R² for numbers; for numbers also the squared
+correlation). Cost is bounded: at most ``screen_rows`` sampled rows, ``MAX_SCREENED_COLUMNS``
+columns, pairs among the ``PAIR_CANDIDATES`` most predictive numeric columns.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import TYPE_CHECKING, Any
+
+from mcp_server.data_validation_pipeline._result import Issue, Severity
+from mcp_server.data_validation_pipeline._schema import dtype_kind
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+MAX_BINS = 64
+SCREEN_FOLDS = 3
+MAX_SCREENED_COLUMNS = 300
+PAIR_CANDIDATES = 10
+DERIVED_MAX_COLUMNS = 60
+MIN_ROWS = 20
+IDENTIFIER_UNIQUE_FRACTION = 0.95
+ENTITY_MIN_VALUES = 20
+ENTITY_MAX_FRACTION = 0.8  # more distinct values than this share of rows: an identifier, not an entity
+ENTITY_MIN_FRACTION = 0.05  # fewer: a category (a team, a college), not an entity
+_UNNAMED = re.compile(r"^Unnamed: \d+$")
+_ID_NAME = re.compile(r"(^|[_\s])(id|key)$|[a-z]Id$|ID$", re.IGNORECASE)
+_DATE_LIKE = re.compile(
+    r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}|"
+    r"[A-Za-z]{3,9}\.? \d{1,2},? \d{4}|\d{1,2} [A-Za-z]{3,9}\.? \d{4})([ T].*)?$"
+)
+
+
+def _fmt(name: str) -> str:
+    return repr(str(name))
+
+
+# --- structure: identifiers, dates, entities -------------------------------------------------------
+def identifier_reason(series: pd.Series, name: str) -> str | None:
+    """Why ``series`` only labels rows, or None."""
+    n = len(series)
+    if _UNNAMED.match(name):
+        return "an unnamed index column written out with the file"
+    if n < MIN_ROWS:
+        return None
+    kind = dtype_kind(series)
+    values = series.dropna()
+    if kind == "int" and values.is_unique and values.is_monotonic_increasing and len(values) == n:
+        return "integers unique per row and increasing in row order (a row number or record id)"
+    if kind == "string" and values.nunique() >= IDENTIFIER_UNIQUE_FRACTION * n:
+        return f"text with {values.nunique()} distinct values in {n} rows (a name or id)"
+    return None
+
+
+def is_datetime_like(series: pd.Series) -> bool:
+    import pandas as pd
+
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        return True
+    if dtype_kind(series) != "string":
+        return False
+    sample = series.dropna().astype(str).head(200)
+    if sample.empty or not sample.str.match(_DATE_LIKE).mean() >= 0.9:
+        return False
+    return bool(pd.to_datetime(sample, errors="coerce", format="mixed").notna().mean() >= 0.9)
+
+
+def entity_reason(series: pd.Series, name: str) -> str | None:
+    """Why ``series`` names an entity that repeats over rows (a player, a game), or None."""
+    n = len(series)
+    kind = dtype_kind(series)
+    if n < MIN_ROWS or kind not in {"string", "category", "int"}:
+        return None
+    if kind == "int" and not _ID_NAME.search(name):
+        return None  # counts and scores are integers too: only id-named integer columns
+    n_values = series.nunique()
+    if not (max(ENTITY_MIN_VALUES, ENTITY_MIN_FRACTION * n) <= n_values <= ENTITY_MAX_FRACTION * n):
+        return None
+    return f"{n_values} values over {n} rows ({n / n_values:.1f} rows each)"
+
+
+def structure_findings(
+    df: pd.DataFrame, columns: list[str], *, in_use: bool, skip: set[str] = frozenset()
+) -> list[Issue]:
+    """Identifier, date and entity columns among ``columns``. ``in_use``: they are a model's
+    features, so identifiers and dates are errors (drop them), not warnings."""
+    severity: Severity = "error" if in_use else "warning"
+    issues: list[Issue] = []
+    for name in columns:
+        if name in skip:
+            continue
+        series = df[name]
+        reason = identifier_reason(series, name)
+        if reason:
+            issues.append(Issue(
+                column=name, rule="identifier_column", severity=severity, count=len(series), drop=[name],
+                message=f"column {_fmt(name)} is an identifier: {reason}; it only labels rows and lets a model "
+                        f"memorize them; drop it (drop=[{_fmt(name)}])"))
+            continue
+        if is_datetime_like(series):
+            issues.append(Issue(
+                column=name, rule="datetime_column", severity=severity, count=int(series.nunique()), drop=[name],
+                message=f"column {_fmt(name)} holds dates ({series.nunique()} distinct): as a feature it becomes a "
+                        f"category per date; drop it (drop=[{_fmt(name)}]), and to evaluate on later rows use "
+                        f"split={{'kind': 'time', 'column': {_fmt(name)}}}"))
+            continue
+        reason = entity_reason(series, name)
+        if reason:
+            issues.append(Issue(
+                column=name, rule="entity_column", severity="info", count=int(series.nunique()),
+                message=f"column {_fmt(name)} names repeating entities ({reason}): a random split puts the same "
+                        f"{name} on both sides and rewards memorizing it; use split={{'kind': 'group', "
+                        f"'column': {_fmt(name)}}}"))
+    return issues
+
+
+def derived_findings(df: pd.DataFrame, columns: list[str], *, severity: Severity) -> list[Issue]:
+    """Numeric columns equal to the sum or difference of two others in every row."""
+    import numpy as np
+
+    numeric = [c for c in columns if dtype_kind(df[c]) in {"int", "float"}][:DERIVED_MAX_COLUMNS]
+    frame = df[numeric].dropna()
+    if len(numeric) < 3 or len(frame) < MIN_ROWS:
+        return []
+    values = frame.to_numpy(dtype=float)
+    sample = values[np.linspace(0, len(values) - 1, min(len(values), 256)).astype(int)]
+    scale = np.abs(sample).max(axis=0) + 1e-12
+    issues: list[Issue] = []
+    seen: set[frozenset[str]] = set()
+    pairs = list(itertools.combinations(range(len(numeric)), 2))
+    for op, (i, j) in itertools.chain((("+", p) for p in pairs), (("-", p) for p in pairs)):
+        combined = sample[:, i] + sample[:, j] if op == "+" else sample[:, i] - sample[:, j]
+        close = np.abs(sample - combined[:, None]) <= 1e-6 * np.maximum(scale, np.abs(combined).max())
+        for k in np.flatnonzero(close.all(axis=0)):
+            if k in (i, j) or np.ptp(sample[:, k]) == 0:
+                continue
+            trio = frozenset((numeric[i], numeric[j], numeric[k]))
+            full = values[:, i] + values[:, j] if op == "+" else values[:, i] - values[:, j]
+            if trio in seen or not np.allclose(values[:, k], full, rtol=1e-6, atol=1e-9):
+                continue
+            seen.add(trio)
+            a, b, c = numeric[i], numeric[j], numeric[k]
+            issues.append(Issue(
+                column=c, rule="derived_column", severity=severity, count=len(frame), drop=[],
+                message=f"{_fmt(c)} = {_fmt(a)} {op} {_fmt(b)} in every row: predicting one of the three from "
+                        "the other two is arithmetic, not learning; keep at most two of them as features"))
+    return issues
+
+
+# --- target leaks ----------------------------------------------------------------------------------
+class _Scorer:
+    """Cross-validated per-bin model of the target on a fixed sample of rows."""
+
+    def __init__(self, y: pd.Series, task: str, seed: int = 0) -> None:
+        import numpy as np
+
+        self.task = task
+        self.n = len(y)
+        rng = np.random.default_rng(seed)
+        self.fold = rng.permutation(np.arange(self.n) % SCREEN_FOLDS)
+        if task == "classification":
+            codes, self.classes = y.factorize(sort=True)
+            self.y = codes.astype(int)
+            self.metric = "roc_auc" if len(self.classes) == 2 else "balanced_accuracy"
+        else:
+            self.y = y.to_numpy(dtype=float)
+            self.metric = "r2"
+
+    def score(self, codes: np.ndarray, n_codes: int) -> float:
+        import numpy as np
+
+        predictions = np.empty(self.n)
+        n_classes = len(self.classes) if self.task == "classification" else 0
+        for fold in range(SCREEN_FOLDS):
+            train, test = self.fold != fold, self.fold == fold
+            if n_classes > 2:
+                counts = np.zeros((n_codes, n_classes))
+                np.add.at(counts, (codes[train], self.y[train]), 1)
+                prior = np.bincount(self.y[train], minlength=n_classes)
+                predictions[test] = np.where(counts.sum(axis=1) > 0, counts.argmax(axis=1), prior.argmax())[codes[test]]
+                continue
+            sums = np.bincount(codes[train], weights=self.y[train], minlength=n_codes)
+            counts = np.bincount(codes[train], minlength=n_codes)
+            overall = self.y[train].mean()
+            predictions[test] = ((sums + overall) / (counts + 1))[codes[test]]  # one pseudo-row of the mean
+        if self.task == "regression":
+            residual = ((self.y - predictions) ** 2).sum()
+            total = ((self.y - self.y.mean()) ** 2).sum()
+            return float(1 - residual / total) if total > 0 else 0.0
+        if n_classes > 2:
+            hits = predictions.astype(int) == self.y
+            return float(np.mean([hits[self.y == c].mean() for c in range(n_classes)]))
+        return _auc(self.y, predictions)
+
+
+def _auc(y: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC by the rank-sum (ties share ranks): sklearn's value without its per-call checks."""
+    import numpy as np
+
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    ranks = (ends - (counts - 1) / 2.0)[inverse]
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return 0.5
+    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _bin_codes(series: pd.Series) -> tuple[np.ndarray, int]:
+    """Integer codes: quantile bins for numbers, the most frequent values for text; NaN its own code."""
+    import numpy as np
+    import pandas as pd
+
+    if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
+        values = series.to_numpy(dtype=float)
+        finite = values[np.isfinite(values)]
+        if finite.size == 0:
+            return np.zeros(len(values), dtype=int), 1
+        edges = np.unique(np.quantile(finite, np.linspace(0, 1, MAX_BINS + 1)[1:-1]))
+        codes = np.searchsorted(edges, values, side="right")
+        codes[~np.isfinite(values)] = len(edges) + 1
+        return codes, len(edges) + 2
+    codes, uniques = pd.factorize(series, sort=False)
+    if len(uniques) >= MAX_BINS:
+        frequent = np.argsort(-np.bincount(codes[codes >= 0], minlength=len(uniques)), kind="stable")[: MAX_BINS - 2]
+        remap = np.full(len(uniques), MAX_BINS - 2)
+        remap[frequent] = np.arange(len(frequent))
+        codes = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1)
+        n_codes = MAX_BINS
+    else:
+        n_codes = len(uniques) + 1
+    codes = np.where(codes >= 0, codes, n_codes - 1)
+    return codes.astype(int), n_codes
+
+
+def _linear_r2(x: np.ndarray, y: np.ndarray) -> float:
+    import numpy as np
+
+    mask = np.isfinite(x)
+    if mask.sum() < MIN_ROWS or np.ptp(x[mask]) == 0 or np.ptp(y[mask]) == 0:
+        return 0.0
+    return float(np.corrcoef(x[mask], y[mask])[0, 1] ** 2)
+
+
+def _is_target_copy(x: pd.Series, y: pd.Series) -> bool:
+    """One value of x per target value and the reverse: the target under another name."""
+    import numpy as np
+    import pandas as pd
+
+    n = y.nunique()
+    if x.nunique() != n or n < 2:
+        return False
+    x_codes, y_codes = pd.factorize(x)[0], pd.factorize(y)[0]
+    return len(np.unique(x_codes * (n + 1) + y_codes)) == n
+
+
+def leak_findings(
+    df: pd.DataFrame, target: str, features: list[str], *, task: str, threshold: float, max_rows: int,
+    seed: int = 0,
+) -> list[Issue]:
+    """Features (and pairs of numeric features) that alone predict ``target`` at ``threshold`` or better."""
+    import numpy as np
+
+    rows = df[df[target].notna()]
+    if len(rows) > max_rows:
+        rows = rows.sample(n=max_rows, random_state=seed)
+    if len(rows) < MIN_ROWS * SCREEN_FOLDS or rows[target].nunique() < 2:
+        return []
+    scorer = _Scorer(rows[target], task, seed)
+    issues: list[Issue] = []
+    numeric_scores: dict[str, float] = {}
+    for name in features[:MAX_SCREENED_COLUMNS]:
+        series = rows[name]
+        if task == "classification" and _is_target_copy(series, rows[target]):
+            issues.append(Issue(
+                column=name, rule="target_copy", severity="error", count=len(rows), drop=[name],
+                message=f"column {_fmt(name)} is the target {target!r} re-encoded (one value per class); "
+                        f"drop it (drop=[{_fmt(name)}])"))
+            continue
+        codes, n_codes = _bin_codes(series)
+        score = scorer.score(codes, n_codes)
+        if task == "regression" and dtype_kind(series) in {"int", "float"}:
+            score = max(score, _linear_r2(series.to_numpy(dtype=float), scorer.y))
+        if score >= threshold:
+            issues.append(Issue(
+                column=name, rule="target_leak", severity="error", count=len(rows), drop=[name],
+                score=round(score, 4),
+                message=f"column {_fmt(name)} alone predicts {target!r} with cross-validated {scorer.metric} "
+                        f"{score:.4f} (threshold {threshold}): it is, or is computed from, the answer; "
+                        f"drop it (drop=[{_fmt(name)}])"))
+        elif dtype_kind(series) in {"int", "float"}:
+            numeric_scores[name] = score
+    candidates = sorted(numeric_scores, key=lambda c: -numeric_scores[c])[:PAIR_CANDIDATES]
+    for a, b in itertools.combinations(candidates, 2):
+        x, z = rows[a].to_numpy(dtype=float), rows[b].to_numpy(dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            combos = (("-", x - z), ("+", x + z), ("/", np.where(z != 0, x / z, np.nan)))
+        for op, values in combos:
+            import pandas as pd
+
+            codes, n_codes = _bin_codes(pd.Series(values))
+            score = scorer.score(codes, n_codes)
+            if task == "regression":
+                score = max(score, _linear_r2(values, scorer.y))
+            if score >= threshold:
+                issues.append(Issue(
+                    column=a, rule="pair_leak", severity="error", count=len(rows), drop=[a, b],
+                    score=round(score, 4),
+                    message=f"{_fmt(a)} {op} {_fmt(b)} alone predicts {target!r} with cross-validated "
+                            f"{scorer.metric} {score:.4f} (threshold {threshold}), though neither does alone: "
+                            f"together they rebuild the answer; drop them (drop=[{_fmt(a)}, {_fmt(b)}])"))
+                break
+    return issues
