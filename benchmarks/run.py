@@ -18,6 +18,7 @@ from pathlib import Path
 
 from benchmarks import (
     beat_baseline,
+    honest_evaluation,
     mcp_latency,
     parallel_scaling,
     pruning,
@@ -45,6 +46,7 @@ BENCHMARKS: dict[str, Callable[[BenchContext], Section]] = {
     pruning.NAME: pruning.run,
     parallel_scaling.NAME: parallel_scaling.run,
     mcp_latency.NAME: mcp_latency.run,
+    honest_evaluation.NAME: honest_evaluation.run,
 }
 DEFAULT_REPORT = PROJECT_ROOT / "docs" / "benchmarks.md"
 

@@ -81,7 +81,7 @@ class Settings(BaseSettings):
         default=0.98, gt=0.5, le=1.0,
         description="A feature (or pair) that alone reaches this CV score (roc_auc / balanced accuracy / r2) is a leak",
     )
-    leak_screen_rows: int = Field(default=20_000, ge=100, description="Rows sampled for the target-leak screen")
+    leak_screen_rows: int = Field(default=10_000, ge=100, description="Rows sampled for the target-leak screen")
     near_perfect_score: float = Field(
         default=0.99, gt=0.5, le=1.0, description="Bounded scores at or above this flag a model as too good to trust"
     )

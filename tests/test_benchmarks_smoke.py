@@ -63,6 +63,10 @@ def check_mcp_server(section: Section) -> None:
     assert {"stdio" in r.measure or "http" in r.measure for r in latency_rows} == {True}
 
 
+def check_honest_evaluation(section: Section) -> None:
+    assert row(section, "validate with leak checks").ratio.endswith("×")
+
+
 CHECKS = {
     "tracking_overhead": check_tracking_overhead,
     "beat_baseline": check_beat_baseline,
@@ -70,6 +74,7 @@ CHECKS = {
     "pruning": check_pruning,
     "parallel_scaling": check_parallel_scaling,
     "mcp_server": check_mcp_server,
+    "honest_evaluation": check_honest_evaluation,
 }
 
 

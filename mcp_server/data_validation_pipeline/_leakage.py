@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 MAX_BINS = 64
 SCREEN_FOLDS = 3
 MAX_SCREENED_COLUMNS = 300
-PAIR_CANDIDATES = 10
+PAIR_CANDIDATES = 10  # the most predictive numeric features, each paired with every numeric feature
+PAIR_PARTNERS = 3  # per candidate and operation: partners kept by correlation, then scored by CV
 DERIVED_MAX_COLUMNS = 60
 MIN_ROWS = 20
 IDENTIFIER_UNIQUE_FRACTION = 0.95
@@ -139,11 +140,13 @@ def derived_findings(df: pd.DataFrame, columns: list[str], *, severity: Severity
     import numpy as np
 
     numeric = [c for c in columns if dtype_kind(df[c]) in {"int", "float"}][:DERIVED_MAX_COLUMNS]
-    frame = df[numeric].dropna()
-    if len(numeric) < 3 or len(frame) < MIN_ROWS:
+    if len(numeric) < 3 or len(df) < MIN_ROWS:
         return []
-    values = frame.to_numpy(dtype=float)
-    sample = values[np.linspace(0, len(values) - 1, min(len(values), 256)).astype(int)]
+    # Candidates on a few hundred evenly spaced complete rows; each verified on every row.
+    positions = np.linspace(0, len(df) - 1, min(len(df), 1024)).astype(int)
+    sample = df[numeric].iloc[positions].dropna().to_numpy(dtype=float)[:256]
+    if len(sample) < MIN_ROWS:
+        return []
     scale = np.abs(sample).max(axis=0) + 1e-12
     issues: list[Issue] = []
     seen: set[frozenset[str]] = set()
@@ -155,16 +158,23 @@ def derived_findings(df: pd.DataFrame, columns: list[str], *, severity: Severity
             if k in (i, j) or np.ptp(sample[:, k]) == 0:
                 continue
             trio = frozenset((numeric[i], numeric[j], numeric[k]))
-            full = values[:, i] + values[:, j] if op == "+" else values[:, i] - values[:, j]
-            if trio in seen or not np.allclose(values[:, k], full, rtol=1e-6, atol=1e-9):
+            if trio in seen or not _holds_everywhere(df, numeric[i], numeric[j], numeric[k], op):
                 continue
             seen.add(trio)
             a, b, c = numeric[i], numeric[j], numeric[k]
             issues.append(Issue(
-                column=c, rule="derived_column", severity=severity, count=len(frame), drop=[],
+                column=c, rule="derived_column", severity=severity, count=len(df), drop=[],
                 message=f"{_fmt(c)} = {_fmt(a)} {op} {_fmt(b)} in every row: predicting one of the three from "
                         "the other two is arithmetic, not learning; keep at most two of them as features"))
     return issues
+
+
+def _holds_everywhere(df: pd.DataFrame, a: str, b: str, c: str, op: str) -> bool:
+    import numpy as np
+
+    rows = df[[a, b, c]].dropna().to_numpy(dtype=float)
+    combined = rows[:, 0] + rows[:, 1] if op == "+" else rows[:, 0] - rows[:, 1]
+    return bool(np.allclose(rows[:, 2], combined, rtol=1e-6, atol=1e-9))
 
 
 # --- target leaks ----------------------------------------------------------------------------------
@@ -282,9 +292,10 @@ def leak_findings(
     """Features (and pairs of numeric features) that alone predict ``target`` at ``threshold`` or better."""
     import numpy as np
 
-    rows = df[df[target].notna()]
-    if len(rows) > max_rows:
-        rows = rows.sample(n=max_rows, random_state=seed)
+    labelled = np.flatnonzero(df[target].notna().to_numpy())
+    if len(labelled) > max_rows:  # sample the rows before copying any column
+        labelled = np.sort(np.random.default_rng(seed).choice(labelled, max_rows, replace=False))
+    rows = df[[*features[:MAX_SCREENED_COLUMNS], target]].iloc[labelled]
     if len(rows) < MIN_ROWS * SCREEN_FOLDS or rows[target].nunique() < 2:
         return []
     scorer = _Scorer(rows[target], task, seed)
@@ -311,24 +322,67 @@ def leak_findings(
                         f"drop it (drop=[{_fmt(name)}])"))
         elif dtype_kind(series) in {"int", "float"}:
             numeric_scores[name] = score
-    candidates = sorted(numeric_scores, key=lambda c: -numeric_scores[c])[:PAIR_CANDIDATES]
-    for a, b in itertools.combinations(candidates, 2):
-        x, z = rows[a].to_numpy(dtype=float), rows[b].to_numpy(dtype=float)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            combos = (("-", x - z), ("+", x + z), ("/", np.where(z != 0, x / z, np.nan)))
-        for op, values in combos:
-            import pandas as pd
+    issues += _pair_leaks(rows, target, numeric_scores, scorer, task=task, threshold=threshold)
+    return issues
 
-            codes, n_codes = _bin_codes(pd.Series(values))
-            score = scorer.score(codes, n_codes)
-            if task == "regression":
-                score = max(score, _linear_r2(values, scorer.y))
-            if score >= threshold:
+
+def _combine(op: str, x: np.ndarray, z: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    if op == "-":
+        return x - z
+    if op == "+":
+        return x + z
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(z != 0, x / z, np.nan)
+
+
+def _pair_leaks(rows: pd.DataFrame, target: str, numeric_scores: dict[str, float], scorer: _Scorer, *,
+                task: str, threshold: float) -> list[Issue]:
+    """Differences, sums and ratios that predict the target though neither column does alone.
+
+    Each of the ``PAIR_CANDIDATES`` most predictive columns is combined with every numeric column at
+    once; the ``PAIR_PARTNERS`` combinations most correlated with the target (a vectorized linear
+    prefilter) are scored by the per-bin CV model."""
+    import numpy as np
+    import pandas as pd
+
+    names = list(numeric_scores)
+    if len(names) < 2:
+        return []
+    matrix = rows[names].to_numpy(dtype=float)
+    matrix = np.where(np.isfinite(matrix), matrix, np.nanmean(np.where(np.isfinite(matrix), matrix, np.nan), axis=0))
+    y = scorer.y.astype(float)
+    y_centered = (y - y.mean()) / (y.std() or 1.0)
+    candidates = sorted(names, key=lambda c: -numeric_scores[c])[:PAIR_CANDIDATES]
+    issues: list[Issue] = []
+    flagged: set[frozenset[str]] = set()
+    for a in candidates:
+        x = matrix[:, names.index(a)]
+        for op in ("-", "+", "/"):
+            combined = _combine(op, x[:, None], matrix)
+            combined = np.where(np.isfinite(combined), combined, 0.0)
+            spread = combined.std(axis=0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                corr = np.abs(((combined - combined.mean(axis=0)) * y_centered[:, None]).mean(axis=0) / spread)
+            corr[~np.isfinite(corr)] = 0.0
+            corr[names.index(a)] = 0.0
+            for j in np.argsort(-corr)[:PAIR_PARTNERS]:
+                b = names[j]
+                if frozenset((a, b)) in flagged or corr[j] == 0.0:
+                    continue
+                values = combined[:, j]
+                codes, n_codes = _bin_codes(pd.Series(values))
+                score = scorer.score(codes, n_codes)
+                if task == "regression":
+                    score = max(score, _linear_r2(values, scorer.y))
+                if score < threshold:
+                    continue
+                flagged.add(frozenset((a, b)))
                 issues.append(Issue(
                     column=a, rule="pair_leak", severity="error", count=len(rows), drop=[a, b],
                     score=round(score, 4),
                     message=f"{_fmt(a)} {op} {_fmt(b)} alone predicts {target!r} with cross-validated "
                             f"{scorer.metric} {score:.4f} (threshold {threshold}), though neither does alone: "
                             f"together they rebuild the answer; drop them (drop=[{_fmt(a)}, {_fmt(b)}])"))
-                break
     return issues

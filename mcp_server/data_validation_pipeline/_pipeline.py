@@ -37,7 +37,7 @@ class ValidationConfig(BaseModel):
     conflict_severity: Severity = "warning"
     check_leakage: bool = Field(default=True, description="Identifier, date, entity and target-leak checks")
     leak_threshold: float = Field(default=0.98, gt=0.5, le=1.0, description="Score one column may reach alone")
-    leak_screen_rows: int = Field(default=20_000, ge=100, description="Rows sampled for the target-leak screen")
+    leak_screen_rows: int = Field(default=10_000, ge=100, description="Rows sampled for the target-leak screen")
     high_cardinality_fraction: float = Field(default=0.5, gt=0, le=1)
     numeric_string_fraction: float = Field(default=0.5, gt=0, le=1)
     identifier_columns: list[str] = Field(default_factory=list)

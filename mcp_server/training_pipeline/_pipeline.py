@@ -196,7 +196,9 @@ class TrainingPipeline:
                 run.status = PipelineStatus.CANCELLED
                 run.error = f"cancelled during stage {spec.stage.value}"
             except Exception as exc:  # a stage's failure is the run's outcome, not ours to raise
-                logger.warning("stage %s of %s failed", spec.stage.value, self.name, exc_info=True)
+                # A request the caller can fix (a leak stop, a bad column) needs no traceback in the log.
+                logger.warning("stage %s of %s failed: %s", spec.stage.value, self.name, exc,
+                               exc_info=not isinstance(exc, InvalidRequestError))
                 result.status = StageStatus.FAILED
                 result.error = f"{type(exc).__name__}: {exc}"[:2000]
                 run.status = PipelineStatus.FAILED

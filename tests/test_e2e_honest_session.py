@@ -1,0 +1,63 @@
+"""An agent's session over stdio on a game-log CSV that tries to fool the server: an index column,
+a date column and the score columns that decide the result.
+
+validate_data names all three with the drop to make; the naive run_pipeline call is stopped (and
+its model is not champion); a leak_check='warn' call trains but is flagged and not promoted; the
+corrected call (drop + time split) succeeds with no warning and becomes champion."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from mcp import Client, StdioServerParameters
+
+from tests._leaky_frames import write_game_log
+from tools.testing import isolated_settings, server_env, shared_template
+
+pytestmark = pytest.mark.anyio
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+NAIVE = {"dataset": "games", "target": "WL", "model_name": "games-wl", "experiment_name": "honest-e2e", "cv_folds": 3}
+
+
+async def test_an_agent_on_a_leaky_game_log_is_not_fooled(tmp_path_factory):
+    home = tmp_path_factory.mktemp("honest-home")
+    isolated_settings(home, shared_template(tmp_path_factory))
+    data = tmp_path_factory.mktemp("honest-data")
+    write_game_log(data)
+    params = StdioServerParameters(command=sys.executable, args=["-m", "tools.cli", "serve"],
+                                   env=server_env(home, data_dirs=[data], NBA_MCP_LOG_LEVEL="WARNING"),
+                                   cwd=str(PROJECT_ROOT))
+    async with Client(params) as client:
+        report = (await client.call_tool("validate_data", {"request": {"dataset": "games", "target": "WL"}})).structured_content
+        by_rule = {(i["rule"], i["column"]) for i in report["issues"]}
+        assert {("identifier_column", "Unnamed: 0"), ("datetime_column", "Date"), ("pair_leak", "PTS")} <= by_rule \
+            or {("identifier_column", "Unnamed: 0"), ("datetime_column", "Date"), ("pair_leak", "OPP_PTS")} <= by_rule
+        assert report["suggested_drop"] == ["Unnamed: 0", "Date", "PTS", "OPP_PTS"] and not report["passed"]
+
+        naive = (await client.call_tool("run_pipeline", {"request": NAIVE})).structured_content["result"]
+        assert naive["status"] == "FAILED" and naive["failed_stage"] == "data_validation"
+        assert "data checks stopped this job before training" in naive["error"]
+        assert "drop=['Unnamed: 0', 'Date', 'PTS', 'OPP_PTS']" in naive["error"]
+        assert naive["model_version"] is None and naive["promotion"] is None
+
+        warned = (await client.call_tool("run_pipeline", {"request": {**NAIVE, "leak_check": "warn"}})).structured_content
+        result = warned["result"]
+        assert result["status"] == "COMPLETED" and result["flagged"]
+        assert {"leak_suspect", "near_perfect_score"} <= {w["code"] for w in result["warnings"]}
+        assert not result["promotion"]["promoted"] and "flagged" in result["promotion"]["reason"]
+        assert any("flagged: leak_suspect" in event for event in warned["recent_events"])
+
+        fixed = (await client.call_tool("run_pipeline", {"request": {
+            **NAIVE, "drop": ["Unnamed: 0", "PTS", "OPP_PTS"], "split": {"kind": "time", "column": "Date"}}})).structured_content
+        result = fixed["result"]
+        assert result["status"] == "COMPLETED" and result["warnings"] == [] and not result["flagged"]
+        assert result["promotion"]["promoted"] and result["split"]["spec"] == {
+            "kind": "time", "column": "Date", "test_size": 0.2, "seed": 0, "gap": 0}
+        assert result["metrics"]["roc_auc"] < 0.95 and "cv_roc_auc_mean" in result["metrics"]
+
+        champion = (await client.call_tool("get_run", {"run_id": result["run_id"]})).structured_content
+        assert champion["tags"]["evaluation.flagged"] == "false"
+        assert champion["params"]["split.kind"] == "time" and "Date" not in champion["params"]["features"]
