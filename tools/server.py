@@ -221,16 +221,20 @@ def _register_prompts(server: MCPServer) -> None:
     ) -> str:
         return f"""\
 Build and promote a model for the data set "{dataset}" (target column "{target}"), step by step:
-1. Validate: call describe_dataset and validate_data for "{dataset}". Stop and report if
-   validation fails with errors; mention warnings.
-2. Tune: call start_experiment (name it after the data set), then tune_hyperparameters with a
-   small budget first (e.g. random strategy, 10-20 trials, 3-5 CV folds). If you get a job id,
-   poll get_job until it finishes.
-3. Train: call run_pipeline with the best params found, registering the model as "{model_name}".
-4. Compare: call compare_runs on the new run and the current champion (if any); explain which
-   metrics improved and by how much.
-5. Promote: only if the new run is better on the primary metric, call promote_model to move the
-   "champion" alias to the new version; then call predict on two or three rows as a smoke test.
+1. Validate: call describe_dataset and validate_data for "{dataset}" with the target. Leave out every
+   column in suggested_drop (identifiers, dates, leaks). If rows repeat an entity (entity_column: a
+   player, a game), use split={{"kind": "group", "column": <it>}}; for dated rows where the future is
+   what you predict, split={{"kind": "time", "column": <the date>}}.
+2. Tune: call start_experiment (name it after the data set), then tune_hyperparameters with that drop
+   and split and a small budget first (e.g. random strategy, 10-20 trials, 3-5 CV folds). If you get
+   a job id, poll get_job until it finishes. If the job stops on data checks, apply the drop it names.
+3. Train: call run_pipeline with the best params, the same drop and split (so its test rows are ones
+   the search never saw), registering the model as "{model_name}".
+4. Compare: call compare_runs on the new run and the current champion (if any); put the test score
+   beside cv_<metric>_mean and explain which metrics improved and by how much.
+5. Promote: only if the new run is better and has no warnings, call promote_model; a flagged result
+   (warnings: near-perfect score, leak suspects, CV/test gap, entity overlap) is not promoted: report
+   its warnings instead. Then call predict on two or three rows and report any row_warnings.
 Report run ids, metric values and the decision you made at each step."""
 
 
