@@ -50,9 +50,18 @@ async def test_an_agent_on_a_leaky_game_log_is_not_fooled(tmp_path_factory):
         assert not result["promotion"]["promoted"] and "flagged" in result["promotion"]["reason"]
         assert any("flagged: leak_suspect" in event for event in warned["recent_events"])
 
+        honest = {"drop": ["Unnamed: 0", "PTS", "OPP_PTS"], "split": {"kind": "time", "column": "Date"}}
+        tuned = (await client.call_tool("tune_hyperparameters", {"request": {
+            "dataset": "games", "target": "WL", "estimator": "random_forest", "max_trials": 2, "cv_folds": 3,
+            "seed": 1, "experiment_name": "honest-e2e", **honest,
+            "space": {"max_depth": {"type": "int", "low": 2, "high": 6}}}})).structured_content["result"]
+        assert tuned["warnings"] == [] and not tuned["flagged"] and tuned["split"]["n_test"] > 0
+        assert "TimeSeriesSplit" in tuned["cv"]
+
         fixed = (await client.call_tool("run_pipeline", {"request": {
-            **NAIVE, "drop": ["Unnamed: 0", "PTS", "OPP_PTS"], "split": {"kind": "time", "column": "Date"}}})).structured_content
+            **NAIVE, **honest, "params": tuned["best_params"]}})).structured_content
         result = fixed["result"]
+        assert result["split"]["test_digest"] == tuned["split"]["test_digest"]  # the rows the search never saw
         assert result["status"] == "COMPLETED" and result["warnings"] == [] and not result["flagged"]
         assert result["promotion"]["promoted"] and result["split"]["spec"] == {
             "kind": "time", "column": "Date", "test_size": 0.2, "seed": 0, "gap": 0}

@@ -168,3 +168,15 @@ def test_predict_scores_rows_outside_training_and_says_so(env, data):
 )
 def test_cv_test_gap_rule(cv, std, test, lower, flagged):
     assert bool(cv_test_gap("m", cv, std, test, lower_is_better=lower)) is flagged
+
+
+def test_search_data_never_holds_the_split_column_or_the_holdout(data):
+    from mcp_server.hyperparameter_tuning import prepare_search_data
+
+    seasons = pd.read_csv(data / "seasons.csv")
+    spec = SplitSpec(kind="group", column="player_name")
+    prepared = prepare_search_data(seasons.drop(columns=["pts"]), seasons["pts"], spec, task="regression",
+                                   n_folds=3, seed=0, leak_check="stop")
+    assert "player_name" not in prepared.X.columns
+    assert set(prepared.X.index).isdisjoint(prepared.split.test_rows)
+    assert len(prepared.folds) == 3 and prepared.cv.startswith("GroupKFold(n_splits=3")

@@ -10,7 +10,7 @@ real cross-validation, fold-level pruning, budgets, parallel or Dask execution, 
 See docs/tuning.md.
 """
 
-from mcp_server.hyperparameter_tuning._cv import make_splitter
+from mcp_server.hyperparameter_tuning._cv import SearchData, make_splitter, prepare_search_data
 from mcp_server.hyperparameter_tuning._loop import SearchCancelled
 from mcp_server.hyperparameter_tuning._pruning import BestMarginPruner, MedianPruner, Pruner, make_pruner
 from mcp_server.hyperparameter_tuning._space import (
@@ -55,6 +55,7 @@ __all__ = [
     "OnTrialError",
     "Pruner",
     "RandomStrategy",
+    "SearchData",
     "SearchCancelled",
     "SearchSpace",
     "SearchStrategy",
@@ -67,4 +68,5 @@ __all__ = [
     "make_pruner",
     "make_splitter",
     "make_strategy",
+    "prepare_search_data",
 ]
