@@ -30,10 +30,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp import Client, StdioServerParameters
 
-from _hostile_strategies import is_invalid, schema_violation, unbounded_nodes
+from tests._hostile_strategies import is_invalid, schema_violation, unbounded_nodes
 from mcp_server import rbac
 from tools.server import build_server
-from tools.testing import ADMIN, data_folder_with_escapes, isolated_settings, server_env, shared_template
+from tests.support import ADMIN, data_folder_with_escapes, isolated_settings, server_env, shared_template
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_EXAMPLES = 1700
