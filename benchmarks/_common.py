@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# The NBA CSVs: one setting shared with the tests (NBA_MCP_TEST_DATA, default ../shared/data).
+from tests.support.data import NBA_DATA
+
 logger = logging.getLogger("benchmarks")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 ROOKIES_CSV = "nba_logreg.csv"
 SEASONS_CSV = "all_seasons.csv"
 
@@ -114,7 +116,7 @@ class Section:
 class BenchContext:
     """Scratch folder, configuration, and results several benchmarks share (memoized by key)."""
 
-    def __init__(self, config: BenchConfig, *, data_dir: Path = SHARED_DATA, workdir: Path | None = None) -> None:
+    def __init__(self, config: BenchConfig, *, data_dir: Path = NBA_DATA, workdir: Path | None = None) -> None:
         self.config = config
         self.data_dir = Path(data_dir)
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="nba-bench-")
@@ -153,7 +155,7 @@ class BenchContext:
 # --- data ---------------------------------------------------------------------------------------
 
 
-def load_rookies(data_dir: Path = SHARED_DATA):
+def load_rookies(data_dir: Path = NBA_DATA):
     """nba_logreg.csv as the seed used it: target TARGET_5Yrs, Name dropped, all 1,340 rows kept.
     3P% is empty only where 3PA = 0 (SOURCES.md), so it becomes 0."""
     import pandas as pd
@@ -170,7 +172,7 @@ SEASON_FEATURES = [
 ]
 
 
-def load_seasons(data_dir: Path = SHARED_DATA, *, n_rows: int, seed: int = 0, min_gp: int = 10):
+def load_seasons(data_dir: Path = NBA_DATA, *, n_rows: int, seed: int = 0, min_gp: int = 10):
     """all_seasons.csv as a regression of pts. Dropped: player_id (a row index), player_name, the
     text columns, and what is computed from points (ts_pct = pts / (2 * shot attempts); net_rating
     counts the team's points while the player is on court). Rows with gp < min_gp are dropped

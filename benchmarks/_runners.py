@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks._common import SEED_ESTIMATOR_RANDOM_STATE, BenchContext, load_rookies, timed
-from tools.testing import MlflowServer
+from tests.support import MlflowServer
 
 
 @dataclass

@@ -29,7 +29,7 @@ from benchmarks._common import (
     percentile,
     timed,
 )
-from tools.testing import free_port, stop_process, wait_http
+from tests.support import free_port, stop_process, wait_http
 
 NAME = "mcp_server"
 TITLE = "6. MCP server: startup, read-tool latency, memory"

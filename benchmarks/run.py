@@ -27,7 +27,7 @@ from benchmarks import (
 )
 from benchmarks._common import (
     PROJECT_ROOT,
-    SHARED_DATA,
+    NBA_DATA,
     BenchConfig,
     BenchContext,
     Section,
@@ -77,7 +77,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     sizes.add_argument("--tiny", action="store_true", help="smoke-test sizes: checks the code runs, nothing more")
     parser.add_argument("--output", type=Path, default=None,
                         help=f"write the markdown report here (default for a full run of everything: {DEFAULT_REPORT})")
-    parser.add_argument("--data-dir", type=Path, default=SHARED_DATA, help="folder holding the NBA CSVs")
+    parser.add_argument("--data-dir", type=Path, default=NBA_DATA, help="folder holding the NBA CSVs")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     return parser.parse_args(argv)

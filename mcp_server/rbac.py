@@ -1,6 +1,7 @@
 """Role-based access control: permissions, principals, roles as data, one pure ``authorize``.
 
-Roles live in ``config/roles.toml`` (``Settings.roles_file``); a role not listed grants nothing.
+Roles live in the packaged ``config/roles.toml`` unless ``Settings.roles_file`` names another file;
+a role not listed grants nothing.
 Who is calling comes from the context (``acting_as(principal)``, set per request by the server
 from the transport, or by library code), never from tool arguments. For library code in the
 seed's style a function may take a ``user_id`` argument instead: when no principal is set in the
@@ -31,16 +32,19 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from mcp_server._package_data import PACKAGED_ROLES
 from mcp_server.error_handling import ConfigurationError, PermissionDeniedError
 
 if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
     from mcp_server.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-DEFAULT_ROLES_FILE = Path(__file__).resolve().parent.parent / "config" / "roles.toml"
+DEFAULT_ROLES_FILE = PACKAGED_ROLES  # package data (importlib.resources)
 
 
 class Permission(StrEnum):
@@ -98,9 +102,9 @@ class RoleTable:
         return frozenset(granted)
 
 
-def load_role_table(path: Path | str) -> RoleTable:
+def load_role_table(path: Path | str | Traversable) -> RoleTable:
     """Read a roles file: a ``[roles]`` table of ``role = ["permission", ...]``."""
-    path = Path(path)
+    path = Path(path) if isinstance(path, str) else path
     try:
         with path.open("rb") as handle:
             data = tomllib.load(handle)
@@ -207,7 +211,7 @@ _state_lock = threading.Lock()
 
 
 def current_role_table() -> RoleTable:
-    """The configured role table (the project's ``config/roles.toml`` until configured)."""
+    """The configured role table (the packaged ``roles.toml`` until configured)."""
     with _state_lock:
         if _state.role_table is None:
             _state.role_table = load_role_table(DEFAULT_ROLES_FILE)
@@ -224,12 +228,13 @@ def audit_log() -> AuditLog:
 def configure_rbac(settings: Settings) -> RoleTable:
     """Load roles from ``settings.roles_file``, audit to ``settings.audit_log_path``, and take
     ``settings.user_roles``; warns about role names that grant nothing."""
-    table = load_role_table(settings.roles_file)
+    roles_file = settings.roles_file or DEFAULT_ROLES_FILE
+    table = load_role_table(roles_file)
     user_roles = {user: frozenset(roles) for user, roles in settings.user_roles.items()}
     named = {settings.local_role, settings.http_token_role}.union(*user_roles.values())
     named |= {role for token in settings.http_tokens for role in token.roles}
     for role in sorted(named - set(table.roles)):
-        logger.warning("role %r is not defined in %s: it grants nothing", role, settings.roles_file)
+        logger.warning("role %r is not defined in %s: it grants nothing", role, roles_file)
     with _state_lock:
         _state.role_table = table
         _state.audit_log = AuditLog(settings.audit_log_path)

@@ -1,34 +1,86 @@
 """One typed Settings object for the whole product.
 
-Precedence (highest first): explicit arguments > environment > ``config/server.toml`` > defaults.
-Environment variables use the ``NBA_MCP_`` prefix, and MLflow's own ``MLFLOW_TRACKING_URI`` and
-``MLFLOW_EXPERIMENT_NAME`` are honoured as well. Nothing else in the product reads ``os.environ``:
-build a ``Settings`` once and pass it explicitly.
+Precedence (highest first): explicit arguments > environment > the user's config file > the
+packaged defaults (``mcp_server/config/server.toml``, package data read with ``importlib.resources``).
+The user's file is ``NBA_MCP_CONFIG`` when set (it must exist), else
+``$XDG_CONFIG_HOME/nba-mcp/config.toml`` (``~/.config/nba-mcp/config.toml``) when it exists;
+relative paths in it are relative to its own folder. Nothing is looked up relative to the source
+tree or the working directory. Environment variables use the ``NBA_MCP_`` prefix, and MLflow's own
+``MLFLOW_TRACKING_URI`` and ``MLFLOW_EXPERIMENT_NAME`` are honoured as well. Nothing else in the
+product reads ``os.environ``: build a ``Settings`` once and pass it explicitly.
 """
 
 from __future__ import annotations
 
 import os
+import tomllib
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CONFIG_DIR = PROJECT_ROOT / "config"
-DEFAULT_CONFIG_FILE = CONFIG_DIR / "server.toml"
+from mcp_server._package_data import PACKAGED_DEFAULTS
+from mcp_server.error_handling import ConfigurationError
+
+CONFIG_ENV_VAR = "NBA_MCP_CONFIG"
+# Path fields that a config file may give relative to its own folder.
+_FILE_RELATIVE_PATHS = ("data_home", "artifact_root", "audit_log_path", "roles_file")
 
 
 def default_data_home() -> Path:
     """Per-user data folder: MCP clients start servers from arbitrary working directories."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "nba-mcp"
+
+
+def default_user_config_file() -> Path:
+    """The documented per-user config file (it need not exist)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "nba-mcp" / "config.toml"
+
+
+def user_config_file() -> Path | None:
+    """``NBA_MCP_CONFIG`` if set (it must exist), else the per-user file if it exists."""
+    named = os.environ.get(CONFIG_ENV_VAR)
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise ConfigurationError(f"{CONFIG_ENV_VAR} names {str(path)!r}, which is not a file")
+        return path
+    default = default_user_config_file()
+    return default if default.is_file() else None
+
+
+def _read_toml(source: Traversable, label: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(source.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigurationError(f"config file {label} cannot be read: {exc}") from None
+
+
+def _user_file_values(path: Path) -> dict[str, Any]:
+    """The user's file, with relative paths made relative to the file's folder."""
+    values = _read_toml(path, str(path))
+    folder = path.resolve().parent
+
+    def anchored(value: Any) -> Any:
+        if isinstance(value, str) and not Path(value).expanduser().is_absolute():
+            return str(folder / value)
+        return value
+
+    for key in _FILE_RELATIVE_PATHS:
+        if key in values:
+            values[key] = anchored(values[key])
+    if isinstance(values.get("data_dirs"), list):
+        values["data_dirs"] = [anchored(v) for v in values["data_dirs"]]
+    return values
 
 
 class TokenEntry(BaseModel):
@@ -93,7 +145,7 @@ class Settings(BaseSettings):
     default_wait_seconds: float = Field(default=45.0, ge=0, le=55)
 
     # --- access control and audit ---------------------------------------------------------
-    roles_file: Path = CONFIG_DIR / "roles.toml"
+    roles_file: Path | None = Field(default=None, description="Default: the packaged roles.toml")
     audit_log_path: Path | None = Field(default=None, description="Default: <data_home>/audit.jsonl")
     local_principal: str = "local"
     local_role: str = "developer"
@@ -125,8 +177,8 @@ class Settings(BaseSettings):
     @field_validator("data_dirs", mode="after")
     @classmethod
     def _resolve_data_dirs(cls, value: list[Path]) -> list[Path]:
-        # Relative folders in the config file are relative to the config folder, not the cwd.
-        return [(p if p.is_absolute() else CONFIG_DIR / p).expanduser().resolve() for p in value]
+        # A config file anchors its relative folders to its own folder (see _user_file_values).
+        return [p.expanduser().resolve() for p in value]
 
     @model_validator(mode="after")
     def _fill_paths(self) -> Settings:
@@ -151,9 +203,13 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        config_file = Path(os.environ.get("NBA_MCP_CONFIG_FILE", DEFAULT_CONFIG_FILE))
-        toml = TomlConfigSettingsSource(settings_cls, toml_file=config_file)
-        return (init_settings, env_settings, toml)
+        sources = [init_settings, env_settings]
+        user_file = user_config_file()
+        if user_file is not None:
+            sources.append(InitSettingsSource(settings_cls, init_kwargs=_user_file_values(user_file)))
+        packaged = _read_toml(PACKAGED_DEFAULTS, "packaged server.toml")
+        sources.append(InitSettingsSource(settings_cls, init_kwargs=packaged))
+        return tuple(sources)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
@@ -13,10 +14,11 @@ os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("MLFLOW_EXPERIMENT_NAME", None)
 
-from tools.testing import SHARED_DATA, MlflowServer  # noqa: E402  (after the MLflow environment above)
+# A user's own config file (~/.config/nba-mcp/config.toml) must not change what the tests see.
+os.environ.pop("NBA_MCP_CONFIG", None)
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="nba-mcp-test-config-")
 
-ROOKIES_CSV = SHARED_DATA / "nba_logreg.csv"
-SEASONS_CSV = SHARED_DATA / "all_seasons.csv"
+from tests.support import MlflowServer, data_folder  # noqa: E402  (after the MLflow environment above)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -36,7 +38,7 @@ def anyio_backend():
 def settings(tmp_path):
     from mcp_server.settings import Settings
 
-    return Settings(data_home=tmp_path / "home", data_dirs=[SHARED_DATA])
+    return Settings(data_home=tmp_path / "home", data_dirs=[data_folder()])
 
 
 @pytest.fixture

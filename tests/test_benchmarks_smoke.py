@@ -13,12 +13,12 @@ import pytest
 
 from benchmarks._common import BenchConfig, BenchContext, Section
 from benchmarks.run import BENCHMARKS, main, run_benchmarks
-from tests.conftest import SHARED_DATA
+from tests.support import data_folder
 
 
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory):
-    context = BenchContext(BenchConfig.tiny(), data_dir=SHARED_DATA, workdir=tmp_path_factory.mktemp("bench"))
+    context = BenchContext(BenchConfig.tiny(), data_dir=data_folder(), workdir=tmp_path_factory.mktemp("bench"))
     yield context
     context.close()
 
@@ -113,7 +113,8 @@ def test_tracking_overhead_against_a_real_mlflow_server(ctx, mlflow_server):
 
 def test_cli_writes_a_report(tmp_path, capsys):
     output = tmp_path / "report.md"
-    assert main(["--tiny", "--only", "search_quality", "--output", str(output)]) == 0
+    argv = ["--tiny", "--only", "search_quality", "--output", str(output), "--data-dir", str(data_folder())]
+    assert main(argv) == 0
     report = output.read_text()
     for heading in ("# Benchmarks", "## Machine", "## Summary", "## 3. Search quality", "## How to reproduce"):
         assert heading in report

@@ -17,17 +17,17 @@ from mcp_server.data_validation_pipeline import (
     load_schema,
 )
 from mcp_server.error_handling import ConfigurationError, InvalidRequestError, NotFoundError
-from tools.testing import SHARED_DATA, needs_shared_data
+from tests.support import NBA_DATA, needs_nba_data
 
 
 @pytest.fixture(scope="module")
 def rookies() -> pd.DataFrame:
-    return pd.read_csv(SHARED_DATA / "nba_logreg.csv")
+    return pd.read_csv(NBA_DATA / "nba_logreg.csv")
 
 
 @pytest.fixture(scope="module")
 def seasons() -> pd.DataFrame:
-    return pd.read_csv(SHARED_DATA / "all_seasons.csv")
+    return pd.read_csv(NBA_DATA / "all_seasons.csv")
 
 
 def findings(result) -> dict[tuple[str, str | None], tuple[str, int]]:
@@ -44,7 +44,7 @@ def toy_frame() -> pd.DataFrame:
     )
 
 
-@needs_shared_data
+@needs_nba_data
 @pytest.mark.parametrize("how", ["schema", "target_argument"])
 def test_rookie_file_reports_documented_duplicates_and_conflicts(rookies, how):
     pipeline = DataValidationPipeline()
@@ -62,7 +62,7 @@ def test_rookie_file_reports_documented_duplicates_and_conflicts(rookies, how):
     assert len(conflict.example_rows) == 5 and "'Name'" in result.find("duplicate_feature_vectors")[0].message
 
 
-@needs_shared_data
+@needs_nba_data
 def test_season_file_reports_row_index_and_odd_values(seasons):
     result = DataValidationPipeline().validate(seasons, "all_seasons", schema="player_seasons")
     found = findings(result)
@@ -76,14 +76,14 @@ def test_season_file_reports_row_index_and_odd_values(seasons):
     assert found[("numeric_strings", "draft_round")] == ("info", 2411)
     assert ("duplicate_rows", None) not in found
     assert result.passed
-    assert found[("entity_column", "player_name")][0] == "info"  # 2,551 players over 12,844 seasons
-    assert result.to_dict()["summary"] == {"error": 0, "warning": 4, "info": 6}
+    assert found[("entity_column", "player_name")][0] == "warning"  # 2,551 players over 12,844 seasons
+    assert result.to_dict()["summary"] == {"error": 0, "warning": 5, "info": 5}
 
 
-@needs_shared_data
+@needs_nba_data
 @pytest.mark.parametrize(("file_name", "schema"), [("nba_logreg.csv", "player_seasons"), ("all_seasons.csv", "player_stats")])
 def test_the_wrong_schema_fails(file_name, schema):
-    result = DataValidationPipeline().validate(pd.read_csv(SHARED_DATA / file_name), file_name, schema=schema)
+    result = DataValidationPipeline().validate(pd.read_csv(NBA_DATA / file_name), file_name, schema=schema)
     assert not result.passed
     assert result.find("required_columns")
 
@@ -180,7 +180,7 @@ def test_schema_inference_round_trip_and_self_validation(tmp_path):
     assert result.passed and not result.errors
 
 
-@needs_shared_data
+@needs_nba_data
 def test_inferred_schema_fits_the_season_file(seasons):
     schema = infer_schema(seasons, target="pts")
     assert "player_id" in schema.identifier_columns and schema.task == "regression"

@@ -15,7 +15,7 @@ from mcp_server.error_handling import (
     ResourceLimitError,
 )
 from mcp_server.settings import Settings
-from tools.testing import SHARED_DATA, needs_shared_data
+from tests.support import NBA_DATA, needs_nba_data
 
 SMALL_CSV = "a,b,label\n1,x,0\n2,y,1\n3,x,0\n"
 
@@ -175,9 +175,9 @@ def test_describe_frame_columns(tmp_path, data_dir):
         make_catalog(tmp_path, data_dir).describe(frame, target="nope")
 
 
-@needs_shared_data
+@needs_nba_data
 def test_nba_files_read_with_documented_defaults(tmp_path):
-    catalog = make_catalog(tmp_path, SHARED_DATA)
+    catalog = make_catalog(tmp_path, NBA_DATA)
     seasons = catalog.load("all_seasons")
     assert seasons.shape == (12844, 22)
     assert (seasons["draft_round"] == "Undrafted").sum() == 2411  # kept as strings

@@ -14,7 +14,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from tests._leaky_frames import write_game_log
-from tools.testing import isolated_settings, server_env, shared_template
+from tests.support import isolated_settings, server_env, shared_template
 
 pytestmark = pytest.mark.anyio
 
@@ -35,12 +35,12 @@ async def test_an_agent_on_a_leaky_game_log_is_not_fooled(tmp_path_factory):
         by_rule = {(i["rule"], i["column"]) for i in report["issues"]}
         assert {("identifier_column", "Unnamed: 0"), ("datetime_column", "Date"), ("pair_leak", "PTS")} <= by_rule \
             or {("identifier_column", "Unnamed: 0"), ("datetime_column", "Date"), ("pair_leak", "OPP_PTS")} <= by_rule
-        assert report["suggested_drop"] == ["Unnamed: 0", "Date", "PTS", "OPP_PTS"] and not report["passed"]
+        assert report["suggested_drop"] == ["Unnamed: 0", "GAME_ID", "Date", "PTS", "OPP_PTS"] and not report["passed"]
 
         naive = (await client.call_tool("run_pipeline", {"request": NAIVE})).structured_content["result"]
         assert naive["status"] == "FAILED" and naive["failed_stage"] == "data_validation"
         assert "data checks stopped this job before training" in naive["error"]
-        assert "drop=['Unnamed: 0', 'Date', 'PTS', 'OPP_PTS']" in naive["error"]
+        assert "drop=['Unnamed: 0', 'GAME_ID', 'Date', 'PTS', 'OPP_PTS']" in naive["error"]
         assert naive["model_version"] is None and naive["promotion"] is None
 
         warned = (await client.call_tool("run_pipeline", {"request": {**NAIVE, "leak_check": "warn"}})).structured_content
@@ -50,7 +50,7 @@ async def test_an_agent_on_a_leaky_game_log_is_not_fooled(tmp_path_factory):
         assert not result["promotion"]["promoted"] and "flagged" in result["promotion"]["reason"]
         assert any("flagged: leak_suspect" in event for event in warned["recent_events"])
 
-        honest = {"drop": ["Unnamed: 0", "PTS", "OPP_PTS"], "split": {"kind": "time", "column": "Date"}}
+        honest = {"drop": ["Unnamed: 0", "GAME_ID", "PTS", "OPP_PTS"], "split": {"kind": "time", "column": "Date"}}
         tuned = (await client.call_tool("tune_hyperparameters", {"request": {
             "dataset": "games", "target": "WL", "estimator": "random_forest", "max_trials": 2, "cv_folds": 3,
             "seed": 1, "experiment_name": "honest-e2e", **honest,

@@ -11,7 +11,7 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tools.testing import SHARED_DATA, isolated_settings, shared_template
+from tests.support import data_folder, isolated_settings, shared_template
 
 pytestmark = pytest.mark.anyio
 
@@ -67,7 +67,7 @@ async def test_tuning_job_over_stdio_with_progress_and_cancellation(data_home):
 def test_demo_plays_the_whole_session_on_an_nba_csv(data_home):
     env = {k: v for k, v in os.environ.items() if not k.startswith("NBA_MCP_")}
     completed = subprocess.run(
-        [sys.executable, "-m", "tools.cli", "demo", "--dataset", str(SHARED_DATA / "nba_logreg.csv"),
+        [sys.executable, "-m", "tools.cli", "demo", "--dataset", str(data_folder() / "nba_logreg.csv"),
          "--target", "TARGET_5Yrs", "--trials", "3", "--data-home", str(data_home)],
         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=240,
     )

@@ -19,7 +19,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from tools.testing import free_port, isolated_settings, server_env, shared_template
+from tests.support import free_port, isolated_settings, server_env, shared_template
 
 pytestmark = pytest.mark.anyio
 

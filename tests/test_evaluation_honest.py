@@ -22,7 +22,7 @@ from mcp_server.training_pipeline import (
 from tests._leaky_frames import player_seasons, write_game_log
 
 SMALL_SPACE = {"n_estimators": {"type": "int", "low": 20, "high": 40}, "max_depth": {"type": "int", "low": 2, "high": 6}}
-GAME_DROP = ["Unnamed: 0", "PTS", "OPP_PTS"]
+GAME_DROP = ["Unnamed: 0", "GAME_ID", "PTS", "OPP_PTS"]
 
 
 @pytest.fixture
@@ -91,13 +91,13 @@ def test_leaks_stop_tuning_and_pipelines_with_the_columns_to_drop(env, data):
     with pytest.raises(InvalidRequestError) as caught:
         _tune(tracker, games, "WL")
     message = str(caught.value)
-    assert "drop=['Unnamed: 0', 'Date', 'PTS', 'OPP_PTS']" in message and "leak_check='warn'" in message
+    assert "drop=['Unnamed: 0', 'GAME_ID', 'Date', 'PTS', 'OPP_PTS']" in message and "leak_check='warn'" in message
     assert not tracker.search_runs()  # stopped before any run
 
     stopped = run_standard_pipeline(StandardPipelineRequest(dataset="games", target="WL", model_name="wl"),
                                     settings=settings, tracker=tracker)
     assert stopped.status.value == "FAILED" and stopped.failed_stage == "data_validation"
-    assert "drop=['Unnamed: 0', 'Date', 'PTS', 'OPP_PTS']" in stopped.error and stopped.model_version is None
+    assert "drop=['Unnamed: 0', 'GAME_ID', 'Date', 'PTS', 'OPP_PTS']" in stopped.error and stopped.model_version is None
 
     fixed = run_standard_pipeline(
         StandardPipelineRequest(dataset="games", target="WL", model_name="wl", drop=GAME_DROP,
@@ -142,14 +142,14 @@ def test_tuning_result_carries_split_and_warnings_to_mlflow(env, data):
     assert parent.tags["evaluation.flagged"] == "true" and "leak_suspect" in parent.tags["evaluation.warnings"]
     assert parent.params["split.test_size"] == "0.25"
     assert {"split.json", "warnings.json"} <= set(tracker.list_artifacts(result.parent_run_id))
-    no_holdout = _tune(tracker, games.drop(columns=[*GAME_DROP, "Date", "GAME_ID"]), "WL", split={"test_size": 0})
+    no_holdout = _tune(tracker, games.drop(columns=[*GAME_DROP, "Date"]), "WL", split={"test_size": 0})
     assert [w.code for w in no_holdout.warnings] == ["no_holdout"]
 
 
 def test_predict_scores_rows_outside_training_and_says_so(env, data):
     settings, tracker = env
     run = run_standard_pipeline(
-        StandardPipelineRequest(dataset="games", target="WL", model_name="wl-p", drop=[*GAME_DROP, "Date"],
+        StandardPipelineRequest(dataset="games", target="WL", model_name="wl-p", drop=["Unnamed: 0", "PTS", "OPP_PTS", "Date"],
                                 split={"kind": "group", "column": "GAME_ID"}, cv_folds=None),
         settings=settings, tracker=tracker)
     assert run.status.value == "COMPLETED", run.error

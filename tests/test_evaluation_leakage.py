@@ -11,7 +11,7 @@ from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris, load_
 from mcp_server.data_validation_pipeline import DataValidationPipeline
 from tests._leaky_frames import player_seasons, read_game_log
 
-LEAK_RULES = {"identifier_column", "datetime_column", "target_copy", "target_leak", "pair_leak"}
+LEAK_RULES = {"identifier_column", "datetime_column", "entity_column", "target_copy", "target_leak", "pair_leak"}
 
 
 def _by_rule(result) -> dict[str, list]:
@@ -31,11 +31,11 @@ def test_game_log_index_date_and_scores_are_named_with_the_drop(tmp_path):
     (pair,) = found["pair_leak"]
     assert pair.severity == "error" and set(pair.drop) == {"PTS", "OPP_PTS"} and pair.score >= 0.99
     assert "alone predicts 'WL'" in pair.message
-    assert [i.column for i in found["entity_column"]] == ["GAME_ID"]  # each game twice: a group split
+    assert [(i.column, i.drop) for i in found["entity_column"]] == [("GAME_ID", ["GAME_ID"])]  # each game twice
     assert not result.passed
-    assert result.suggested_drop == ["Unnamed: 0", "Date", "PTS", "OPP_PTS"]
+    assert result.suggested_drop == ["Unnamed: 0", "GAME_ID", "Date", "PTS", "OPP_PTS"]
     # The box score alone is not a leak: nothing else is flagged.
-    assert not {i.column for i in result.issues if i.rule in LEAK_RULES} - {"Unnamed: 0", "Date", "PTS"}
+    assert not {i.column for i in result.issues if i.rule in LEAK_RULES} - {"Unnamed: 0", "GAME_ID", "Date", "PTS"}
 
 
 def test_features_in_use_make_identifiers_and_dates_errors(tmp_path):
@@ -43,8 +43,9 @@ def test_features_in_use_make_identifiers_and_dates_errors(tmp_path):
     features = [c for c in games.columns if c not in ("WL", "PTS", "OPP_PTS")]
     result = DataValidationPipeline().validate(games, "games", target="WL", features=features)
     assert {(i.rule, i.column, i.severity) for i in result.errors} == {
-        ("identifier_column", "Unnamed: 0", "error"), ("datetime_column", "Date", "error")}
-    clean = [c for c in features if c not in ("Unnamed: 0", "Date")]
+        ("identifier_column", "Unnamed: 0", "error"), ("datetime_column", "Date", "error"),
+        ("entity_column", "GAME_ID", "error")}
+    clean = [c for c in features if c not in ("Unnamed: 0", "Date", "GAME_ID")]
     assert DataValidationPipeline().validate(games, "games", target="WL", features=clean).passed
 
 

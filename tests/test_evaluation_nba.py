@@ -6,15 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOKIES_CSV, SEASONS_CSV
 
 from mcp_server.data_validation_pipeline import DataValidationPipeline
 from mcp_server.mlflow_integration import get_mlflow_tracker
 from mcp_server.settings import Settings
 from mcp_server.training_pipeline import StandardPipelineRequest, run_standard_pipeline
-from tools.testing import needs_shared_data
+from tests.support import NBA_DATA, needs_nba_data
 
-pytestmark = needs_shared_data
+pytestmark = needs_nba_data
+ROOKIES_CSV, SEASONS_CSV = NBA_DATA / "nba_logreg.csv", NBA_DATA / "all_seasons.csv"
 
 
 def test_leaks_appended_to_the_rookie_file_are_caught_by_name():

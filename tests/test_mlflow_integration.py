@@ -242,7 +242,7 @@ def test_sqlite_default_store_lives_under_data_home(tmp_path):
 
 
 def test_unreachable_server_fails_fast(tmp_path):
-    from tools.testing import free_port
+    from tests.support import free_port
 
     settings = Settings(data_home=tmp_path, tracking_timeout_seconds=2)
     started = time.monotonic()

@@ -26,7 +26,7 @@ from mcp import Client
 from mcp_server.mlflow_integration import OWNER_TAG, get_mlflow_tracker
 from tools._store import reap_orphaned_runs
 from tools.server import build_server
-from tools.testing import SHARED_DATA, isolated_settings, server_env, shared_template
+from tests.support import data_folder, isolated_settings, server_env, shared_template
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SEARCH = {
@@ -135,7 +135,7 @@ def test_sigkill_mid_search_then_restart_reaps_and_resume_skips_completed_trials
     home = tmp_path / "home"
     isolated_settings(home, shared_template(tmp_path_factory))
     db = home / "mlflow.db"
-    env = server_env(home, data_dirs=[SHARED_DATA])
+    env = server_env(home, data_dirs=[data_folder()])
 
     first = RawStdioServer(env, tmp_path / "first.log")
     try:

@@ -30,10 +30,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp import Client, StdioServerParameters
 
-from _hostile_strategies import is_invalid, schema_violation, unbounded_nodes
+from tests._hostile_strategies import is_invalid, schema_violation, unbounded_nodes
 from mcp_server import rbac
 from tools.server import build_server
-from tools.testing import ADMIN, data_folder_with_escapes, isolated_settings, server_env, shared_template
+from tests.support import ADMIN, data_folder_with_escapes, isolated_settings, server_env, shared_template
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_EXAMPLES = 1700
@@ -317,7 +317,7 @@ def test_a_real_stdio_process_survives_hostile_calls(hostile, hostile_home):
 @pytest.mark.slow
 def test_raw_json_with_nan_infinity_and_garbage_over_stdio(hostile_home, tmp_path):
     """What an SDK client cannot send: NaN / Infinity tokens, broken JSON, a 4 MB argument."""
-    from test_reliability_crash import RawStdioServer
+    from tests.test_reliability_crash import RawStdioServer
 
     root, data, template = hostile_home
     home = tmp_path / "home"

@@ -15,7 +15,7 @@ from mcp import Client
 from mcp_server.jobs import JobManager
 from tools._state import AppState
 from tools.server import build_server
-from tools.testing import error_text, isolated_settings, shared_template
+from tests.support import error_text, isolated_settings, shared_template
 
 pytestmark = pytest.mark.anyio
 

@@ -18,11 +18,11 @@ from pathlib import Path
 import anyio
 import httpx2
 import pytest
-from tools.testing import free_port, stop_process, wait_http
+from tests.support import free_port, stop_process, wait_http
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tools.testing import SHARED_DATA, isolated_settings, server_env, shared_template
+from tests.support import data_folder, isolated_settings, server_env, shared_template
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -57,7 +57,7 @@ async def test_twenty_clients_read_while_two_searches_run(tmp_path, tmp_path_fac
     isolated_settings(home, shared_template(tmp_path_factory))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = server_env(home, data_dirs=[SHARED_DATA], NBA_MCP_HTTP_TOKEN=TOKEN, NBA_MCP_LOG_LEVEL="WARNING")
+    env = server_env(home, data_dirs=[data_folder()], NBA_MCP_HTTP_TOKEN=TOKEN, NBA_MCP_LOG_LEVEL="WARNING")
     log = open(tmp_path / "server.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "serve", "--transport", "http", "--port", str(port)],
                             cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)

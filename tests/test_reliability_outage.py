@@ -19,11 +19,11 @@ import time
 
 import anyio
 import pytest
-from tools.testing import MlflowServer, wait_http
+from tests.support import MlflowServer, wait_http
 from mcp import Client
 
 from tools.server import build_server
-from tools.testing import isolated_settings
+from tests.support import isolated_settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.server]
 

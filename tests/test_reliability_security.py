@@ -24,7 +24,7 @@ from mcp_server.error_handling import ResourceLimitError
 from mcp_server.settings import Settings
 from tools import _identity
 from tools.server import build_server
-from tools.testing import (
+from tests.support import (
     ANALYST,
     VIEWER,
     data_folder_with_escapes,
@@ -230,7 +230,7 @@ def listening_addresses(port: int) -> set[str]:
 
 
 def test_http_binds_loopback_checks_host_and_origin_and_never_logs_tokens(tmp_path, tmp_path_factory):
-    from tools.testing import free_port, wait_http
+    from tests.support import free_port, wait_http
 
     assert Settings().http_host == "127.0.0.1"
     home = tmp_path / "home"

@@ -6,7 +6,7 @@ import pytest
 from mcp import Client
 
 from mcp_server import rbac
-from tools.testing import template_db, tool_server, tool_settings  # noqa: F401  (fixtures)
+from tests.support import template_db, tool_server, tool_settings  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.anyio
 

@@ -7,7 +7,7 @@ from mcp import Client
 
 from mcp_server import rbac
 from tests._leaky_frames import game_log
-from tools.testing import ANALYST, VIEWER, error_text, isolated_settings, template_db, tool_server  # noqa: F401
+from tests.support import ANALYST, VIEWER, error_text, isolated_settings, template_db, tool_server  # noqa: F401
 
 pytestmark = pytest.mark.anyio
 

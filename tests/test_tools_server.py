@@ -33,7 +33,7 @@ from mcp_server.settings import TokenEntry
 from tools._decorators import READ_ONLY, ml_tool, register_tools, tool_error_message, tool_spec
 from tools._identity import SettingsTokenVerifier
 from tools.server import build_server
-from tools.testing import NOBODY, VIEWER, isolated_settings, template_db  # noqa: F401  (fixture)
+from tests.support import NOBODY, VIEWER, isolated_settings, template_db  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.anyio
 

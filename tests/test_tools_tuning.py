@@ -6,7 +6,7 @@ import pytest
 from mcp import Client
 
 from mcp_server import rbac
-from tools.testing import ANALYST, VIEWER, error_text, template_db, tool_server, tool_settings  # noqa: F401
+from tests.support import ANALYST, VIEWER, error_text, template_db, tool_server, tool_settings  # noqa: F401
 
 pytestmark = pytest.mark.anyio
 

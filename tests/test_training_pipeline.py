@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOKIES_CSV
 
 from mcp_server.error_handling import InvalidRequestError, NotFoundError
 from mcp_server.mlflow_integration import MLflowExperimentTracker, RunStatus
@@ -24,6 +23,7 @@ from mcp_server.training_pipeline import (
     StageStatus,
     TrainingPipeline,
 )
+from tests.support import data_folder
 
 EXPERIMENT = "training_pipeline_tests"
 
@@ -96,7 +96,7 @@ def seed_example_pipeline(tracker, name: str, n_estimators: int) -> TrainingPipe
 
 def test_seed_example_runs_on_rookie_data_and_is_one_mlflow_run(tracker, name):
     pipeline = seed_example_pipeline(tracker, name, n_estimators=20)
-    run = pipeline.execute(data=pd.read_csv(ROOKIES_CSV))
+    run = pipeline.execute(data=pd.read_csv(data_folder() / "nba_logreg.csv"))
 
     assert run.status is PipelineStatus.COMPLETED and run.error is None
     assert run.end_time >= run.start_time

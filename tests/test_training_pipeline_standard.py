@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from conftest import SHARED_DATA
 
 from mcp_server.error_handling import InvalidRequestError, NotFoundError
 from mcp_server.mlflow_integration import MLflowExperimentTracker, RunStatus, get_mlflow_tracker
@@ -22,6 +21,7 @@ from mcp_server.training_pipeline import (
     promote_model,
     run_standard_pipeline,
 )
+from tests.support import data_folder
 
 SMALL_FOREST = {"n_estimators": 20}
 STUMP = {"max_depth": 1}
@@ -46,7 +46,7 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory, data_dir) -> Settings:
-    return Settings(data_home=tmp_path_factory.mktemp("home"), data_dirs=[SHARED_DATA, data_dir])
+    return Settings(data_home=tmp_path_factory.mktemp("home"), data_dirs=[data_folder(), data_dir])
 
 
 @pytest.fixture(scope="module")

@@ -48,10 +48,9 @@ def prepare_tracking_store(settings: Settings) -> bool:
             if is_migrated(db_path):
                 return False
             logger.info("migrating a fresh MLflow store at %s (first start only)", db_path)
-            import mcp_server.mlflow_integration  # noqa: F401  (sets MLflow's quiet-mode environment)
-            from mlflow import MlflowClient
+            from mcp_server.mlflow_integration import create_sqlite_store
 
-            MlflowClient(tracking_uri=str(settings.tracking_uri)).search_experiments(max_results=1)
+            create_sqlite_store(str(settings.tracking_uri))
             return True
         finally:
             fcntl.flock(lock_file, fcntl.LOCK_UN)

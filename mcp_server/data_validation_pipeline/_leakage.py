@@ -6,8 +6,9 @@ identifier_column  pandas' ``Unnamed: N`` index columns, integers unique per row
                    row order (gaps allowed), text unique (or nearly) per row
 datetime_column    datetime dtype, or text that parses as dates: as a feature it is a category with
                    one level per day; the finding suggests a time-ordered split
-entity_column      values repeating over many rows (a player, a game id): a random split puts the
-                   same entity on both sides; the finding suggests a group split
+entity_column      values repeating over many rows (a player's name or id, a game id): as a feature
+                   they let a model memorize the entity, and a random split puts the same entity on
+                   both sides; the finding says to drop it and suggests a group split
 derived_column     a numeric column equal to the sum or difference of two others in every row
 target_copy        a feature that is the target re-encoded (one-to-one)
 target_leak        a feature that alone predicts the target almost perfectly (cross-validated)
@@ -104,7 +105,7 @@ def structure_findings(
     df: pd.DataFrame, columns: list[str], *, in_use: bool, skip: set[str] = frozenset()
 ) -> list[Issue]:
     """Identifier, date and entity columns among ``columns``. ``in_use``: they are a model's
-    features, so identifiers and dates are errors (drop them), not warnings."""
+    features, so they are errors (drop them), not warnings."""
     severity: Severity = "error" if in_use else "warning"
     issues: list[Issue] = []
     for name in columns:
@@ -128,10 +129,10 @@ def structure_findings(
         reason = entity_reason(series, name)
         if reason:
             issues.append(Issue(
-                column=name, rule="entity_column", severity="info", count=int(series.nunique()),
-                message=f"column {_fmt(name)} names repeating entities ({reason}): a random split puts the same "
-                        f"{name} on both sides and rewards memorizing it; use split={{'kind': 'group', "
-                        f"'column': {_fmt(name)}}}"))
+                column=name, rule="entity_column", severity=severity, count=int(series.nunique()), drop=[name],
+                message=f"column {_fmt(name)} identifies repeating entities ({reason}): as a feature it lets a "
+                        f"model memorize them; drop it (drop=[{_fmt(name)}]), and to judge the model on entities "
+                        f"it has not seen use split={{'kind': 'group', 'column': {_fmt(name)}}}"))
     return issues
 
 

@@ -1,4 +1,5 @@
-"""Dataset schemas: data (TOML under config/schemas/), validated on load, writable back to TOML."""
+"""Dataset schemas: data (TOML; the packaged ones under mcp_server/config/schemas/), validated on load,
+writable back to TOML."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mcp_server.data_validation_pipeline._result import Severity
 from mcp_server.error_handling import ConfigurationError, InvalidRequestError, NotFoundError
-from mcp_server.settings import CONFIG_DIR
+from mcp_server._package_data import PACKAGED_SCHEMAS
 
 if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
     import pandas as pd
 
-SCHEMA_DIR = CONFIG_DIR / "schemas"
+SCHEMA_DIR = PACKAGED_SCHEMAS  # package data (importlib.resources)
 DtypeKind = Literal["int", "float", "numeric", "bool", "string", "category", "datetime", "any"]
 _SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -117,12 +120,15 @@ def _toml_value(value: Any) -> str:
     raise InvalidRequestError(f"cannot write {type(value).__name__} values to a schema")
 
 
-def list_schemas(*, schema_dir: Path | None = None) -> list[str]:
+def list_schemas(*, schema_dir: Path | Traversable | None = None) -> list[str]:
     folder = schema_dir or SCHEMA_DIR
-    return sorted(path.stem for path in folder.glob("*.toml")) if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    return sorted(entry.name.removesuffix(".toml") for entry in folder.iterdir()
+                  if entry.name.endswith(".toml") and entry.is_file())
 
 
-def load_schema(name: str, *, schema_dir: Path | None = None) -> DatasetSchema:
+def load_schema(name: str, *, schema_dir: Path | Traversable | None = None) -> DatasetSchema:
     """The schema ``<schema_dir>/<name>.toml``; names are plain identifiers, never paths."""
     folder = schema_dir or SCHEMA_DIR
     if not isinstance(name, str) or not _SCHEMA_NAME.match(name):

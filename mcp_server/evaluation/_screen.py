@@ -1,7 +1,7 @@
 """The first step of every tuning and pipeline job: screen the columns a model will use.
 
-Identifier and date columns among the features, and features (or pairs) that predict the target
-almost alone, are error-level findings. With ``leak_check='stop'`` (the default) they stop the job
+Identifier, date and entity columns among the features, and features (or pairs) that predict the
+target almost alone, are error-level findings. With ``leak_check='stop'`` (the default) they stop the job
 before any training, with the columns to drop; with ``'warn'`` the job goes on and its result
 carries ``leak_suspect`` warnings, so its model is flagged and never promoted by itself.
 """
@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 LeakCheck = Literal["stop", "warn"]
 _DROP_ADVICE = re.compile(r"; drop (?:it|them)\b")
-LEAK_RULES = frozenset({"identifier_column", "datetime_column", "target_copy", "target_leak", "pair_leak"})
+LEAK_RULES = frozenset({"identifier_column", "datetime_column", "entity_column", "target_copy", "target_leak",
+                        "pair_leak"})
 
 
 def screen_features(
@@ -69,9 +70,12 @@ def apply_leak_check(findings: list[Issue], leak_check: LeakCheck, *, drop_field
 def stop_message(findings: list[Issue], *, drop_field: str = "drop") -> str:
     drop = list(dict.fromkeys(c for issue in findings for c in issue.drop))
     dates = [issue.column for issue in findings if issue.rule == "datetime_column"]
+    entities = [issue.column for issue in findings if issue.rule == "entity_column"]
     lines = "; ".join(_DROP_ADVICE.split(issue.message, maxsplit=1)[0] for issue in findings)
     text = (f"data checks stopped this job before training: {lines}. Fix: {drop_field}={drop!r}")
     if dates:
         text += f" (and to test on later dates: split={{'kind': 'time', 'column': {dates[0]!r}}})"
+    if entities:
+        text += f" (and to test on unseen ones: split={{'kind': 'group', 'column': {entities[0]!r}}})"
     return text + ("; or pass leak_check='warn' to train anyway (the model is then flagged and never "
                    "promoted automatically)")

@@ -17,6 +17,7 @@ _os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 from ._compare import compare_runs, comparison_frame, lower_is_better  # noqa: E402
 from ._recovery import OWNER_TAG  # noqa: E402
+from ._store import create_sqlite_store  # noqa: E402
 from ._tracker import MLflowExperimentTracker, get_mlflow_tracker  # noqa: E402
 from ._types import MetricPoint, RunMetadata, RunStatus  # noqa: E402
 
@@ -28,6 +29,7 @@ __all__ = [
     "RunStatus",
     "compare_runs",
     "comparison_frame",
+    "create_sqlite_store",
     "get_mlflow_tracker",
     "lower_is_better",
 ]

@@ -72,8 +72,30 @@ def sqlite_path(tracking_uri: str) -> Path | None:
     return Path(tracking_uri.removeprefix("sqlite:///"))
 
 
-def ensure_sqlite_migrated(client, tracking_uri: str) -> None:
-    """Create and migrate a sqlite store once, under a file lock.
+def default_experiment_artifact_root(db_path: Path) -> Path:
+    """Where the Default experiment of a sqlite store keeps artifacts: beside the store file, as
+    every experiment the tracker creates does (MLflow would use ``./mlruns`` of the current folder)."""
+    return db_path.resolve().parent / "artifacts" / "Default"
+
+
+def create_sqlite_store(tracking_uri: str) -> None:
+    """Create and migrate a sqlite store whose Default experiment does not depend on the cwd.
+
+    Call under the store's file lock. A store that already has its schema is left as it is.
+    """
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    path = sqlite_path(tracking_uri)
+    if path is None:
+        raise InvalidRequestError(f"not a sqlite tracking URI: {tracking_uri!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with store_errors():
+        store = SqlAlchemyStore(tracking_uri, default_experiment_artifact_root(path).as_uri())
+        store.engine.dispose()
+
+
+def ensure_sqlite_migrated(tracking_uri: str) -> None:
+    """Create and migrate a sqlite store once, under a file lock, before a client opens it.
 
     Several processes opening a fresh store at once race in MLflow's migrations; the lock makes
     the first one migrate while the others wait, then find the schema ready.
@@ -88,8 +110,7 @@ def ensure_sqlite_migrated(client, tracking_uri: str) -> None:
         with open(path.with_name(path.name + ".lock"), "w") as lock_file:
             fcntl.flock(lock_file, fcntl.LOCK_EX)
             try:
-                with store_errors():
-                    client.search_experiments(max_results=1)
+                create_sqlite_store(tracking_uri)
             finally:
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
         _migrated.add(tracking_uri)

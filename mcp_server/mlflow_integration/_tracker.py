@@ -69,8 +69,8 @@ class MLflowExperimentTracker:
         if uri.startswith(("http://", "https://")):
             _store.configure_http_client(timeout)
             _store.probe_http(uri, timeout)
+        _store.ensure_sqlite_migrated(uri)  # before the client opens the file (cwd-free Default experiment)
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        _store.ensure_sqlite_migrated(client, uri)
         return client, MlflowModelStore(client, max_load_bytes=self.settings.max_data_bytes)
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:

@@ -45,8 +45,8 @@ class TrainingPipeline:
 
     A stage function receives, by parameter name, any of: ``config``, ``data``, ``run_id``,
     ``tracker``, ``should_stop``, ``pipeline_name`` and the outputs of earlier stages
-    (``validation_result``, ``prepared_data``, ``features``, ``trained_model``/``model``,
-    ``model_uri``, ``evaluation``/``metrics``, ``registration``, ``deployment``); a function
+    (``validation_result``, ``prepared_data``, ``features``, ``trained_model`` — what the training
+    stage returned — and ``model`` — the fitted estimator found in it —, ``model_uri``, ``evaluation``/``metrics``, ``registration``, ``deployment``); a function
     taking ``**kwargs`` receives them all. An evaluation stage that returns a dict of numbers
     sets the run's metrics.
     """
@@ -218,7 +218,9 @@ class TrainingPipeline:
         if stage is PipelineStage.MODEL_TRAINING:
             model = find_model(output)
             if model is not None:
-                available["trained_model"] = available["model"] = model
+                # trained_model stays what the stage returned (e.g. {"model": ..., ...}); model is the
+                # fitted estimator found in it, so both stage styles work.
+                available["model"] = model
                 if tracker is not None:
                     example = find_feature_frame(available.get("features"), available.get("prepared_data"))
                     run.model_uri = tracker.log_model(model, "model", input_example=example, run_id=run.run_id)

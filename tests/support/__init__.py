@@ -1,4 +1,5 @@
-"""Test helpers for servers built by ``build_server``: fast, isolated, real tracking stores.
+"""Test support (not shipped): helpers for servers built by ``build_server`` (fast, isolated, real
+tracking stores), loopback services, fake principals and pytest fixtures. Benchmarks import it too.
 
 A fresh sqlite MLflow store costs ~2 s of migrations; tests migrate one template per session and
 copy the file (about 1 MB) into each test's own data home instead.
@@ -21,7 +22,14 @@ from typing import Any
 from mcp_server.settings import Settings
 from tools._store import prepare_tracking_store
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from tests.support.data import (  # noqa: F401  (re-exported)
+    HAVE_NBA_DATA,
+    NBA_DATA,
+    NBA_DATA_REASON,
+    data_folder,
+    needs_nba_data,
+    synthetic_folder,
+)
 
 
 # --- loopback services -------------------------------------------------------------------------
@@ -106,7 +114,7 @@ def isolated_settings(data_home: Path, template_db: Path | None = None, **overri
     data_home.mkdir(parents=True, exist_ok=True)
     if template_db is not None and not (data_home / "mlflow.db").exists():
         shutil.copyfile(template_db, data_home / "mlflow.db")
-    overrides.setdefault("data_dirs", [SHARED_DATA])
+    overrides.setdefault("data_dirs", [data_folder()])
     return Settings(data_home=data_home, **overrides)
 
 
@@ -134,15 +142,11 @@ def data_folder_with_escapes(root: Path, players_csv: str) -> Path:
     return data
 
 
-# --- pytest fixtures (import them into a test module: ``from tools.testing import tool_server``) --
+# --- pytest fixtures (import them into a test module: ``from tests.support import tool_server``) --
 
-import pytest  # noqa: E402  (test-only module)
+import pytest  # noqa: E402
 
 from mcp_server import rbac  # noqa: E402
-
-needs_shared_data = pytest.mark.skipif(
-    not (SHARED_DATA / "nba_logreg.csv").exists(), reason="shared NBA data not present"
-)
 
 VIEWER = rbac.Principal("vera", {"viewer"})
 ANALYST = rbac.Principal("ann", {"analyst"})
