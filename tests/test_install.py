@@ -60,7 +60,8 @@ def test_the_wheel_ships_config_and_no_test_support(installed):
 
     names = zipfile.ZipFile(installed["wheel"]).namelist()
     assert {"mcp_server/config/server.toml", "mcp_server/config/roles.toml",
-            "mcp_server/config/schemas/player_stats.toml"} <= set(names)
+            "mcp_server/config/schemas/player_stats.toml", "mcp_server/config/schemas/nba_raptor.toml",
+            "mcp_server/datasets/packaged/nba_raptor.csv", "mcp_server/datasets/packaged/NOTICE.md"} <= set(names)
     assert not [n for n in names if n.startswith("tests/") or n == "tools/testing.py"]
     code = ("import mcp_server, tools, importlib.util as u; print(mcp_server.__file__); "
             "print(u.find_spec('tools.testing'), u.find_spec('tests'))")
@@ -70,7 +71,9 @@ def test_the_wheel_ships_config_and_no_test_support(installed):
 
 
 def test_demo_runs_from_an_unrelated_folder(installed):
-    run([str(installed["venv"] / "bin" / "nba-mcp"), "demo"], cwd=installed["cwd"], env=installed["env"])  # exits 0
+    done = run([str(installed["venv"] / "bin" / "nba-mcp"), "demo"], cwd=installed["cwd"], env=installed["env"])
+    # The built-in NBA data set, from the wheel, offline; its attribution travels with it.
+    assert "nba-mcp demo on 'nba:raptor'" in done.stdout and "FiveThirtyEight" in done.stdout and "CC BY 4.0" in done.stdout
     # The store and its artifacts live in the per-user data folder, never in the working directory.
     assert (installed["home"] / "data" / "nba-mcp" / "mlflow.db").exists()
     assert list(installed["cwd"].iterdir()) == []

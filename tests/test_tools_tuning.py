@@ -51,7 +51,7 @@ async def test_tuning_returns_the_result_and_reports_progress_per_trial(tool_ser
         ({"scoring": "r2"}, "scoring 'r2' does not fit task classification"),
         ({"dataset": "no_such_data"}, "dataset 'no_such_data' not found"),
         ({"dataset": "../../etc/passwd"}, "is not allowed"),
-        ({"dataset": "nba_logreg"}, "target is required for the file data set 'nba_logreg'"),
+        ({"dataset": "nba_logreg"}, "target is required for the data set 'nba_logreg'"),
         ({"space": {"max_depth": {"type": "int", "low": 9, "high": 2}}}, "max_depth"),
     ],
 )

@@ -216,8 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.set_defaults(handler=serve)
 
     demo_parser = commands.add_parser("demo", help="play an agent's session against a spawned server")
-    demo_parser.add_argument("--dataset", default="sklearn:breast_cancer", help="a data set name or a CSV path")
-    demo_parser.add_argument("--target", default=None, help="target column (default: 'target' for built-ins)")
+    demo_parser.add_argument("--dataset", default="nba:raptor",
+                             help="a data set name or a CSV path (default: the built-in NBA RAPTOR ratings)")
+    demo_parser.add_argument("--target", default=None,
+                             help="target column (default: predator_total for nba:raptor, 'target' for sklearn sets)")
     demo_parser.add_argument("--trials", type=int, default=12, help="tuning trials (default 12)")
     demo_parser.add_argument("--data-home", default=None, help="where the MLflow store lives (default: data_home)")
     demo_parser.set_defaults(handler=demo)

@@ -18,7 +18,7 @@ DatasetName = Annotated[
     Field(
         min_length=1,
         max_length=200,
-        description="A name from list_datasets, e.g. 'nba_logreg' or 'sklearn:breast_cancer'",
+        description="A name from list_datasets, e.g. 'nba:raptor', 'nba_logreg' or 'sklearn:breast_cancer'",
     ),
 ]
 TargetColumn = Annotated[
@@ -29,9 +29,10 @@ TargetColumn = Annotated[
 
 class DatasetEntry(BaseModel):
     name: str
-    source: Literal["file", "sklearn"]
+    source: Literal["file", "packaged", "sklearn"]
     format: str
     size_bytes: int | None = None
+    description: str | None = None
 
 
 class DatasetList(BaseModel):
@@ -62,7 +63,7 @@ def default_target(app: AppState, dataset: str, target: str | None) -> str:
     target = target or catalog(app).builtin_target(dataset)
     if target is None:
         raise InvalidRequestError(
-            f"target is required for the file data set {dataset!r}; name the column to predict"
+            f"target is required for the data set {dataset!r}; name the column to predict"
         )
     return target
 
@@ -92,11 +93,12 @@ def validate(app: AppState, request: ValidateRequest) -> ValidationResult:
 def register(server: MCPServer, app: AppState) -> None:
     @ml_tool(permission=rbac.Permission.READ, annotations=READ_ONLY)
     async def list_datasets() -> DatasetList:
-        """List the data sets you can train on: files in the configured data folders and sklearn built-ins."""
+        """List the data sets you can train on: the built-in NBA data (nba:raptor), files in the data folders and sklearn built-ins."""
         infos = await anyio.to_thread.run_sync(lambda: catalog(app).list())
         return DatasetList(
             datasets=[
-                DatasetEntry(name=i.name, source=i.source, format=i.format, size_bytes=i.size_bytes)
+                DatasetEntry(name=i.name, source=i.source, format=i.format, size_bytes=i.size_bytes,
+                             description=i.description)
                 for i in infos
             ]
         )

@@ -1,8 +1,18 @@
 """``nba-mcp demo``: play an agent's session against a spawned server, as a real MCP client would.
 
-The server runs as a subprocess over stdio on the embedded store (sqlite under data_home). The
-session: list/describe/validate data → start an experiment → tune (progress shown) → train a
-baseline and a tuned model → compare them → promote the winner → predict → how to open the UI.
+The server runs as a subprocess over stdio on the embedded store (sqlite under data_home). By
+default the session works on the built-in NBA data set ``nba:raptor`` (FiveThirtyEight RAPTOR,
+CC BY 4.0) and predicts a player-season's PREDATOR rating (FiveThirtyEight's forward-looking
+impact rating) from his box-score impact, minutes, possessions and pace:
+
+list → describe → validate (the server names the player columns and the additive leaks) → a naive
+call, stopped by the data checks → the same call forced to train anyway, flagged and not promoted →
+tune with a group-by-player split → train a baseline and the tuned model on the holdout the search
+never saw → compare → promote the winner → predict for real player-seasons → open the MLflow UI.
+
+Any other data set (``--dataset``: a catalog name, ``sklearn:iris``, or a CSV path) follows the same
+script, driven by what the server reports: it drops ``suggested_drop`` and splits by the first
+entity column it names.
 """
 
 from __future__ import annotations
@@ -17,11 +27,17 @@ import anyio
 from mcp import Client, StdioServerParameters
 
 EXPERIMENT = "nba-mcp-demo"
+DEFAULT_DATASET = "nba:raptor"
+DEFAULT_TARGET = "predator_total"
+# For nba:raptor: box-score impact, playing time and pace. Not the on/off, RAPTOR, WAR or PREDATOR
+# columns: they share the target's inputs (PREDATOR blends box-score and on/off information).
+RAPTOR_FEATURES = ["season", "poss", "mp", "raptor_box_offense", "raptor_box_defense", "pace_impact"]
+RAPTOR_EXAMPLES = [("Nikola Jokic", 2022), ("Stephen Curry", 2016), ("Rudy Gobert", 2019)]
 DEMO_SPACE = {
     "n_estimators": {"type": "int", "low": 50, "high": 200, "log": True},
-    "max_depth": {"type": "categorical", "choices": [None, 4, 8, 16]},
-    "min_samples_leaf": {"type": "int", "low": 1, "high": 10},
-    "max_features": {"type": "categorical", "choices": ["sqrt", "log2"]},
+    "max_depth": {"type": "categorical", "choices": [None, 6, 12, 24]},
+    "min_samples_leaf": {"type": "int", "low": 1, "high": 20},
+    "max_features": {"type": "categorical", "choices": ["sqrt", 1.0]},
 }
 
 
@@ -46,6 +62,13 @@ async def call(client: Client, tool: str, args: dict[str, Any], **kwargs: Any) -
     return result.structured_content or {}
 
 
+async def job_result(client: Client, job: dict[str, Any], on_progress: Any = None) -> dict[str, Any]:
+    while not job["done"]:
+        say(f"  job {job['job_id']} still {job['state']}; polling get_job")
+        job = await call(client, "get_job", {"job_id": job["job_id"], "wait_seconds": 40}, progress_callback=on_progress)
+    return job["result"]
+
+
 def resolve_dataset(dataset: str) -> tuple[str, Path | None]:
     """A catalog name, plus the folder to serve when ``dataset`` is a path to a file."""
     path = Path(dataset).expanduser()
@@ -65,96 +88,112 @@ def server_parameters(data_home: Path, extra_data_dir: Path | None) -> StdioServ
     return StdioServerParameters(command=sys.executable, args=["-m", "tools.cli", "serve"], env=env)
 
 
-def identifier_columns(description: dict[str, Any], target: str | None) -> list[str]:
-    """Text columns with a value per row or so (player names): labels, not features."""
-    rows = description["n_rows"]
-    return [
-        c["name"] for c in description["columns"]
-        if c["name"] != target and c["dtype"] in ("object", "str", "string") and c["n_unique"] > rows / 2
-    ]
-
-
-def sample_rows(dataset: str, data_dir: Path | None, target: str, drop: list[str], n: int = 3) -> list[dict]:
-    """A few feature rows for predict, read on the client side as an agent's caller would."""
+def load_frame(dataset: str, data_dir: Path | None):
+    """The data set as the caller holds it (to pick rows to predict), read on the client side."""
     import pandas as pd
 
+    from mcp_server.datasets import DatasetCatalog
+    from mcp_server.settings import Settings
+
     if data_dir is not None:
-        frame = next(pd.read_csv(p) for p in data_dir.glob(f"{dataset}.csv"))
-    elif dataset.removeprefix("sklearn:") in ("iris", "breast_cancer", "wine", "diabetes"):
-        import sklearn.datasets
-
-        loader = getattr(sklearn.datasets, f"load_{dataset.removeprefix('sklearn:')}")
-        frame = loader(as_frame=True).frame
-        frame = frame.rename(columns={frame.columns[-1]: "target"})
-    else:
-        from mcp_server.datasets import DatasetCatalog
-        from mcp_server.settings import Settings
-
-        frame = DatasetCatalog(Settings()).load(dataset)
-    rows = frame.drop(columns=[target, *drop]).sample(n, random_state=0)
-    return json.loads(rows.to_json(orient="records"))
+        return next(pd.read_csv(p) for p in data_dir.glob(f"{dataset}.csv"))
+    return DatasetCatalog(Settings()).load(dataset)
 
 
-async def session(params: StdioServerParameters, dataset: str, data_dir: Path | None, target: str | None, trials: int) -> None:
+def example_rows(dataset: str, frame, n: int = 3):
+    """Real rows to predict: well-known player-seasons for nba:raptor, else a seeded sample."""
+    if dataset == DEFAULT_DATASET:
+        picked = [frame[(frame.player_name == name) & (frame.season == season)] for name, season in RAPTOR_EXAMPLES]
+        import pandas as pd
+
+        rows = pd.concat(picked)
+        if len(rows) == len(RAPTOR_EXAMPLES):
+            return rows
+    return frame.sample(n, random_state=0)
+
+
+def short(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
+
+
+async def session(params: StdioServerParameters, dataset: str, data_dir: Path | None, target: str | None,
+                  trials: int) -> None:
     async with Client(params) as client:
         tools = await client.list_tools()
         say(f"Connected over stdio: {len(tools.tools)} tools ({', '.join(t.name for t in tools.tools)})")
 
+        async def on_progress(current: float, total: float | None, message: str | None) -> None:
+            say(f"    … {message}")
+
+        # 1. What data is there, what is it, what is wrong with it.
         listed = await call(client, "list_datasets", {})
         say("  data sets: " + ", ".join(d["name"] for d in listed["datasets"]))
-
         described = await call(client, "describe_dataset", {"name": dataset, **({"target": target} if target else {})})
         target_info = described.get("target") or {}
         target = target or target_info.get("column")
         if not target:
             raise DemoError(f"name the target column of {dataset!r} with --target")
-        say(f"  {described['n_rows']} rows × {described['n_columns']} columns; target {target!r}: "
-            f"{target_info.get('task')} {target_info.get('class_counts') or ''}")
-        drop = identifier_columns(described, target)
-        if drop:
-            say(f"  leaving out identifier-like columns: {', '.join(drop)}")
+        say(f"  {described['n_rows']} rows × {described['n_columns']} columns; target {target!r}: {target_info.get('task')}")
+        if described.get("attribution"):
+            say(f"  {described['attribution']}")
 
         report = await call(client, "validate_data", {"request": {"dataset": dataset, "target": target}})
         say(f"  passed={report['passed']} issues={report['summary']}")
-        for issue in report["issues"][:3]:
-            say(f"   - [{issue['severity']}] {issue['message']}")
-        if not report["passed"]:
-            raise DemoError("validation failed; fix the data before training")
+        for issue in report["issues"]:
+            if issue["rule"] in ("identifier_column", "entity_column", "datetime_column", "derived_column",
+                                 "target_copy", "target_leak", "pair_leak"):
+                say(f"   - [{issue['severity']}] {issue['message']}")
+        entities = [i["column"] for i in report["issues"] if i["rule"] == "entity_column"]
+        groups = [c for c in entities if c.endswith("_id")] or entities
+        split = {"kind": "group", "column": groups[0]} if groups else {"kind": "kfold"}
+        features = RAPTOR_FEATURES if dataset == DEFAULT_DATASET and target == DEFAULT_TARGET else None
+        drop = [c for c in report["suggested_drop"] if c != split.get("column") and (features is None or c in features)]
+        model_name = f"{dataset.replace(':', '-').replace('/', '_')}-{target}"[:100]
+        pipeline = {"dataset": dataset, "target": target, "estimator": "random_forest", "model_name": model_name,
+                    "experiment_name": EXPERIMENT, "cv_folds": 3, "seed": 42}
 
+        # 2. The call an agent that knows nothing would make: every column, a random split.
+        say("\nA naive call: every other column as a feature, a random split.")
+        naive = await job_result(client, await call(client, "run_pipeline", {"request": pipeline}))
+        if naive["status"] == "FAILED":
+            say(f"  stopped: {naive['error']}")
+            forced = await job_result(client, await call(client, "run_pipeline", {"request": {
+                **pipeline, "leak_check": "warn", "run_name": f"{model_name}-naive"}}))
+            say(f"  trained anyway: {short({k: v for k, v in forced['metrics'].items() if not k.startswith('cv_')})}")
+            say(f"  flagged: {', '.join(dict.fromkeys(w['code'] for w in forced['warnings']))}; "
+                f"v{forced['model_version']} registered, champion: {forced['promotion']['promoted']} "
+                f"({forced['promotion']['reason'][:120]}…)")
+        else:
+            say(f"  status {naive['status']}, warnings: {[w['code'] for w in naive['warnings']]}")
+
+        # 3. The honest call: the columns the server named left out, a split by entity.
+        chosen = {"features": features} if features else {"drop": drop or None}
+        chosen = {k: v for k, v in chosen.items() if v}
+        say(f"\nThe corrected setup: {json.dumps(chosen)}; split {json.dumps(split)}")
         experiment = await call(client, "start_experiment", {"request": {"name": EXPERIMENT}})
         say(f"  experiment {experiment['name']!r} (id {experiment['experiment_id']}, "
             f"{'created' if experiment['created'] else 'reused'})")
+        tune_request = {"dataset": dataset, "target": target, **chosen, "split": split, "estimator": "random_forest",
+                        "strategy": "random", "space": DEMO_SPACE, "cv_folds": 3, "max_trials": trials, "seed": 42,
+                        "experiment_name": EXPERIMENT}
+        tuned = await job_result(client, await call(client, "tune_hyperparameters", {"request": tune_request},
+                                                    progress_callback=on_progress), on_progress)
+        say(f"  best {tuned['scoring']} {tuned['best_score']:.4f} ({tuned['cv']}) after {tuned['n_trials']} trials "
+            f"with {tuned['best_params']}; holdout of {tuned['split']['n_test']} rows kept out "
+            f"(digest {tuned['split']['test_digest']})")
 
-        async def on_progress(current: float, total: float | None, message: str | None) -> None:
-            say(f"    … {message}")
-
-        tune_request = {"dataset": dataset, "target": target, "drop": drop or None, "estimator": "random_forest",
-                        "strategy": "random", "space": DEMO_SPACE, "cv_folds": 3, "max_trials": trials,
-                        "seed": 42, "experiment_name": EXPERIMENT}
-        job = await call(client, "tune_hyperparameters", {"request": {k: v for k, v in tune_request.items() if v is not None}},
-                         progress_callback=on_progress)
-        while not job["done"]:
-            say(f"  job {job['job_id']} still {job['state']}; polling get_job")
-            job = await call(client, "get_job", {"job_id": job["job_id"], "wait_seconds": 30}, progress_callback=on_progress)
-        tuned = job["result"]
-        say(f"  best {tuned['scoring']} {tuned['best_score']:.4f} after {tuned['n_trials']} trials "
-            f"with {tuned['best_params']} (parent run {tuned['parent_run_id']})")
-
-        model_name = f"{dataset.removeprefix('sklearn:').replace('/', '_')}-demo"
-        base = {"dataset": dataset, "target": target, "drop": drop, "estimator": "random_forest",
-                "model_name": model_name, "promote": False, "experiment_name": EXPERIMENT, "seed": 42}
         runs = {}
         for label, params in (("baseline", {}), ("tuned", tuned["best_params"])):
-            job = await call(client, "run_pipeline", {"request": {**base, "params": params, "run_name": f"{model_name}-{label}"}},
-                             progress_callback=on_progress)
-            while not job["done"]:
-                job = await call(client, "get_job", {"job_id": job["job_id"], "wait_seconds": 30})
-            result = job["result"]
+            request = {**pipeline, **chosen, "split": split, "params": params, "promote": False,
+                       "run_name": f"{model_name}-{label}"}
+            result = await job_result(client, await call(client, "run_pipeline", {"request": request},
+                                                         progress_callback=on_progress))
             if result["status"] != "COMPLETED":
                 raise DemoError(f"pipeline {label} {result['status']}: {result['error']}")
             runs[label] = result
-            shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result["metrics"].items()))
-            say(f"  {label}: run {result['run_id']}, {model_name} v{result['model_version']}: {shown}")
+            say(f"  {label}: run {result['run_id']}, {model_name} v{result['model_version']}: {short(result['metrics'])}; "
+                f"warnings: {[w['code'] for w in result['warnings']] or 'none'}; test rows {result['split']['n_test']} "
+                f"(digest {result['split']['test_digest']})")
 
         comparison = await call(client, "compare_runs", {"run_ids": [runs["baseline"]["run_id"], runs["tuned"]["run_id"]]})
         metric = runs["tuned"]["primary_metric"]
@@ -162,13 +201,21 @@ async def session(params: StdioServerParameters, dataset: str, data_dir: Path | 
         say(f"  {metric}: tuned − baseline = {line['diff'][runs['tuned']['run_id']]:+.4f}; "
             f"differing params: {', '.join(comparison['params_differ']) or 'none'}")
         winner = "tuned" if line["best_run"] == runs["tuned"]["run_id"] else "baseline"
-
-        decision = await call(client, "promote_model", {"request": {"model_name": model_name, "version": runs[winner]["model_version"]}})
+        decision = await call(client, "promote_model", {"request": {"model_name": model_name,
+                                                                    "version": runs[winner]["model_version"]}})
         say(f"  {winner} v{decision['version']} → champion: {decision['promoted']} ({decision['reason']})")
 
-        rows = sample_rows(dataset, data_dir, target, drop)
-        predicted = await call(client, "predict", {"model_name": model_name, "rows": rows, "probabilities": target_info.get("task") == "classification"})
-        say(f"  predictions for {len(rows)} rows: {predicted['predictions']}")
+        # 4. Use it.
+        frame = load_frame(dataset, data_dir)
+        rows = example_rows(dataset, frame)
+        inputs = rows[features] if features else rows.drop(columns=[target, *drop, split.get("column")] if split.get("column") else [target, *drop])
+        predicted = await call(client, "predict", {"model_name": model_name, "rows": json.loads(inputs.to_json(orient="records")),
+                                                   "probabilities": target_info.get("task") == "classification"})
+        for (_, row), value in zip(rows.iterrows(), predicted["predictions"], strict=True):
+            who = f"{row['player_name']} {row['season']}" if "player_name" in row else f"row {row.name}"
+            say(f"  {who}: predicted {target} {value if isinstance(value, str) else round(value, 3)}, actual {row[target]}")
+        for warning in predicted.get("row_warnings", []):
+            say(f"   - row {warning['row']}: {warning['message']}")
 
         health = await call(client, "server_health", {})
         say(f"  server {health['version']} status={health['status']} tools called={sum(t['calls'] for t in health['tools'].values())}")
@@ -180,6 +227,8 @@ def run_demo(*, dataset: str, target: str | None, trials: int, data_home: str | 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     home = Path(data_home).expanduser().resolve() if data_home else Settings().data_home
     name, data_dir = resolve_dataset(dataset)
+    if name == DEFAULT_DATASET and target is None:
+        target = DEFAULT_TARGET
     say(f"nba-mcp demo on {name!r}; MLflow store: sqlite:///{home / 'mlflow.db'}")
     try:
         anyio.run(session, server_parameters(home, data_dir), name, data_dir, target, trials)

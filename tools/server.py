@@ -217,7 +217,7 @@ def _register_prompts(server: MCPServer) -> None:
         description="Walk through validate → tune → train → compare → promote for one data set.",
     )
     def train_and_promote(
-        dataset: str = "breast_cancer", target: str = "target", model_name: str = "nba_model"
+        dataset: str = "nba:raptor", target: str = "predator_total", model_name: str = "nba_model"
     ) -> str:
         return f"""\
 Build and promote a model for the data set "{dataset}" (target column "{target}"), step by step:

@@ -14,7 +14,7 @@ from mcp_server.jobs import JobContext
 from tools._decorators import CREATES, ml_tool, register_tools
 from tools._preflight import check_tune_request
 from tools._state import AppState
-from tools.data import DatasetName, load_training_data
+from tools.data import DatasetName, catalog, load_training_data
 from tools.jobs import JobView, StartWaitSeconds, start_job
 
 EstimatorName = Literal[tuple(REGISTRY)]  # the allow-list: the schema shows the choices
@@ -205,6 +205,7 @@ def tuning_work(app: AppState, request: TuneRequest):
             split=request.split,
             leak_check=request.leak_check,
             dataset=request.dataset,
+            dataset_source=catalog(app).source(request.dataset),
         )
         if result.warnings:
             codes = ", ".join(dict.fromkeys(w.code for w in result.warnings))

@@ -202,6 +202,18 @@ def check_schema_columns(df: pd.DataFrame, schema: DatasetSchema) -> list[Issue]
     return issues
 
 
+def check_schema_splits(df: pd.DataFrame, schema: DatasetSchema) -> list[Issue]:
+    """The splits the schema declares (a group column, a time column), as advice."""
+    splits = [f"{{'kind': '{kind}', 'column': '{column}'}}"
+              for kind, column in (("group", schema.group_column), ("time", schema.time_column))
+              if column is not None and column in df.columns]
+    if not splits:
+        return []
+    return [Issue(rule="suggested_split", severity="info", column=schema.group_column or schema.time_column,
+                  message=f"schema {schema.name!r}: rows repeat entities or follow time; evaluate with "
+                          f"split={' or split='.join(splits)} so the test rows are new players or later seasons")]
+
+
 def check_column_rule(series: pd.Series, name: str, rule: ColumnRule) -> list[Issue]:
     if not dtype_matches(series, rule.dtype):
         return [Issue(column=name, rule="dtype", severity="error", count=len(series),

@@ -102,7 +102,7 @@ class DataValidationPipeline:
         min_rows = resolved.min_rows if resolved and resolved.min_rows is not None else config.min_rows
         issues += checks.check_min_rows(df, min_rows)
         if resolved is not None:
-            issues += checks.check_schema_columns(df, resolved)
+            issues += checks.check_schema_columns(df, resolved) + checks.check_schema_splits(df, resolved)
         in_use = features is not None
         columns = [str(c) for c in (features if in_use else df.columns) if c != target]
         structure: list[Issue] = []

@@ -61,6 +61,8 @@ class DatasetSchema(BaseModel):
     min_class_fraction: float | None = Field(default=None, ge=0, le=0.5)
     class_balance_severity: Severity = "warning"
     identifier_columns: list[str] = Field(default_factory=list)
+    group_column: str | None = Field(default=None, description="The entity rows belong to: split by it (kind group)")
+    time_column: str | None = Field(default=None, description="The time order of the rows (kind time)")
     allow_extra_columns: bool = True
     columns: dict[str, ColumnRule] = Field(default_factory=dict)
 

@@ -1,5 +1,8 @@
 """Tabular data sets by name: files in the configured folders plus a few scikit-learn built-ins.
 
+Packaged (shipped in the wheel, with their attribution): ``nba:raptor``, FiveThirtyEight's RAPTOR
+player ratings 2014-2022 (CC BY 4.0; see ``packaged/NOTICE.md``).
+
 Names: a file stem (``nba_logreg``), a file name (``nba_logreg.csv``) or a path relative to one of
 ``settings.data_dirs`` (``sub/file.parquet``); built-ins as ``sklearn:iris`` or plainly ``iris``
 when no file has that name. The first folder in ``data_dirs`` that has the name wins.
@@ -23,6 +26,7 @@ from mcp_server.datasets._catalog import (
     DatasetCatalog,
     DatasetInfo,
 )
+from mcp_server.datasets._packaged import NBA_PREFIX, PACKAGED_DATASETS, PackagedDataset, packaged_dataset
 from mcp_server.datasets._describe import (
     ColumnSummary,
     DatasetDescription,
@@ -35,6 +39,10 @@ __all__ = [
     "FILE_FORMATS",
     "SKLEARN_DATASETS",
     "SKLEARN_PREFIX",
+    "NBA_PREFIX",
+    "PACKAGED_DATASETS",
+    "PackagedDataset",
+    "packaged_dataset",
     "TARGET_COLUMN",
     "ColumnSummary",
     "DatasetCatalog",

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, Field
 
 from mcp_server.datasets._describe import DatasetDescription, bounded_list, describe_frame
+from mcp_server.datasets._packaged import NBA_PREFIX, PACKAGED_DATASETS, packaged_dataset, read_packaged
 from mcp_server.error_handling import (
     ExecutionError,
     InvalidRequestError,
@@ -21,6 +22,8 @@ from mcp_server.settings import Settings
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from mcp_server.mlflow_integration import DatasetSource
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +43,11 @@ CACHE_SIZE = 8
 
 class DatasetInfo(BaseModel):
     name: str
-    source: Literal["file", "sklearn"]
+    source: Literal["file", "packaged", "sklearn"]
     path: str | None = Field(default=None, description="Relative to its data folder")
     size_bytes: int | None = None
     format: Literal["csv", "parquet", "sklearn"]
+    description: str | None = None
 
 
 class DatasetCatalog:
@@ -78,6 +82,9 @@ class DatasetCatalog:
                         format=FILE_FORMATS[path.suffix.lower()],  # type: ignore[arg-type]
                     )
                 )
+        for packaged in PACKAGED_DATASETS.values():
+            infos.append(DatasetInfo(name=packaged.full_name, source="packaged", format="csv",
+                                     description=packaged.description))
         for name in SKLEARN_DATASETS:
             infos.append(DatasetInfo(name=f"{SKLEARN_PREFIX}{name}", source="sklearn", format="sklearn"))
         return infos
@@ -137,10 +144,27 @@ class DatasetCatalog:
     # --- loading -------------------------------------------------------------------------
     def load(self, name: str) -> pd.DataFrame:
         """A fresh copy of the data set (callers may mutate it)."""
+        if isinstance(name, str) and name.startswith(NBA_PREFIX):
+            return self._load_packaged(name)
         builtin = self._builtin_name(name)
         if builtin is not None:
             return self._load_sklearn(name, builtin)
         return self._load_file(name, self.resolve_path(name))
+
+    def _load_packaged(self, name: str) -> pd.DataFrame:
+        dataset = packaged_dataset(name)
+        if dataset is None:
+            raise NotFoundError(
+                f"dataset {name!r} not found; packaged datasets: {', '.join(d.full_name for d in PACKAGED_DATASETS.values())}"
+            )
+        key = (dataset.full_name, 0, 0)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key].copy()
+        frame = read_packaged(dataset)
+        self._remember(key, frame)
+        return frame.copy()
 
     def _builtin_name(self, name: str) -> str | None:
         """The built-in data set ``name`` stands for, or None if it names a file (or nothing)."""
@@ -149,6 +173,19 @@ class DatasetCatalog:
         if name in SKLEARN_DATASETS and self._find_file(name) is None:
             return name
         return None
+
+    def source(self, name: str) -> DatasetSource:
+        """Where ``name`` comes from, for the MLflow dataset input (a name in the data folders, never
+        the server's absolute path)."""
+        from mcp_server.mlflow_integration import DatasetSource
+
+        packaged = packaged_dataset(name)
+        if packaged is not None:
+            return DatasetSource(kind="url", location=packaged.source_url, attribution=packaged.attribution)
+        builtin = self._builtin_name(name)
+        if builtin is not None and builtin in SKLEARN_DATASETS:
+            return DatasetSource(kind="code", location=f"sklearn.datasets.{SKLEARN_DATASETS[builtin][0]}")
+        return DatasetSource(kind="local", location=name)
 
     def builtin_target(self, name: str) -> str | None:
         """The target column of a built-in data set (``target``); None for a file data set."""
@@ -246,6 +283,10 @@ class DatasetCatalog:
             frame, label = self.load(name_or_df), name or name_or_df
             if target is None:
                 target = self.builtin_target(name_or_df)
-        return describe_frame(frame, name=label, target=target)
+        description = describe_frame(frame, name=label, target=target)
+        packaged = packaged_dataset(label)
+        if packaged is not None:
+            description.description, description.attribution = packaged.description, packaged.attribution
+        return description
 
 

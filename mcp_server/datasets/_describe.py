@@ -51,6 +51,8 @@ FINDING_RULES = ("identifier_column", "datetime_column", "entity_column", "deriv
 
 class DatasetDescription(BaseModel):
     name: str
+    description: str | None = Field(default=None, description="What the data set is (packaged data sets)")
+    attribution: str | None = Field(default=None, description="Source, license and changes (packaged data sets)")
     n_rows: int
     n_columns: int
     columns: list[ColumnSummary]

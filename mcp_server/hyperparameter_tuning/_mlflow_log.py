@@ -19,7 +19,7 @@ from typing import Any
 from mcp_server.error_handling import InvalidRequestError
 from mcp_server.evaluation import record_evaluation
 from mcp_server.hyperparameter_tuning._space import SearchSpace
-from mcp_server.hyperparameter_tuning._types import TrialRecord, TrialState, TuningResult
+from mcp_server.hyperparameter_tuning._types import SearchedData, TrialRecord, TrialState, TuningResult
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,8 @@ class TuningRunLogger:
         self.parent_run_id: str | None = None
         self._children: dict[int, Future | str] = {}
 
-    def start(self, *, run_name: str, params: dict[str, Any], resume_from: str | None = None) -> str:
+    def start(self, *, run_name: str, params: dict[str, Any], resume_from: str | None = None,
+              searched_data: SearchedData | None = None) -> str:
         if resume_from:
             self._check_resumable(resume_from, params)
             self.parent_run_id = resume_from
@@ -50,6 +51,9 @@ class TuningRunLogger:
         self.tracker.log_params(logged, run_id=self.parent_run_id)
         if len(str(params.get("space", ""))) > _MAX_PARAM:
             self.tracker.log_dict({"space": params["space"]}, "space.json", run_id=self.parent_run_id)
+        if searched_data is not None:
+            self.tracker.log_dataset(searched_data.frame, name=searched_data.name, source=searched_data.source,
+                                     context="training", targets=searched_data.target, run_id=self.parent_run_id)
         return self.parent_run_id
 
     def _check_resumable(self, run_id: str, params: dict[str, Any]) -> None:

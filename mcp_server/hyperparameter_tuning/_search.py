@@ -25,6 +25,7 @@ from mcp_server.hyperparameter_tuning._strategies import make_strategy
 from mcp_server.hyperparameter_tuning._types import (
     Direction,
     OnTrialError,
+    SearchedData,
     StopReason,
     TrialRecord,
     TrialState,
@@ -64,6 +65,7 @@ class SearchRequest:
     split: SplitRecord | None = None  # the holdout kept out of this search
     warnings: list[ModelWarning] = field(default_factory=list)
     near_perfect_score: float = DEFAULT_NEAR_PERFECT
+    searched_data: SearchedData | None = None  # recorded as the parent's dataset input
 
 
 def _stop_check(should_stop: Any) -> Callable[[], bool] | None:
@@ -103,7 +105,7 @@ def run_search(req: SearchRequest) -> TuningResult:
     if run_logger is not None:
         parent_run_id = run_logger.start(
             run_name=req.run_name or f"tune-{req.strategy}-{req.objective}",
-            params=_parent_params(req), resume_from=req.resume_from,
+            params=_parent_params(req), resume_from=req.resume_from, searched_data=req.searched_data,
         )
     try:
         fold_tasks = req.pruner is None and req.evaluator.n_folds > 1

@@ -38,7 +38,7 @@ from mcp_server.hyperparameter_tuning._pruning import make_pruner
 from mcp_server.hyperparameter_tuning._search import SearchRequest, run_search
 from mcp_server.hyperparameter_tuning._space import DEFAULT_MAX_GRID_SIZE, SearchSpace
 from mcp_server.hyperparameter_tuning._strategies import STRATEGIES
-from mcp_server.hyperparameter_tuning._types import Direction, OnTrialError, TuningResult
+from mcp_server.hyperparameter_tuning._types import Direction, OnTrialError, SearchedData, TuningResult
 
 logger = logging.getLogger(__name__)
 
@@ -132,14 +132,15 @@ class HyperparameterTuner:
         resume_from: str | None = None, run_name: str | None = None,
         on_trial_error: OnTrialError | str | None = None, early_stopping_patience: int | None = None,
         split: SplitSpec | Mapping[str, Any] | None = None, leak_check: LeakCheck = "stop",
-        dataset: str = "dataset",
+        dataset: str = "dataset", dataset_source: Any = None,
     ) -> TuningResult:
         """Tune an sklearn estimator (or an allow-listed estimator name) by cross-validated ``scoring``.
 
         First the columns are screened for identifiers, dates and target leaks (``leak_check``).
         ``split`` (a ``SplitSpec``) holds out ``test_size`` of the rows, never seen by the search,
         and folds the rest by kind (kfold / group / time, its column never a feature); without it
-        every row of X is cross-validated by (stratified) k-fold."""
+        every row of X is cross-validated by (stratified) k-fold. ``dataset_source`` (a
+        ``DatasetSource``): the rows searched are recorded as the parent run's dataset input."""
         folds = check_cv_folds(cv_folds, max_folds=self._max_cv_folds(), allow_holdout=False)
         _check_xy(X, y)
         if error_score != "raise" and not isinstance(error_score, numbers.Real):
@@ -164,7 +165,9 @@ class HyperparameterTuner:
                          timeout=timeout, n_jobs=n_jobs, on_trial=on_trial, should_stop=should_stop,
                          pruning=pruning, resume_from=resume_from, run_name=run_name,
                          on_trial_error=on_trial_error, early_stopping_patience=early_stopping_patience,
-                         split=data.split, warnings=warnings)
+                         split=data.split, warnings=warnings,
+                         searched_data=SearchedData(dataset, dataset_source, data.X.assign(**{str(data.y.name): data.y}),
+                                                    str(data.y.name)) if dataset_source is not None else None)
 
     # --- internals ----------------------------------------------------------------------------
     def _search_callables(
@@ -195,6 +198,7 @@ class HyperparameterTuner:
         resume_from: str | None = None, run_name: str | None = None, on_trial_error: Any = None,
         early_stopping_patience: int | None = None, dask_address: str | None = None, backend: str | None = None,
         split: SplitRecord | None = None, warnings: list[ModelWarning] | None = None,
+        searched_data: SearchedData | None = None,
     ) -> TuningResult:
         if strategy not in STRATEGIES:
             raise InvalidRequestError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
@@ -217,6 +221,7 @@ class HyperparameterTuner:
             on_trial_error=_on_trial_error(on_trial_error) if on_trial_error is not None else self.on_trial_error,
             on_trial=on_trial, should_stop=should_stop, tracker=self._tracker(),
             resume_from=resume_from, run_name=run_name, split=split, warnings=list(warnings or []),
+            searched_data=searched_data,
             near_perfect_score=getattr(self.settings, "near_perfect_score", DEFAULT_NEAR_PERFECT),
         )
         result = run_search(request)

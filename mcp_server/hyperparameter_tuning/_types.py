@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import math
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from mcp_server.evaluation import ModelWarning, SplitRecord
+
+
+class SearchedData(NamedTuple):
+    """The rows a search used, recorded as its parent run's dataset input."""
+
+    name: str
+    source: Any  # mlflow_integration.DatasetSource
+    frame: Any  # features and target of the searched rows
+    target: str
 
 
 class TrialState(str, Enum):

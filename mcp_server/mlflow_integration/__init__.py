@@ -19,13 +19,15 @@ from ._compare import compare_runs, comparison_frame, lower_is_better  # noqa: E
 from ._recovery import OWNER_TAG  # noqa: E402
 from ._store import create_sqlite_store  # noqa: E402
 from ._tracker import MLflowExperimentTracker, get_mlflow_tracker  # noqa: E402
-from ._types import MetricPoint, RunMetadata, RunStatus  # noqa: E402
+from ._types import DatasetRef, DatasetSource, MetricPoint, RunMetadata, RunStatus  # noqa: E402
 
 __all__ = [
     "OWNER_TAG",
     "MLflowExperimentTracker",
     "MetricPoint",
     "RunMetadata",
+    "DatasetRef",
+    "DatasetSource",
     "RunStatus",
     "compare_runs",
     "comparison_frame",

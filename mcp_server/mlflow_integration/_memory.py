@@ -25,6 +25,7 @@ from mlflow.entities import (
     Run,
     RunData,
     RunInfo,
+    RunInputs,
     RunTag,
     ViewType,
 )
@@ -46,6 +47,7 @@ class InMemoryClient:
         self._params: dict[str, dict[str, str]] = defaultdict(dict)
         self._tags: dict[str, dict[str, str]] = defaultdict(dict)
         self._history: dict[str, dict[str, list[Metric]]] = defaultdict(lambda: defaultdict(list))
+        self._inputs: dict[str, list[Any]] = defaultdict(list)
         self._artifact_dir = Path(tempfile.mkdtemp(prefix="nba-mcp-mock-"))
         self.tracking_uri = "memory://"
 
@@ -137,6 +139,11 @@ class InMemoryClient:
                 run_name=info.run_name,
             )
 
+    def log_inputs(self, run_id: str, datasets=None, models=None) -> None:
+        with self._lock:
+            self._info(run_id)
+            self._inputs[run_id].extend(datasets or [])
+
     def get_run(self, run_id: str) -> Run:
         with self._lock:
             info = self._info(run_id)
@@ -146,7 +153,7 @@ class InMemoryClient:
                 params=[Param(k, v) for k, v in self._params[run_id].items()],
                 tags=[RunTag(k, v) for k, v in self._tags[run_id].items()],
             )
-            return Run(info, data)
+            return Run(info, data, RunInputs(dataset_inputs=list(self._inputs[run_id])))
 
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
         with self._lock:

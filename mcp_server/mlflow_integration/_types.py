@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from datetime import datetime, timezone
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 from ..error_handling import InvalidRequestError
@@ -33,6 +35,24 @@ class MetricPoint(BaseModel):
     timestamp: int = Field(description="milliseconds since the epoch")
 
 
+class DatasetSource(BaseModel):
+    """Where a data set comes from, for MLflow's dataset inputs: a URL, a name in the server's data
+    folders (never an absolute path), or the code that builds it; with its attribution if any."""
+
+    kind: Literal["url", "local", "code"]
+    location: str
+    attribution: str | None = None
+
+
+class DatasetRef(BaseModel):
+    """A data set recorded as a run input."""
+
+    name: str
+    digest: str
+    context: str | None = None
+    source: str | None = None
+
+
 class RunMetadata(BaseModel):
     run_id: str
     run_name: str | None = None
@@ -45,6 +65,7 @@ class RunMetadata(BaseModel):
     tags: dict[str, str] = Field(default_factory=dict)
     parent_run_id: str | None = None
     artifact_uri: str | None = None
+    datasets: list[DatasetRef] = Field(default_factory=list, description="The run's dataset inputs")
 
     @property
     def duration_seconds(self) -> float | None:
@@ -68,7 +89,18 @@ class RunMetadata(BaseModel):
             tags={k: v for k, v in tags.items() if k != "mlflow.runName"},
             parent_run_id=tags.get("mlflow.parentRunId"),
             artifact_uri=info.artifact_uri,
+            datasets=_dataset_refs(run),
         )
+
+
+def _dataset_refs(run) -> list[DatasetRef]:
+    inputs = getattr(run, "inputs", None)
+    refs = []
+    for item in getattr(inputs, "dataset_inputs", None) or []:
+        context = next((t.value for t in item.tags if t.key == "mlflow.data.context"), None)
+        refs.append(DatasetRef(name=item.dataset.name, digest=item.dataset.digest, context=context,
+                               source=item.dataset.source))
+    return refs
 
 
 def now_ms() -> int:

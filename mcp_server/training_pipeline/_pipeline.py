@@ -196,9 +196,11 @@ class TrainingPipeline:
                 run.status = PipelineStatus.CANCELLED
                 run.error = f"cancelled during stage {spec.stage.value}"
             except Exception as exc:  # a stage's failure is the run's outcome, not ours to raise
-                # A request the caller can fix (a leak stop, a bad column) needs no traceback in the log.
-                logger.warning("stage %s of %s failed: %s", spec.stage.value, self.name, exc,
-                               exc_info=not isinstance(exc, InvalidRequestError))
+                # A request the caller can fix (a leak stop, a bad column) is the caller's news, not the
+                # server's: no traceback, and below the WARNING level that stdio clients show.
+                fixable = isinstance(exc, InvalidRequestError)
+                logger.log(logging.INFO if fixable else logging.WARNING, "stage %s of %s failed: %s",
+                           spec.stage.value, self.name, exc, exc_info=not fixable)
                 result.status = StageStatus.FAILED
                 result.error = f"{type(exc).__name__}: {exc}"[:2000]
                 run.status = PipelineStatus.FAILED

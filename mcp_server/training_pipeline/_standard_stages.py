@@ -18,6 +18,7 @@ from mcp_server.evaluation import (
     evaluation_tags,
     holdout_rows,
     holdout_warnings,
+    is_bounded_score,
     leak_errors,
     near_perfect,
     record_evaluation,
@@ -36,7 +37,7 @@ MAX_LISTED_ISSUES = 5
 
 def standard_stages(
     request: StandardPipelineRequest, plan: PipelinePlan, validator: Any, captured: dict[str, Any], *,
-    near_perfect_score: float,
+    near_perfect_score: float, source: Any,
 ) -> dict[PipelineStage, Any]:
     spec, target = request.split, request.target
     captured["warnings"] = warnings = []
@@ -58,7 +59,7 @@ def standard_stages(
         warnings.extend(apply_leak_check(leaks, request.leak_check))
         return result
 
-    def prepare(data):
+    def prepare(data, tracker, run_id):
         import pandas as pd
 
         rows = data[data[target].notna()]
@@ -75,6 +76,11 @@ def standard_stages(
             deduped_train = deduped_train[~pd.util.hash_pandas_object(deduped_train[keys], index=False).isin(seen)]
             duplicates = len(train) + len(test) - len(deduped_train) - len(deduped_test)
             train, test = deduped_train, deduped_test
+        used = [*plan.features, target]
+        tracker.log_dataset(train[used], name=request.dataset, source=source, context="training", targets=target,
+                            run_id=run_id)
+        tracker.log_dataset(test[used], name=f"{request.dataset} (holdout)", source=source, context="evaluation",
+                            targets=target, run_id=run_id)
         warnings.extend(holdout_warnings(record, test[target], plan.task))
         warnings.extend(entity_overlap(data, record, entity_columns(data, exclude={target})))
         return {"X_train": train[plan.features], "X_test": test[plan.features],
@@ -106,8 +112,13 @@ def standard_stages(
                 trained_model, prepared_data["X_train"], prepared_data["y_train"], prepared_data["split_train"],
                 spec=spec, n_folds=request.cv_folds, seed=request.seed, task=plan.task, metric=metric)
             metrics |= {f"cv_{metric}_mean": cv_mean, f"cv_{metric}_std": cv_std}
-        warnings.extend(near_perfect(metric, metrics[metric], near_perfect_score,
-                                                measured_on=f"the holdout ({len(prepared_data['y_test'])} rows)"))
+        holdout = f"the holdout ({len(prepared_data['y_test'])} rows)"
+        bounded = [m for m in (metric, *metrics) if is_bounded_score(m) and not m.startswith("cv_")]
+        for name in dict.fromkeys(bounded):  # one warning: the first bounded metric past the bar
+            found = near_perfect(name, metrics[name], near_perfect_score, measured_on=holdout)
+            if found:
+                warnings.extend(found)
+                break
         warnings.extend(cv_test_gap(metric, cv_mean, cv_std, metrics[metric],
                                                lower_is_better=lower_is_better(metric)))
         warnings.extend(target_warnings(prepared_data["y_train"], plan.task, metric))
