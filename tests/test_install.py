@@ -71,9 +71,23 @@ def test_the_wheel_ships_config_and_no_test_support(installed):
 
 
 def test_demo_runs_from_an_unrelated_folder(installed):
-    done = run([str(installed["venv"] / "bin" / "nba-mcp"), "demo"], cwd=installed["cwd"], env=installed["env"])
+    done = run([str(installed["venv"] / "bin" / "nba-mcp"), "demo", "--trials", "3"], cwd=installed["cwd"],
+               env=installed["env"])
+    out = done.stdout
     # The built-in NBA data set, from the wheel, offline; its attribution travels with it.
-    assert "nba-mcp demo on 'nba:raptor'" in done.stdout and "FiveThirtyEight" in done.stdout and "CC BY 4.0" in done.stdout
+    assert "nba-mcp demo on 'nba:raptor'" in out and "FiveThirtyEight" in out and "CC BY 4.0" in out
+    # validate names the player columns and the additive leaks; the naive call is stopped, then
+    # flagged and not promoted when forced; the champion is the corrected, group-split model.
+    for expected in ("column 'player_name' identifies repeating entities", "column 'player_id' identifies",
+                     "'raptor_total' = 'raptor_offense' + 'raptor_defense'", "stopped: ", "flagged: leak_suspect",
+                     "champion: False", "→ champion: True", "Nikola Jokic 2022: predicted predator_total"):
+        assert expected in out, expected
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{installed['home'] / 'data' / 'nba-mcp' / 'mlflow.db'}")
+    champion = client.get_model_version_by_alias("nba-raptor-predator_total", "champion")
+    params = client.get_run(champion.run_id).data.params
+    assert (params["split.kind"], params["split.column"]) == ("group", "player_id")
     # The store and its artifacts live in the per-user data folder, never in the working directory.
     assert (installed["home"] / "data" / "nba-mcp" / "mlflow.db").exists()
     assert list(installed["cwd"].iterdir()) == []
