@@ -252,13 +252,8 @@ class MLflowExperimentTracker:
         from mlflow.data.code_dataset_source import CodeDatasetSource
         from mlflow.entities import DatasetInput, InputTag
 
-        location = source.location
-        if source.kind == "code":
-            location = CodeDatasetSource({"loader": source.location})
-        elif source.kind == "local":
-            from mlflow.data.artifact_dataset_sources import LocalArtifactDatasetSource
-
-            location = LocalArtifactDatasetSource(source.location)
+        # A URL or a name in the data folders resolves to MLflow's http / local source by itself.
+        location = CodeDatasetSource({"loader": source.location}) if source.kind == "code" else source.location
         with warnings.catch_warnings():  # MLflow's hint about integer columns is for model signatures
             warnings.simplefilter("ignore", UserWarning)
             entity = mlflow.data.from_pandas(frame, source=location, name=name, targets=targets)._to_mlflow_entity()
