@@ -113,9 +113,19 @@ def test_seed_example_runs_on_rookie_data_and_is_one_mlflow_run(tracker, name):
     assert stored.metrics["stage.model_training.duration_seconds"] > 0
     assert stored.tags["pipeline.status"] == "COMPLETED"
 
-    # The model is logged with a signature and an input example, and predicts as trained.
-    mlmodel = (Path(stored.artifact_uri.removeprefix("file://")) / "model" / "MLmodel").read_text()
-    assert "signature:" in mlmodel and "saved_input_example_info" in mlmodel
+    # The model is an MLflow logged model of the run (models:/m-<id>), with a signature and an input
+    # example, found by search_logged_models, and it predicts as trained.
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracker.tracking_uri)
+    model_id = run.model_uri.removeprefix("models:/")
+    assert model_id.startswith("m-")
+    (logged,) = client.search_logged_models(experiment_ids=[stored.experiment_id])
+    assert (logged.model_id, logged.source_run_id, logged.status.name) == (model_id, run.run_id, "READY")
+    assert logged.params["n_estimators"] == "20"  # the run's params travel with the model
+    assert [o.model_id for o in client.get_run(run.run_id).outputs.model_outputs] == [model_id]
+    mlmodel = (Path(logged.artifact_location.removeprefix("file://")) / "MLmodel").read_text()
+    assert "signature:" in mlmodel and "saved_input_example_info" in mlmodel and f"model_id: {model_id}" in mlmodel
     X_test = run.outputs["data_preparation"]["X_test"]
     reloaded = tracker.load_model(run.model_uri)
     assert (reloaded.predict(X_test) == run.output("model_training").predict(X_test)).all()

@@ -141,7 +141,9 @@ def test_standard_run_logs_params_metrics_plot_model_and_validation(tracker, set
     assert result.status is PipelineStatus.COMPLETED and result.task == "regression"
     assert set(result.metrics) == {"rmse", "mae", "r2", "cv_rmse_mean", "cv_rmse_std"}
     assert result.n_test == pytest.approx(0.25 * 442, abs=1) and result.n_train + result.n_test == 442
-    assert {"residuals.png", "validation.json", "model/MLmodel"} <= set(result.artifacts)
+    assert {"residuals.png", "validation.json"} <= set(result.artifacts)
+    assert result.model_uri.startswith("models:/m-")  # a logged model, linked to the run
+    assert tracker.get_model_version("diabetes-ridge", 1)["source"] == result.model_uri
     assert result.validation["passed"] is True
     stored = tracker.get_run(result.run_id)
     assert stored.params["estimator"] == "ridge" and stored.params["seed"] == "3"
@@ -276,8 +278,9 @@ def test_standard_pipeline_in_mock_mode(settings):
     assert result.status is PipelineStatus.COMPLETED
     assert result.primary_metric == "accuracy"  # multiclass default
     assert set(result.metrics) == {"accuracy", "f1", "roc_auc", "log_loss", "cv_accuracy_mean", "cv_accuracy_std"}
-    assert result.warnings == [] and result.metrics["accuracy"] < 0.99
-    assert result.promotion.promoted and result.model_version == 1
+    # Iris is easy: a perfect holdout roc_auc is flagged; the version is registered, not promoted.
+    assert [w.code for w in result.warnings] == ["near_perfect_score"] and result.metrics["roc_auc"] >= 0.99
+    assert not result.promotion.promoted and result.model_version == 1
     assert "confusion_matrix.png" in result.artifacts
     row = {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4, "petal width (cm)": 0.2}
     assert predict(tracker, "iris", 1, [row]) == [0]

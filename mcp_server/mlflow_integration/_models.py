@@ -1,12 +1,17 @@
 """Logging, registering and loading scikit-learn models through ``MlflowClient`` only.
 
-The fluent ``mlflow.sklearn.log_model`` relies on process-global state (active run, tracking
-URI), which is not safe when several trackers or threads work at once. We save the model to a
-temporary folder, upload it as run artifacts and register that source with explicit ids.
+Models are MLflow 3 *logged models* (``models:/m-<id>``): created with the run as their source and
+linked to it as a run output, carrying the run's params, saved with the flavour's ``save_model``
+(signature, input example, pinned requirements, skops with the model's own trusted types), uploaded
+with ``log_model_artifacts`` and marked READY; registered versions point at them. This is what the
+fluent ``mlflow.sklearn.log_model`` does, but with explicit ids: the fluent API's process-global
+state (active run, tracking URI) is not safe when several trackers or threads work at once.
+Versions registered from run artifacts by earlier releases (``file://…/artifacts/model``) still load.
 """
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import threading
 from pathlib import Path
@@ -16,7 +21,7 @@ from ..error_handling import InvalidRequestError, ResourceLimitError
 from ._store import store_errors
 
 
-def save_sklearn_model(model: Any, path: Path, input_example: Any = None) -> None:
+def save_sklearn_model(model: Any, path: Path, input_example: Any = None, mlflow_model: Any = None) -> None:
     """Save with skops, trusting exactly the types of a model we built ourselves, and pinned requirements."""
     import mlflow.sklearn
     import skops
@@ -36,6 +41,7 @@ def save_sklearn_model(model: Any, path: Path, input_example: Any = None) -> Non
         # Explicit requirements: inference spawns a subprocess and costs ~9 s per model.
         pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"skops=={skops.__version__}"],
         skops_trusted_types=trusted,
+        mlflow_model=mlflow_model,
     )
 
 
@@ -50,27 +56,42 @@ class MlflowModelStore:
         self._lock = threading.Lock()
 
     def log_model(self, model: Any, run_id: str, name: str, input_example: Any = None) -> str:
+        """A logged model from ``run_id``, READY; returns ``models:/m-<id>``."""
+        from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+        from mlflow.models import Model
+
+        with store_errors():
+            run = self._client.get_run(run_id)
+            logged = self._client.create_logged_model(
+                run.info.experiment_id, name=name, source_run_id=run_id, params=dict(run.data.params),
+                model_type=type(model).__name__,
+            )
+            self._client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+        described = Model(artifact_path=logged.artifact_location, model_uuid=logged.model_id, run_id=run_id,
+                          model_id=logged.model_id)
         with tempfile.TemporaryDirectory(prefix="nba-mcp-model-") as tmp:
             local = Path(tmp) / name
-            save_sklearn_model(model, local, input_example)
+            save_sklearn_model(model, local, input_example, mlflow_model=described)
             with store_errors():
-                self._client.log_artifacts(run_id, str(local), artifact_path=name)
-        return f"runs:/{run_id}/{name}"
+                self._client.log_model_artifacts(logged.model_id, str(local))
+                self._client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+        return f"models:/{logged.model_id}"
 
     def register(self, name: str, model_uri: str, run_id: str | None, tags=None) -> int:
         from mlflow.exceptions import MlflowException
 
-        run_id, artifact = _parse_runs_uri(model_uri) if model_uri.startswith("runs:/") else (run_id, None)
+        model_id = _logged_model_id(model_uri)
+        if model_id is None:
+            raise InvalidRequestError(f"model uri must be a logged model models:/m-<id>, got {model_uri!r}")
         with store_errors():
             try:
                 self._client.create_registered_model(name)
             except MlflowException as exc:
                 if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
                     raise
-            source = model_uri
-            if artifact is not None:
-                source = f"{self._client.get_run(run_id).info.artifact_uri}/{artifact}"
-            version = self._client.create_model_version(name, source=source, run_id=run_id, tags=tags)
+            with _registry_resolves_here(self._client.tracking_uri):
+                version = self._client.create_model_version(name, source=model_uri, run_id=run_id, tags=tags,
+                                                            model_id=model_id)
         return int(version.version)
 
     def set_registered_model_alias(self, name: str, alias: str, version: int) -> None:
@@ -101,39 +122,59 @@ class MlflowModelStore:
         )
 
     def load(self, model_uri: str) -> Any:
+        model_id = _logged_model_id(model_uri)
+        if model_id is not None:
+            return self._cached(model_id, lambda: self._load_logged(model_id))
         name, ref = parse_models_uri(model_uri)
         if name is None:  # runs:/<id>/<path>
             run_id, artifact = _parse_runs_uri(model_uri)
-            return self._download_and_load(run_id, artifact)
-        info = self.version_info(name, ref)
-        key = (name, info["version"])
+            return self._load_run_artifact(run_id, artifact)
+        source = self.version_info(name, ref)
+        if _logged_model_id(source["source"]) is not None:
+            return self.load(source["source"])
+        artifact = source["source"].rstrip("/").rsplit("/", 1)[-1]  # a run-artifact version of old
+        return self._cached((name, source["version"]), lambda: self._load_run_artifact(source["run_id"], artifact))
+
+    def _cached(self, key: Any, load: Any) -> Any:
         with self._lock:
             if key in self._cache:
                 return self._cache[key]
-        artifact = info["source"].rstrip("/").rsplit("/", 1)[-1]
-        model = self._download_and_load(info["run_id"], artifact)
+        model = load()
         with self._lock:
             self._cache[key] = model
         return model
 
-    def _download_and_load(self, run_id: str, artifact: str) -> Any:
+    def _load_logged(self, model_id: str) -> Any:
+        import mlflow.sklearn
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        with store_errors():
+            location = self._client.get_logged_model(model_id).artifact_location
+        self._check_size(lambda path: self._client.list_logged_model_artifacts(model_id, path), "", model_id)
+        with tempfile.TemporaryDirectory(prefix="nba-mcp-load-") as tmp:
+            with store_errors():
+                repo = get_artifact_repository(location, tracking_uri=self._client.tracking_uri)
+                local = repo.download_artifacts("", dst_path=tmp)
+            return mlflow.sklearn.load_model(local)
+
+    def _load_run_artifact(self, run_id: str, artifact: str) -> Any:
         import mlflow.sklearn
 
-        self._check_size(run_id, artifact)
+        self._check_size(lambda path: self._client.list_artifacts(run_id, path), artifact, f"run {run_id}")
         with tempfile.TemporaryDirectory(prefix="nba-mcp-load-") as tmp:
             with store_errors():
                 local = self._client.download_artifacts(run_id, artifact, tmp)
             return mlflow.sklearn.load_model(local)
 
 
-    def _check_size(self, run_id: str, artifact: str) -> None:
+    def _check_size(self, list_folder: Any, artifact: str, owner: str) -> None:
         """Refuse, before downloading, a model whose files add up to more than the limit."""
         if self._max_load_bytes is None:
             return
         total, folders = 0, [artifact]
         while folders:
             with store_errors():
-                entries = self._client.list_artifacts(run_id, folders.pop())
+                entries = list_folder(folders.pop() or None)
             for entry in entries:
                 if entry.is_dir:
                     folders.append(entry.path)
@@ -141,13 +182,37 @@ class MlflowModelStore:
                     total += entry.file_size or 0
             if total > self._max_load_bytes:
                 raise ResourceLimitError(
-                    f"model artifact {artifact!r} of run {run_id} is more than {self._max_load_bytes} bytes "
+                    f"model {artifact or 'artifacts'!r} of {owner} is more than {self._max_load_bytes} bytes "
                     f"(max_data_bytes); it is not loaded"
                 )
 
 
 def _quote(text: str) -> str:
     return text.replace("'", "\\'")
+
+
+_DEFAULT_URI_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _registry_resolves_here(tracking_uri: str):
+    """MLflow's database registry resolves a ``models:/m-<id>`` source through the process-default
+    tracking URI (an upstream TODO in ``SqlAlchemyStore.create_model_version``), not the client's:
+    point that default at this store for the call, one call at a time. A tracking server resolves
+    it on its own side."""
+    if str(tracking_uri).startswith(("http://", "https://")):
+        yield
+        return
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    with _DEFAULT_URI_LOCK, _use_tracking_uri(tracking_uri):
+        yield
+
+
+def _logged_model_id(uri: str) -> str | None:
+    """'models:/m-<id>' -> 'm-<id>'; None for registered-model or run URIs."""
+    body = uri.removeprefix("models:/") if isinstance(uri, str) and uri.startswith("models:/") else ""
+    return body if body.startswith("m-") and "/" not in body and "@" not in body else None
 
 
 def _parse_runs_uri(uri: str) -> tuple[str, str]:

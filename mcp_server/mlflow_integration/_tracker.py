@@ -288,7 +288,9 @@ class MLflowExperimentTracker:
     # --- models -----------------------------------------------------------------------------
     def log_model(self, model: Any, name: str = "model", *, input_example: Any = None, run_id: str | None = None) -> str:
         """Log a scikit-learn model (with signature and input example); returns its model URI."""
-        return self._models.log_model(model, self._target(run_id), name, input_example)
+        target = self._target(run_id)
+        self._writer.flush_run(target)  # the logged model copies the run's params: write them first
+        return self._models.log_model(model, target, name, input_example)
 
     def register_model(self, model_uri: str, name: str, *, run_id: str | None = None, tags: Mapping[str, Any] | None = None) -> int:
         return self._models.register(name, model_uri, run_id, {k: str(v) for k, v in (tags or {}).items()})
