@@ -73,7 +73,7 @@ def test_demo_plays_the_whole_session_on_an_nba_csv(data_home):
     )
     out = completed.stdout
     assert completed.returncode == 0, out + completed.stderr
-    for expected in ("→ validate_data", "column 'Name' is an identifier", "stopped: data checks stopped this job",
+    for expected in ("→ validate_data", "column 'Name' is an identifier", "data checks stopped this job",
                      "drop=['Name']", "flagged: leak_suspect", "… trial 3/3, best roc_auc", "→ compare_runs",
                      "→ promote_model", "predicted TARGET_5Yrs", "mlflow ui --backend-store-uri sqlite:///"):
         assert expected in out, expected
