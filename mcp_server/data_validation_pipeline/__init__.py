@@ -5,7 +5,7 @@
 
 Severities (errors fail validation, warnings and info do not unless ``fail_on_warnings``):
 
-Leak checks (``_leakage``): identifier, date and entity columns, columns derived from two others,
+Leak checks (``_leakage``, ``_target_leaks``): identifier, date and entity columns, columns derived from two others,
 and features that alone predict the target (a copy, a near-perfect single column, a difference or
 ratio of two). Without ``features`` they describe the data (identifiers and dates are warnings);
 with ``features`` (a job's columns) identifiers, dates and leaks among them are errors.

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mcp_server.data_validation_pipeline import _checks as checks
 from mcp_server.data_validation_pipeline import _leakage as leakage
+from mcp_server.data_validation_pipeline._target_leaks import leak_findings
 from mcp_server.data_validation_pipeline._result import Issue, Severity, ValidationResult
 from mcp_server.data_validation_pipeline._rules import CustomRule, run_custom_rules
 from mcp_server.data_validation_pipeline._schema import (
@@ -133,7 +134,7 @@ class DataValidationPipeline:
                 resolved.class_balance_severity if resolved else "warning",
             )
             if config.check_leakage and df[target].notna().any():
-                issues += leakage.leak_findings(
+                issues += leak_findings(
                     df, target, [c for c in columns if c not in labels], task=task,
                     threshold=config.leak_threshold, max_rows=config.leak_screen_rows,
                 )
