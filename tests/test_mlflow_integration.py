@@ -36,6 +36,17 @@ def tracker(request, tmp_path):
     t.close()
 
 
+def test_an_experiment_exists_only_once_something_is_logged_to_it(tracker):
+    def names() -> set[str]:
+        return {e["name"] for e in tracker.list_experiments(max_results=1000)}
+
+    assert tracker.experiment_name not in names()
+    assert tracker.search_runs() == [] and tracker.experiment_name not in names()  # reads create nothing
+    with tracker.start_run("first"):
+        tracker.log_metric("m", 1.0)
+    assert tracker.experiment_name in names() and len(tracker.search_runs()) == 1
+
+
 def test_run_lifecycle_params_metrics_tags(tracker):
     with tracker.start_run("baseline", tags={"team": "ml"}) as run_id:
         assert tracker.active_run_id == run_id

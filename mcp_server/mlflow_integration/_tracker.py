@@ -17,6 +17,7 @@ import contextvars
 import json
 import os
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -58,7 +59,24 @@ class MLflowExperimentTracker:
         else:
             self.tracking_uri = tracking_uri or str(self.settings.tracking_uri)
             self._client, self._models = self._open(self.tracking_uri)
-        self.experiment_id = self.get_or_create_experiment(self.experiment_name)
+        self._experiment_id: str | None = None
+        self._experiment_lock = threading.Lock()
+
+    @property
+    def experiment_id(self) -> str:
+        """The experiment's id, created on first write: opening a tracker (or a server) creates nothing."""
+        if self._experiment_id is None:
+            with self._experiment_lock:
+                if self._experiment_id is None:
+                    self._experiment_id = self.get_or_create_experiment(self.experiment_name)
+        return self._experiment_id
+
+    def _readable_experiment_ids(self) -> list[str]:
+        """This tracker's experiment for a read: [] while it does not exist (a read creates nothing)."""
+        if self._experiment_id is None:
+            experiment = self._call("get_experiment_by_name", self.experiment_name)
+            return [experiment.experiment_id] if experiment is not None else []
+        return [self._experiment_id]
 
     def _open(self, uri: str):
         from mlflow import MlflowClient
@@ -342,9 +360,12 @@ class MLflowExperimentTracker:
     ) -> tuple[list[RunMetadata], str | None]:
         """One page of runs honouring MLflow's filter syntax, plus the token of the next page."""
         self.flush()
+        experiment_ids = experiment_ids or self._readable_experiment_ids()
+        if not experiment_ids:
+            return [], None
         page = self._call(
             "search_runs",
-            experiment_ids or [self.experiment_id],
+            experiment_ids,
             filter_string=filter_string or "",
             max_results=max_results,
             order_by=order_by,
