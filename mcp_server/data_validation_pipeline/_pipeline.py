@@ -66,6 +66,13 @@ class DataValidationPipeline:
     def __init__(self, config: ValidationConfig | dict[str, Any] | None = None) -> None:
         self.config = _coerce_config(config)
 
+    @classmethod
+    def for_settings(cls, settings: Any) -> DataValidationPipeline:
+        """A pipeline with the leak-screen limits of ``settings`` (defaults when None)."""
+        if settings is None:
+            return cls()
+        return cls({"leak_threshold": settings.leak_threshold, "leak_screen_rows": settings.leak_screen_rows})
+
     def load_schema(self, name: str) -> DatasetSchema:
         return load_schema(name, schema_dir=self.config.schema_dir)
 

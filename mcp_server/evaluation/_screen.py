@@ -27,18 +27,15 @@ LEAK_RULES = frozenset({"identifier_column", "datetime_column", "entity_column",
 
 def screen_features(
     frame: pd.DataFrame, target: str, features: list[str], *, dataset: str = "dataset", settings: Any = None,
-    schema: Any = None, extra_columns: list[str] = (),
+    extra_columns: list[str] = (),
 ) -> ValidationResult:
     """Validate the columns a model will use (features, target, and ``extra_columns`` such as the
     split column) with identifiers, dates and leaks among the features as errors."""
     from mcp_server.data_validation_pipeline import DataValidationPipeline
 
-    config = {}
-    if settings is not None:
-        config = {"leak_threshold": settings.leak_threshold, "leak_screen_rows": settings.leak_screen_rows}
     used = list(dict.fromkeys([*features, target, *extra_columns]))
-    return DataValidationPipeline(config).validate(frame[used], dataset, schema=schema, target=target,
-                                                   features=features)
+    return DataValidationPipeline.for_settings(settings).validate(frame[used], dataset, target=target,
+                                                                  features=features)
 
 
 def leak_errors(result: ValidationResult) -> list[Issue]:
@@ -56,7 +53,7 @@ def entity_columns(frame: pd.DataFrame, exclude: set[str]) -> list[str]:
     ]
 
 
-def apply_leak_check(findings: list[Issue], leak_check: LeakCheck, *, drop_field: str = "drop") -> list[ModelWarning]:
+def apply_leak_check(findings: list[Issue], leak_check: LeakCheck) -> list[ModelWarning]:
     """Stop (raise, naming the columns to drop) or turn the findings into result warnings."""
     if not findings:
         return []
@@ -64,15 +61,15 @@ def apply_leak_check(findings: list[Issue], leak_check: LeakCheck, *, drop_field
         return leak_suspects(findings)
     if leak_check != "stop":
         raise InvalidRequestError(f"leak_check must be 'stop' or 'warn', got {leak_check!r}")
-    raise InvalidRequestError(stop_message(findings, drop_field=drop_field))
+    raise InvalidRequestError(stop_message(findings))
 
 
-def stop_message(findings: list[Issue], *, drop_field: str = "drop") -> str:
+def stop_message(findings: list[Issue]) -> str:
     drop = list(dict.fromkeys(c for issue in findings for c in issue.drop))
     dates = [issue.column for issue in findings if issue.rule == "datetime_column"]
     entities = [issue.column for issue in findings if issue.rule == "entity_column"]
     lines = "; ".join(_DROP_ADVICE.split(issue.message, maxsplit=1)[0] for issue in findings)
-    text = (f"data checks stopped this job before training: {lines}. Fix: {drop_field}={drop!r}")
+    text = f"data checks stopped this job before training: {lines}. Fix: drop={drop!r}"
     if dates:
         text += f" (and to test on later dates: split={{'kind': 'time', 'column': {dates[0]!r}}})"
     if entities:

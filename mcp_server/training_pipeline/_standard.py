@@ -124,9 +124,7 @@ def run_standard_pipeline(
     from mcp_server.datasets import DatasetCatalog
 
     catalog = catalog or DatasetCatalog(settings)
-    validator = validator or DataValidationPipeline(
-        {"leak_threshold": settings.leak_threshold, "leak_screen_rows": settings.leak_screen_rows} if settings else None
-    )
+    validator = validator or DataValidationPipeline.for_settings(settings)
     frame = catalog.load(request.dataset)  # refuses names that leave the data folders
     plan = plan_pipeline(request, frame)
     if request.schema_name is not None:
