@@ -31,18 +31,6 @@ from ._types import DatasetSource, MetricPoint, RunMetadata, RunStatus
 from ._writer import MAX_PARAM_LENGTH, BatchWriter, run_tags
 
 
-def _check_search(filter_string: str, order_by: list[str] | None) -> None:
-    """MLflow's own parsing of a run filter and its order_by, as the store would apply it."""
-    from mlflow.utils.search_utils import SearchUtils
-
-    from ._store import store_errors
-
-    with store_errors():
-        SearchUtils.parse_search_filter(filter_string or "")
-        for clause in order_by or []:
-            SearchUtils.parse_order_by_for_search_runs(clause)
-
-
 class MLflowExperimentTracker:
     """Track experiments, runs, metrics and models in MLflow (or in memory with ``mock_mode``)."""
 
@@ -372,10 +360,8 @@ class MLflowExperimentTracker:
     ) -> tuple[list[RunMetadata], str | None]:
         """One page of runs honouring MLflow's filter syntax, plus the token of the next page."""
         self.flush()
+        # An experiment not created yet is searched as none: MLflow still checks the query.
         experiment_ids = experiment_ids or self._readable_experiment_ids()
-        if not experiment_ids:  # nothing to search, but a malformed query is still the caller's to fix
-            _check_search(filter_string, order_by)
-            return [], None
         page = self._call(
             "search_runs",
             experiment_ids,
