@@ -26,6 +26,8 @@ class AppState:
             max_concurrent=settings.max_concurrent_jobs,
             job_timeout=settings.job_timeout_seconds,
             max_queued=settings.max_queued_jobs,
+            max_per_owner=settings.max_jobs_per_principal,
+            stop_grace=settings.job_stop_grace_seconds,
         )
         self.started_at = time.time()
         self.tool_permissions: dict[str, rbac.Permission] = {}

@@ -180,7 +180,9 @@ def tuning_work(app: AppState, request: TuneRequest):
         X, y = load_training_data(app, request.dataset, request.target, request.features, request.drop,
                                   keep=request.split.column)
         experiment = request.experiment_name or app.settings.experiment_name
-        tuner = HyperparameterTuner(mlflow_tracker=app.tracker(experiment), settings=app.settings)
+        # Isolated trials: cancel, timeout and shutdown kill the fit in flight instead of waiting for it.
+        tuner = HyperparameterTuner(mlflow_tracker=app.tracker(experiment), settings=app.settings,
+                                    backend="process" if app.settings.isolate_trials else "auto")
 
         def on_trial(_trial: Any, progress: Any) -> None:
             job.report(progress.n_trials_done, progress.max_trials, progress.message())
