@@ -228,8 +228,17 @@ def register(server: MCPServer, app: AppState) -> None:
 
         Returns the best params and score when done within wait_seconds, else a job id to poll with get_job.
         """
-        await anyio.to_thread.run_sync(lambda: check_tune_request(app, request))
-        return TuningJob(**await start_job(app, "tune", tuning_work(app, request), request, wait_seconds, ctx))
+        resume = request.resume_from
+        if resume is not None:
+            app.claim_resume(resume)  # two resumes of one search would both run its remaining trials
+        try:
+            await anyio.to_thread.run_sync(lambda: check_tune_request(app, request))
+        except BaseException:
+            if resume is not None:
+                app.release_resume(resume)
+            raise
+        return TuningJob(**await start_job(app, "tune", tuning_work(app, request), request, wait_seconds, ctx,
+                                           on_queued=(lambda: app.release_resume(resume)) if resume else None))
 
     register_tools(server, tune_hyperparameters)
 
