@@ -174,55 +174,26 @@ def recover_orphaned_runs(settings) -> None:
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 
 
-class BodySizeLimit:
-    """ASGI wrapper: an HTTP request body past ``max_bytes`` gets 413 before anything parses it."""
-
-    def __init__(self, app, max_bytes: int = MAX_REQUEST_BYTES) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            return await self._refuse(send)
-        # Read the body (at most max_bytes of it) before the app does, then hand it over.
-        body, more = b"", True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                return
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > self.max_bytes:
-                return await self._refuse(send)
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
-
-    async def _refuse(self, send) -> None:
-        text = f"request body larger than {self.max_bytes} bytes".encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(text)).encode())]})
-        await send({"type": "http.response.body", "body": text})
-
-
 def http_app(server, settings, *, transport: str, host: str, port: int):
-    """The app for the HTTP transports: Host/Origin (DNS rebinding) checks, bounded request bodies."""
+    """The app for the HTTP transports: Host checks on every path, the token before the body,
+    bounded and timed request bodies, sessions capped per principal (``tools._http_guard``)."""
+    from tools._http_guard import RequestGuard
+    from tools._identity import SettingsTokenVerifier
     from tools.server import http_transport_security
 
     security = http_transport_security(settings, host, port)
+    session_manager = None
     if transport == "sse":
-        return BodySizeLimit(server.sse_app(transport_security=security, host=host))
-    return BodySizeLimit(server.streamable_http_app(transport_security=security, host=host))
+        app = server.sse_app(transport_security=security, host=host)
+    else:
+        app = server.streamable_http_app(
+            transport_security=security, host=host, max_request_body_size=MAX_REQUEST_BYTES,
+            session_idle_timeout=settings.session_idle_timeout_seconds, max_sessions=settings.max_sessions,
+        )
+        session_manager = getattr(server._lowlevel_server, "_session_manager", None)  # noqa: SLF001
+    return RequestGuard(app, verifier=SettingsTokenVerifier(settings), settings=settings,
+                        allowed_hosts=security.allowed_hosts, max_body_bytes=MAX_REQUEST_BYTES,
+                        session_manager=session_manager)
 
 
 def run_http(server, settings, *, transport: str, host: str, port: int) -> None:
@@ -237,6 +208,9 @@ def run_http(server, settings, *, transport: str, host: str, port: int) -> None:
     app = http_app(server, settings, transport=transport, host=host, port=port)
     # log_config=None: uvicorn's loggers propagate to our stderr handler (its default access
     # log would write to stdout).
+    from tools._http_guard import RedactTokens
+
+    logging.getLogger("uvicorn.access").addFilter(RedactTokens())
     config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on",
                             timeout_keep_alive=5, timeout_graceful_shutdown=2)
     logger.info("serving %s on http://%s:%d", transport, host, port)
