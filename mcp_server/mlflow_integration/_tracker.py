@@ -29,6 +29,23 @@ from ._types import MetricPoint, RunMetadata, RunStatus
 from ._writer import MAX_PARAM_LENGTH, BatchWriter, run_tags
 
 
+# MLflow's built-in experiment keeps its artifacts under the server's working directory (./mlruns).
+RESERVED_EXPERIMENT_NAMES = {"default"}
+
+
+def check_experiment_name(name: str) -> None:
+    """Refuse names that would put artifacts outside the artifact root: ``Default`` (MLflow's own,
+    artifacts in the working directory) and names made only of dots (``..`` is the data folder)."""
+    stripped = str(name).strip()
+    if not stripped or set(stripped) <= {"."}:
+        raise InvalidRequestError(f"experiment name {name!r} is not allowed: it must contain a letter or digit")
+    if stripped.lower() in RESERVED_EXPERIMENT_NAMES:
+        raise InvalidRequestError(
+            f"experiment name {name!r} is reserved (MLflow's default experiment keeps artifacts in the "
+            "server's working directory); choose another name"
+        )
+
+
 class MLflowExperimentTracker:
     """Track experiments, runs, metrics and models in MLflow (or in memory with ``mock_mode``)."""
 
@@ -81,6 +98,7 @@ class MLflowExperimentTracker:
 
     # --- experiments --------------------------------------------------------------------------
     def get_or_create_experiment(self, name: str) -> str:
+        check_experiment_name(name)
         experiment = self._call("get_experiment_by_name", name)
         if experiment is not None:
             return experiment.experiment_id
@@ -97,8 +115,11 @@ class MLflowExperimentTracker:
         # Artifacts live beside a sqlite store (the default store is <data_home>/mlflow.db).
         db = sqlite_path(self.tracking_uri)
         root = db.parent / "artifacts" if db else Path(str(self.settings.artifact_root))
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-        return (root / safe).resolve().as_uri()
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).lstrip(".") or "_"
+        location = (root / safe).resolve()
+        if not location.is_relative_to(root.resolve()):
+            raise InvalidRequestError(f"experiment name {name!r} would place artifacts outside {root.name}/")
+        return location.as_uri()
 
     def list_experiments(self, max_results: int = 100) -> list[dict[str, Any]]:
         experiments = self._call("search_experiments", max_results=max_results)
