@@ -167,3 +167,22 @@ def test_a_resumed_search_cannot_be_resumed_again_while_it_runs(server):
     app.release_resume("f" * 32)
     app.claim_resume("f" * 32)
     app.release_resume("f" * 32)
+
+
+def test_a_version_whose_run_lost_its_metrics_says_how_to_recover(tmp_path):
+    from sklearn.tree import DecisionTreeClassifier
+
+    from mcp_server.mlflow_integration import get_mlflow_tracker
+    from mcp_server.settings import Settings
+    from mcp_server.training_pipeline import promote_model
+
+    tracker = get_mlflow_tracker("registry", mock_mode=True, settings=Settings(data_home=tmp_path))
+    run_id = tracker.create_run(run_name="killed-mid-registration")  # never got its metrics
+    uri = tracker.log_model(DecisionTreeClassifier().fit([[0], [1]], [0, 1]), run_id=run_id)
+    version = tracker.register_model(uri, "m", run_id=run_id)
+    with pytest.raises(InvalidRequestError, match="register the model again from a FINISHED run"):
+        promote_model(tracker, "m", version)
+    decision = promote_model(tracker, "m", version, primary_metric="test_accuracy")
+    holder = tracker.register_model(uri, "m", run_id=run_id)
+    later = promote_model(tracker, "m", holder, primary_metric="test_accuracy")
+    assert decision.promoted and not later.promoted and "register_model from a FINISHED run" in later.reason
