@@ -186,3 +186,34 @@ def test_a_version_whose_run_lost_its_metrics_says_how_to_recover(tmp_path):
     holder = tracker.register_model(uri, "m", run_id=run_id)
     later = promote_model(tracker, "m", holder, primary_metric="test_accuracy")
     assert decision.promoted and not later.promoted and "register_model from a FINISHED run" in later.reason
+
+
+@pytest.mark.slow
+async def test_two_concurrent_resumes_of_one_search_never_duplicate_trials(server):
+    import anyio
+
+    search = {"dataset": "iris", "estimator": "decision_tree", "strategy": "random", "max_trials": 4,
+              "cv_folds": 2, "seed": 7, "leak_check": "warn", "experiment_name": "resume-race",
+              "space": {"max_depth": {"type": "int", "low": 1, "high": 8}}}
+    async with Client(server) as client:
+        first = (await client.call_tool("tune_hyperparameters", {"request": search, "wait_seconds": 30})).structured_content
+        parent = first["result"]["parent_run_id"]
+        resumed = {**search, "max_trials": 12, "resume_from": parent}
+        answers = []
+
+        async def resume() -> None:
+            answers.append(await client.call_tool("tune_hyperparameters", {"request": resumed, "wait_seconds": 0}))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(resume)
+            group.start_soon(resume)
+        accepted = [a for a in answers if not a.is_error]
+        refused = [a for a in answers if a.is_error]
+        for answer in accepted:
+            await client.call_tool("get_job", {"job_id": answer.structured_content["job_id"], "wait_seconds": 30})
+    tracker = server.app_state.tracker("resume-race")
+    runs, _ = tracker.search_runs_page(f"tags.mlflow.parentRunId = '{parent}'", 100)
+    numbers = sorted(int(r.tags["trial_number"]) for r in runs)
+    assert len(accepted) == 1 and len(refused) == 1, [a.content[0].text for a in answers]
+    assert "being resumed" in refused[0].content[0].text or "RUNNING" in refused[0].content[0].text
+    assert numbers == list(range(12)), numbers
