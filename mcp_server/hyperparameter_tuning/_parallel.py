@@ -166,17 +166,16 @@ class KillablePool:
     """
 
     def __init__(self, n_workers: int, should_stop: Callable[[], bool] | None) -> None:
-        from joblib.externals.loky.process_executor import ProcessPoolExecutor
-
         self.n_workers = n_workers
         self._should_stop = should_stop or (lambda: False)
-        self._executor = ProcessPoolExecutor(max_workers=n_workers)
+        self._executor = _SPARE.take() if n_workers == 1 else _new_executor(n_workers)
 
     def kill(self) -> None:
         self._executor.shutdown(wait=True, kill_workers=True)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        # Every result is in: the worker exits in the background (waiting for it cost 0.5-1.2 s).
+        self._executor.shutdown(wait=False)
 
     def _check_stop(self) -> None:
         if self._should_stop():
@@ -223,6 +222,62 @@ class KillablePool:
     def run(self, tasks: list[Task]) -> list[Any]:
         results = dict(self.stream(tasks))
         return [results[i] for i in range(len(tasks))]
+
+
+# A worker starts a Python interpreter and imports scikit-learn: ~2 s on the shared 2-core box,
+# paid by every search. One warm single-worker executor is kept ready for the next n_jobs=1 search
+# (the server's default) once a first search has asked for one; idle, its worker exits after
+# SPARE_IDLE_SECONDS (the next search then starts it again, cold).
+SPARE_IDLE_SECONDS = 600
+
+
+def _warm_worker() -> bool:
+    import sklearn.ensemble  # noqa: F401
+    import sklearn.model_selection  # noqa: F401
+
+    import mcp_server.hyperparameter_tuning._cv  # noqa: F401
+
+    return True
+
+
+def _new_executor(n_workers: int, *, idle_timeout: float | None = None):
+    from joblib.externals.loky.process_executor import ProcessPoolExecutor
+
+    executor = ProcessPoolExecutor(max_workers=n_workers, timeout=idle_timeout)
+    for _ in range(n_workers):
+        executor.submit(_warm_worker)  # start the workers and their imports now, in parallel with the caller
+    return executor
+
+
+class _SpareExecutor:
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._ready = None
+
+    def take(self):
+        """The warm executor if one is ready (and a new spare is started), else a new one."""
+        with self._lock:
+            executor, self._ready = self._ready, None
+        if executor is None:
+            executor = _new_executor(1, idle_timeout=SPARE_IDLE_SECONDS)
+        self._refill()
+        return executor
+
+    def _refill(self) -> None:
+        with self._lock:
+            if self._ready is None:
+                self._ready = _new_executor(1, idle_timeout=SPARE_IDLE_SECONDS)
+
+    def close(self) -> None:
+        with self._lock:
+            executor, self._ready = self._ready, None
+        if executor is not None:
+            executor.shutdown(wait=False, kill_workers=True)
+
+
+_SPARE = _SpareExecutor()
 
 
 @contextmanager
