@@ -217,3 +217,18 @@ async def test_two_concurrent_resumes_of_one_search_never_duplicate_trials(serve
     assert len(accepted) == 1 and len(refused) == 1, [a.content[0].text for a in answers]
     assert "being resumed" in refused[0].content[0].text or "RUNNING" in refused[0].content[0].text
     assert numbers == list(range(12)), numbers
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_fails_its_search_with_a_clear_message():
+    from mcp_server.error_handling import ExecutionError
+    from mcp_server.hyperparameter_tuning import HyperparameterTuner
+
+    def train(params):
+        os._exit(9)  # what the OOM killer does to a worker
+
+    tuner = HyperparameterTuner(enable_mlflow=False, backend="process")
+    started = time.perf_counter()
+    with pytest.raises(ExecutionError, match="worker process died"):
+        tuner.grid_search({"a": [1, 2]}, train_fn=train, eval_fn=lambda model: 0.0)
+    assert time.perf_counter() - started < 30
