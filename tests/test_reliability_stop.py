@@ -398,3 +398,33 @@ def test_server_as_pid_1_killed_then_restarted_reaps_its_runs(tmp_path, tmp_path
     FIGURES["pid1_kill_restart"] = {"owner_tag": owner.split(":", 1)[1], "runs_running_after_restart": 0,
                                     "restart_to_initialized_s": round(restart_seconds, 2),
                                     "reason": summary["reason"], "resume_accepted": True}
+
+
+@pytest.mark.slow
+async def test_cancel_ends_a_pipeline_fit_in_progress(tmp_path, tmp_path_factory):
+    data = tmp_path / "data"
+    data.mkdir()
+    dataset = wide_enough_for_hours(data)
+    settings = isolated_settings(tmp_path / "home", shared_template(tmp_path_factory), data_dirs=[data])
+    request = {"dataset": dataset, "target": "label", "estimator": "random_forest", "leak_check": "warn",
+               "params": {"n_estimators": 5000}, "experiment_name": "pipeline-cancel"}
+    server = build_server(settings)
+    async with Client(server) as client:
+        job = structured(await client.call_tool("run_pipeline", {"request": request, "wait_seconds": 0}))
+        deadline = time.monotonic() + 60
+        while True:  # wait for the train stage
+            snapshot = structured(await client.call_tool("get_job", {"job_id": job["job_id"]}))
+            if any("train" in e for e in snapshot["recent_events"]) or time.monotonic() > deadline:
+                break
+            await _sleep(0.1)
+        assert any("train" in e for e in snapshot["recent_events"]), snapshot["recent_events"]
+        await _sleep(2.0)  # 5,000 trees on 16,000 rows: minutes of fitting
+        started = time.perf_counter()
+        await client.call_tool("cancel_job", {"job_id": job["job_id"]})
+        ended = await wait_state(client, job["job_id"], {"CANCELLED", "FAILED", "SUCCEEDED"}, 30)
+        elapsed = time.perf_counter() - started
+    server.app_state.close(5)
+    db = Path(str(settings.tracking_uri).removeprefix("sqlite:///"))
+    assert ended["state"] == "CANCELLED", ended
+    assert elapsed < 5 and running_runs(db) == 0
+    FIGURES["pipeline_cancel_during_fit_s"] = round(elapsed, 3)

@@ -172,9 +172,14 @@ class KillablePool:
 
     def kill(self) -> None:
         self._executor.shutdown(wait=True, kill_workers=True)
+        if self.n_workers == 1:
+            _SPARE.refill()
 
     def close(self) -> None:
-        # Every result is in: the worker exits in the background (waiting for it cost 0.5-1.2 s).
+        # Every result is in: a warm single worker becomes the spare again, others exit in the
+        # background (waiting for them cost 0.5-1.2 s).
+        if self.n_workers == 1 and _SPARE.give_back(self._executor):
+            return
         self._executor.shutdown(wait=False)
 
     def _check_stop(self) -> None:
@@ -224,10 +229,10 @@ class KillablePool:
         return [results[i] for i in range(len(tasks))]
 
 
-# A worker starts a Python interpreter and imports scikit-learn: ~2 s on the shared 2-core box,
-# paid by every search. One warm single-worker executor is kept ready for the next n_jobs=1 search
-# (the server's default) once a first search has asked for one; idle, its worker exits after
-# SPARE_IDLE_SECONDS (the next search then starts it again, cold).
+# A worker starts a Python interpreter and imports scikit-learn: 2-8 s on the shared 2-core box.
+# So a single-worker executor (n_jobs=1, the server's default) that ends without a kill is kept as
+# the spare and reused by the next search or fit; a killed one is replaced by a spare that starts
+# warming at once. Idle, the worker exits after SPARE_IDLE_SECONDS (the next use starts it again).
 SPARE_IDLE_SECONDS = 600
 
 
@@ -262,13 +267,21 @@ class _SpareExecutor:
             executor, self._ready = self._ready, None
         if executor is None:
             executor = _new_executor(1, idle_timeout=SPARE_IDLE_SECONDS)
-        self._refill()
         return executor
 
-    def _refill(self) -> None:
+    def refill(self) -> None:
+        """Start warming a spare now (after a kill: the next queued job should not start cold)."""
         with self._lock:
             if self._ready is None:
                 self._ready = _new_executor(1, idle_timeout=SPARE_IDLE_SECONDS)
+
+    def give_back(self, executor) -> bool:
+        """Keep a healthy, finished executor as the spare if there is none; False: the caller closes it."""
+        with self._lock:
+            if self._ready is not None:
+                return False
+            self._ready = executor
+            return True
 
     def close(self) -> None:
         with self._lock:
@@ -293,3 +306,10 @@ def _killable_execution(n_jobs: int, should_stop: Callable[[], bool] | None) -> 
         pool.close()
     finally:
         logger.debug("killable pool lived %.2f s", time.perf_counter() - started)
+
+
+def run_stoppable(fn: Callable[..., Any], *args: Any, should_stop: Callable[[], bool] | None) -> Any:
+    """``fn(*args)`` in a killable worker process (``fn`` at module level, arguments picklable);
+    ``ExecutionInterrupted`` as soon as ``should_stop()`` turns true, the worker killed."""
+    with _killable_execution(1, should_stop) as ex:
+        return ex.runner([(fn, args)])[0]

@@ -134,7 +134,9 @@ def run_standard_pipeline(
     captured: dict[str, Any] = {}
     pipeline = TrainingPipeline(plan.model_name, _config(request, plan), tracker, enable_mlflow=True, settings=settings)
     near = getattr(settings, "near_perfect_score", DEFAULT_NEAR_PERFECT)
-    for stage, func in standard_stages(request, plan, validator, captured, near_perfect_score=near).items():
+    isolate = bool(getattr(settings, "isolate_trials", False))  # fits in workers that cancel can kill
+    for stage, func in standard_stages(request, plan, validator, captured, near_perfect_score=near,
+                                       isolate=isolate).items():
         pipeline.add_stage(stage, func)
     run = pipeline.execute(
         frame,
