@@ -173,7 +173,9 @@ class KillablePool:
     def kill(self) -> None:
         self._executor.shutdown(wait=True, kill_workers=True)
         if self.n_workers == 1:
-            _SPARE.refill()
+            import threading
+
+            threading.Thread(target=_SPARE.refill, name="warm-spare-worker", daemon=True).start()
 
     def close(self) -> None:
         # Every result is in: a warm single worker becomes the spare again, others exit in the
