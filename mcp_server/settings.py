@@ -144,6 +144,25 @@ class Settings(BaseSettings):
     job_timeout_seconds: float = Field(default=3600.0, gt=0)
     default_wait_seconds: float = Field(default=45.0, ge=0, le=55)
 
+    # --- reliability: stoppable jobs, fair sharing, bounded input shape ---------------------
+    isolate_trials: bool = Field(
+        default=True, description="Run a job's trials in worker processes that cancel, timeout and shutdown kill"
+    )
+    job_stop_grace_seconds: float = Field(
+        default=10.0, gt=0, le=600, description="A job still running this long after cancel/timeout frees its slot anyway"
+    )
+    shutdown_timeout_seconds: float = Field(
+        default=8.0, gt=0, le=600, description="On SIGTERM/SIGINT/stdin EOF: time to end jobs and their runs before exiting"
+    )
+    max_jobs_per_principal: int = Field(default=4, ge=1, le=10_000, description="Queued plus running jobs per principal")
+    max_sessions: int = Field(default=1000, ge=1, le=100_000, description="Open streamable-HTTP sessions in all")
+    max_sessions_per_principal: int = Field(default=16, ge=1, le=100_000, description="Open sessions per principal")
+    session_idle_timeout_seconds: float = Field(default=300.0, gt=0, le=86_400)
+    http_body_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=600, description="A request body must arrive within this time (else 408)"
+    )
+    max_data_columns: int = Field(default=2000, gt=0, description="Columns of a data file, checked from its header")
+
     # --- access control and audit ---------------------------------------------------------
     roles_file: Path | None = Field(default=None, description="Default: the packaged roles.toml")
     audit_log_path: Path | None = Field(default=None, description="Default: <data_home>/audit.jsonl")

@@ -53,6 +53,7 @@ BASELINES: dict[str, dict[str, Any]] = {
     "search_runs": {"request": {"max_results": 5}},
     "get_run": {"run_id": RUN_A},
     "compare_runs": {"run_ids": [RUN_A, RUN_B]},
+    "end_run": {"run_id": RUN_A},
     "tune_hyperparameters": {
         "request": {"dataset": "iris", "estimator": "decision_tree", "max_trials": 2, "cv_folds": 2,
                     "space": {"max_depth": {"type": "int", "low": 1, "high": 3}}},
@@ -249,6 +250,7 @@ SEMANTIC_CASES: list[tuple[str, st.SearchStrategy[dict], tuple[str, ...]]] = [
     ("validate_data", WORD.map(lambda w: {"request": {"dataset": "players", "schema_name": w + "_missing"}}),
      ("schema",)),
     ("get_run", HEX_ID.map(lambda r: {"run_id": r}), ("run",)),
+    ("end_run", HEX_ID.map(lambda r: {"run_id": r}), ("run",)),
     ("compare_runs", st.lists(HEX_ID, min_size=2, max_size=10, unique=True).map(lambda r: {"run_ids": r}), ("run",)),
     ("register_model", HEX_ID.map(lambda r: {"run_id": r, "model_name": "m"}), ("run",)),
     ("get_job", HEX_ID.map(lambda j: {"job_id": j}), ("job_id",)),

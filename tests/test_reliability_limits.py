@@ -98,12 +98,13 @@ async def test_one_job_runs_one_waits_the_next_is_refused_and_the_timeout_ends_a
         assert (listed["running"], listed["queued"]) == (1, 1)
         assert second["state"] == "QUEUED"
 
-        # The running job passes job_timeout_seconds=2: it stops after the trial in flight, FAILED.
+        # The running job passes job_timeout_seconds=2: its trial in flight is killed, FAILED.
         ended = (await client.call_tool("get_job", {"job_id": first["job_id"], "wait_seconds": 30})).structured_content
         assert ended["state"] == "FAILED" and ended["error"] == "job exceeded job_timeout_seconds=2"
         assert 2.0 <= ended["elapsed_seconds"] < 8.0, ended["elapsed_seconds"]
         partial = ended["result"]
-        assert partial["stopped_reason"] == "cancelled" and 1 <= partial["n_trials"] < SLOW["max_trials"]
+        # The trial in flight is killed, not waited for (worker start-up takes ~2 s of the budget).
+        assert partial["stopped_reason"] == "cancelled" and 0 <= partial["n_trials"] < SLOW["max_trials"]
         parent = await client.call_tool("get_run", {"run_id": partial["parent_run_id"]})
         assert parent.structured_content["status"] == "KILLED"
 

@@ -23,6 +23,7 @@ EXPECTED_TOOLS = {
     "tune_hyperparameters": (X, False, False, False),
     "run_pipeline": (X, False, False, False),
     "compare_runs": (R, True, False, True),
+    "end_run": (X, False, False, True),
     "get_job": (R, True, False, True),
     "list_jobs": (R, True, False, True),
     "cancel_job": (X, False, False, True),

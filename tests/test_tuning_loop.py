@@ -215,7 +215,7 @@ def test_auto_backend_uses_processes_only_for_sklearn_fold_fits(path, pruning, e
 def test_unknown_backend_is_refused():
     from mcp_server.error_handling import InvalidRequestError
 
-    with pytest.raises(InvalidRequestError, match="backend must be one of auto, threading, loky, got 'dask'"):
+    with pytest.raises(InvalidRequestError, match="backend must be one of auto, threading, loky, process, got 'dask'"):
         HyperparameterTuner(enable_mlflow=False, backend="dask")
 
 

@@ -108,3 +108,23 @@ class IdentityMiddleware:
         if tools is not None and hasattr(result, "model_copy"):
             return result.model_copy(update={"tools": [t for t in tools if self.allowed(principal, t.name)]})
         return result
+
+
+def may_see_server_paths() -> bool:
+    """Absolute paths of the server (store file, artifact folders) are shown to principals that may
+    write; a viewer gets them with the folders hidden."""
+    principal = rbac.current_principal()
+    return principal is not None and rbac.authorize(principal, rbac.Permission.WRITE, rbac.current_role_table())
+
+
+def shown_path(uri: str | None) -> str | None:
+    """``uri`` as the caller may see it: whole for writers, else ``scheme:///…/<last part>``."""
+    if uri is None or may_see_server_paths():
+        return uri
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        scheme, rest = "", uri
+    if scheme not in ("", "file", "sqlite"):
+        return uri  # a remote server's URL is no server path
+    last = rest.rstrip("/").rsplit("/", 1)[-1]
+    return f"{scheme}{sep}/…/{last}" if sep else f"…/{last}"

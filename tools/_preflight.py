@@ -54,6 +54,7 @@ def check_tune_request(app: AppState, request: TuneRequest) -> None:
         space = SearchSpace(registry.default_search_space(request.estimator, task))
         _check_grid(request, space, settings.max_grid_size)
     registry.check_params(request.estimator, task, dict.fromkeys(space.names))
+    registry.check_space_limits(request.estimator, space)
     if request.scoring is not None:
         registry.check_scoring(request.scoring, task, y=y)
     if request.resume_from is not None:

@@ -8,6 +8,7 @@ first use, never at import time: a freshly spawned server answers ``tools/list``
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,8 @@ from mcp_server.settings import Settings
 if TYPE_CHECKING:
     from mcp_server import rbac
 
+logger = logging.getLogger(__name__)
+
 
 class AppState:
     def __init__(self, settings: Settings, *, jobs: JobManager | None = None) -> None:
@@ -26,12 +29,15 @@ class AppState:
             max_concurrent=settings.max_concurrent_jobs,
             job_timeout=settings.job_timeout_seconds,
             max_queued=settings.max_queued_jobs,
+            max_per_owner=settings.max_jobs_per_principal,
+            stop_grace=settings.job_stop_grace_seconds,
         )
         self.started_at = time.time()
         self.tool_permissions: dict[str, rbac.Permission] = {}
         self._lock = threading.Lock()
         self._trackers: dict[str, Any] = {}
         self._services: dict[str, Any] = {}
+        self._resuming: set[str] = set()  # parent runs of searches being resumed by a job here
 
     @property
     def uptime_seconds(self) -> float:
@@ -57,9 +63,42 @@ class AppState:
                 self._services[key] = factory()
             return self._services[key]
 
-    def close(self) -> None:
-        self.jobs.shutdown(cancel=True, timeout=10)
+    def claim_resume(self, run_id: str) -> None:
+        """Refuse a second resume of a search whose resume this server has accepted and not finished."""
+        from mcp_server.error_handling import InvalidRequestError
+
+        # Claimed while a call checks and queues it, then by the queued or running job itself.
+        with self._lock:
+            busy = run_id in self._resuming or any(
+                s.params.get("resume_from") == run_id and not s.state.is_terminal
+                for s in self.jobs.list(kind="tune", limit=self.jobs.max_kept)
+            )
+            if busy:
+                raise InvalidRequestError(
+                    f"resume_from={run_id!r} is already being resumed by another job; wait for it to end"
+                )
+            self._resuming.add(run_id)
+
+    def release_resume(self, run_id: str) -> None:
+        with self._lock:
+            self._resuming.discard(run_id)
+
+    def close(self, timeout: float | None = None, *, reason: str = "the server stopped") -> list[str]:
+        """Stop every job (their runs end KILLED with what they had), then end KILLED whatever this
+        process still has RUNNING, within about ``timeout`` seconds; returns the runs ended here."""
+        timeout = self.settings.shutdown_timeout_seconds if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        self.jobs.shutdown(cancel=True, timeout=max(0.5, timeout * 0.6))
         with self._lock:
             trackers = list(self._trackers.values())
+        ended: list[str] = []
         for tracker in trackers:
-            tracker.close()
+            try:
+                tracker.close()  # flushes buffered trial writes
+                if time.monotonic() < deadline:
+                    ended += tracker.end_own_runs([tracker.experiment_id], reason=reason)
+            except Exception:  # noqa: BLE001 - a dead store must not stop the shutdown
+                logger.exception("could not end the runs of experiment %s at shutdown", tracker.experiment_name)
+        if ended:
+            logger.warning("ended %d run(s) KILLED at shutdown: %s", len(ended), ", ".join(ended))
+        return ended

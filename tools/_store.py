@@ -76,8 +76,11 @@ def reap_orphaned_runs(settings: Settings) -> list[str]:
     this host and leaves the runs of live servers sharing the store alone. On a sqlite store
     with no RUNNING run (the usual start) this costs one query and never imports mlflow.
     """
+    from mcp_server.mlflow_integration._recovery import remove_dead_leases
+
     db_path = sqlite_store_path(str(settings.tracking_uri))
     if db_path is not None and count_running_runs(db_path) == 0:
+        remove_dead_leases(settings.data_home / "leases")
         return []
     from mcp_server.mlflow_integration import get_mlflow_tracker
 
@@ -86,6 +89,7 @@ def reap_orphaned_runs(settings: Settings) -> list[str]:
         reaped = tracker.reap_orphaned_runs(experiment_ids=tracker.all_experiment_ids())
     finally:
         tracker.close()
+    remove_dead_leases(settings.data_home / "leases")  # their runs are ended: the files may go
     if reaped:
         logger.warning("ended %d orphaned run(s) KILLED (their server process died): %s",
                        len(reaped), ", ".join(reaped))

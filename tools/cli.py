@@ -59,7 +59,12 @@ def serve(args: argparse.Namespace) -> int:
     server = build_server(settings, transport=transport, host=host, port=port)  # checks the config
     # Before serving, so several servers starting on a fresh store never race in its migrations.
     prepare_tracking_store(settings)
+    from mcp_server.mlflow_integration._recovery import hold_lease
+
+    hold_lease(settings.data_home / "leases")  # before any run is opened: our runs are judged by it
     recover_orphaned_runs(settings)
+    stopper = GracefulStop(app_state(server), settings.shutdown_timeout_seconds)
+    stopper.install()
     try:
         if transport == "stdio":
             server.run("stdio")
@@ -67,9 +72,79 @@ def serve(args: argparse.Namespace) -> int:
             run_http(server, settings, transport=transport, host=host, port=port)
     except KeyboardInterrupt:
         pass
-    finally:
-        app_state(server).close()  # cancels running jobs: their MLflow runs end KILLED
+    # stdin closed (or the HTTP server returned): the same bounded stop, then exit at once, so
+    # no worker thread still blocked on stdin or on a fit can hold the process open.
+    stopper.stop_and_exit("stdin closed" if transport == "stdio" else "the server stopped", code=0)
     return 0
+
+
+class GracefulStop:
+    """SIGTERM, SIGINT and stdin EOF end the server the same way, within a stated bound.
+
+    Jobs are cancelled (their trials' worker processes are killed), each search ends its parent run
+    KILLED with the best score so far, whatever this process still has RUNNING is ended KILLED, and
+    the process exits (``os._exit``) after at most ``timeout`` + 2 seconds. The stop runs in its own
+    thread: a signal handler runs in the main thread, which may hold locks the stop needs. A second
+    signal exits at once.
+    """
+
+    EXIT_GRACE_SECONDS = 2.0
+
+    def __init__(self, state, timeout: float) -> None:
+        import threading
+
+        self.state = state
+        self.timeout = timeout
+        self._started = threading.Event()
+
+    def install(self) -> None:
+        import signal
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum, _frame) -> None:
+        import signal
+        import threading
+
+        name = signal.Signals(signum).name
+        if self._started.is_set():
+            logger.warning("%s again: exiting now", name)
+            _exit(128 + signum)
+        threading.Thread(target=self.stop_and_exit, args=(f"{name} received",), kwargs={"code": 0},
+                         name="graceful-stop", daemon=True).start()
+
+    def stop_and_exit(self, why: str, *, code: int) -> None:
+        import threading
+        import time
+
+        if self._started.is_set():
+            time.sleep(self.timeout + self.EXIT_GRACE_SECONDS)  # the first stop exits
+            _exit(code)
+        self._started.set()
+        started = time.monotonic()
+        logger.info("%s: stopping jobs and ending their runs (at most %.0f s)", why, self.timeout)
+        watchdog = threading.Timer(self.timeout + self.EXIT_GRACE_SECONDS, _exit, args=(code,))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            ended = self.state.close(self.timeout, reason=f"the server stopped ({why})")
+            logger.info("stopped in %.2f s (%d run(s) ended here)", time.monotonic() - started, len(ended))
+        except Exception:  # noqa: BLE001 - exit regardless
+            logger.exception("error while stopping")
+        _exit(code)
+
+
+def _exit(code: int) -> None:
+    import os
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001, S110
+            pass
+    logging.shutdown()
+    os._exit(code)
 
 
 def recover_orphaned_runs(settings) -> None:
@@ -99,55 +174,26 @@ def recover_orphaned_runs(settings) -> None:
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 
 
-class BodySizeLimit:
-    """ASGI wrapper: an HTTP request body past ``max_bytes`` gets 413 before anything parses it."""
-
-    def __init__(self, app, max_bytes: int = MAX_REQUEST_BYTES) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            return await self._refuse(send)
-        # Read the body (at most max_bytes of it) before the app does, then hand it over.
-        body, more = b"", True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                return
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > self.max_bytes:
-                return await self._refuse(send)
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
-
-    async def _refuse(self, send) -> None:
-        text = f"request body larger than {self.max_bytes} bytes".encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(text)).encode())]})
-        await send({"type": "http.response.body", "body": text})
-
-
 def http_app(server, settings, *, transport: str, host: str, port: int):
-    """The app for the HTTP transports: Host/Origin (DNS rebinding) checks, bounded request bodies."""
+    """The app for the HTTP transports: Host checks on every path, the token before the body,
+    bounded and timed request bodies, sessions capped per principal (``tools._http_guard``)."""
+    from tools._http_guard import RequestGuard
+    from tools._identity import SettingsTokenVerifier
     from tools.server import http_transport_security
 
     security = http_transport_security(settings, host, port)
+    session_manager = None
     if transport == "sse":
-        return BodySizeLimit(server.sse_app(transport_security=security, host=host))
-    return BodySizeLimit(server.streamable_http_app(transport_security=security, host=host))
+        app = server.sse_app(transport_security=security, host=host)
+    else:
+        app = server.streamable_http_app(
+            transport_security=security, host=host, max_request_body_size=MAX_REQUEST_BYTES,
+            session_idle_timeout=settings.session_idle_timeout_seconds, max_sessions=settings.max_sessions,
+        )
+        session_manager = getattr(server._lowlevel_server, "_session_manager", None)  # noqa: SLF001
+    return RequestGuard(app, verifier=SettingsTokenVerifier(settings), settings=settings,
+                        allowed_hosts=security.allowed_hosts, max_body_bytes=MAX_REQUEST_BYTES,
+                        session_manager=session_manager)
 
 
 def run_http(server, settings, *, transport: str, host: str, port: int) -> None:
@@ -162,9 +208,33 @@ def run_http(server, settings, *, transport: str, host: str, port: int) -> None:
     app = http_app(server, settings, transport=transport, host=host, port=port)
     # log_config=None: uvicorn's loggers propagate to our stderr handler (its default access
     # log would write to stdout).
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on")
+    from tools._http_guard import RedactTokens
+
+    logging.getLogger("uvicorn.access").addFilter(RedactTokens())
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on",
+                            timeout_keep_alive=5, timeout_graceful_shutdown=2)
     logger.info("serving %s on http://%s:%d", transport, host, port)
-    anyio.run(uvicorn.Server(config).serve)
+    anyio.run(_Uvicorn(config).serve)
+
+
+def _uvicorn_server_class():
+    import contextlib
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn without its own signal handling: it re-raised SIGTERM after serving, which killed
+        the process before any run was ended. ``GracefulStop`` handles the signals instead."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            yield
+
+    return Server
+
+
+def _Uvicorn(config):  # noqa: N802 - reads like the class it builds
+    return _uvicorn_server_class()(config)
 
 
 def claude_config(_args: argparse.Namespace) -> int:

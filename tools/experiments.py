@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mcp_server import rbac
 from mcp_server.error_handling import InvalidRequestError, NotFoundError
 from tools._decorators import READ_ONLY, UPDATES, ml_tool, register_tools
+from tools._identity import shown_path
 from tools._state import AppState
 
 ExperimentName = Annotated[str, Field(min_length=1, max_length=200, description="MLflow experiment name")]
@@ -25,6 +26,12 @@ KeyName = Annotated[str, Field(min_length=1, max_length=250)]
 ParamValue = Annotated[str, Field(max_length=6000)] | int | Annotated[float, Field(allow_inf_nan=False)] | bool | None
 TagValue = Annotated[str, Field(max_length=8000)]
 STRICT = ConfigDict(extra="forbid")
+
+
+class EndedRun(BaseModel):
+    run_id: str
+    status: str
+    previous_owner: str | None = Field(default=None, description="host:pid:instance of the process that opened it")
 
 
 class ExperimentInfo(BaseModel):
@@ -182,7 +189,7 @@ def register(server: MCPServer, app: AppState) -> None:
                 experiment_id=info["experiment_id"],
                 name=info["name"],
                 lifecycle_stage=info["lifecycle_stage"],
-                artifact_location=info["artifact_location"],
+                artifact_location=shown_path(info["artifact_location"]),
                 created=not existed,
                 run_id=run_id,
             )
@@ -195,7 +202,10 @@ def register(server: MCPServer, app: AppState) -> None:
     ) -> ExperimentList:
         """List MLflow experiments."""
         experiments = await anyio.to_thread.run_sync(lambda: app.tracker().list_experiments(max_results=max_results))
-        return ExperimentList(experiments=[ExperimentInfo(**{k: e[k] for k in ExperimentInfo.model_fields}) for e in experiments])
+        return ExperimentList(experiments=[
+            ExperimentInfo(**{k: e[k] for k in ExperimentInfo.model_fields} | {"artifact_location": shown_path(e["artifact_location"])})
+            for e in experiments
+        ])
 
     @ml_tool(permission=rbac.Permission.READ, annotations=READ_ONLY)
     async def search_runs(request: SearchRunsRequest) -> RunsPage:
@@ -247,7 +257,7 @@ def register(server: MCPServer, app: AppState) -> None:
             return RunDetail(
                 **summary_of(run),
                 tags=run.tags,
-                artifact_uri=run.artifact_uri,
+                artifact_uri=shown_path(run.artifact_uri),
                 duration_seconds=run.duration_seconds,
                 metric_history=history,
             )
@@ -276,4 +286,33 @@ def register(server: MCPServer, app: AppState) -> None:
             content.append(ImageContent(type="image", data=base64.b64encode(png).decode(), mime_type="image/png"))
         return CallToolResult(content=content, structured_content=structured.model_dump(mode="json"))
 
-    register_tools(server, start_experiment, list_experiments, search_runs, get_run, compare_runs)
+    @ml_tool(permission=rbac.Permission.EXECUTE, annotations=UPDATES)
+    async def end_run(
+        run_id: RunId,
+        reason: Annotated[str, Field(min_length=1, max_length=300, description="Why, recorded on the run")] = "stuck",
+    ) -> EndedRun:
+        """End a run left RUNNING by a server that died or hung, as KILLED, so its search can be resumed.
+
+        A run of a job of this server is refused: cancel that job instead.
+        """
+        principal = rbac.current_principal()
+
+        def end() -> EndedRun:
+            from mcp_server.mlflow_integration import OWNER_TAG
+            from mcp_server.mlflow_integration._recovery import owner
+
+            tracker = app.tracker()
+            run = tracker.get_run(run_id)
+            if run.status.value != "RUNNING":
+                raise InvalidRequestError(f"run {run_id} is {run.status.value}; only a RUNNING run can be ended")
+            if run.tags.get(OWNER_TAG) == owner():
+                raise InvalidRequestError(
+                    f"run {run_id} belongs to a job of this server: cancel that job (list_jobs, cancel_job) instead"
+                )
+            who = principal.id if principal else "unknown"
+            tracker.kill_run(run_id, f"ended by {who} with end_run: {reason}")
+            return EndedRun(run_id=run_id, status="KILLED", previous_owner=run.tags.get(OWNER_TAG))
+
+        return await anyio.to_thread.run_sync(end)
+
+    register_tools(server, start_experiment, list_experiments, search_runs, get_run, compare_runs, end_run)

@@ -35,6 +35,9 @@ class ServerHealth(BaseModel):
     error_counts: dict[str, int] = Field(description="Errors recorded since start, per type")
 
 
+from tools._identity import shown_path  # noqa: E402
+
+
 def masked_uri(uri: str) -> str:
     return re.sub(r"//[^/@]+@", "//***@", uri)
 
@@ -65,7 +68,7 @@ def register(server: MCPServer, app: AppState) -> None:
             status="ok" if error is None else "degraded",
             version=server_version(),
             uptime_seconds=round(app.uptime_seconds, 3),
-            tracking_uri=masked_uri(str(app.settings.tracking_uri)),
+            tracking_uri=shown_path(masked_uri(str(app.settings.tracking_uri))),
             tracking_reachable=error is None,
             tracking_error=error,
             jobs_running=app.jobs.running_count,

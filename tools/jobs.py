@@ -141,12 +141,17 @@ def current_principal_id() -> str | None:
 
 
 async def start_job(
-    app: AppState, kind: str, work: Callable[[JobContext], Any], request: BaseModel, wait_seconds: float | None, ctx: Context
+    app: AppState, kind: str, work: Callable[[JobContext], Any], request: BaseModel, wait_seconds: float | None, ctx: Context,
+    *, on_queued: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Queue ``work`` as the caller's job, wait for it (``wait_for_job``) and return the ``JobView``
     fields; a job that failed within the wait raises a tool error with the job's message."""
     params = request.model_dump(mode="json", exclude_none=True)
-    job_id = app.jobs.submit(kind, work, params, owner=current_principal_id())
+    try:
+        job_id = app.jobs.submit(kind, work, params, owner=current_principal_id())
+    finally:
+        if on_queued is not None:
+            on_queued()  # queued or refused: from now on the job list tells what is in progress
     wait = app.settings.default_wait_seconds if wait_seconds is None else wait_seconds
     snapshot = await wait_for_job(app, job_id, wait, ctx)
     if snapshot.state is JobState.FAILED:

@@ -177,9 +177,11 @@ def _register_resources(server: MCPServer, state: AppState) -> None:
     )
     async def run_resource(run_id: str) -> str:
         _require_read()
+        from tools._identity import shown_path
 
         def read() -> str:
-            return state.tracker().get_run(run_id).model_dump_json(indent=2)
+            run = state.tracker().get_run(run_id)
+            return run.model_copy(update={"artifact_uri": shown_path(run.artifact_uri)}).model_dump_json(indent=2)
 
         return await _read_or_raise(read)
 

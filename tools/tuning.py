@@ -180,7 +180,9 @@ def tuning_work(app: AppState, request: TuneRequest):
         X, y = load_training_data(app, request.dataset, request.target, request.features, request.drop,
                                   keep=request.split.column)
         experiment = request.experiment_name or app.settings.experiment_name
-        tuner = HyperparameterTuner(mlflow_tracker=app.tracker(experiment), settings=app.settings)
+        # Isolated trials: cancel, timeout and shutdown kill the fit in flight instead of waiting for it.
+        tuner = HyperparameterTuner(mlflow_tracker=app.tracker(experiment), settings=app.settings,
+                                    backend="process" if app.settings.isolate_trials else "auto")
 
         def on_trial(_trial: Any, progress: Any) -> None:
             job.report(progress.n_trials_done, progress.max_trials, progress.message())
@@ -227,8 +229,17 @@ def register(server: MCPServer, app: AppState) -> None:
 
         Returns the best params and score when done within wait_seconds, else a job id to poll with get_job.
         """
-        await anyio.to_thread.run_sync(lambda: check_tune_request(app, request))
-        return TuningJob(**await start_job(app, "tune", tuning_work(app, request), request, wait_seconds, ctx))
+        resume = request.resume_from
+        if resume is not None:
+            app.claim_resume(resume)  # two resumes of one search would both run its remaining trials
+        try:
+            await anyio.to_thread.run_sync(lambda: check_tune_request(app, request))
+        except BaseException:
+            if resume is not None:
+                app.release_resume(resume)
+            raise
+        return TuningJob(**await start_job(app, "tune", tuning_work(app, request), request, wait_seconds, ctx,
+                                           on_queued=(lambda: app.release_resume(resume)) if resume else None))
 
     register_tools(server, tune_hyperparameters)
 

@@ -25,6 +25,8 @@ from mcp_server.estimators._registry import (
     TASKS,
     EstimatorSpec,
     Task,
+    check_limits,
+    check_space_limits,
     check_task,
     get_estimator_spec,
 )
@@ -51,7 +53,9 @@ __all__ = [
     "Task",
     "build_model",
     "build_preprocessor",
+    "check_limits",
     "check_params",
+    "check_space_limits",
     "check_scoring",
     "check_task",
     "default_scoring",

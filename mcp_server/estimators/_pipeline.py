@@ -12,6 +12,7 @@ from mcp_server.error_handling import InvalidRequestError
 from mcp_server.estimators._registry import (
     REGISTRY,
     Task,
+    check_limits,
     check_task,
     get_estimator_spec,
 )
@@ -40,6 +41,9 @@ class EstimatorInfo(BaseModel):
     default_params: dict[str, Any] = Field(default_factory=dict)
     search_space: dict[str, dict[str, Any]] = Field(default_factory=dict)
     estimator_classes: dict[str, str] = Field(default_factory=dict)
+    limits: dict[str, float] = Field(
+        default_factory=dict, description="Upper bounds on hyperparameters that size a fit's work or memory"
+    )
 
 
 def list_estimators(task: str | None = None) -> list[EstimatorInfo]:
@@ -54,6 +58,7 @@ def list_estimators(task: str | None = None) -> list[EstimatorInfo]:
             default_params=copy.deepcopy(spec.default_params),
             search_space=copy.deepcopy(spec.search_space),
             estimator_classes={t: path.replace(":", ".") for t, path in spec.classes.items()},
+            limits=dict(spec.limits),
         )
         for spec in sorted(REGISTRY.values(), key=lambda s: s.name)
         if task is None or task in spec.classes
@@ -96,6 +101,7 @@ def check_params(name: str, task: str, params: dict[str, Any] | None) -> dict[st
                 f"valid hyperparameters: {', '.join(allowed)}"
             )
         cleaned[bare] = value
+    check_limits(name, cleaned)
     return cleaned
 
 

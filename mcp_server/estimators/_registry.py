@@ -10,7 +10,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mcp_server.error_handling import InvalidRequestError
+from mcp_server.error_handling import InvalidRequestError, ResourceLimitError
 
 Task = Literal["classification", "regression"]
 TASKS: tuple[Task, ...] = ("classification", "regression")
@@ -39,6 +39,9 @@ class EstimatorSpec:
     search_space: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Distance- and gradient-based models need standardized inputs; trees do not.
     needs_scaling: bool = False
+    # Upper bounds on the hyperparameters that size the work or the memory of one fit
+    # (``n_estimators=10**9`` asked gradient boosting for 7.45 GiB up front): checked in every plan.
+    limits: dict[str, float] = field(default_factory=dict)
 
     @property
     def tasks(self) -> list[Task]:
@@ -68,6 +71,10 @@ _TREE_SPACE = {
     "max_features": _categorical("sqrt", "log2", None),
 }
 
+# Far above any useful value (the default spaces stop at 500), far below a fit that runs for hours.
+MAX_TREES = 5000
+_TREE_LIMITS = {"n_estimators": MAX_TREES, "max_depth": 200, "max_leaf_nodes": 1_000_000}
+
 _SPECS: tuple[EstimatorSpec, ...] = (
     EstimatorSpec(
         name="random_forest",
@@ -78,6 +85,7 @@ _SPECS: tuple[EstimatorSpec, ...] = (
         },
         default_params={"n_estimators": 200, "n_jobs": 1},
         search_space=_TREE_SPACE,
+        limits=_TREE_LIMITS,
     ),
     EstimatorSpec(
         name="extra_trees",
@@ -88,6 +96,7 @@ _SPECS: tuple[EstimatorSpec, ...] = (
         },
         default_params={"n_estimators": 200, "n_jobs": 1},
         search_space=_TREE_SPACE,
+        limits=_TREE_LIMITS,
     ),
     EstimatorSpec(
         name="gradient_boosting",
@@ -104,6 +113,7 @@ _SPECS: tuple[EstimatorSpec, ...] = (
             "subsample": _float(0.5, 1.0),
             "min_samples_leaf": _int(1, 20),
         },
+        limits={**_TREE_LIMITS, "n_iter_no_change": 1000},
     ),
     EstimatorSpec(
         name="hist_gradient_boosting",
@@ -120,6 +130,7 @@ _SPECS: tuple[EstimatorSpec, ...] = (
             "min_samples_leaf": _int(5, 50),
             "l2_regularization": _float(1e-6, 10.0, log=True),
         },
+        limits={"max_iter": MAX_TREES, "max_leaf_nodes": 65_536, "max_depth": 200, "n_iter_no_change": 1000},
     ),
     EstimatorSpec(
         name="decision_tree",
@@ -134,6 +145,7 @@ _SPECS: tuple[EstimatorSpec, ...] = (
             "min_samples_split": _int(2, 20),
             "min_samples_leaf": _int(1, 20),
         },
+        limits={"max_depth": 200, "max_leaf_nodes": 1_000_000},
     ),
     EstimatorSpec(
         name="logistic_regression",
@@ -146,6 +158,7 @@ _SPECS: tuple[EstimatorSpec, ...] = (
             "class_weight": _categorical(None, "balanced"),
         },
         needs_scaling=True,
+        limits={"max_iter": 100_000},
     ),
     EstimatorSpec(
         name="ridge",
@@ -177,6 +190,7 @@ _SPECS: tuple[EstimatorSpec, ...] = (
             "p": _categorical(1, 2),
         },
         needs_scaling=True,
+        limits={"n_neighbors": 100_000, "leaf_size": 100_000},
     ),
     EstimatorSpec(
         name="svm",
@@ -188,6 +202,7 @@ _SPECS: tuple[EstimatorSpec, ...] = (
             "gamma": _categorical("scale", "auto"),
         },
         needs_scaling=True,
+        limits={"max_iter": 10_000_000, "cache_size": 2048},
     ),
 )
 
@@ -208,3 +223,30 @@ def check_task(task: str) -> Task:
     if task not in TASKS:
         raise InvalidRequestError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     return task  # type: ignore[return-value]
+
+
+def check_limits(name: str, params: dict[str, Any]) -> None:
+    """Refuse a value past the estimator's documented bound (``EstimatorSpec.limits``), naming it."""
+    spec = get_estimator_spec(name)
+    for key, value in params.items():
+        limit = spec.limits.get(key)
+        if limit is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if value > limit:
+            raise ResourceLimitError(
+                f"{key} of {name} must be at most {limit:,} (it sizes the work and memory of one fit), got {value!r}"
+            )
+
+
+def check_space_limits(name: str, space: Any) -> None:
+    """The same bounds on a search space (a ``SearchSpace`` or its dict form): the top of every
+    int/float range and every numeric choice."""
+    dims = space.dimensions if hasattr(space, "dimensions") else None
+    if dims is None:
+        from mcp_server.hyperparameter_tuning._space import SearchSpace
+
+        dims = SearchSpace(space).dimensions
+    for dim in dims:
+        values = list(getattr(dim, "choices", ())) + [getattr(dim, "high", None)]
+        for value in values:
+            check_limits(name, {dim.name: value})

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from mcp_server.hyperparameter_tuning._parallel import ExecutionInterrupted
 from mcp_server.hyperparameter_tuning._pruning import Pruner
 from mcp_server.hyperparameter_tuning._strategies import SearchStrategy
 from mcp_server.hyperparameter_tuning._tasks import (
@@ -180,10 +181,14 @@ class SearchLoop:
             if not candidates:
                 out.stop_reason = StopReason.EXHAUSTED
                 break
-            if rolling:
-                stop = self._run_rolling(candidates, out, started)
-            else:
-                stop = self._record_batch(self._evaluate(candidates), out, started)
+            try:
+                if rolling:
+                    stop = self._run_rolling(candidates, out, started)
+                else:
+                    stop = self._record_batch(self._evaluate(candidates), out, started)
+            except ExecutionInterrupted:
+                # A stoppable executor killed the trials in flight; the recorded ones stand.
+                stop = StopReason.CANCELLED
             if stop is not None:
                 out.stop_reason = stop
                 break

@@ -45,6 +45,10 @@ class TuningRunLogger:
             self._check_resumable(resume_from, params)
             self.parent_run_id = resume_from
             self.tracker.set_tags({"resumed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, run_id=resume_from)
+            # RUNNING while it works, owned by this process: a second resume is refused, and a
+            # crash now leaves it to the next server's reaper like any other run.
+            if hasattr(self.tracker, "reopen_run"):
+                self.tracker.reopen_run(resume_from)
             return resume_from
         self.parent_run_id = self.tracker.create_run(run_name=run_name, tags={KIND_TAG: PARENT_KIND})
         logged = {k: (str(v)[: _MAX_PARAM]) for k, v in params.items()}
@@ -60,6 +64,11 @@ class TuningRunLogger:
         run = self.tracker.get_run(run_id)  # NotFoundError for an unknown id
         if run.tags.get(KIND_TAG) != PARENT_KIND:
             raise InvalidRequestError(f"resume_from={run_id!r} is not the parent run of a tuning search")
+        if run.status.value == "RUNNING":
+            raise InvalidRequestError(
+                f"resume_from={run_id!r} is RUNNING: its search (or another resume of it) is in progress; "
+                "wait for it to end, cancel its job, or end the run with end_run"
+            )
         for key in RESUME_KEYS:
             old, new = run.params.get(key), str(params.get(key))[: _MAX_PARAM]
             if old is not None and old != new:

@@ -111,7 +111,7 @@ def run_search(req: SearchRequest) -> TuningResult:
         fold_tasks = req.pruner is None and req.evaluator.n_folds > 1
         prefer_processes = fold_tasks and isinstance(req.evaluator, EstimatorEvaluator)
         with execution(n_jobs=req.n_jobs, backend=req.backend, dask_address=req.dask_address,
-                       prefer_processes=prefer_processes) as ex:
+                       prefer_processes=prefer_processes, should_stop=_stop_check(req.should_stop)) as ex:
             loop = SearchLoop(
                 strategy=strategy, evaluator=req.evaluator,
                 config=LoopConfig(

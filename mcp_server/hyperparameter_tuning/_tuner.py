@@ -304,6 +304,7 @@ def _resolve_estimator(estimator: Any, X: Any, y: Any, *, space: Any, task: str,
         if space is None:
             space = registry.default_search_space(estimator, task)
         registry.check_params(estimator, task, dict.fromkeys(space))
+        registry.check_space_limits(estimator, space)
         return registry.build_model(estimator, task, None, X=X, random_state=seed), task, space, estimator, X
     if space is None:
         raise InvalidRequestError("space is required when estimator is an estimator object")

@@ -79,6 +79,8 @@ class _Job:
     cancel_event: threading.Event = field(default_factory=threading.Event)
     cancel_requested: bool = False
     timed_out: bool = False
+    grace_armed: bool = False
+    released: bool = False  # its slot was given back (by the work ending or by abandonment)
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -93,6 +95,8 @@ class JobManager:
         max_queued: int = 100,
         max_kept: int = 500,
         max_events: int = 1000,
+        max_per_owner: int | None = None,
+        stop_grace: float | None = 10.0,
     ) -> None:
         if max_concurrent < 1:
             raise InvalidRequestError(f"max_concurrent must be at least 1, got {max_concurrent}")
@@ -103,6 +107,8 @@ class JobManager:
         self.max_queued = max_queued
         self.max_kept = max_kept
         self.max_events = max_events
+        self.max_per_owner = max_per_owner
+        self.stop_grace = stop_grace
         self._jobs: collections.OrderedDict[str, _Job] = collections.OrderedDict()
         self._pending: collections.deque[str] = collections.deque()
         self._running = 0
@@ -130,6 +136,13 @@ class JobManager:
                 raise ResourceLimitError(
                     f"at most {self.max_queued} jobs may wait in the queue, got one more"
                 )
+            if self.max_per_owner is not None:
+                active = sum(1 for j in self._jobs.values() if j.owner == owner and not j.state.is_terminal)
+                if active >= self.max_per_owner:
+                    raise ResourceLimitError(
+                        f"at most {self.max_per_owner} jobs per principal may be queued or running "
+                        f"(settings.max_jobs_per_principal); {owner!r} has {active}: wait for one or cancel it"
+                    )
             self._jobs[job.job_id] = job
             self._pending.append(job.job_id)
             self._add_event(job, f"queued {kind} job")
@@ -165,7 +178,8 @@ class JobManager:
                 self._pending.remove(job.job_id)
                 self._finish(job, JobState.CANCELLED, error="cancelled before it started")
             else:
-                self._add_event(job, "cancellation requested; stopping after the current step")
+                self._add_event(job, "cancellation requested; stopping the work in progress")
+                self._arm_grace(job)
             return self._snapshot(job)
 
     def wait(self, job_id: str, timeout: float | None = None) -> JobSnapshot:
@@ -283,7 +297,33 @@ class JobManager:
                 return
             job.timed_out = True
             job.cancel_event.set()
-            self._add_event(job, f"timed out after {self.job_timeout:g} s; stopping after the current step")
+            self._add_event(job, f"timed out after {self.job_timeout:g} s; stopping the work in progress")
+            self._arm_grace(job)
+
+    def _arm_grace(self, job: _Job) -> None:
+        """Lock held. Work that ignores the stop signal for ``stop_grace`` seconds is abandoned:
+        the job ends and its slot goes to the next one, so no job can hold a slot for good."""
+        if self.stop_grace is None or job.grace_armed:
+            return
+        job.grace_armed = True
+        timer = threading.Timer(self.stop_grace, self._abandon, args=(job,))
+        timer.daemon = True
+        timer.start()
+
+    def _abandon(self, job: _Job) -> None:
+        with self._lock:
+            if job.state != JobState.RUNNING or job.released:
+                return
+            job.released = True
+            self._running -= 1
+            logger.warning("job %s (%s) did not stop within %g s; its slot is released", job.job_id, job.kind,
+                           self.stop_grace)
+            reason = (f"job exceeded job_timeout_seconds={self.job_timeout:g}" if job.timed_out
+                      else "cancelled")
+            self._finish(job, JobState.FAILED if job.timed_out else JobState.CANCELLED,
+                         error=f"{reason}; the work did not stop within {self.stop_grace:g} s and was abandoned")
+            if not self._closed:
+                self._start_pending()
 
     def _run(self, job: _Job) -> None:
         # Runs in the job's own thread, without the lock.
@@ -312,6 +352,9 @@ class JobManager:
             if timer is not None:
                 timer.cancel()
         with self._lock:
+            if job.released:  # abandoned after the stop grace: the job already ended
+                return
+            job.released = True
             self._running -= 1
             if job.timed_out:
                 self._finish(

@@ -124,6 +124,18 @@ class InMemoryClient:
     def set_tag(self, run_id: str, key: str, value: Any) -> None:
         self.log_batch(run_id, tags=[RunTag(key, str(value))])
 
+    def update_run(self, run_id: str, status: str | None = None, name: str | None = None) -> None:
+        with self._lock:
+            info = self._info(run_id)
+            if status is not None:
+                self._infos[run_id] = RunInfo(
+                    run_id=info.run_id, experiment_id=info.experiment_id, user_id=info.user_id,
+                    status=status, start_time=info.start_time,
+                    end_time=None if status == "RUNNING" else info.end_time,
+                    lifecycle_stage=info.lifecycle_stage, artifact_uri=info.artifact_uri,
+                    run_name=name or info.run_name,
+                )
+
     def set_terminated(self, run_id: str, status: str = "FINISHED", end_time=None) -> None:
         with self._lock:
             info = self._info(run_id)

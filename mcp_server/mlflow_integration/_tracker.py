@@ -26,9 +26,26 @@ from typing import Any
 from ..error_handling import InvalidRequestError, NotFoundError
 from ..settings import Settings
 from ._compare import compare_runs, comparison_frame
-from ._recovery import OWNER_TAG, TERMINATION_REASON_TAG, owned_by_dead_process
+from ._recovery import OWNER_TAG, TERMINATION_REASON_TAG, owned_by_dead_process, owner
 from ._types import DatasetSource, MetricPoint, RunMetadata, RunStatus
 from ._writer import MAX_PARAM_LENGTH, BatchWriter, run_tags
+
+
+# MLflow's built-in experiment keeps its artifacts under the server's working directory (./mlruns).
+RESERVED_EXPERIMENT_NAMES = {"default"}
+
+
+def check_experiment_name(name: str) -> None:
+    """Refuse names that would put artifacts outside the artifact root: ``Default`` (MLflow's own,
+    artifacts in the working directory) and names made only of dots (``..`` is the data folder)."""
+    stripped = str(name).strip()
+    if not stripped or set(stripped) <= {"."}:
+        raise InvalidRequestError(f"experiment name {name!r} is not allowed: it must contain a letter or digit")
+    if stripped.lower() in RESERVED_EXPERIMENT_NAMES:
+        raise InvalidRequestError(
+            f"experiment name {name!r} is reserved (MLflow's default experiment keeps artifacts in the "
+            "server's working directory); choose another name"
+        )
 
 
 class MLflowExperimentTracker:
@@ -100,6 +117,7 @@ class MLflowExperimentTracker:
 
     # --- experiments --------------------------------------------------------------------------
     def get_or_create_experiment(self, name: str) -> str:
+        check_experiment_name(name)
         experiment = self._call("get_experiment_by_name", name)
         if experiment is not None:
             return experiment.experiment_id
@@ -116,8 +134,11 @@ class MLflowExperimentTracker:
         # Artifacts live beside a sqlite store (the default store is <data_home>/mlflow.db).
         db = sqlite_path(self.tracking_uri)
         root = db.parent / "artifacts" if db else Path(str(self.settings.artifact_root))
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-        return (root / safe).resolve().as_uri()
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).lstrip(".") or "_"
+        location = (root / safe).resolve()
+        if not location.is_relative_to(root.resolve()):
+            raise InvalidRequestError(f"experiment name {name!r} would place artifacts outside {root.name}/")
+        return location.as_uri()
 
     def list_experiments(self, max_results: int = 100) -> list[dict[str, Any]]:
         experiments = self._call("search_experiments", max_results=max_results)
@@ -380,28 +401,58 @@ class MLflowExperimentTracker:
         return comparison_frame([self.get_run(r) for r in run_ids])
 
     # --- crash recovery -----------------------------------------------------------------------
+    @property
+    def lease_dir(self) -> Path:
+        """Where serving processes hold their leases (``_recovery``): beside the data they share."""
+        return Path(self.settings.data_home) / "leases"
+
+    def _running_runs(self, experiment_ids: list[str] | None, extra_filter: str = ""):
+        token: str | None = None
+        query = "attributes.status = 'RUNNING'" + (f" and {extra_filter}" if extra_filter else "")
+        while True:
+            runs, token = self.search_runs_page(query, 1000, experiment_ids=experiment_ids, page_token=token)
+            yield from runs
+            if not token:
+                return
+
+    def kill_run(self, run_id: str, reason: str) -> None:
+        """End a run KILLED, recording why (``nba_mcp.termination_reason``)."""
+        self._writer.flush_run(run_id)
+        self._call("set_tag", run_id, TERMINATION_REASON_TAG, reason[:MAX_PARAM_LENGTH])
+        self._call("set_terminated", run_id, status=RunStatus.KILLED.value)
+
     def reap_orphaned_runs(self, experiment_ids: list[str] | None = None) -> list[str]:
-        """End KILLED every RUNNING run whose owning process on this host is gone.
+        """End KILLED every RUNNING run whose owning process is gone.
 
         ``experiment_ids``: where to look (default: this tracker's experiment). Every page of
-        RUNNING runs is read, so a store with many crashed searches is cleaned in one call.
-        Runs of live processes, and of other hosts (whose processes we cannot see), are left alone.
+        RUNNING runs is read, so a store with many crashed searches is cleaned in one call. The
+        owner is judged by its lease when it held one (any pid, PID 1 included), else by host + pid;
+        runs of live processes, and of other hosts without a lease here, are left alone.
         """
         reaped = []
-        token: str | None = None
-        while True:
-            runs, token = self.search_runs_page(
-                "attributes.status = 'RUNNING'", 1000, experiment_ids=experiment_ids, page_token=token
-            )
-            for run in runs:
-                pid = owned_by_dead_process(run.tags.get(OWNER_TAG, ""))
-                if pid is None:
-                    continue
-                self._call("set_tag", run.run_id, TERMINATION_REASON_TAG, f"owner process {pid} died")
-                self._call("set_terminated", run.run_id, status=RunStatus.KILLED.value)
-                reaped.append(run.run_id)
-            if not token:
-                return reaped
+        for run in list(self._running_runs(experiment_ids)):
+            dead = owned_by_dead_process(run.tags.get(OWNER_TAG, ""), self.lease_dir)
+            if dead is None:
+                continue
+            self.kill_run(run.run_id, f"owner process {dead} died")
+            reaped.append(run.run_id)
+        return reaped
+
+    def end_own_runs(self, experiment_ids: list[str] | None = None, *, reason: str) -> list[str]:
+        """End KILLED the runs this process opened that are still RUNNING (the last step of a shutdown)."""
+        ended = []
+        mine = f"tags.`{OWNER_TAG}` = '{owner()}'"
+        for run in list(self._running_runs(experiment_ids, mine)):
+            self.kill_run(run.run_id, reason)
+            ended.append(run.run_id)
+        return ended
+
+    def reopen_run(self, run_id: str) -> None:
+        """Mark an ended run RUNNING again, owned by this process (a resumed search)."""
+        self._writer.flush_run(run_id)
+        self._call("set_tag", run_id, OWNER_TAG, owner())
+        self._call("update_run", run_id, status=RunStatus.RUNNING.value)
+        self._ended.discard(run_id)
 
     def all_experiment_ids(self) -> list[str]:
         """Ids of every active experiment in the store (paged: no cap)."""

@@ -85,6 +85,16 @@ class BatchWriter:
             self.flush_run(run_id)
         for future in concurrent.futures.as_completed(pending):
             future.result()
+        self._release_idle_thread()
+
+    def _release_idle_thread(self) -> None:
+        """End the writer thread once nothing is pending: one tracker per experiment name used to
+        keep one idle thread each for the life of the server (30 experiments, 30 threads)."""
+        with self._lock:
+            if self._pending or self._executor is None:
+                return
+            executor, self._executor = self._executor, None
+        executor.shutdown(wait=False)
 
     # --- whole runs -----------------------------------------------------------------------
     def record(self, experiment_id: str, *, background: bool, parent_run_id: str | None,

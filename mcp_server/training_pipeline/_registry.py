@@ -118,7 +118,9 @@ def _wins(new, previous, previous_version, metric, higher, alias) -> tuple[bool,
             return True, f"no current {alias!r}; the new version has no {metric!r} to report"
         return True, f"no current {alias!r}"
     if new is None:
-        return False, f"the new version has no {metric!r} in its source run; nothing to compare"
+        return False, (f"the new version has no {metric!r} in its source run; nothing to compare (an interrupted "
+                       "run or registration: run the pipeline again, or register_model from a FINISHED run that "
+                       "has the metric; force=true with a reason promotes it anyway)")
     if previous is None:
         return False, (f"{alias} v{previous_version} has no {metric!r} in its source run; "
                        "promote explicitly with force=true to replace it")
@@ -177,7 +179,8 @@ def promote_model(
         metric = tracker.get_run(info["run_id"]).tags.get(PIPELINE_PRIMARY_METRIC_TAG)
     if not metric:
         raise InvalidRequestError(
-            f"primary_metric is required: version {version} of {model_name!r} records none"
+            f"primary_metric is required: version {version} of {model_name!r} records none (if its registration "
+            "was interrupted, register the model again from a FINISHED run with register_model, or pass primary_metric)"
         )
     tags = info.get("tags", {})
     if WARNINGS_TAG not in tags and info.get("run_id"):  # registered by hand: the run says it

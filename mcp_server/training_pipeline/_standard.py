@@ -132,8 +132,9 @@ def run_standard_pipeline(
     captured: dict[str, Any] = {}
     pipeline = TrainingPipeline(plan.model_name, _config(request, plan), tracker, enable_mlflow=True, settings=settings)
     near = getattr(settings, "near_perfect_score", DEFAULT_NEAR_PERFECT)
+    isolate = bool(getattr(settings, "isolate_trials", False))  # fits in workers that cancel can kill
     stages = standard_stages(request, plan, validator, captured, near_perfect_score=near,
-                             source=catalog.source(request.dataset))
+                             source=catalog.source(request.dataset), isolate=isolate)
     for stage, func in stages.items():
         pipeline.add_stage(stage, func)
     run = pipeline.execute(

@@ -6,6 +6,8 @@ What each stage leaves in ``captured`` (read back by ``run_standard_pipeline``):
 
 from __future__ import annotations
 
+from functools import partial
+
 from typing import TYPE_CHECKING, Any
 
 from mcp_server.error_handling import ExecutionError
@@ -35,9 +37,26 @@ if TYPE_CHECKING:
 MAX_LISTED_ISSUES = 5
 
 
+def fit_model(model: Any, X: Any, y: Any) -> Any:
+    return model.fit(X, y)
+
+
+def _stoppable(isolate: bool, should_stop: Any, fn: Any, *args: Any) -> Any:
+    """``fn(*args)``, in a worker process that cancel and timeouts kill when ``isolate`` (the server)."""
+    if not isolate:
+        return fn(*args)
+    from mcp_server.hyperparameter_tuning._parallel import ExecutionInterrupted, run_stoppable
+    from mcp_server.training_pipeline._stages import StageCancelled
+
+    try:
+        return run_stoppable(fn, *args, should_stop=should_stop)
+    except ExecutionInterrupted:
+        raise StageCancelled() from None
+
+
 def standard_stages(
     request: StandardPipelineRequest, plan: PipelinePlan, validator: Any, captured: dict[str, Any], *,
-    near_perfect_score: float, source: Any,
+    near_perfect_score: float, source: Any, isolate: bool = False,
 ) -> dict[PipelineStage, Any]:
     spec, target = request.split, request.target
     captured["warnings"] = warnings = []
@@ -88,15 +107,15 @@ def standard_stages(
                 "split_train": train[spec.column] if spec.column else None,
                 "rows_without_target": int(len(data) - len(rows)), "duplicates_dropped": int(duplicates)}
 
-    def train(prepared_data):
+    def train(prepared_data, should_stop):
         from mcp_server.estimators import build_model
 
         model = build_model(request.estimator, plan.task, plan.params, X=prepared_data["X_train"],
                             random_state=request.seed)
-        model.fit(prepared_data["X_train"], prepared_data["y_train"])
+        model = _stoppable(isolate, should_stop, fit_model, model, prepared_data["X_train"], prepared_data["y_train"])
         return attach_profile(model, prepared_data["X_train"])
 
-    def evaluate(trained_model, prepared_data, tracker, run_id):
+    def evaluate(trained_model, prepared_data, tracker, run_id, should_stop):
         metrics, figure = evaluate_model(trained_model, prepared_data["X_test"], prepared_data["y_test"], plan.task)
         plot = "confusion_matrix.png" if plan.task == "classification" else "residuals.png"
         tracker.log_figure(figure, plot, run_id=run_id)
@@ -108,9 +127,10 @@ def standard_stages(
             )
         cv_mean = cv_std = None
         if request.cv_folds:
-            cv_mean, cv_std = cross_validate_metric(
-                trained_model, prepared_data["X_train"], prepared_data["y_train"], prepared_data["split_train"],
-                spec=spec, n_folds=request.cv_folds, seed=request.seed, task=plan.task, metric=metric)
+            cv_mean, cv_std = _stoppable(isolate, should_stop, partial(
+                cross_validate_metric, spec=spec, n_folds=request.cv_folds, seed=request.seed, task=plan.task,
+                metric=metric), trained_model, prepared_data["X_train"], prepared_data["y_train"],
+                prepared_data["split_train"])
             metrics |= {f"cv_{metric}_mean": cv_mean, f"cv_{metric}_std": cv_std}
         holdout = f"the holdout ({len(prepared_data['y_test'])} rows)"
         bounded = [m for m in (metric, *metrics) if is_bounded_score(m) and not m.startswith("cv_")]
