@@ -66,11 +66,14 @@ def stop_process(proc: subprocess.Popen, timeout: float = 20) -> None:
 
 
 class MlflowServer:
-    """A real `mlflow server` on a free loopback port: one worker, sqlite backend, job execution
-    off (7-10 s and ~0.5 GB instead of 15 processes and ~3 GB)."""
+    """A real `mlflow server` on a free loopback port: one worker, job execution off (7-10 s and
+    ~0.5 GB instead of 15 processes and ~3 GB), artifacts proxied by the server (--serve-artifacts)
+    into ``root/artifacts``. Backend: a sqlite file in ``root``, or ``backend_store_uri``
+    (e.g. ``postgresql://…``)."""
 
-    def __init__(self, root: Path, *, port: int | None = None) -> None:
+    def __init__(self, root: Path, *, port: int | None = None, backend_store_uri: str | None = None) -> None:
         self.root = root
+        self.backend_store_uri = backend_store_uri or f"sqlite:///{root / 'server.db'}"
         self.port = port or free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -81,8 +84,8 @@ class MlflowServer:
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         cmd = [
             sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
-            "--artifacts-destination", str(self.root / "artifacts"),
+            "--backend-store-uri", self.backend_store_uri,
+            "--serve-artifacts", "--artifacts-destination", str(self.root / "artifacts"),
             "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
         ]
         self._log = open(self.root / "server.log", "ab")  # noqa: SIM115 - closed in stop()
