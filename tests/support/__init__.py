@@ -91,9 +91,11 @@ class MlflowServer:
         self._log = open(self.root / "server.log", "ab")  # noqa: SIM115 - closed in stop()
         started = time.perf_counter()
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        if not wait_http(self.uri + "/health", timeout):
-            self.stop()
-            raise RuntimeError(f"mlflow server did not start; see {self.root / 'server.log'}")
+        deadline = time.monotonic() + timeout
+        while not wait_http(self.uri + "/health", min(5.0, max(0.1, deadline - time.monotonic()))):
+            if self.proc.poll() is not None or time.monotonic() >= deadline:  # exited early: fail now
+                self.stop()
+                raise RuntimeError(f"mlflow server did not start; see {self.root / 'server.log'}")
         self.start_seconds = time.perf_counter() - started
 
     def stop(self) -> None:

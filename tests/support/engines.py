@@ -230,7 +230,8 @@ class PostgresCluster:
         self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "mlflow")
 
     def uri(self, database: str = "mlflow") -> str:
-        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
+        # The driver named: MLflow's SQLAlchemy otherwise picks psycopg 3, which we do not install.
+        return f"postgresql+psycopg2://{self.user}@127.0.0.1:{self.port}/{database}"
 
     def create_database(self, name: str) -> str:
         self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, name)
