@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow and not server"
+	$(PY) -m pytest -q -m "not slow and not server and not postgres and not dask_cluster"
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run

@@ -52,3 +52,22 @@ def mlflow_server(tmp_path_factory):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_mlflow_server(tmp_path_factory):
+    """A private PostgreSQL cluster and an `mlflow server --serve-artifacts` on it (one per session);
+    skips with one reason where the PostgreSQL binaries or psycopg2 are missing."""
+    from tests.support.engines import PostgresCluster, postgres_skip_reason
+
+    reason = postgres_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    with PostgresCluster() as postgres:
+        server = MlflowServer(tmp_path_factory.mktemp("mlflow-postgres"), backend_store_uri=postgres.uri())
+        server.postgres = postgres
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()

@@ -67,6 +67,11 @@ def check_honest_evaluation(section: Section) -> None:
     assert row(section, "validate with leak checks").ratio.endswith("×")
 
 
+def check_dask_cluster(section: Section) -> None:
+    assert row(section, "same trials").passed is True
+    assert float(row(section, "Dask workers").ratio.rstrip("×")) > 0
+
+
 CHECKS = {
     "tracking_overhead": check_tracking_overhead,
     "beat_baseline": check_beat_baseline,
@@ -75,6 +80,7 @@ CHECKS = {
     "parallel_scaling": check_parallel_scaling,
     "mcp_server": check_mcp_server,
     "honest_evaluation": check_honest_evaluation,
+    "dask_cluster": check_dask_cluster,
 }
 
 

@@ -1,4 +1,5 @@
-"""Contract tests for the tracker, run against three backends: mock, a sqlite file, a real mlflow server."""
+"""Contract tests for the tracker, run against four backends: mock, a sqlite file, a real mlflow
+server over sqlite, and a real mlflow server on PostgreSQL with proxied artifacts."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from mcp_server.mlflow_integration import (
 )
 from mcp_server.settings import Settings
 
-BACKENDS = ["mock", "sqlite", "server"]
+BACKENDS = ["mock", "sqlite", "server", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -30,7 +31,7 @@ def tracker(request, tmp_path):
     elif request.param == "sqlite":
         t = MLflowExperimentTracker(name, f"sqlite:///{tmp_path / 'm.db'}", settings=settings)
     else:
-        server = request.getfixturevalue("mlflow_server")
+        server = request.getfixturevalue("mlflow_server" if request.param == "server" else "postgres_mlflow_server")
         t = MLflowExperimentTracker(name, server.uri, settings=settings)
     yield t
     t.close()

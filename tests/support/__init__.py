@@ -66,11 +66,14 @@ def stop_process(proc: subprocess.Popen, timeout: float = 20) -> None:
 
 
 class MlflowServer:
-    """A real `mlflow server` on a free loopback port: one worker, sqlite backend, job execution
-    off (7-10 s and ~0.5 GB instead of 15 processes and ~3 GB)."""
+    """A real `mlflow server` on a free loopback port: one worker, job execution off (7-10 s and
+    ~0.5 GB instead of 15 processes and ~3 GB), artifacts proxied by the server (--serve-artifacts)
+    into ``root/artifacts``. Backend: a sqlite file in ``root``, or ``backend_store_uri``
+    (e.g. ``postgresql://…``)."""
 
-    def __init__(self, root: Path, *, port: int | None = None) -> None:
+    def __init__(self, root: Path, *, port: int | None = None, backend_store_uri: str | None = None) -> None:
         self.root = root
+        self.backend_store_uri = backend_store_uri or f"sqlite:///{root / 'server.db'}"
         self.port = port or free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -81,16 +84,18 @@ class MlflowServer:
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         cmd = [
             sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
-            "--artifacts-destination", str(self.root / "artifacts"),
+            "--backend-store-uri", self.backend_store_uri,
+            "--serve-artifacts", "--artifacts-destination", str(self.root / "artifacts"),
             "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
         ]
         self._log = open(self.root / "server.log", "ab")  # noqa: SIM115 - closed in stop()
         started = time.perf_counter()
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        if not wait_http(self.uri + "/health", timeout):
-            self.stop()
-            raise RuntimeError(f"mlflow server did not start; see {self.root / 'server.log'}")
+        deadline = time.monotonic() + timeout
+        while not wait_http(self.uri + "/health", min(5.0, max(0.1, deadline - time.monotonic()))):
+            if self.proc.poll() is not None or time.monotonic() >= deadline:  # exited early: fail now
+                self.stop()
+                raise RuntimeError(f"mlflow server did not start; see {self.root / 'server.log'}")
         self.start_seconds = time.perf_counter() - started
 
     def stop(self) -> None:
