@@ -19,7 +19,7 @@ from mcp_server.hyperparameter_tuning._space import SearchSpace, to_native
 
 logger = logging.getLogger(__name__)
 
-STRATEGIES = ("grid", "random", "bayesian")
+STRATEGIES = ("grid", "random", "bayesian", "halving")
 
 
 def params_key(params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
@@ -201,8 +201,15 @@ def make_strategy(
     n_candidates: int,
     seed: int,
     max_grid_size: int,
+    schedule: Any = None,
 ) -> tuple[SearchStrategy, bool]:
-    """Build a strategy; returns (strategy, fell_back_to_random)."""
+    """Build a strategy; returns (strategy, fell_back_to_random). ``schedule``: the halving
+    schedule planned for the estimator and data (default: an abstract budget of 1..81)."""
+    if name == "halving":
+        from mcp_server.hyperparameter_tuning._halving import HalvingStrategy, default_schedule
+
+        return HalvingStrategy(space, schedule=schedule or default_schedule(), seed=seed,
+                               max_grid_size=max_grid_size), False
     if name == "grid":
         return GridStrategy(space, max_grid_size=max_grid_size), False
     if name == "random":
