@@ -368,7 +368,8 @@ def _final_estimator(estimator: Any) -> Any:
     return estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
 
 
-def choose_resource(estimator: Any, space: SearchSpace, requested: str = "auto") -> str:
+def choose_resource(estimator: Any, space: SearchSpace, requested: str = "auto", *,
+                    factor: float = DEFAULT_FACTOR, min_resource: int | None = None) -> str:
     """Trees for forests, iterations for boosting, else training rows; never a searched parameter."""
     if requested != "auto":
         return requested
@@ -388,8 +389,9 @@ def choose_resource(estimator: Any, space: SearchSpace, requested: str = "auto")
         # fewer rows saves little: sklearn's per-tree overhead dominates, 0.34 s vs 0.48 s for 200
         # trees on 40 vs 1,072 rows).
         return candidate + PERCENT
-    if not isinstance(params.get(candidate), numbers.Integral):
-        return ROWS
+    value = params.get(candidate)
+    if not isinstance(value, numbers.Integral) or value < factor * (min_resource or DEFAULT_MIN_TREES):
+        return ROWS  # unset, or too few trees / iterations for two rungs: the rows are the resource
     return candidate
 
 
@@ -413,7 +415,8 @@ def plan_halving(
     if not splits or evaluator.n_folds < 2:
         raise InvalidRequestError("halving compares candidates by cross-validation and needs cv_folds >= 2")
     estimator = getattr(evaluator, "estimator", None)
-    resource = choose_resource(estimator, space, options.resource)
+    resource = choose_resource(estimator, space, options.resource, factor=options.factor,
+                               min_resource=options.min_resource)
     orders: list[np.ndarray] = []
     if resource == ROWS:
         max_resource = max(len(train) for train, _ in splits)
