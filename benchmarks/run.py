@@ -18,6 +18,7 @@ from pathlib import Path
 
 from benchmarks import (
     beat_baseline,
+    halving,
     honest_evaluation,
     mcp_latency,
     parallel_scaling,
@@ -47,6 +48,7 @@ BENCHMARKS: dict[str, Callable[[BenchContext], Section]] = {
     parallel_scaling.NAME: parallel_scaling.run,
     mcp_latency.NAME: mcp_latency.run,
     honest_evaluation.NAME: honest_evaluation.run,
+    halving.NAME: halving.run,
 }
 DEFAULT_REPORT = PROJECT_ROOT / "docs" / "benchmarks.md"
 

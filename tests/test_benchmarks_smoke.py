@@ -67,6 +67,12 @@ def check_honest_evaluation(section: Section) -> None:
     assert row(section, "validate with leak checks").ratio.endswith("×")
 
 
+def check_halving(section: Section) -> None:
+    assert row(section, "(primary)").target == "≤ 0.25×"
+    assert row(section, "HalvingGridSearchCV").ratio.endswith(("×", "∞"))
+    assert row(section, "every seed").passed in (True, False)
+
+
 CHECKS = {
     "tracking_overhead": check_tracking_overhead,
     "beat_baseline": check_beat_baseline,
@@ -75,6 +81,7 @@ CHECKS = {
     "parallel_scaling": check_parallel_scaling,
     "mcp_server": check_mcp_server,
     "honest_evaluation": check_honest_evaluation,
+    "halving": check_halving,
 }
 
 

@@ -387,12 +387,21 @@ def choose_resource(estimator: Any, space: SearchSpace, requested: str = "auto",
     if candidate in space.names:
         # Searched: each candidate runs on a share of its own trees / iterations (fitting a forest on
         # fewer rows saves little: sklearn's per-tree overhead dominates, 0.34 s vs 0.48 s for 200
-        # trees on 40 vs 1,072 rows).
-        return candidate + PERCENT
+        # trees on 40 vs 1,072 rows). Too few trees for two rungs: the rows are the resource.
+        dim = space[candidate]
+        values = dim.values() if dim.size is not None else []
+        if not values or not all(isinstance(v, numbers.Integral) and v >= 1 for v in values):
+            return ROWS
+        return candidate + PERCENT if (min_resource or _min_percent(values)) * factor <= 100 else ROWS
     value = params.get(candidate)
     if not isinstance(value, numbers.Integral) or value < factor * (min_resource or DEFAULT_MIN_TREES):
         return ROWS  # unset, or too few trees / iterations for two rungs: the rows are the resource
     return candidate
+
+
+def _min_percent(values: list[int]) -> int:
+    """Default first rung for a searched n_estimators / max_iter: every candidate keeps >= 2."""
+    return min(100, math.ceil(200 / min(values)))
 
 
 @dataclass
@@ -457,7 +466,7 @@ def plan_halving(
             raise InvalidRequestError(f"halving resource {resource!r} needs {param!r} searched over integers >= 1")
         max_resource = 100
         # Every candidate keeps at least 2 trees / iterations on the first rung.
-        min_resource = options.min_resource or min(100, math.ceil(200 / min(values)))
+        min_resource = options.min_resource or _min_percent(values)
         if min_resource * options.factor > max_resource:
             raise InvalidRequestError(
                 f"halving over a share of {param} needs its smallest value >= {math.ceil(2 * options.factor)}, "

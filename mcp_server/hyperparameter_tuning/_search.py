@@ -153,6 +153,8 @@ def run_search(req: SearchRequest) -> TuningResult:
         raise
     result = _build_result(req, loop, outcome, parent_run_id=parent_run_id, fell_back=fell_back,
                            backend=backend, n_resumed=len(previous))
+    if halving is not None:
+        result.summary.halving = halving.parent_param()
     if run_logger is not None:
         status = {StopReason.CANCELLED: "KILLED", StopReason.ERROR: "FAILED"}.get(outcome.stop_reason, "FINISHED")
         if result.best_trial is None and outcome.n_trials_run and outcome.stop_reason is not StopReason.CANCELLED:

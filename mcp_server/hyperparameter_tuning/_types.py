@@ -130,6 +130,7 @@ class TuningSummary(BaseModel):
     backend: str = "sequential"
     resumed_from: str | None = None
     n_resumed_trials: int = 0
+    halving: str | None = None  # successive halving: its schedule (resource, factor, min/max resource) as JSON
 
 
 class TuningResult(BaseModel):
