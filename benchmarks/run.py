@@ -18,6 +18,7 @@ from pathlib import Path
 
 from benchmarks import (
     beat_baseline,
+    equal_budget,
     halving,
     honest_evaluation,
     mcp_latency,
@@ -49,6 +50,7 @@ BENCHMARKS: dict[str, Callable[[BenchContext], Section]] = {
     mcp_latency.NAME: mcp_latency.run,
     honest_evaluation.NAME: honest_evaluation.run,
     halving.NAME: halving.run,
+    equal_budget.NAME: equal_budget.run,
 }
 DEFAULT_REPORT = PROJECT_ROOT / "docs" / "benchmarks.md"
 

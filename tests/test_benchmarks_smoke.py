@@ -73,6 +73,11 @@ def check_halving(section: Section) -> None:
     assert row(section, "every seed").passed in (True, False)
 
 
+def check_equal_budget(section: Section) -> None:
+    for fragment in ("classification", "regression", "steep"):
+        assert row(section, fragment).passed in (True, False)
+
+
 CHECKS = {
     "tracking_overhead": check_tracking_overhead,
     "beat_baseline": check_beat_baseline,
@@ -82,6 +87,7 @@ CHECKS = {
     "mcp_server": check_mcp_server,
     "honest_evaluation": check_honest_evaluation,
     "halving": check_halving,
+    "equal_budget": check_equal_budget,
 }
 
 
