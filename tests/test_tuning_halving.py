@@ -211,3 +211,28 @@ def test_mlflow_trial_runs_carry_rung_and_resource_and_resume_finishes_the_same_
     assert [(t.rung, t.params) for t in resumed.trials] == [(t.rung, t.params) for t in full.trials]
     assert resumed.best_params == full.best_params
     assert tracker.get_run(parent).status is RunStatus.FINISHED
+
+
+def test_bayesian_candidates_propose_later_brackets_from_a_gp_deterministically():
+    def run():
+        return HyperparameterTuner(enable_mlflow=False).tune(
+            estimator=DecisionTreeClassifier(random_state=0), X=X, y=Y,
+            space={"max_depth": {"type": "int", "low": 1, "high": 12},
+                   "min_samples_leaf": {"type": "int", "low": 1, "high": 40, "log": True}},
+            strategy="halving", cv_folds=3, seed=3, max_trials=36,
+            halving={"candidates": "bayesian", "n_candidates": 8, "min_resource": 60},
+        )
+
+    first, second = run(), run()
+    assert [t.params for t in first.trials] == [t.params for t in second.trials]
+    assert {t.bracket for t in first.trials} == {0, 1, 2, 3}  # brackets of 8 + 3 trials
+    random_only = HyperparameterTuner(enable_mlflow=False).tune(
+        estimator=DecisionTreeClassifier(random_state=0), X=X, y=Y,
+        space={"max_depth": {"type": "int", "low": 1, "high": 12},
+               "min_samples_leaf": {"type": "int", "low": 1, "high": 40, "log": True}},
+        strategy="halving", cv_folds=3, seed=3, max_trials=36,
+        halving={"candidates": "random", "n_candidates": 8, "min_resource": 60},
+    )
+    bracket1 = [t.params for t in first.trials if t.bracket == 1 and t.rung == 0]
+    assert bracket1 != [t.params for t in random_only.trials if t.bracket == 1 and t.rung == 0]
+    assert bracket1[4:] == [t.params for t in random_only.trials if t.bracket == 1 and t.rung == 0][:4]

@@ -42,7 +42,8 @@ DEFAULT_MIN_TREES = 10
 DEFAULT_MIN_ROWS = 20
 MIN_ROWS_PER_CLASS = 10
 DEFAULT_RANDOM_CANDIDATES = 27
-CANDIDATES = ("auto", "grid", "random")
+CANDIDATES = ("auto", "grid", "random", "bayesian")
+MODEL_SHARE = 0.5  # bayesian candidates: this share of a later bracket comes from the GP, the rest is random
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,10 @@ class HalvingOptions:
         default: 10 trees / iterations, or max(20, 10 per class) rows.
     resource: "auto" (trees for forests, iterations for boosting, else training rows), "n_samples",
         or the name of an estimator parameter such as "n_estimators" / "max_iter".
-    candidates: "grid", "random" or "auto" (grid when every dimension is a list of choices).
+    candidates: "grid", "random", "bayesian" or "auto" (grid when every dimension is a list of
+        choices, else random). "bayesian" (as BOHB): from the second bracket on, half of a bracket's
+        candidates are proposed by a Gaussian process fitted on the scores of the highest rung with
+        enough trials, the other half are random.
     n_candidates: candidates in a random bracket (default: what fits max_trials, else 27).
     """
 
@@ -193,6 +197,7 @@ class HalvingStrategy:
         self.max_resource = schedule.max_resource
         self._bracket = -1
         self._restored: dict[tuple, float | None] = {}
+        self._observed: dict[int, list[tuple[dict[str, Any], float | None]]] = {}  # resource -> (params, score)
         self._pending: dict[tuple, Fidelity] = {}
         self._done = False
         self._start_bracket()
@@ -203,11 +208,40 @@ class HalvingStrategy:
             return [dict(c) for c in self._grid] if bracket == 0 else []
         from sklearn.model_selection import ParameterSampler
 
+        n = self._schedule.n_candidates
+        proposed = self._model_candidates(int(n * MODEL_SHARE)) if self.candidates_kind == "bayesian" else []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # a small finite space is sampled exhaustively
-            sampled = ParameterSampler(self._space.to_sampler_distributions(), n_iter=self._schedule.n_candidates,
+            sampled = ParameterSampler(self._space.to_sampler_distributions(), n_iter=n - len(proposed),
                                        random_state=(self._seed + 7919 * bracket) % 2**32)
-            return [{k: to_native(v) for k, v in p.items()} for p in sampled]
+            return proposed + [{k: to_native(v) for k, v in p.items()} for p in sampled]
+
+    def _model_candidates(self, n: int) -> list[dict[str, Any]]:
+        """n points from a GP fitted on the highest rung with enough scores (BOHB's rule), or none."""
+        names = self._space.names
+        for resource in sorted(self._observed, reverse=True):
+            points = [(p, s) for p, s in self._observed[resource] if s is not None]
+            if len(points) >= len(names) + 2:
+                break
+        else:
+            return []
+        from skopt import Optimizer
+
+        optimizer = Optimizer(self._space.to_skopt_dimensions(), base_estimator="GP", n_initial_points=1,
+                              acq_func="EI", acq_optimizer="sampling", random_state=self._seed + self._bracket,
+                              acq_optimizer_kwargs={"n_points": 2000})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            optimizer.tell([[p[k] for k in names] for p, _ in points], [-s for _, s in points])
+            xs = optimizer.ask(n_points=n) if n > 1 else [optimizer.ask()] if n == 1 else []
+        seen: set[tuple] = set()
+        out = []
+        for x in xs:
+            params = {k: to_native(v) for k, v in zip(names, x)}
+            if _key(params) not in seen:
+                seen.add(_key(params))
+                out.append(params)
+        return out
 
     def _start_bracket(self) -> bool:
         self._bracket += 1
@@ -231,6 +265,8 @@ class HalvingStrategy:
 
     def _advance(self) -> bool:
         """The rung is complete: promote its best candidates, or start the next bracket."""
+        self._observed.setdefault(self._resources[self._rung], []).extend(  # what the GP may learn from
+            (c, self._scores.get(_key(c))) for c in self._rung_candidates)
         if self._rung < len(self._resources) - 1:
             ranked = sorted(
                 (i for i, c in enumerate(self._rung_candidates) if self._scores.get(_key(c)) is not None),
