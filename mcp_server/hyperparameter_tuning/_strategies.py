@@ -36,6 +36,12 @@ class SearchStrategy(Protocol):
     def tell(self, params: Mapping[str, Any], score: float | None) -> None:
         """Report a finished candidate (score higher-is-better; None = failed)."""
 
+    # Optional, for multi-fidelity strategies (successive halving): ``fidelity(params)`` gives the
+    # bracket / rung / resource of a candidate handed out and not yet told (the loop evaluates it
+    # with ``evaluator.at(resource)`` and records them on the trial); ``restore(fidelity, params,
+    # score)`` replaces ``tell`` for trials read back on resume; ``max_resource`` marks full-resource
+    # trials (the only ones early stopping counts).
+
 
 class _ListStrategy:
     """A fixed, ordered candidate list (grid, or a seeded random sequence); resumed points are skipped."""
