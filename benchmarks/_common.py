@@ -53,6 +53,7 @@ class BenchConfig:
     mcp_runs: int
     profile_on_miss: bool = True
     quality_workers: int = 2
+    equal_budget_seconds: float = 20.0  # wall time per search in the equal-budget comparison
     settle_seconds: float = 1.0  # wait after a server starts before reading its idle RSS
 
     @classmethod
@@ -71,7 +72,7 @@ class BenchConfig:
             name="quick", grid=grid, cv_folds=5, seeds=(0, 1, 2), overhead_rounds=2,
             use_mlflow_server=True, pruning_seeds=2, scaling_rounds=1, quality_trials=15, quality_seeds=2,
             quality_rows=1000, quality_max_iter=30, fast_bayesian_trials=6, mcp_spawns=3, mcp_calls=15,
-            mcp_runs=10, profile_on_miss=False,
+            mcp_runs=10, profile_on_miss=False, equal_budget_seconds=10.0,
         )
 
     @classmethod
@@ -82,7 +83,7 @@ class BenchConfig:
             name="tiny", grid=grid, cv_folds=3, seeds=(0,), overhead_rounds=1,
             use_mlflow_server=False, pruning_seeds=1, scaling_rounds=1, quality_trials=4, quality_seeds=1,
             quality_rows=300, quality_max_iter=10, fast_bayesian_trials=4, mcp_spawns=1, mcp_calls=3,
-            mcp_runs=3, profile_on_miss=False, quality_workers=1, settle_seconds=0.1,
+            mcp_runs=3, profile_on_miss=False, quality_workers=1, settle_seconds=0.1, equal_budget_seconds=1.0,
         )
 
 

@@ -5,6 +5,7 @@ tracking stores they log to (a sqlite file, a real `mlflow server` on loopback).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ class GridRun:
     best_score: float
     n_fits: int
     fit_seconds: float  # sum of fit + score time over every fold fit, as GridSearchCV measured it
+    scores: dict = dataclasses.field(default_factory=dict)  # params key -> mean CV score of every candidate
 
 
 def seed_estimator():
@@ -50,7 +52,12 @@ def run_grid_search_cv(ctx: BenchContext, *, seed: int, n_jobs: int = 1) -> Grid
     return GridRun(
         seconds=seconds, best_params=dict(search.best_params_), best_score=float(search.best_score_),
         n_fits=len(results["params"]) * cfg.cv_folds, fit_seconds=float(per_fit.sum()),
+        scores={params_key(p): float(s) for p, s in zip(results["params"], results["mean_test_score"])},
     )
+
+
+def params_key(params: dict) -> tuple:
+    return tuple(sorted((k, str(v)) for k, v in params.items()))
 
 
 def baseline_grid(ctx: BenchContext, seed: int) -> GridRun:
@@ -78,7 +85,7 @@ def baseline_times(ctx: BenchContext) -> list[float]:
 def run_tuner(
     ctx: BenchContext, *, tracker: Any, seed: int, strategy: str = "grid", n_jobs: int = 1,
     pruning: Any = None, max_trials: int | None = None, on_trial: Any = None, space: Any = None,
-    early_stopping_patience: int | None = None,
+    early_stopping_patience: int | None = None, halving: Any = None,
 ):
     """Our declarative path on the seed data; returns (wall seconds of tune(), TuningResult)."""
     from mcp_server.hyperparameter_tuning import HyperparameterTuner
@@ -90,7 +97,7 @@ def run_tuner(
             estimator=seed_estimator(), X=X, y=y, space=space or ctx.config.grid, strategy=strategy,
             scoring="roc_auc", cv_folds=ctx.config.cv_folds, max_trials=max_trials, seed=seed,
             n_jobs=n_jobs, pruning=pruning, on_trial=on_trial,
-            early_stopping_patience=early_stopping_patience,
+            early_stopping_patience=early_stopping_patience, halving=halving,
         )
     )
 

@@ -1,6 +1,6 @@
 """``python -m benchmarks.run`` — run the benchmarks, print each figure, write docs/benchmarks.md.
 
-    python -m benchmarks.run                         # everything, full sizes (~20 min on 2 cores)
+    python -m benchmarks.run                         # everything, full sizes (~45 min on 2 cores)
     python -m benchmarks.run --quick                 # smaller sizes, a few minutes
     python -m benchmarks.run --only pruning --only mcp_server
     python -m benchmarks.run --list
@@ -19,6 +19,8 @@ from pathlib import Path
 from benchmarks import (
     beat_baseline,
     dask_cluster,
+    equal_budget,
+    halving,
     honest_evaluation,
     mcp_latency,
     parallel_scaling,
@@ -49,6 +51,8 @@ BENCHMARKS: dict[str, Callable[[BenchContext], Section]] = {
     mcp_latency.NAME: mcp_latency.run,
     honest_evaluation.NAME: honest_evaluation.run,
     dask_cluster.NAME: dask_cluster.run,
+    halving.NAME: halving.run,
+    equal_budget.NAME: equal_budget.run,
 }
 DEFAULT_REPORT = PROJECT_ROOT / "docs" / "benchmarks.md"
 

@@ -72,6 +72,19 @@ def check_dask_cluster(section: Section) -> None:
     assert float(row(section, "Dask workers").ratio.rstrip("×")) > 0
 
 
+def check_halving(section: Section) -> None:
+    assert row(section, "(primary)").target == "≤ 0.25×"
+    assert row(section, "HalvingGridSearchCV").ratio.endswith(("×", "∞"))
+    assert row(section, "every seed").passed in (True, False)
+
+
+def check_equal_budget(section: Section) -> None:
+    judged = [r for r in section.rows if r.passed is not None]
+    for fragment in ("classification", "regression", "steep"):
+        assert {r.baseline != "" for r in judged if fragment in r.measure} == {True}
+        assert sum(fragment in r.measure and "vs Optuna TPE + Hyperband" in r.measure for r in judged) == 1
+
+
 CHECKS = {
     "tracking_overhead": check_tracking_overhead,
     "beat_baseline": check_beat_baseline,
@@ -81,6 +94,8 @@ CHECKS = {
     "mcp_server": check_mcp_server,
     "honest_evaluation": check_honest_evaluation,
     "dask_cluster": check_dask_cluster,
+    "halving": check_halving,
+    "equal_budget": check_equal_budget,
 }
 
 

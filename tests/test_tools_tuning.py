@@ -41,11 +41,29 @@ async def test_tuning_returns_the_result_and_reports_progress_per_trial(tool_ser
     assert parent.structured_content["status"] == "FINISHED"
 
 
+async def test_halving_reports_progress_per_rung_and_trials_carry_their_rung(tool_server):
+    progress = []
+
+    async def on_progress(current, total, message):
+        progress.append(message)
+
+    request = {**SMALL, "dataset": "breast_cancer", "max_trials": 12, "experiment_name": "tuning-tests",
+               "strategy": "halving", "factor": 3, "min_resource": 30,
+               "space": {"max_depth": {"type": "categorical", "choices": [1, 2, 3, 4, 6, 8]}}}
+    async with Client(tool_server) as client:
+        result = await client.call_tool("tune_hyperparameters", {"request": request}, progress_callback=on_progress)
+    outcome = result.structured_content["result"]
+    assert outcome["strategy"] == "halving" and outcome["n_trials"] == 6 + 2 + 1
+    assert outcome["top_trials"][0]["rung"] == 2 and outcome["top_trials"][0]["resource"] > 30
+    assert any(m.startswith("rung 1/3 (") for m in progress) and any(m.startswith("rung 3/3 (") for m in progress)
+
+
 @pytest.mark.parametrize(
     ("request_update", "expected"),
     [
         ({"cv_folds": 1}, "cv_folds\n  Input should be greater than or equal to 2"),
-        ({"strategy": "annealing"}, "Input should be 'grid', 'random' or 'bayesian'"),
+        ({"strategy": "annealing"}, "Input should be 'grid', 'random', 'bayesian' or 'halving'"),
+        ({"strategy": "halving", "factor": 1}, "factor\n  Input should be greater than 1"),
         ({"estimator": "xgboost"}, "input_value='xgboost'"),
         ({"space": {"max_depth": {"type": "int", "low": 2}}}, "high\n  Field required"),
         ({"scoring": "r2"}, "scoring 'r2' does not fit task classification"),

@@ -173,9 +173,30 @@ def test_cooperative_cancellation_after_the_current_trial(mechanism):
     assert tuner.get_tuning_summary()["stopped_reason"] == "cancelled"
 
 
+@pytest.mark.parametrize("mechanism", ["event", "callable", "exception"])
+def test_halving_cancellation_after_the_current_trial(mechanism):
+    event = threading.Event()
+    seen = []
+
+    def on_trial(trial, progress):
+        seen.append(trial.number)
+        if trial.number == 1:
+            if mechanism == "exception":
+                raise SearchCancelled()
+            event.set()
+
+    should_stop = {"event": event, "callable": event.is_set, "exception": None}[mechanism]
+    tuner = HyperparameterTuner(enable_mlflow=False)
+    tuner.tune(estimator=SMALL_RF, X=X, y=Y, space={"max_depth": [2, 3, 4], "min_samples_leaf": [1, 5]},
+               strategy="halving", scoring="roc_auc", cv_folds=3, seed=0, on_trial=on_trial, should_stop=should_stop)
+    assert seen == [0, 1]
+    assert tuner.get_tuning_summary()["stopped_reason"] == "cancelled"
+
+
 @pytest.mark.parametrize("backend", ["threading", "loky"])
 @pytest.mark.parametrize(("strategy", "space"), [("grid", {"max_depth": [2, 3, 4], "min_samples_leaf": [1, 5]}),
-                                                 ("random", {"max_depth": (2, 8), "min_samples_leaf": (1, 10)})])
+                                                 ("random", {"max_depth": (2, 8), "min_samples_leaf": (1, 10)}),
+                                                 ("halving", {"max_depth": (2, 8), "min_samples_leaf": (1, 10)})])
 def test_parallel_results_equal_sequential(backend, strategy, space):
     def run(n_jobs):
         tuner = HyperparameterTuner(enable_mlflow=False, backend=backend)

@@ -129,6 +129,30 @@ def test_resume_continues_without_rerunning_completed_trials(tracker, strategy, 
         assert best["params"] == max(full_calls, key=lambda p: _score(p))
 
 
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_halving_resume_after_cancel_runs_the_same_trials_as_one_search(tracker, n_jobs):
+    space = {"max_depth": [1, 2, 3, 4, 6, 8], "min_samples_leaf": [1, 4, 8]}
+
+    def run(tuner, **kwargs):
+        return tuner.tune(estimator=RandomForestClassifier(n_estimators=9, random_state=0), X=X, y=Y, space=space,
+                          strategy="halving", scoring="roc_auc", cv_folds=3, seed=2, n_jobs=n_jobs,
+                          halving={"min_resource": 3}, **kwargs)
+
+    full = run(HyperparameterTuner(enable_mlflow=False))
+    tuner = HyperparameterTuner(mlflow_tracker=tracker)
+    first = run(tuner, on_trial=lambda trial, progress: progress.n_trials_done < 19)  # inside the second rung
+    parent = first.parent_run_id
+    assert tracker.get_run(parent).status is RunStatus.KILLED and first.summary.stopped_reason.value == "cancelled"
+    resumed = run(tuner, resume_from=parent)
+    assert resumed.summary.n_resumed_trials == len(first.trials)
+    key = [(t.rung, t.resource, t.params, t.fold_scores) for t in full.trials]
+    assert [(t.rung, t.resource, t.params, t.fold_scores) for t in resumed.trials] == key
+    assert resumed.best_params == full.best_params and resumed.best_trial.rung == full.best_trial.rung
+    children = _children(tracker, parent)
+    assert len(children) == len(full.trials)
+    assert {(c.tags["rung"], c.tags["resource"]) for c in children} == {(str(t.rung), str(t.resource)) for t in full.trials}
+
+
 def _score(params):
     return float(params["a"]) + 0.01 * params.get("b", 0)
 

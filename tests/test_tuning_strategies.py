@@ -1,5 +1,5 @@
-"""The contract every strategy keeps (parametrized over grid, random, bayesian), budgets through the
-loop, and the Bayesian -> random fallback when scikit-optimize cannot be imported."""
+"""The contract every strategy keeps (parametrized over grid, random, bayesian, halving), budgets
+through the loop, and the Bayesian -> random fallback when scikit-optimize cannot be imported."""
 
 from __future__ import annotations
 
@@ -20,13 +20,16 @@ def _strategy(name, spec, *, seed=0, n=10):
     return strategy
 
 
-def _drain(strategy, *, batch=1, limit=50, score=lambda p: 0.0):
+def _drain(strategy, *, batch=1, limit=50, score=lambda p: 0.0, rungs=None):
     asked = []
+    fidelity = getattr(strategy, "fidelity", None)
     while len(asked) < limit:
         batch_params = strategy.ask(batch)
         if not batch_params:
             break
         for params in batch_params:
+            if rungs is not None:
+                rungs.append(fidelity(params).rung)
             strategy.tell(params, score(params))
         asked.extend(batch_params)
     return asked
@@ -34,6 +37,16 @@ def _drain(strategy, *, batch=1, limit=50, score=lambda p: 0.0):
 
 def _space_for(name):
     return FINITE if name == "grid" else MIXED
+
+
+def _run_search(tuner, name, space, train_fn, *, n, **options):
+    """A search of n trials through the seed methods (halving, which has none, through cross-validation)."""
+    if name == "halving":
+        return tuner._run(name, SearchSpace(space), _callable_evaluator(train_fn, name), direction=_max(),
+                          scoring="score", cv="3-fold", objective="t", seed=0, max_trials=n, **options)
+    run = {"grid": tuner.grid_search, "random": tuner.random_search, "bayesian": tuner.bayesian_optimization}[name]
+    budget = {"grid": {"max_trials": n}, "random": {"n_iter": n}, "bayesian": {"n_calls": n}}[name]
+    return run(space, train_fn=train_fn, eval_fn=lambda m: 0.5, **budget, **options)
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
@@ -61,8 +74,13 @@ def test_same_seed_same_sequence_other_seed_other_sequence(name):
 
 @pytest.mark.parametrize("name", STRATEGIES)
 def test_finite_space_is_exhausted_without_repeats(name):
-    asked = _drain(_strategy(name, FINITE, n=30), batch=2, limit=30, score=lambda p: float(p["depth"]))
+    rungs = [] if name == "halving" else None
+    asked = _drain(_strategy(name, FINITE, n=30), batch=2, limit=30, score=lambda p: float(p["depth"]), rungs=rungs)
     keys = {tuple(sorted(p.items())) for p in asked}
+    if name == "halving":  # every point once per rung it reaches: 6, then the best 2, then the best 1
+        assert len(keys) == 6 and rungs == [0] * 6 + [1] * 2 + [2]
+        assert [p["depth"] for p in asked[6:]] == [8, 8, 8]
+        return
     assert len(asked) == len(keys) == 6
 
 
@@ -70,14 +88,10 @@ def test_finite_space_is_exhausted_without_repeats(name):
 def test_max_trials_budget(name):
     calls = []
     tuner = HyperparameterTuner(enable_mlflow=False)
-    run = {"grid": tuner.grid_search, "random": tuner.random_search, "bayesian": tuner.bayesian_optimization}[name]
-    kwargs = {"grid": {"max_trials": 4}, "random": {"n_iter": 4}, "bayesian": {"n_calls": 4}}[name]
-    run(
-        FINITE if name == "grid" else MIXED, train_fn=lambda p: calls.append(p) or p,
-        eval_fn=lambda m: float(len(calls)), **kwargs,
-    )
+    _run_search(tuner, name, FINITE if name == "grid" else MIXED, lambda p, *data: calls.append(p) or p, n=4)
     summary = tuner.get_tuning_summary()
-    assert len(calls) == summary["total_trials"] == 4
+    n_folds = 3 if name == "halving" else 1
+    assert len(calls) == summary["total_trials"] * n_folds == 4 * n_folds
     assert summary["stopped_reason"] == StopReason.MAX_TRIALS.value
 
 
@@ -86,15 +100,17 @@ def test_max_trials_budget(name):
 def test_timeout_budget_starts_no_trial_after_the_deadline(name, n_jobs):
     started = []
 
-    def train_fn(params):
-        started.append(time.monotonic())
-        time.sleep(0.05)
+    def train_fn(params, *data):
+        if not data:  # holdout: one call per trial (halving's evaluator notes each trial's first fold)
+            started.append(time.monotonic())
+        time.sleep(0.05 if not data else 0.02)
         return params
 
     def search(max_trials, timeout):
         tuner._run(
             name, SearchSpace(_space_for(name) if name != "grid" else {"k": list(range(100))}),
-            _callable_evaluator(train_fn), direction=_max(), scoring="score", cv="holdout", objective="t",
+            _callable_evaluator(train_fn, name, on_first_fold=lambda: started.append(time.monotonic())),
+            direction=_max(), scoring="score", cv="holdout", objective="t",
             seed=0, max_trials=max_trials, timeout=timeout, n_jobs=n_jobs,
         )
 
@@ -107,13 +123,29 @@ def test_timeout_budget_starts_no_trial_after_the_deadline(name, n_jobs):
     assert summary["stopped_reason"] == StopReason.TIMEOUT.value
     assert 1 <= len(started) < 100
     assert summary["total_trials"] == len(started)  # every trial that started finished and was recorded
-    assert all(t - begin < 0.2 + 0.01 for t in started)
+    # The deadline counts from the loop's start, after the strategy is built (Bayesian: its initial design).
+    loop_start = max(begin, min(started) - 0.01)
+    assert all(t - loop_start < 0.2 + 0.01 for t in started)
 
 
-def _callable_evaluator(train_fn):
+def _callable_evaluator(train_fn, name="grid", on_first_fold=None):
+    """Holdout for the seed strategies; 3-fold cross-validation for halving, which needs folds."""
     from mcp_server.hyperparameter_tuning._cv import CallableEvaluator
 
-    return CallableEvaluator(train_fn, lambda m: 1.0)
+    if name != "halving":
+        return CallableEvaluator(train_fn, lambda m: 1.0)
+    import numpy as np
+
+    class FirstFoldNoted(CallableEvaluator):
+        def evaluate_fold(self, params, fold):
+            if fold == 0 and on_first_fold is not None:
+                on_first_fold()
+            return super().evaluate_fold(params, fold)
+
+    X = np.arange(600, dtype=float).reshape(300, 2)
+    y = np.arange(300) % 2
+    splits = [(np.setdiff1d(np.arange(300), np.arange(k, 300, 3)), np.arange(k, 300, 3)) for k in range(3)]
+    return FirstFoldNoted(train_fn, lambda m, X_val, y_val: float(len(str(m))), X=X, y=y, splits=splits)
 
 
 def _max():

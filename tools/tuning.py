@@ -64,7 +64,11 @@ class TuneRequest(BaseModel):
     features: ColumnList | None = Field(default=None, description="Feature columns (default: all others)")
     drop: ColumnList | None = Field(default=None, description="Columns to leave out (ids, names, leaks)")
     estimator: EstimatorName = "random_forest"
-    strategy: Literal["grid", "random", "bayesian"] = "random"
+    strategy: Literal["grid", "random", "bayesian", "halving"] = Field(
+        default="random",
+        description="halving: successive halving, cheap rungs first (fewer trees, iterations or training rows), "
+        "the best 1/factor promoted to the next rung; grid candidates when every range is a list, else random",
+    )
     space: dict[ParamName, ParamSpec] | None = Field(
         default=None,
         max_length=30,
@@ -75,13 +79,23 @@ class TuneRequest(BaseModel):
     scoring: str | None = Field(
         default=None, max_length=64, description="sklearn scorer, e.g. roc_auc, f1, r2 (default: per task)"
     )
-    max_trials: int = Field(default=20, ge=1, le=500, description="Budget: at most this many trials")
+    max_trials: int = Field(
+        default=20, ge=1, le=500, description="Budget: at most this many trials (halving: every rung's trials count)"
+    )
     timeout_seconds: float | None = Field(default=None, gt=0, le=86_400, description="Budget: wall time")
     early_stopping_patience: int | None = Field(
         default=None, ge=1, le=500, description="Stop after this many trials without improvement"
     )
     pruning: Literal["none", "median", "best_margin"] = Field(
         default="none", description="Stop hopeless trials between folds"
+    )
+    factor: float = Field(
+        default=3, gt=1, le=10, description="halving only: each rung keeps the best 1/factor of its candidates "
+        "and gives them factor times more resource"
+    )
+    min_resource: int | None = Field(
+        default=None, ge=1, le=10**7, description="halving only: resource of the first rung (training rows per "
+        "fold, trees, iterations, or percent of a searched n_estimators); default: chosen per estimator"
     )
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1, description="Default: drawn and recorded")
     split: SplitSpec = Field(
@@ -114,6 +128,8 @@ class TrialView(BaseModel):
     std: float | None = None
     params: dict[str, Any]
     run_id: str | None = None
+    rung: int | None = Field(default=None, description="halving: the rung this trial ran at (0 = cheapest)")
+    resource: int | None = Field(default=None, description="halving: its resource (rows per fold, trees, iterations, %)")
 
 
 class TuningOutcome(BaseModel):
@@ -163,7 +179,8 @@ def outcome_of(result: Any, experiment_name: str) -> dict[str, Any]:
         flagged=result.flagged,
         top_trials=[
             TrialView(
-                number=t.number, state=t.state.value, score=t.score, std=t.std, params=t.params, run_id=t.run_id
+                number=t.number, state=t.state.value, score=t.score, std=t.std, params=t.params, run_id=t.run_id,
+                rung=t.rung, resource=t.resource,
             )
             for t in result.top(5)
         ],
@@ -208,6 +225,8 @@ def tuning_work(app: AppState, request: TuneRequest):
             leak_check=request.leak_check,
             dataset=request.dataset,
             dataset_source=catalog(app).source(request.dataset),
+            halving={"factor": request.factor, "min_resource": request.min_resource}
+            if request.strategy == "halving" else None,
         )
         if result.warnings:
             codes = ", ".join(dict.fromkeys(w.code for w in result.warnings))

@@ -1,4 +1,4 @@
-"""Hyperparameter tuning: typed search spaces, grid / random / Bayesian strategies behind ask/tell,
+"""Hyperparameter tuning: typed search spaces, grid / random / Bayesian / successive-halving strategies behind ask/tell,
 real cross-validation, fold-level pruning, budgets, parallel or Dask execution, MLflow runs.
 
     from mcp_server.hyperparameter_tuning import HyperparameterTuner
@@ -11,6 +11,7 @@ See docs/tuning.md.
 """
 
 from mcp_server.hyperparameter_tuning._cv import SearchData, make_splitter, prepare_search_data
+from mcp_server.hyperparameter_tuning._halving import HalvingOptions, HalvingStrategy
 from mcp_server.hyperparameter_tuning._loop import SearchCancelled
 from mcp_server.hyperparameter_tuning._pruning import BestMarginPruner, MedianPruner, Pruner, make_pruner
 from mcp_server.hyperparameter_tuning._space import (
@@ -49,6 +50,8 @@ __all__ = [
     "DistributionDimension",
     "FloatDimension",
     "GridStrategy",
+    "HalvingOptions",
+    "HalvingStrategy",
     "HyperparameterTuner",
     "IntDimension",
     "MedianPruner",

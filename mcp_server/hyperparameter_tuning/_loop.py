@@ -44,6 +44,7 @@ from mcp_server.hyperparameter_tuning._types import (
     TrialRecord,
     TrialState,
     TuningProgress,
+    resource_rank,
 )
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,14 @@ class LoopOutcome:
     error: BaseException | None = None
 
 
+def _fidelity_of(trial: TrialRecord) -> Any:
+    if trial.rung is None:
+        return None
+    from mcp_server.hyperparameter_tuning._halving import Fidelity
+
+    return Fidelity(trial.bracket or 0, trial.rung, 0, trial.resource or 0, "")
+
+
 def make_record(number: int, outcome: TrialOutcome) -> TrialRecord:
     scores = outcome.fold_scores
     mean = statistics.fmean(scores) if scores else None
@@ -111,8 +120,13 @@ class SearchLoop:
         self._sign = self.config.direction.sign
         self._best: float | None = None  # signed
         self._since_improvement = 0
+        self._fidelity = getattr(self.strategy, "fidelity", None)  # successive halving: rung and resource
+        restore = getattr(self.strategy, "restore", None)
         for trial in self.trials:  # the strategy learns the resumed trials first
-            self.strategy.tell(trial.params, self._signed(trial))
+            if restore is not None:
+                restore(_fidelity_of(trial), trial.params, self._signed(trial))
+            else:
+                self.strategy.tell(trial.params, self._signed(trial))
             self._update_best(trial)
         self._since_improvement = 0
 
@@ -120,6 +134,8 @@ class SearchLoop:
         return None if trial.state is TrialState.FAILED or trial.score is None else self._sign * trial.score
 
     def _update_best(self, trial: TrialRecord) -> None:
+        if not self._full_resource(trial):
+            return  # halving: a lower rung's score neither improves the best nor spends patience
         if trial.state is TrialState.COMPLETE and trial.score is not None:
             signed = self._sign * trial.score
             if self._best is None or signed > self._best + self.config.min_delta:
@@ -130,22 +146,29 @@ class SearchLoop:
             self._best = max(self._best, signed)
         self._since_improvement += 1
 
+    def _full_resource(self, trial: TrialRecord) -> bool:
+        return trial.resource is None or trial.resource >= getattr(self.strategy, "max_resource", 0)
+
     def best_trial(self) -> TrialRecord | None:
         complete = [t for t in self.trials if t.state is TrialState.COMPLETE and t.score is not None]
         if not complete:
             return None
-        return max(complete, key=lambda t: (self._sign * t.score, -t.number))
+        return max(complete, key=lambda t: (resource_rank(t), self._sign * t.score, -t.number))
 
     def _history(self) -> list[list[float]]:
         return [[self._sign * s for s in t.fold_scores] for t in self.trials if t.state is TrialState.COMPLETE]
 
-    def _progress(self, started: float) -> TuningProgress:
+    def _progress(self, started: float, rung: str | None = None) -> TuningProgress:
         best = self.best_trial()
         return TuningProgress(
             n_trials_done=len(self.trials), max_trials=self.config.max_trials,
             best_score=best.score if best else None, best_params=best.params if best else None,
-            scoring=self.config.scoring, elapsed_seconds=round(time.monotonic() - started, 3),
+            scoring=self.config.scoring, elapsed_seconds=round(time.monotonic() - started, 3), rung=rung,
         )
+
+    def _evaluator_for(self, params: dict[str, Any]) -> Any:
+        fidelity = self._fidelity(params) if self._fidelity is not None else None
+        return self.evaluator if fidelity is None else self.evaluator.at(fidelity.resource)
 
     def _stop_before_batch(self, started: float) -> StopReason | None:
         cfg = self.config
@@ -199,11 +222,11 @@ class SearchLoop:
         n_folds = self.evaluator.n_folds
         if self.config.pruner is None and self.config.batch_size > 1 and n_folds > 1:
             # Fold-level tasks balance the pool far better than whole trials of unequal cost.
-            tasks = [(run_fold, (self.evaluator, c, k)) for c in candidates for k in range(n_folds)]
+            tasks = [(run_fold, (self._evaluator_for(c), c, k)) for c in candidates for k in range(n_folds)]
             folds = self.runner(tasks)
             return [combine_folds(c, folds[i * n_folds:(i + 1) * n_folds]) for i, c in enumerate(candidates)]
         history = self._history()
-        tasks = [(run_trial, (self.evaluator, c, self.config.pruner, history, self._sign)) for c in candidates]
+        tasks = [(run_trial, (self._evaluator_for(c), c, self.config.pruner, history, self._sign)) for c in candidates]
         return self.runner(tasks)
 
     def _rolling(self) -> bool:
@@ -282,6 +305,9 @@ class SearchLoop:
     ) -> StopReason | None:
         """Record, tell, log and report one finished trial; the stop it calls for, if any."""
         record = make_record(self.next_number, outcome)
+        fidelity = self._fidelity(record.params) if self._fidelity is not None else None
+        if fidelity is not None:
+            record.bracket, record.rung, record.resource = fidelity.bracket, fidelity.rung, fidelity.resource
         self.next_number += 1
         self.trials.append(record)
         out.n_trials_run += 1
@@ -298,7 +324,8 @@ class SearchLoop:
                 return StopReason.ERROR
         if self.on_trial is not None and notify:
             try:
-                if self.on_trial(record, self._progress(started)) is False:
+                rung = fidelity.describe() if fidelity is not None else None
+                if self.on_trial(record, self._progress(started, rung)) is False:
                     return StopReason.CANCELLED
             except SearchCancelled:
                 return StopReason.CANCELLED

@@ -5,7 +5,8 @@ tags ``best_<param>``, metric ``best_score``, summary metrics and tags, ``summar
 ``optimization_history.png``; ends FINISHED, KILLED (cancelled) or FAILED.
 Child (``mlflow.parentRunId``): the candidate's params, metrics ``mean_score`` / ``std_score`` /
 ``<scoring>`` / ``duration_seconds``, stepped metric ``fold_score`` (step = fold), tags
-``trial_state`` / ``trial_number`` / ``error``. Children are written with
+``trial_state`` / ``trial_number`` / ``error``; halving trials add tags ``bracket`` / ``rung`` /
+``resource`` and metric ``resource``. Children are written with
 ``record_run(background=True)`` so logging stays off the search's critical path.
 """
 
@@ -27,7 +28,7 @@ KIND_TAG = "nba_mcp.kind"
 PARENT_KIND = "tuning_search"
 CHILD_KIND = "tuning_trial"
 # Parent params a resumed search must match, or it would mix two different searches.
-RESUME_KEYS = ("strategy", "space", "cv", "scoring", "seed", "direction", "split.kind", "split.column",
+RESUME_KEYS = ("strategy", "halving", "space", "cv", "scoring", "seed", "direction", "split.kind", "split.column",
                "split.test_size", "split.seed", "split.gap")
 _MAX_PARAM = 6000
 
@@ -85,6 +86,9 @@ class TuningRunLogger:
         tags = {KIND_TAG: CHILD_KIND, "trial_state": record.state.value, "trial_number": record.number}
         if record.error:
             tags["error"] = record.error[: _MAX_PARAM]
+        if record.rung is not None:  # successive halving
+            tags.update(bracket=record.bracket, rung=record.rung, resource=record.resource)
+            metrics["resource"] = record.resource
         end_ms = int(time.time() * 1000)
         self._children[record.number] = self.tracker.record_run(
             run_name=f"trial-{record.number:03d}",
@@ -155,6 +159,11 @@ class TuningRunLogger:
         self.tracker.end_run(status, run_id=self.parent_run_id)
 
 
+def _fidelity_tags(tags: dict[str, str]) -> dict[str, int]:
+    """bracket / rung / resource of a halving trial, as its child run's tags recorded them."""
+    return {k: int(tags[k]) for k in ("bracket", "rung", "resource") if tags.get(k, "").isdigit()}
+
+
 def load_completed_trials(tracker: Any, parent_run_id: str, space: SearchSpace) -> tuple[list[TrialRecord], int]:
     """COMPLETE and PRUNED trials of an earlier search (FAILED ones are run again), and the next
     free trial number."""
@@ -188,6 +197,7 @@ def load_completed_trials(tracker: Any, parent_run_id: str, space: SearchSpace) 
                     state=TrialState(state), score=run.metrics.get("mean_score"), std=run.metrics.get("std_score"),
                     fold_scores=[p.value for p in sorted(history, key=lambda p: p.step)],
                     duration_seconds=run.metrics.get("duration_seconds", 0.0), run_id=run.run_id,
+                    **_fidelity_tags(run.tags),
                 )
             )
         if not token:

@@ -66,6 +66,7 @@ class SearchRequest:
     warnings: list[ModelWarning] = field(default_factory=list)
     near_perfect_score: float = DEFAULT_NEAR_PERFECT
     searched_data: SearchedData | None = None  # recorded as the parent's dataset input
+    halving: Any = None  # HalvingOptions, for strategy="halving"
 
 
 def _stop_check(should_stop: Any) -> Callable[[], bool] | None:
@@ -78,8 +79,9 @@ def _stop_check(should_stop: Any) -> Callable[[], bool] | None:
     raise InvalidRequestError(f"should_stop must be a callable or a threading.Event, got {should_stop!r}")
 
 
-def _parent_params(req: SearchRequest) -> dict[str, Any]:
+def _parent_params(req: SearchRequest, halving: Any = None) -> dict[str, Any]:
     return {
+        **({"halving": halving.parent_param()} if halving is not None else {}),
         "strategy": req.strategy, "space": req.space.to_json_string(), "cv": req.cv_description,
         "scoring": req.scoring, "seed": req.seed, "direction": req.direction.value,
         "objective": req.objective, "max_trials": req.max_trials, "n_jobs": req.n_jobs,
@@ -89,11 +91,31 @@ def _parent_params(req: SearchRequest) -> dict[str, Any]:
     }
 
 
+def _plan_halving(req: SearchRequest) -> Any:
+    from sklearn.base import is_classifier
+
+    from mcp_server.hyperparameter_tuning._cv import is_classification_target
+    from mcp_server.hyperparameter_tuning._halving import coerce_halving, plan_halving
+
+    if req.pruner is not None:
+        raise InvalidRequestError("halving already stops weak candidates at each rung; use it without pruning")
+    estimator = getattr(req.evaluator, "estimator", None)
+    y = getattr(req.evaluator, "y", None)
+    classification = is_classifier(estimator) if estimator is not None else (
+        y is not None and is_classification_target(y))
+    return plan_halving(coerce_halving(req.halving), req.evaluator, req.space, seed=req.seed,
+                        max_trials=req.max_trials, repeat=req.max_trials is not None or req.timeout is not None,
+                        classification=classification)
+
+
 def run_search(req: SearchRequest) -> TuningResult:
     n_candidates = req.max_trials if req.max_trials is not None else 0
+    halving = _plan_halving(req) if req.strategy == "halving" else None
     strategy, fell_back = make_strategy(
-        req.strategy, req.space, n_candidates=n_candidates, seed=req.seed, max_grid_size=req.max_grid_size
+        req.strategy, req.space, n_candidates=n_candidates, seed=req.seed, max_grid_size=req.max_grid_size,
+        schedule=halving.schedule if halving is not None else None,
     )
+    evaluator = halving.evaluator if halving is not None else req.evaluator
     run_logger = TuningRunLogger(req.tracker, scoring=req.scoring) if req.tracker is not None else None
     previous: list[TrialRecord] = []
     next_number = 0
@@ -105,7 +127,7 @@ def run_search(req: SearchRequest) -> TuningResult:
     if run_logger is not None:
         parent_run_id = run_logger.start(
             run_name=req.run_name or f"tune-{req.strategy}-{req.objective}",
-            params=_parent_params(req), resume_from=req.resume_from, searched_data=req.searched_data,
+            params=_parent_params(req, halving), resume_from=req.resume_from, searched_data=req.searched_data,
         )
     try:
         fold_tasks = req.pruner is None and req.evaluator.n_folds > 1
@@ -113,7 +135,7 @@ def run_search(req: SearchRequest) -> TuningResult:
         with execution(n_jobs=req.n_jobs, backend=req.backend, dask_address=req.dask_address,
                        prefer_processes=prefer_processes, should_stop=_stop_check(req.should_stop)) as ex:
             loop = SearchLoop(
-                strategy=strategy, evaluator=req.evaluator,
+                strategy=strategy, evaluator=evaluator,
                 config=LoopConfig(
                     direction=req.direction, scoring=req.scoring, max_trials=req.max_trials,
                     timeout=req.timeout, patience=req.patience, min_delta=req.min_delta,
@@ -131,6 +153,8 @@ def run_search(req: SearchRequest) -> TuningResult:
         raise
     result = _build_result(req, loop, outcome, parent_run_id=parent_run_id, fell_back=fell_back,
                            backend=backend, n_resumed=len(previous))
+    if halving is not None:
+        result.summary.halving = halving.parent_param()
     if run_logger is not None:
         status = {StopReason.CANCELLED: "KILLED", StopReason.ERROR: "FAILED"}.get(outcome.stop_reason, "FINISHED")
         if result.best_trial is None and outcome.n_trials_run and outcome.stop_reason is not StopReason.CANCELLED:

@@ -132,7 +132,7 @@ class HyperparameterTuner:
         resume_from: str | None = None, run_name: str | None = None,
         on_trial_error: OnTrialError | str | None = None, early_stopping_patience: int | None = None,
         split: SplitSpec | Mapping[str, Any] | None = None, leak_check: LeakCheck = "stop",
-        dataset: str = "dataset", dataset_source: Any = None,
+        dataset: str = "dataset", dataset_source: Any = None, halving: Any = None,
     ) -> TuningResult:
         """Tune an sklearn estimator (or an allow-listed estimator name) by cross-validated ``scoring``.
 
@@ -140,7 +140,9 @@ class HyperparameterTuner:
         ``split`` (a ``SplitSpec``) holds out ``test_size`` of the rows, never seen by the search,
         and folds the rest by kind (kfold / group / time, its column never a feature); without it
         every row of X is cross-validated by (stratified) k-fold. ``dataset_source`` (a
-        ``DatasetSource``): the rows searched are recorded as the parent run's dataset input."""
+        ``DatasetSource``): the rows searched are recorded as the parent run's dataset input.
+        ``strategy="halving"`` runs successive halving; ``halving`` (a ``HalvingOptions`` or dict:
+        factor, min_resource, resource, candidates, n_candidates) tunes it."""
         folds = check_cv_folds(cv_folds, max_folds=self._max_cv_folds(), allow_holdout=False)
         _check_xy(X, y)
         if error_score != "raise" and not isinstance(error_score, numbers.Real):
@@ -157,7 +159,7 @@ class HyperparameterTuner:
         evaluator = EstimatorEvaluator(model, X=X_search, y=data.y, splits=data.folds,
                                        scorer=resolve_scorer(scoring), error_score=error_score,
                                        param_names=param_names)
-        if max_trials is None and strategy != "grid":
+        if max_trials is None and strategy not in ("grid", "halving"):
             max_trials = DEFAULT_MAX_TRIALS
         warnings = data.warnings + target_warnings(data.y, task, scoring)
         return self._run(strategy, search_space, evaluator, direction=Direction.MAXIMIZE, scoring=scoring,
@@ -165,7 +167,7 @@ class HyperparameterTuner:
                          timeout=timeout, n_jobs=n_jobs, on_trial=on_trial, should_stop=should_stop,
                          pruning=pruning, resume_from=resume_from, run_name=run_name,
                          on_trial_error=on_trial_error, early_stopping_patience=early_stopping_patience,
-                         split=data.split, warnings=warnings,
+                         split=data.split, warnings=warnings, halving=halving,
                          searched_data=SearchedData(dataset, dataset_source, data.X.assign(**{str(data.y.name): data.y}),
                                                     str(data.y.name)) if dataset_source is not None else None)
 
@@ -198,7 +200,7 @@ class HyperparameterTuner:
         resume_from: str | None = None, run_name: str | None = None, on_trial_error: Any = None,
         early_stopping_patience: int | None = None, dask_address: str | None = None, backend: str | None = None,
         split: SplitRecord | None = None, warnings: list[ModelWarning] | None = None,
-        searched_data: SearchedData | None = None,
+        searched_data: SearchedData | None = None, halving: Any = None,
     ) -> TuningResult:
         if strategy not in STRATEGIES:
             raise InvalidRequestError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
@@ -221,7 +223,7 @@ class HyperparameterTuner:
             on_trial_error=_on_trial_error(on_trial_error) if on_trial_error is not None else self.on_trial_error,
             on_trial=on_trial, should_stop=should_stop, tracker=self._tracker(),
             resume_from=resume_from, run_name=run_name, split=split, warnings=list(warnings or []),
-            searched_data=searched_data,
+            searched_data=searched_data, halving=halving,
             near_perfect_score=getattr(self.settings, "near_perfect_score", DEFAULT_NEAR_PERFECT),
         )
         result = run_search(request)

@@ -68,6 +68,10 @@ class TrialRecord(BaseModel):
     duration_seconds: float = 0.0
     error: str | None = None
     run_id: str | None = None  # MLflow child run, when logged
+    # Successive halving: the bracket, rung and resource (rows per fold, trees, iterations) it ran at.
+    bracket: int | None = None
+    rung: int | None = None
+    resource: int | None = None
 
     def to_seed_dict(self) -> dict[str, Any]:
         return {
@@ -79,6 +83,7 @@ class TrialRecord(BaseModel):
             "state": self.state.value,
             "duration_seconds": self.duration_seconds,
             "error": self.error,
+            **({"rung": self.rung, "resource": self.resource} if self.rung is not None else {}),
         }
 
 
@@ -91,11 +96,13 @@ class TuningProgress(BaseModel):
     best_params: dict[str, Any] | None
     scoring: str
     elapsed_seconds: float
+    rung: str | None = None  # successive halving: "rung 2/4 (357 rows per fold)"
 
     def message(self) -> str:
         total = f"/{self.max_trials}" if self.max_trials else ""
         best = "n/a" if self.best_score is None else f"{self.best_score:.4g}"
-        return f"trial {self.n_trials_done}{total}, best {self.scoring} {best}"
+        rung = f"{self.rung}, " if self.rung else ""
+        return f"{rung}trial {self.n_trials_done}{total}, best {self.scoring} {best}"
 
 
 class TuningSummary(BaseModel):
@@ -123,6 +130,7 @@ class TuningSummary(BaseModel):
     backend: str = "sequential"
     resumed_from: str | None = None
     n_resumed_trials: int = 0
+    halving: str | None = None  # successive halving: its schedule (resource, factor, min/max resource) as JSON
 
 
 class TuningResult(BaseModel):
@@ -142,10 +150,10 @@ class TuningResult(BaseModel):
         return bool(self.warnings)
 
     def top(self, n: int) -> list[TrialRecord]:
-        """The n best COMPLETE trials, best first."""
+        """The n best COMPLETE trials, best first (halving: trials on a larger resource first)."""
         sign = self.summary.direction.sign
         complete = [t for t in self.trials if t.state is TrialState.COMPLETE and _finite(t.score)]
-        return sorted(complete, key=lambda t: (-sign * t.score, t.number))[:n]
+        return sorted(complete, key=lambda t: (-resource_rank(t), -sign * t.score, t.number))[:n]
 
     def to_seed_dict(self) -> dict[str, Any]:
         """The seed's result form: ``{"params", "score", ...}``."""
@@ -161,6 +169,12 @@ class TuningResult(BaseModel):
             "summary": self.summary.model_dump(mode="json"),
             "warnings": [w.model_dump() for w in self.warnings],
         }
+
+
+def resource_rank(trial: TrialRecord) -> float:
+    """Successive halving compares scores only at the same resource: a trial on more rows / trees
+    outranks any trial on fewer. Trials of other strategies ran on the full resource."""
+    return math.inf if trial.resource is None else float(trial.resource)
 
 
 def _finite(value: float | None) -> bool:
