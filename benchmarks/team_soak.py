@@ -1,6 +1,6 @@
 """``python -m benchmarks.team_soak`` — the team setup measured: a private PostgreSQL cluster, an
 `mlflow server --serve-artifacts` on it, and two ``nba-mcp serve`` processes with 2 jobs each for
-``--seconds`` (default 60, the issue's minute; the suite runs 15 s of the same in
+``--seconds`` (default 60, the issue's minute; the suite runs 12 s of the same in
 tests/test_team_deployment.py). Then the per-trial logging cost on the three stores.
 
     python -m benchmarks.team_soak                  # PostgreSQL soak (60 s) + logging cost

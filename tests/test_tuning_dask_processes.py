@@ -161,3 +161,49 @@ def test_a_scheduler_that_is_gone_is_a_clear_error_within_the_connect_timeout(tm
     with pytest.raises(ConfigurationError, match=f"cannot connect to the Dask scheduler at {address}"):
         bounded(lambda: _tune(tuner, "grid"), timeout=30)
     assert time.monotonic() - started < 3 + 5
+
+
+@pytest.mark.anyio
+async def test_cancel_job_stops_the_clusters_tasks(cluster, tmp_path, tmp_path_factory):
+    """A tuning job whose trials run on the cluster: cancel_job ends it CANCELLED, and the cluster is
+    idle again soon after (the tasks in flight finish or are released; no new ones are sent)."""
+    from distributed import Client as DaskClient
+    from mcp import Client
+
+    from tests.support import isolated_settings, shared_template
+    from tools.server import build_server
+
+    settings = isolated_settings(tmp_path / "home", shared_template(tmp_path_factory),
+                                 dask_scheduler_address=cluster.address)
+    request = {"dataset": "breast_cancer", "estimator": "random_forest", "strategy": "random", "max_trials": 60,
+               "cv_folds": 3, "seed": 1, "experiment_name": "dask-cancel",
+               "space": {"n_estimators": {"type": "int", "low": 30, "high": 80},
+                         "max_depth": {"type": "int", "low": 2, "high": 10}}}
+    server = build_server(settings)
+    try:
+        async with Client(server) as client:
+            started = (await client.call_tool("tune_hyperparameters",
+                                              {"request": request, "wait_seconds": 0})).structured_content
+            job_id = started["job_id"]
+            deadline = time.monotonic() + 90
+            busy = False  # seen the cluster run this job's tasks
+            with DaskClient(cluster.address, timeout=10, set_as_default=False) as watcher:
+                while True:
+                    view = (await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 0.2})).structured_content
+                    busy = busy or any(watcher.processing().values())
+                    if busy and view["progress"]["current"] >= 2:
+                        break
+                    assert not view["done"] and time.monotonic() < deadline, view
+            await client.call_tool("cancel_job", {"job_id": job_id})
+            cancelled_at = time.monotonic()
+            final = (await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 30})).structured_content
+        assert final["state"] == "CANCELLED", final
+        assert final["result"]["n_trials"] < request["max_trials"]
+        with DaskClient(cluster.address, timeout=10, set_as_default=False) as watcher:
+            while any(watcher.processing().values()):
+                assert time.monotonic() - cancelled_at < 30, "the cluster still runs the cancelled job's tasks"
+                time.sleep(0.2)
+        print(f"\ncancelled after {final['result']['n_trials']} trials; cluster idle "
+              f"{time.monotonic() - cancelled_at:.1f} s after cancel_job")
+    finally:
+        server.app_state.close()

@@ -228,6 +228,28 @@ class PostgresCluster:
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "postgres.log"),
                   "-w", "-t", "60", "start", timeout=90)
         self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "mlflow")
+        self._start_watchdog()
+
+    def _start_watchdog(self) -> None:
+        """A small process that stops the cluster if this process dies without stopping it
+        (pytest killed by a CI timeout): PostgreSQL has no idle timeout of its own."""
+        code = (
+            "import os, subprocess, shutil, sys, time\n"
+            "parent, pg_ctl, data, root = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]\n"
+            "while os.path.exists(os.path.join(data, 'postmaster.pid')):\n"
+            "    try:\n"
+            "        os.kill(parent, 0)\n"
+            "    except OSError:\n"
+            "        subprocess.run([pg_ctl, '-D', data, '-m', 'immediate', 'stop'], capture_output=True, timeout=60,\n"
+            "                       **({'user': int(sys.argv[5]), 'group': int(sys.argv[6])} if len(sys.argv) > 5 else {}))\n"
+            "        shutil.rmtree(root, ignore_errors=True)\n"
+            "        break\n"
+            "    time.sleep(2)\n"
+        )
+        ids = [str(self._as.pw_uid), str(self._as.pw_gid)] if self._as is not None else []
+        subprocess.Popen([sys.executable, "-c", code, str(os.getpid()), str(self.bin / "pg_ctl"), str(self.data),
+                          str(self.root), *ids], start_new_session=True,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def uri(self, database: str = "mlflow") -> str:
         # The driver named: MLflow's SQLAlchemy otherwise picks psycopg 3, which we do not install.
