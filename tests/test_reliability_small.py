@@ -232,3 +232,20 @@ def test_a_worker_that_dies_fails_its_search_with_a_clear_message():
     with pytest.raises(ExecutionError, match="worker process died"):
         tuner.grid_search({"a": [1, 2]}, train_fn=train, eval_fn=lambda model: 0.0)
     assert time.perf_counter() - started < 30
+
+
+def test_close_ends_the_runs_this_process_left_running(tmp_path, tmp_path_factory):
+    settings = isolated_settings(tmp_path / "home", shared_template(tmp_path_factory))
+    srv = build_server(settings)
+    tracker = srv.app_state.tracker("leftovers")
+    leftover = tracker.create_run(run_name="left-running")  # e.g. a job abandoned after its grace
+    other = tracker.create_run(run_name="someone-else's")
+    tracker.set_tag(OWNER_TAG, "elsewhere:4242:feedfacefeedface", run_id=other)
+    tracker.flush()
+    ended = srv.app_state.close(3, reason="the server stopped (test)")
+    assert ended == [leftover]
+    reopened = srv.app_state.tracker("leftovers")
+    assert reopened.get_run(leftover).status.value == "KILLED"
+    assert reopened.get_run(leftover).tags["nba_mcp.termination_reason"] == "the server stopped (test)"
+    assert reopened.get_run(other).status.value == "RUNNING"
+    reopened.kill_run(other, "test cleanup")

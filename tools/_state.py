@@ -63,6 +63,15 @@ class AppState:
                 self._services[key] = factory()
             return self._services[key]
 
+    @staticmethod
+    def _stop_workers() -> None:
+        """Kill the trial and fit worker processes, if any were started (they hold our stdout)."""
+        import sys
+
+        parallel = sys.modules.get("mcp_server.hyperparameter_tuning._parallel")
+        if parallel is not None:
+            parallel.shutdown_workers()
+
     def claim_resume(self, run_id: str) -> None:
         """Refuse a second resume of a search whose resume this server has accepted and not finished."""
         from mcp_server.error_handling import InvalidRequestError
@@ -91,6 +100,7 @@ class AppState:
         self.jobs.shutdown(cancel=True, timeout=max(0.5, timeout * 0.6))
         with self._lock:
             trackers = list(self._trackers.values())
+        self._stop_workers()
         ended: list[str] = []
         for tracker in trackers:
             try:

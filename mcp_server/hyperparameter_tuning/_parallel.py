@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -169,6 +170,7 @@ class KillablePool:
         self.n_workers = n_workers
         self._should_stop = should_stop or (lambda: False)
         self._executor = _SPARE.take() if n_workers == 1 else _new_executor(n_workers)
+        _LIVE_POOLS.add(self)
 
     def kill(self) -> None:
         self._executor.shutdown(wait=True, kill_workers=True)
@@ -293,6 +295,18 @@ class _SpareExecutor:
 
 
 _SPARE = _SpareExecutor()
+_LIVE_POOLS: weakref.WeakSet = weakref.WeakSet()
+
+
+def shutdown_workers() -> None:
+    """Kill every worker process of this module (the spare and running pools): a process that exits
+    must not leave workers behind holding its stdout and stderr open (an MCP client waits for EOF)."""
+    for pool in list(_LIVE_POOLS):
+        try:
+            pool._executor.shutdown(wait=False, kill_workers=True)
+        except Exception:  # noqa: BLE001, S110 - best effort on the way out
+            pass
+    _SPARE.close()
 
 
 @contextmanager
