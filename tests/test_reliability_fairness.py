@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.testing import free_port, isolated_settings, server_env, shared_template, stop_process, wait_http
+from tests.support import free_port, isolated_settings, server_env, shared_template, stop_process, wait_http
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 VIEWER, DEVELOPER = "viewer-token-0123456789abcdef", "developer-token-0123456789abcdef"

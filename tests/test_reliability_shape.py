@@ -20,7 +20,7 @@ import pytest
 from mcp import Client
 
 from tools.server import build_server
-from tools.testing import isolated_settings, shared_template
+from tests.support import isolated_settings, shared_template
 
 pytestmark = pytest.mark.anyio
 FIGURES: dict = {}

@@ -25,7 +25,7 @@ from mcp_server.jobs import JobManager, JobState
 from mcp_server.mlflow_integration import OWNER_TAG
 from mcp_server.mlflow_integration import _recovery as recovery
 from tools.server import build_server
-from tools.testing import isolated_settings, shared_template
+from tests.support import isolated_settings, shared_template
 
 pytestmark = pytest.mark.anyio
 VIEWER = rbac.Principal("vera", {"viewer"})

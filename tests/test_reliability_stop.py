@@ -28,7 +28,7 @@ from mcp import Client
 
 from tests.test_reliability_crash import RawStdioServer, parent_run, running_runs, store_rows
 from tools.server import build_server
-from tools.testing import (  # noqa: F401  (template_db, tool_settings: fixtures)
+from tests.support import (  # noqa: F401  (template_db, tool_settings: fixtures)
     free_port,
     isolated_settings,
     server_env,
