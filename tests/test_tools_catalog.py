@@ -72,5 +72,5 @@ async def test_request_models_document_their_fields(tools):
     tune = tools["tune_hyperparameters"].input_schema
     request = tune["$defs"]["TuneRequest"]["properties"]
     assert request["cv_folds"]["minimum"] == 2 and request["cv_folds"]["maximum"] == 20
-    assert set(request["strategy"]["enum"]) == {"grid", "random", "bayesian"}
+    assert set(request["strategy"]["enum"]) == {"grid", "random", "bayesian", "halving"}
     assert tune["properties"]["wait_seconds"]["anyOf"][0]["maximum"] == 55

@@ -64,13 +64,13 @@ class AppState:
             return self._services[key]
 
     @staticmethod
-    def _stop_workers() -> None:
+    def _stop_workers(*, final: bool) -> None:
         """Kill the trial and fit worker processes, if any were started (they hold our stdout)."""
         import sys
 
         parallel = sys.modules.get("mcp_server.hyperparameter_tuning._parallel")
         if parallel is not None:
-            parallel.shutdown_workers()
+            parallel.shutdown_workers(final=final)
 
     def claim_resume(self, run_id: str) -> None:
         """Refuse a second resume of a search whose resume this server has accepted and not finished."""
@@ -92,7 +92,8 @@ class AppState:
         with self._lock:
             self._resuming.discard(run_id)
 
-    def close(self, timeout: float | None = None, *, reason: str = "the server stopped") -> list[str]:
+    def close(self, timeout: float | None = None, *, reason: str = "the server stopped",
+              exiting: bool = False) -> list[str]:
         """Stop every job (their runs end KILLED with what they had), then end KILLED whatever this
         process still has RUNNING, within about ``timeout`` seconds; returns the runs ended here."""
         timeout = self.settings.shutdown_timeout_seconds if timeout is None else timeout
@@ -100,7 +101,7 @@ class AppState:
         self.jobs.shutdown(cancel=True, timeout=max(0.5, timeout * 0.6))
         with self._lock:
             trackers = list(self._trackers.values())
-        self._stop_workers()
+        self._stop_workers(final=exiting)
         ended: list[str] = []
         for tracker in trackers:
             try:

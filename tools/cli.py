@@ -128,7 +128,7 @@ class GracefulStop:
         watchdog.daemon = True
         watchdog.start()
         try:
-            ended = self.state.close(self.timeout, reason=f"the server stopped ({why})")
+            ended = self.state.close(self.timeout, reason=f"the server stopped ({why})", exiting=True)
             logger.info("stopped in %.2f s (%d run(s) ended here)", time.monotonic() - started, len(ended))
         except Exception:  # noqa: BLE001 - exit regardless
             logger.exception("error while stopping")

@@ -264,9 +264,10 @@ class _SpareExecutor:
 
         self._lock = threading.Lock()
         self._ready = None
+        self._closed = False  # the process is shutting down: no new spare
 
     def take(self):
-        """The warm executor if one is ready (and a new spare is started), else a new one."""
+        """The warm executor if one is ready, else a new one."""
         with self._lock:
             executor, self._ready = self._ready, None
         if executor is None:
@@ -276,37 +277,39 @@ class _SpareExecutor:
     def refill(self) -> None:
         """Start warming a spare now (after a kill: the next queued job should not start cold)."""
         with self._lock:
-            if self._ready is None:
+            if self._ready is None and not self._closed:
                 self._ready = _new_executor(1, idle_timeout=SPARE_IDLE_SECONDS)
 
     def give_back(self, executor) -> bool:
         """Keep a healthy, finished executor as the spare if there is none; False: the caller closes it."""
         with self._lock:
-            if self._ready is not None:
+            if self._ready is not None or self._closed:
                 return False
             self._ready = executor
             return True
 
-    def close(self) -> None:
+    def close(self, *, final: bool = False) -> None:
+        """Kill the spare; ``final`` (the process exits): never start another."""
         with self._lock:
+            self._closed = self._closed or final
             executor, self._ready = self._ready, None
         if executor is not None:
-            executor.shutdown(wait=False, kill_workers=True)
+            executor.shutdown(wait=True, kill_workers=True)
 
 
 _SPARE = _SpareExecutor()
 _LIVE_POOLS: weakref.WeakSet = weakref.WeakSet()
 
 
-def shutdown_workers() -> None:
+def shutdown_workers(*, final: bool = False) -> None:
     """Kill every worker process of this module (the spare and running pools): a process that exits
     must not leave workers behind holding its stdout and stderr open (an MCP client waits for EOF)."""
     for pool in list(_LIVE_POOLS):
         try:
-            pool._executor.shutdown(wait=False, kill_workers=True)
+            pool._executor.shutdown(wait=True, kill_workers=True)  # wait: the kill happens in its thread
         except Exception:  # noqa: BLE001, S110 - best effort on the way out
             pass
-    _SPARE.close()
+    _SPARE.close(final=final)
 
 
 @contextmanager
