@@ -76,6 +76,7 @@ class MLflowExperimentTracker:
         else:
             self.tracking_uri = tracking_uri or str(self.settings.tracking_uri)
             self._client, self._models = self._open(self.tracking_uri)
+        check_experiment_name(self.experiment_name)  # refused at once, though created on first write
         self._experiment_id: str | None = None
         self._experiment_lock = threading.Lock()
 
