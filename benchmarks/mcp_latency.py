@@ -86,11 +86,11 @@ def prepare_store(ctx: BenchContext) -> tuple[Path, list[str], Any]:
     """A data home with a migrated store holding ``mcp_runs`` finished runs; returns (home, ids, tracker)."""
     from mcp_server.mlflow_integration import get_mlflow_tracker
     from mcp_server.settings import Settings
-    from tools._store import prepare_tracking_store
+    from mcp_server.mlflow_integration import ensure_sqlite_migrated
 
     home = ctx.scratch("mcp-home")
     settings = Settings(data_home=home)
-    prepare_tracking_store(settings)
+    ensure_sqlite_migrated(str(settings.tracking_uri))
     tracker = get_mlflow_tracker(experiment_name=settings.experiment_name, settings=settings)
     ctx.closers.append(tracker.close)
     ids = [

@@ -142,7 +142,7 @@ class Settings(BaseSettings):
     max_concurrent_jobs: int = Field(default=2, ge=1, le=64)
     max_queued_jobs: int = Field(default=100, ge=0, le=10_000, description="Jobs that may wait beyond the running ones")
     job_timeout_seconds: float = Field(default=3600.0, gt=0)
-    default_wait_seconds: float = Field(default=45.0, ge=0, le=55)
+    default_wait_seconds: float = Field(default=40.0, ge=0, le=50)
 
     # --- reliability: stoppable jobs, fair sharing, bounded input shape ---------------------
     isolate_trials: bool = Field(

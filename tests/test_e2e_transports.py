@@ -19,7 +19,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.support import free_port, isolated_settings, server_env, shared_template
+from tests.support import payload, free_port, isolated_settings, server_env, shared_template
 
 pytestmark = pytest.mark.anyio
 
@@ -115,7 +115,7 @@ async def test_stdio_lists_tools_fast_and_answers(data_home):
             timings.append(time.perf_counter() - start)
         assert {"server_health", "list_datasets", "get_job"} <= names
     async with Client(params) as client:
-        health = (await client.call_tool("server_health", {})).structured_content
+        health = payload((await client.call_tool("server_health", {})))
     assert health["status"] == "ok"
     # Target ≤1.5 s on a quiet machine; the bound here leaves room for a loaded CI box.
     assert statistics.median(timings) < 4.0, timings
@@ -147,7 +147,7 @@ async def test_http_viewer_is_denied_and_developer_succeeds(http_server):
         health = await client.call_tool("server_health", {})
     assert "cancel_job" not in names and "server_health" in names
     assert denied.is_error and denied.content[0].text.endswith("permission denied")
-    assert health.structured_content["status"] == "ok"
+    assert payload(health)["status"] == "ok"
 
     async with Client(streamable_http_client(http_server.base + "/mcp", http_client=authed(DEVELOPER_TOKEN))) as client:
         names = {t.name for t in (await client.list_tools()).tools}
@@ -179,6 +179,6 @@ async def test_sse_smoke(data_home, tmp_path):
         async with Client(sse_client(served.base + "/sse", headers=headers)) as client:
             names = {t.name for t in (await client.list_tools()).tools}
             jobs = await client.call_tool("list_jobs", {})
-        assert "server_health" in names and jobs.structured_content["jobs"] == []
+        assert "server_health" in names and payload(jobs)["jobs"] == []
     finally:
         assert served.stop() == b""

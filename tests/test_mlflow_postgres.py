@@ -16,8 +16,8 @@ from mcp import Client
 
 from mcp_server.mlflow_integration import RunStatus, get_mlflow_tracker
 from tests._leaky_frames import game_log
-from tests.support import isolated_settings
-from tools._store import reap_orphaned_runs
+from tests.support import payload, isolated_settings
+from mcp_server.mlflow_integration import reap_orphaned_runs
 from tools.server import build_server
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
@@ -42,7 +42,7 @@ def pg_settings(postgres_mlflow_server, tmp_path_factory):
 def pg_server(pg_settings):
     server = build_server(pg_settings)
     yield server
-    server.app_state.close()
+    server.state.close()
 
 
 async def test_a_tuning_job_resumes_on_the_postgres_store(pg_server, pg_settings):
@@ -52,11 +52,11 @@ async def test_a_tuning_job_resumes_on_the_postgres_store(pg_server, pg_settings
     async with Client(pg_server) as client:
         first = await client.call_tool("tune_hyperparameters", {"request": request})
         assert not first.is_error, first.content[0].text
-        parent = first.structured_content["result"]["parent_run_id"]
+        parent = payload(first)["result"]["parent_run_id"]
         resumed = await client.call_tool("tune_hyperparameters",
                                          {"request": {**request, "max_trials": 6, "resume_from": parent}})
     assert not resumed.is_error, resumed.content[0].text
-    outcome = resumed.structured_content["result"]
+    outcome = payload(resumed)["result"]
     assert outcome["n_trials"] == 6 and outcome["parent_run_id"] == parent
     tracker = get_mlflow_tracker(request["experiment_name"], settings=pg_settings)
     try:
@@ -73,12 +73,12 @@ async def test_a_pipeline_registers_promotes_and_predicts_through_the_server(pg_
     pipeline = {"dataset": "games", "target": "WL", "estimator": "logistic_regression", "model_name": name,
                 "experiment_name": "pg-pipelines"}
     async with Client(pg_server) as client:
-        champion = (await client.call_tool("run_pipeline", {"request": pipeline})).structured_content["result"]
-        challenger = (await client.call_tool("run_pipeline", {"request": {
-            **pipeline, "estimator": "decision_tree", "params": {"max_depth": 1}}})).structured_content["result"]
+        champion = payload((await client.call_tool("run_pipeline", {"request": pipeline})))["result"]
+        challenger = payload((await client.call_tool("run_pipeline", {"request": {
+            **pipeline, "estimator": "decision_tree", "params": {"max_depth": 1}}})))["result"]
         rows = GAMES.drop(columns="WL").head(3).to_dict(orient="records")
-        predicted = (await client.call_tool("predict", {
-            "model_name": name, "rows": rows})).structured_content
+        predicted = payload((await client.call_tool("predict", {
+            "model_name": name, "rows": rows})))
     assert champion["status"] == "COMPLETED" and champion["model_version"] == 1
     assert champion["promotion"]["promoted"]
     assert challenger["model_version"] == 2 and not challenger["promotion"]["promoted"]

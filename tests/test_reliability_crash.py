@@ -24,9 +24,9 @@ import pytest
 from mcp import Client
 
 from mcp_server.mlflow_integration import OWNER_TAG, get_mlflow_tracker
-from tools._store import reap_orphaned_runs
+from mcp_server.mlflow_integration import reap_orphaned_runs
 from tools.server import build_server
-from tests.support import data_folder, isolated_settings, server_env, shared_template
+from tests.support import payload, data_folder, isolated_settings, server_env, shared_template
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SEARCH = {
@@ -140,7 +140,7 @@ def test_sigkill_mid_search_then_restart_reaps_and_resume_skips_completed_trials
     first = RawStdioServer(env, tmp_path / "first.log")
     try:
         started = first.call_tool("tune_hyperparameters", {"request": SEARCH, "wait_seconds": 0})
-        assert started["structuredContent"]["state"] in ("QUEUED", "RUNNING"), started
+        assert payload(started)["state"] in ("QUEUED", "RUNNING"), started
         deadline = time.monotonic() + 120
         while True:
             parent = parent_run(db)
@@ -163,21 +163,21 @@ def test_sigkill_mid_search_then_restart_reaps_and_resume_skips_completed_trials
         restart_seconds = time.perf_counter() - restart_started
         # Reaped before the first answer: nothing RUNNING, the parent ended KILLED with the reason.
         assert running_runs(db) == 0
-        parent_view = second.call_tool("get_run", {"run_id": parent})["structuredContent"]
+        parent_view = payload(second.call_tool("get_run", {"run_id": parent}))
         assert parent_view["status"] == "KILLED"
         assert parent_view["tags"]["nba_mcp.termination_reason"].startswith("owner process ")
         after_restart = children(db, parent)
         assert completed_at_kill <= {c[0] for c in after_restart if c[1] == "FINISHED"}
 
         resumed = second.call_tool(
-            "tune_hyperparameters", {"request": {**SEARCH, "resume_from": parent}, "wait_seconds": 55}, timeout=120
+            "tune_hyperparameters", {"request": {**SEARCH, "resume_from": parent}, "wait_seconds": 50}, timeout=120
         )
-        outcome = resumed["structuredContent"]
+        outcome = payload(resumed)
         assert not resumed.get("isError"), resumed
         assert outcome["state"] == "SUCCEEDED", outcome
         result = outcome["result"]
         assert result["parent_run_id"] == parent and result["n_trials"] == SEARCH["max_trials"]
-        parent_after = second.call_tool("get_run", {"run_id": parent})["structuredContent"]
+        parent_after = payload(second.call_tool("get_run", {"run_id": parent}))
     finally:
         second.stop()
 
@@ -243,21 +243,21 @@ async def test_resume_reruns_a_trial_whose_run_was_half_written_when_the_server_
     try:
         async with Client(server) as client:
             first = (await client.call_tool("tune_hyperparameters", {"request": {**request, "max_trials": 3}}))
-            parent = first.structured_content["result"]["parent_run_id"]
-            tracker = server.app_state.tracker("half-written")
+            parent = payload(first)["result"]["parent_run_id"]
+            tracker = server.state.tracker("half-written")
             half = _orphan(tracker, owner=f"{socket.gethostname()}:{DEAD_PID}", parent=parent,
                            tags={"nba_mcp.kind": "tuning_trial", "trial_state": "COMPLETE", "trial_number": 3})
             assert half in reap_orphaned_runs(settings)
             resumed = await client.call_tool(
                 "tune_hyperparameters", {"request": {**request, "resume_from": parent}})
         assert not resumed.is_error, resumed.content[0].text
-        outcome = resumed.structured_content["result"]
+        outcome = payload(resumed)["result"]
         assert outcome["n_trials"] == 6 and outcome["parent_run_id"] == parent
         trials = tracker.search_runs(f"tags.mlflow.parentRunId = '{parent}'", 100)
         finished = sorted(int(r.tags["trial_number"]) for r in trials if r.status.value == "FINISHED")
         assert finished == [0, 1, 2, 4, 5, 6]  # number 3 is not reused; three new trials ran
     finally:
-        server.app_state.close()
+        server.state.close()
 
 
 pytestmark = pytest.mark.anyio

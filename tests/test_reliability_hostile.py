@@ -33,7 +33,7 @@ from mcp import Client, StdioServerParameters
 from tests._hostile_strategies import is_invalid, schema_violation, unbounded_nodes
 from mcp_server import rbac
 from tools.server import build_server
-from tests.support import ADMIN, data_folder_with_escapes, isolated_settings, server_env, shared_template
+from tests.support import payload, ADMIN, data_folder_with_escapes, isolated_settings, server_env, shared_template
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_EXAMPLES = 1700
@@ -118,19 +118,19 @@ def hostile(hostile_home):
     server = build_server(app_settings)
     client = BlockingClient(server)
     tools = {t.name: t.input_schema for t in client.list_tools()}
-    experiments_before = client.call("list_experiments", {"max_results": 100}).structured_content
+    experiments_before = payload(client.call("list_experiments", {"max_results": 100}))
     yield server, client, tools
     try:
         # After everything: no job was started, no experiment created, and the server still serves.
-        assert server.app_state.jobs.list(limit=500) == []
-        assert client.call("list_experiments", {"max_results": 100}).structured_content == experiments_before
+        assert server.state.jobs.list(limit=500) == []
+        assert payload(client.call("list_experiments", {"max_results": 100})) == experiments_before
         health = client.call("server_health", {})
-        assert not health.is_error and health.structured_content["status"] == "ok"
+        assert not health.is_error and payload(health)["status"] == "ok"
         described = client.call("describe_dataset", {"name": "players"})
-        assert not described.is_error and described.structured_content["n_rows"] == 60
+        assert not described.is_error and payload(described)["n_rows"] == 60
     finally:
         client.close()
-        server.app_state.close()
+        server.state.close()
         write_figures(root)
 
 
@@ -308,10 +308,10 @@ def test_a_real_stdio_process_survives_hostile_calls(hostile, hostile_home):
 
         run()
         health = client.call("server_health", {})
-        jobs = client.call("list_jobs", {}).structured_content
+        jobs = payload(client.call("list_jobs", {}))
     finally:
         client.close()
-    assert not health.is_error and health.structured_content["status"] == "ok"
+    assert not health.is_error and payload(health)["status"] == "ok"
     assert jobs["jobs"] == []
     assert FIGURES["stdio_calls"] >= 100
 
@@ -349,7 +349,7 @@ def test_raw_json_with_nan_infinity_and_garbage_over_stdio(hostile_home, tmp_pat
             server.proc.stdin.write(garbage + b"\n")
             server.proc.stdin.flush()
         health = server.request("tools/call", {"name": "server_health", "arguments": {}})
-        assert server.proc.poll() is None and health["structuredContent"]["status"] == "ok"
+        assert server.proc.poll() is None and payload(health)["status"] == "ok"
     finally:
         server.stop()
     FIGURES["raw_stdio_calls"] = len(calls) + 4

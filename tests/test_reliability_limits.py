@@ -13,9 +13,9 @@ import pytest
 from mcp import Client
 
 from mcp_server.jobs import JobManager
-from tools._state import AppState
+from tools.app_state import AppState
 from tools.server import build_server
-from tests.support import error_text, isolated_settings, shared_template
+from tests.support import payload, error_text, isolated_settings, shared_template
 
 pytestmark = pytest.mark.anyio
 
@@ -81,7 +81,7 @@ async def test_limits_are_refused_before_any_job_starts(limited, limit, tool, ar
         started = time.perf_counter()
         result = await client.call_tool(tool, args)
         seconds = time.perf_counter() - started
-        jobs = (await client.call_tool("list_jobs", {})).structured_content["jobs"]
+        jobs = payload((await client.call_tool("list_jobs", {})))["jobs"]
     assert expected in error_text(result)
     assert jobs == []  # refused at validation: no job was queued
     FIGURES[limit] = {"refused_in_seconds": round(seconds, 3), "message": error_text(result)[:200]}
@@ -89,37 +89,37 @@ async def test_limits_are_refused_before_any_job_starts(limited, limit, tool, ar
 
 async def test_one_job_runs_one_waits_the_next_is_refused_and_the_timeout_ends_a_long_job(limited):
     async with Client(limited) as client:
-        first = (await client.call_tool("tune_hyperparameters", {"request": SLOW, "wait_seconds": 0})).structured_content
-        second = (await client.call_tool(
-            "tune_hyperparameters", {"request": {**SLOW, "seed": 2}, "wait_seconds": 0})).structured_content
+        first = payload((await client.call_tool("tune_hyperparameters", {"request": SLOW, "wait_seconds": 0})))
+        second = payload((await client.call_tool(
+            "tune_hyperparameters", {"request": {**SLOW, "seed": 2}, "wait_seconds": 0})))
         third = await client.call_tool("tune_hyperparameters", {"request": {**SLOW, "seed": 3}, "wait_seconds": 0})
         assert "at most 1 jobs may wait in the queue" in error_text(third)
-        listed = (await client.call_tool("list_jobs", {})).structured_content
+        listed = payload((await client.call_tool("list_jobs", {})))
         assert (listed["running"], listed["queued"]) == (1, 1)
         assert second["state"] == "QUEUED"
 
         # The running job passes job_timeout_seconds=2: its trial in flight is killed, FAILED.
-        ended = (await client.call_tool("get_job", {"job_id": first["job_id"], "wait_seconds": 30})).structured_content
+        ended = payload((await client.call_tool("get_job", {"job_id": first["job_id"], "wait_seconds": 30})))
         assert ended["state"] == "FAILED" and ended["error"] == "job exceeded job_timeout_seconds=2"
         assert 2.0 <= ended["elapsed_seconds"] < 8.0, ended["elapsed_seconds"]
         partial = ended["result"]
         # The trial in flight is killed, not waited for (worker start-up takes ~2 s of the budget).
         assert partial["stopped_reason"] == "cancelled" and 0 <= partial["n_trials"] < SLOW["max_trials"]
         parent = await client.call_tool("get_run", {"run_id": partial["parent_run_id"]})
-        assert parent.structured_content["status"] == "KILLED"
+        assert payload(parent)["status"] == "KILLED"
 
         # The waiting job starts once the slot is free; running never exceeded the limit.
         peak = 0
         with anyio.fail_after(30):
             while True:
-                now = (await client.call_tool("list_jobs", {})).structured_content
+                now = payload((await client.call_tool("list_jobs", {})))
                 peak = max(peak, now["running"])
                 states = {j["job_id"]: j["state"] for j in now["jobs"]}
                 if states[second["job_id"]] == "RUNNING":
                     break
                 await anyio.sleep(0.05)
         await client.call_tool("cancel_job", {"job_id": second["job_id"]})
-        final = (await client.call_tool("get_job", {"job_id": second["job_id"], "wait_seconds": 30})).structured_content
+        final = payload((await client.call_tool("get_job", {"job_id": second["job_id"], "wait_seconds": 30})))
     assert final["state"] in ("CANCELLED", "FAILED")
     assert peak <= 1
     FIGURES["max_concurrent_jobs"] = {"limit": 1, "queue_limit": 1, "peak_running": peak,

@@ -19,7 +19,7 @@ import time
 
 import anyio
 import pytest
-from tests.support import MlflowServer, wait_http
+from tests.support import payload, MlflowServer, wait_http
 from mcp import Client
 
 from tools.server import build_server
@@ -73,7 +73,7 @@ class StoppableMlflowServer(MlflowServer):
 async def wait_until_trials(client, job_id: str, n: int) -> None:
     with anyio.fail_after(120):
         while True:
-            job = (await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 0.5})).structured_content
+            job = payload((await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 0.5})))
             assert not job["done"], job
             if job["progress"]["current"] >= n:
                 return
@@ -83,14 +83,14 @@ async def wait_for_end(client, job_id: str) -> tuple[dict, float]:
     started = time.perf_counter()
     with anyio.fail_after(120):
         while True:
-            job = (await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 0.2})).structured_content
+            job = payload((await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 0.2})))
             if job["done"]:
                 return job, time.perf_counter() - started
 
 
 async def health_while_down(client) -> tuple[dict, float]:
     started = time.perf_counter()
-    health = (await client.call_tool("server_health", {})).structured_content
+    health = payload((await client.call_tool("server_health", {})))
     return health, time.perf_counter() - started
 
 
@@ -103,9 +103,9 @@ async def test_tuning_job_fails_cleanly_when_the_tracking_server_goes_away(tmp_p
     try:
         async with Client(server) as client:
             for outage in ("stopped", "frozen"):
-                job_id = (await client.call_tool(
+                job_id = payload((await client.call_tool(
                     "tune_hyperparameters", {"request": {**LONG, "seed": len(figures)}, "wait_seconds": 0}
-                )).structured_content["job_id"]
+                )))["job_id"]
                 await wait_until_trials(client, job_id, 3)
                 outage_started = time.perf_counter()
                 if outage == "stopped":
@@ -125,7 +125,7 @@ async def test_tuning_job_fails_cleanly_when_the_tracking_server_goes_away(tmp_p
                 assert health_seconds < TIMEOUT + 2
                 during = await client.call_tool("tune_hyperparameters", {"request": SHORT, "wait_seconds": 30})
                 assert during.is_error and "tracking store unavailable" in during.content[0].text
-                listed = (await client.call_tool("list_jobs", {})).structured_content
+                listed = payload((await client.call_tool("list_jobs", {})))
                 assert listed["running"] == 0
 
                 restart_started = time.perf_counter()
@@ -136,13 +136,13 @@ async def test_tuning_job_fails_cleanly_when_the_tracking_server_goes_away(tmp_p
                     assert wait_http(mlflow.uri + "/health", 30)
                 restart_seconds = time.perf_counter() - restart_started
                 await anyio.sleep(TIMEOUT)  # the tracker asks a server that failed again after one timeout
-                after = await client.call_tool("tune_hyperparameters", {"request": SHORT, "wait_seconds": 55})
+                after = await client.call_tool("tune_hyperparameters", {"request": SHORT, "wait_seconds": 50})
                 assert not after.is_error, after.content[0].text
-                result = after.structured_content
+                result = payload(after)
                 assert result["state"] == "SUCCEEDED" and result["result"]["n_trials"] == 3
                 parent = await client.call_tool("get_run", {"run_id": result["result"]["parent_run_id"]})
-                assert parent.structured_content["status"] == "FINISHED"
-                health = (await client.call_tool("server_health", {})).structured_content
+                assert payload(parent)["status"] == "FINISHED"
+                health = payload((await client.call_tool("server_health", {})))
                 assert health["status"] == "ok"
                 figures[outage] = {
                     "trials_before_outage": job["progress"]["current"],
@@ -154,7 +154,7 @@ async def test_tuning_job_fails_cleanly_when_the_tracking_server_goes_away(tmp_p
                     "job_error": job["error"][:160],
                 }
     finally:
-        server.app_state.close()
+        server.state.close()
         mlflow.stop()
     out = tmp_path_factory.getbasetemp() / "reliability"
     out.mkdir(exist_ok=True)

@@ -25,6 +25,7 @@ from mcp_server.settings import Settings
 from tools import _identity
 from tools.server import build_server
 from tests.support import (
+    payload,
     ANALYST,
     VIEWER,
     data_folder_with_escapes,
@@ -49,7 +50,7 @@ def secured(tmp_path_factory):
     settings = isolated_settings(root / "home", shared_template(tmp_path_factory), data_dirs=[data])
     server = build_server(settings)
     yield server
-    server.app_state.close()
+    server.state.close()
     out = tmp_path_factory.getbasetemp() / "reliability"
     out.mkdir(exist_ok=True)
     (out / "security.json").write_text(json.dumps(FIGURES, indent=2))
@@ -57,7 +58,7 @@ def secured(tmp_path_factory):
 
 
 def text_of(result) -> str:
-    return result.content[0].text if result.content else json.dumps(result.structured_content)
+    return result.content[0].text if result.content else json.dumps(payload(result))
 
 
 # --- paths ---------------------------------------------------------------------------------------------
@@ -69,7 +70,7 @@ ESCAPES = ["escape", "escape.csv", "dangling", "dangling.csv", "linked/secret", 
 async def test_path_escapes_are_refused_alike_whether_the_target_exists_or_not(secured):
     answers = {}
     async with Client(secured) as client:
-        listed = {d["name"] for d in (await client.call_tool("list_datasets", {})).structured_content["datasets"]}
+        listed = {d["name"] for d in payload((await client.call_tool("list_datasets", {})))["datasets"]}
         for name in ESCAPES:
             for tool, args in (("describe_dataset", {"name": name}),
                                ("validate_data", {"request": {"dataset": name}}),
@@ -96,12 +97,12 @@ async def test_path_escapes_are_refused_alike_whether_the_target_exists_or_not(s
 async def test_denials_read_the_same_for_existing_and_missing_things(secured):
     async with Client(secured) as client:
         job = (await client.call_tool("tune_hyperparameters", {"request": SLOW_TUNE, "wait_seconds": 0}))
-        job_id = job.structured_content["job_id"]
-        runs = (await client.call_tool("search_runs", {"request": {"max_results": 1}})).structured_content["runs"]
+        job_id = payload(job)["job_id"]
+        runs = payload((await client.call_tool("search_runs", {"request": {"max_results": 1}})))["runs"]
         run_id = runs[0]["run_id"] if runs else None
         while run_id is None:  # the job's parent run
             await anyio.sleep(0.1)
-            runs = (await client.call_tool("search_runs", {"request": {"max_results": 1}})).structured_content["runs"]
+            runs = payload((await client.call_tool("search_runs", {"request": {"max_results": 1}})))["runs"]
             run_id = runs[0]["run_id"] if runs else None
     missing_job, missing_run = "0123456789ab", "f" * 32
     cases = [

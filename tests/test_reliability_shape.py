@@ -51,7 +51,7 @@ def wide_server(tmp_path_factory, wide_folder):
                                  data_dirs=[wide_folder])
     server = build_server(settings)
     yield server
-    server.app_state.close()
+    server.state.close()
 
 
 @pytest.mark.parametrize(

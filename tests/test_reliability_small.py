@@ -25,7 +25,7 @@ from mcp_server.jobs import JobManager, JobState
 from mcp_server.mlflow_integration import OWNER_TAG
 from mcp_server.mlflow_integration import _recovery as recovery
 from tools.server import build_server
-from tests.support import isolated_settings, shared_template
+from tests.support import payload, isolated_settings, shared_template
 
 pytestmark = pytest.mark.anyio
 VIEWER = rbac.Principal("vera", {"viewer"})
@@ -37,11 +37,11 @@ def server(tmp_path, tmp_path_factory):
     settings = isolated_settings(tmp_path / "home", shared_template(tmp_path_factory))
     srv = build_server(settings)
     yield srv
-    srv.app_state.close(3)
+    srv.state.close(3)
 
 
 def test_thirty_experiments_do_not_keep_thirty_writer_threads(server):
-    app = server.app_state
+    app = server.state
     before = threading.active_count()
     for i in range(30):
         tracker = app.tracker(f"exp-{i}")
@@ -61,7 +61,7 @@ async def test_experiment_names_that_escape_the_artifact_root_are_refused(server
 
 
 async def test_a_viewer_sees_no_absolute_server_paths(server):
-    app = server.app_state
+    app = server.state
     tracker = app.tracker()
     run_id = tracker.create_run(run_name="paths")
     tracker.end_run("FINISHED", run_id=run_id)
@@ -71,9 +71,9 @@ async def test_a_viewer_sees_no_absolute_server_paths(server):
         with rbac.acting_as(principal):
             async with Client(server) as client:
                 texts = [
-                    str((await client.call_tool("server_health", {})).structured_content),
-                    str((await client.call_tool("list_experiments", {})).structured_content),
-                    str((await client.call_tool("get_run", {"run_id": run_id})).structured_content),
+                    str(payload((await client.call_tool("server_health", {})))),
+                    str(payload((await client.call_tool("list_experiments", {})))),
+                    str(payload((await client.call_tool("get_run", {"run_id": run_id})))),
                     str((await client.read_resource(f"runs://{run_id}")).contents[0].text),
                 ]
         seen[principal.id] = [home in t for t in texts]
@@ -82,7 +82,7 @@ async def test_a_viewer_sees_no_absolute_server_paths(server):
 
 
 async def test_end_run_ends_a_stuck_run_and_the_search_resumes(server):
-    app = server.app_state
+    app = server.state
     tracker = app.tracker()
     stuck = tracker.create_run(run_name="stuck", tags={"nba_mcp.kind": "tuning_search"})
     # Pretend another (hung, unreachable) server owns it.
@@ -99,7 +99,7 @@ async def test_end_run_ends_a_stuck_run_and_the_search_resumes(server):
             again = await client.call_tool("end_run", {"run_id": stuck})
             own = await client.call_tool("end_run", {"run_id": mine})
     assert not ended.is_error, ended.content[0].text
-    assert ended.structured_content["status"] == "KILLED"
+    assert payload(ended)["status"] == "KILLED"
     assert again.is_error and "only a RUNNING run can be ended" in again.content[0].text
     assert own.is_error and "cancel that job" in own.content[0].text
     run = tracker.get_run(stuck)
@@ -160,7 +160,7 @@ def test_jobs_are_capped_per_principal():
 
 
 def test_a_resumed_search_cannot_be_resumed_again_while_it_runs(server):
-    app = server.app_state
+    app = server.state
     app.claim_resume("f" * 32)
     with pytest.raises(InvalidRequestError, match="already being resumed"):
         app.claim_resume("f" * 32)
@@ -196,7 +196,7 @@ async def test_two_concurrent_resumes_of_one_search_never_duplicate_trials(serve
               "cv_folds": 2, "seed": 7, "leak_check": "warn", "experiment_name": "resume-race",
               "space": {"max_depth": {"type": "int", "low": 1, "high": 8}}}
     async with Client(server) as client:
-        first = (await client.call_tool("tune_hyperparameters", {"request": search, "wait_seconds": 30})).structured_content
+        first = payload((await client.call_tool("tune_hyperparameters", {"request": search, "wait_seconds": 30})))
         parent = first["result"]["parent_run_id"]
         resumed = {**search, "max_trials": 12, "resume_from": parent}
         answers = []
@@ -210,8 +210,8 @@ async def test_two_concurrent_resumes_of_one_search_never_duplicate_trials(serve
         accepted = [a for a in answers if not a.is_error]
         refused = [a for a in answers if a.is_error]
         for answer in accepted:
-            await client.call_tool("get_job", {"job_id": answer.structured_content["job_id"], "wait_seconds": 30})
-    tracker = server.app_state.tracker("resume-race")
+            await client.call_tool("get_job", {"job_id": payload(answer)["job_id"], "wait_seconds": 30})
+    tracker = server.state.tracker("resume-race")
     runs, _ = tracker.search_runs_page(f"tags.mlflow.parentRunId = '{parent}'", 100)
     numbers = sorted(int(r.tags["trial_number"]) for r in runs)
     assert len(accepted) == 1 and len(refused) == 1, [a.content[0].text for a in answers]
@@ -237,14 +237,14 @@ def test_a_worker_that_dies_fails_its_search_with_a_clear_message():
 def test_close_ends_the_runs_this_process_left_running(tmp_path, tmp_path_factory):
     settings = isolated_settings(tmp_path / "home", shared_template(tmp_path_factory))
     srv = build_server(settings)
-    tracker = srv.app_state.tracker("leftovers")
+    tracker = srv.state.tracker("leftovers")
     leftover = tracker.create_run(run_name="left-running")  # e.g. a job abandoned after its grace
     other = tracker.create_run(run_name="someone-else's")
     tracker.set_tag(OWNER_TAG, "elsewhere:4242:feedfacefeedface", run_id=other)
     tracker.flush()
-    ended = srv.app_state.close(3, reason="the server stopped (test)")
+    ended = srv.state.close(3, reason="the server stopped (test)")
     assert ended == [leftover]
-    reopened = srv.app_state.tracker("leftovers")
+    reopened = srv.state.tracker("leftovers")
     assert reopened.get_run(leftover).status.value == "KILLED"
     assert reopened.get_run(leftover).tags["nba_mcp.termination_reason"] == "the server stopped (test)"
     assert reopened.get_run(other).status.value == "RUNNING"

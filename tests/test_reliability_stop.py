@@ -28,7 +28,8 @@ from mcp import Client
 
 from tests.test_reliability_crash import RawStdioServer, parent_run, running_runs, store_rows
 from tools.server import build_server
-from tests.support import (  # noqa: F401  (template_db, tool_settings: fixtures)
+from tests.support import (
+    payload,  # noqa: F401  (template_db, tool_settings: fixtures)
     free_port,
     isolated_settings,
     server_env,
@@ -62,7 +63,7 @@ def _write_figures(tmp_path_factory):
 
 
 def structured(result) -> dict:
-    return result.structured_content if hasattr(result, "structured_content") else result["structuredContent"]
+    return payload(result)
 
 
 # --- bounds in the plan -------------------------------------------------------------------------
@@ -157,7 +158,7 @@ async def test_cancel_ends_a_fit_that_would_run_for_hours_and_the_next_job_start
             assert ended["state"] == "CANCELLED", ended
             assert nxt["state"] in ("RUNNING", "SUCCEEDED"), nxt
             assert (await wait_state(client, next_job["job_id"], {"SUCCEEDED"}, 60))["state"] == "SUCCEEDED"
-    app = server.app_state
+    app = server.state
     app.close(5)
     db = Path(str(settings.tracking_uri).removeprefix("sqlite:///"))
     assert running_runs(db) == 0
@@ -187,7 +188,7 @@ async def test_job_timeout_ends_a_fit_in_progress(tmp_path, tmp_path_factory):
         job = structured(await client.call_tool("tune_hyperparameters", {"request": search, "wait_seconds": 0}))
         ended = await wait_state(client, job["job_id"], {"CANCELLED", "FAILED", "SUCCEEDED"}, 60)
         elapsed = time.perf_counter() - started
-    server.app_state.close(5)
+    server.state.close(5)
     assert ended["state"] == "FAILED" and "job_timeout_seconds=2" in ended["error"], ended
     assert elapsed < 6  # the trial alone takes ~25 s
     FIGURES["job_timeout_2s_to_failed_s"] = round(elapsed, 3)
@@ -423,7 +424,7 @@ async def test_cancel_ends_a_pipeline_fit_in_progress(tmp_path, tmp_path_factory
         await client.call_tool("cancel_job", {"job_id": job["job_id"]})
         ended = await wait_state(client, job["job_id"], {"CANCELLED", "FAILED", "SUCCEEDED"}, 30)
         elapsed = time.perf_counter() - started
-    server.app_state.close(5)
+    server.state.close(5)
     db = Path(str(settings.tracking_uri).removeprefix("sqlite:///"))
     assert ended["state"] == "CANCELLED", ended
     assert elapsed < 5 and running_runs(db) == 0

@@ -59,8 +59,8 @@ def test_unknown_transport_is_rejected():
 def test_servers_starting_together_on_a_fresh_store_migrate_it_once(tmp_path):
     """Several processes preparing one fresh sqlite store: the file lock makes exactly one migrate."""
     script = (
-        "from mcp_server.settings import Settings; from tools._store import prepare_tracking_store; "
-        f"print(prepare_tracking_store(Settings(data_home={str(tmp_path)!r})))"
+        "from mcp_server.settings import Settings; from mcp_server.mlflow_integration import ensure_sqlite_migrated; "
+        f"print(ensure_sqlite_migrated(str(Settings(data_home={str(tmp_path)!r}).tracking_uri)))"
     )
     base = {k: v for k, v in os.environ.items() if not k.startswith("NBA_MCP_")}
     processes = [
@@ -72,6 +72,6 @@ def test_servers_starting_together_on_a_fresh_store_migrate_it_once(tmp_path):
     assert [p.returncode for p in processes] == [0, 0, 0], [err for _, err in outputs]
     assert sorted(out.strip() for out, _ in outputs) == ["False", "False", "True"]
 
-    from tools._store import is_migrated
+    from mcp_server.mlflow_integration import is_migrated
 
     assert is_migrated(tmp_path / "mlflow.db")

@@ -8,7 +8,7 @@ import pytest
 from mcp import Client
 
 from mcp_server import rbac
-from tests.support import VIEWER, error_text, template_db, tool_server, tool_settings  # noqa: F401
+from tests.support import payload, VIEWER, error_text, template_db, tool_server, tool_settings  # noqa: F401
 
 pytestmark = pytest.mark.anyio
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture(scope="module")
 def logged_runs(tool_server):
     """Two finished runs with stepped metric history, in their own experiment."""
-    tracker = tool_server.app_state.tracker("compare-tests")
+    tracker = tool_server.state.tracker("compare-tests")
     ids = []
     for depth, auc in ((3, 0.71), (8, 0.78)):
         ids.append(tracker.record_run(
@@ -28,11 +28,11 @@ def logged_runs(tool_server):
 
 async def test_start_experiment_creates_then_reuses_and_records_a_run(tool_server):
     async with Client(tool_server) as client:
-        first = (await client.call_tool("start_experiment", {"request": {
-            "name": "agent-exp", "run_name": "plan", "params": {"budget": 20}, "tags": {"goal": "rookies"}}})).structured_content
-        again = (await client.call_tool("start_experiment", {"request": {"name": "agent-exp"}})).structured_content
-        run = (await client.call_tool("get_run", {"run_id": first["run_id"]})).structured_content
-        names = [e["name"] for e in (await client.call_tool("list_experiments", {})).structured_content["experiments"]]
+        first = payload((await client.call_tool("start_experiment", {"request": {
+            "name": "agent-exp", "run_name": "plan", "params": {"budget": 20}, "tags": {"goal": "rookies"}}})))
+        again = payload((await client.call_tool("start_experiment", {"request": {"name": "agent-exp"}})))
+        run = payload((await client.call_tool("get_run", {"run_id": first["run_id"]})))
+        names = [e["name"] for e in payload((await client.call_tool("list_experiments", {})))["experiments"]]
     assert first["created"] and not again["created"]
     assert first["experiment_id"] == again["experiment_id"] and again["run_id"] is None
     assert run["params"] == {"budget": "20"} and run["tags"]["goal"] == "rookies"
@@ -42,10 +42,10 @@ async def test_start_experiment_creates_then_reuses_and_records_a_run(tool_serve
 async def test_search_runs_filters_orders_and_pages(tool_server, logged_runs):
     base = {"experiment_name": "compare-tests", "order_by": ["metrics.roc_auc DESC"], "max_results": 1}
     async with Client(tool_server) as client:
-        page1 = (await client.call_tool("search_runs", {"request": base})).structured_content
-        page2 = (await client.call_tool("search_runs", {"request": {**base, "page_token": page1["next_page_token"]}})).structured_content
-        filtered = (await client.call_tool("search_runs", {"request": {
-            "experiment_name": "compare-tests", "filter_string": "metrics.roc_auc < 0.75"}})).structured_content
+        page1 = payload((await client.call_tool("search_runs", {"request": base})))
+        page2 = payload((await client.call_tool("search_runs", {"request": {**base, "page_token": page1["next_page_token"]}})))
+        filtered = payload((await client.call_tool("search_runs", {"request": {
+            "experiment_name": "compare-tests", "filter_string": "metrics.roc_auc < 0.75"}})))
         bad = await client.call_tool("search_runs", {"request": {"experiment_name": "compare-tests", "filter_string": "metrics.x >"}})
     assert [r["run_name"] for r in page1["runs"] + page2["runs"]] == ["depth-8", "depth-3"]
     assert [r["run_id"] for r in filtered["runs"]] == [logged_runs[0]]
@@ -54,7 +54,7 @@ async def test_search_runs_filters_orders_and_pages(tool_server, logged_runs):
 
 async def test_get_run_pages_metric_history(tool_server, logged_runs):
     async with Client(tool_server) as client:
-        run = (await client.call_tool("get_run", {"run_id": logged_runs[0], "history_limit": 2, "history_offset": 1})).structured_content
+        run = payload((await client.call_tool("get_run", {"run_id": logged_runs[0], "history_limit": 2, "history_offset": 1})))
         missing = await client.call_tool("get_run", {"run_id": "f" * 32})
         malformed = await client.call_tool("get_run", {"run_id": "42"})
     history = run["metric_history"]["train_loss"]
@@ -70,7 +70,7 @@ async def test_compare_runs_diffs_best_run_and_chart(tool_server, logged_runs):
         charted = await client.call_tool("compare_runs", {"run_ids": logged_runs, "chart": True})
         duplicate = await client.call_tool("compare_runs", {"run_ids": [logged_runs[0]] * 2})
         single = await client.call_tool("compare_runs", {"run_ids": logged_runs[:1]})
-    comparison = plain.structured_content
+    comparison = payload(plain)
     auc = comparison["metrics"]["roc_auc"]
     assert auc["best_run"] == logged_runs[1] and auc["diff"][logged_runs[1]] == pytest.approx(0.07)
     assert comparison["metrics"]["log_loss"]["best_run"] == logged_runs[1]

@@ -30,10 +30,10 @@ from mcp_server.error_handling import (
     handle_errors,
 )
 from mcp_server.settings import TokenEntry
-from tools._decorators import READ_ONLY, ml_tool, register_tools, tool_error_message, tool_spec
-from tools._identity import SettingsTokenVerifier
+from tools.registration import READ_ONLY, ml_tool, tool_error_message, tool_spec
+from tools.identity import SettingsTokenVerifier
 from tools.server import build_server
-from tests.support import NOBODY, VIEWER, isolated_settings, template_db  # noqa: F401  (fixture)
+from tests.support import payload, NOBODY, VIEWER, isolated_settings, template_db  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.anyio
 
@@ -48,7 +48,7 @@ def settings(tmp_path, template_db):
 def server(settings):
     server = build_server(settings)
     yield server
-    server.app_state.close()
+    server.state.close()
 
 
 @pytest.fixture(params=["auto", "legacy"])
@@ -89,11 +89,8 @@ def test_ml_tool_refuses_bad_declarations(kwargs, fn, message):
 
 
 def test_build_server_refuses_a_tool_without_permission(settings):
-    def register(server, app):
-        server.add_tool(echo)  # no ml_tool: no declared permission
-
     with pytest.raises(ConfigurationError, match="missing on: echo"):
-        build_server(settings, tool_modules=[types.SimpleNamespace(register=register)])
+        build_server(settings, tools=[echo])  # no ml_tool: no declared permission
 
 
 def test_http_transport_requires_a_token(settings):
@@ -157,16 +154,13 @@ async def test_unexpected_error_is_sanitized_and_server_keeps_serving(settings):
         """Fail."""
         raise RuntimeError("secret internal detail")
 
-    def register(server, app):
-        register_tools(server, explode, ml_tool(permission=rbac.Permission.READ)(echo))
-
-    server = build_server(settings, tool_modules=[types.SimpleNamespace(register=register)])
+    server = build_server(settings, tools=[explode, ml_tool(permission=rbac.Permission.READ)(echo)])
     async with Client(server) as client:
         result = await client.call_tool("explode", {})
         assert result.is_error
         text = result.content[0].text
         assert "secret" not in text and "internal error while running explode (error id " in text
-        assert (await client.call_tool("echo", {"text": "ok"})).structured_content == {"text": "ok"}
+        assert payload((await client.call_tool("echo", {"text": "ok"}))) == {"text": "ok"}
 
 
 # --- startup cost -------------------------------------------------------------------------------
@@ -195,7 +189,7 @@ async def test_invalid_arguments_name_field_rule_and_value(server, mode):
         result = await client.call_tool("list_jobs", {"limit": 1000})
     text = result.content[0].text
     assert result.is_error
-    assert "limit" in text and "less than or equal to 100" in text and "input_value=1000" in text
+    assert "limit" in text and "less than or equal to 100" in text and "(got 1000)" in text and "errors.pydantic.dev" not in text
 
 
 # --- identity and permissions -------------------------------------------------------------------
@@ -206,7 +200,7 @@ async def test_viewer_sees_only_read_tools_and_is_denied_execute(server, mode):
         async with Client(server, mode=mode) as client:
             names = {t.name for t in (await client.list_tools()).tools}
             denied = await client.call_tool("cancel_job", {"job_id": "abc"})
-    permissions = server.app_state.tool_permissions
+    permissions = server.state.tool_permissions
     assert names == {n for n, p in permissions.items() if p is rbac.Permission.READ}
     assert "cancel_job" not in names
     assert denied.is_error and denied.content[0].text.endswith("permission denied")
@@ -215,7 +209,7 @@ async def test_viewer_sees_only_read_tools_and_is_denied_execute(server, mode):
 async def test_local_principal_applies_without_a_transport_identity(server):
     async with Client(server) as client:
         names = {t.name for t in (await client.list_tools()).tools}
-    assert names == set(server.app_state.tool_permissions)  # local role developer: everything
+    assert names == set(server.state.tool_permissions)  # local role developer: everything
 
 
 async def test_identity_comes_from_the_access_token(server, mode):
@@ -248,7 +242,7 @@ async def test_token_verifier_maps_hashed_and_plaintext_tokens(tmp_path):
 
 
 async def test_run_resource_returns_the_run_and_errors_for_unknown_ids(server, mode):
-    tracker = server.app_state.tracker()
+    tracker = server.state.tracker()
     with tracker.start_run("resource-run") as run_id:
         tracker.log_metric("accuracy", 0.9)
     async with Client(server, mode=mode) as client:
@@ -284,7 +278,7 @@ async def test_prompt_walks_through_the_workflow(server):
 async def test_server_health_reports_store_jobs_and_latencies(server):
     async with Client(server) as client:
         await client.call_tool("list_jobs", {})
-        health = (await client.call_tool("server_health", {})).structured_content
+        health = payload((await client.call_tool("server_health", {})))
     assert health["status"] == "ok" and health["tracking_reachable"] is True
     assert health["tools"]["list_jobs"]["calls"] >= 1
     assert health["jobs_running"] == 0 and health["max_concurrent_jobs"] == 2
@@ -294,6 +288,6 @@ async def test_server_health_is_degraded_when_the_store_is_unreachable(tmp_path)
     settings = isolated_settings(tmp_path, tracking_uri="http://127.0.0.1:9", tracking_timeout_seconds=2)
     server = build_server(settings)
     async with Client(server) as client:
-        health = (await client.call_tool("server_health", {})).structured_content
+        health = payload((await client.call_tool("server_health", {})))
     assert health["status"] == "degraded" and not health["tracking_reachable"]
     assert health["tracking_error"]

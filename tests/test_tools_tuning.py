@@ -6,7 +6,7 @@ import pytest
 from mcp import Client
 
 from mcp_server import rbac
-from tests.support import ANALYST, VIEWER, error_text, template_db, tool_server, tool_settings  # noqa: F401
+from tests.support import payload, ANALYST, VIEWER, error_text, template_db, tool_server, tool_settings  # noqa: F401
 
 pytestmark = pytest.mark.anyio
 
@@ -27,7 +27,7 @@ async def test_tuning_returns_the_result_and_reports_progress_per_trial(tool_ser
             {"request": {**SMALL, "experiment_name": "tuning-tests", "strategy": "random"}},
             progress_callback=on_progress,
         )
-        job = result.structured_content
+        job = payload(result)
         parent = await client.call_tool("get_run", {"run_id": job["result"]["parent_run_id"]})
     assert job["state"] == "SUCCEEDED" and job["done"]
     outcome = job["result"]
@@ -38,7 +38,7 @@ async def test_tuning_returns_the_result_and_reports_progress_per_trial(tool_ser
     assert [m.split(",")[0] for m in trial_messages] == [f"trial {i}/4" for i in range(1, 5)]  # one per trial
     assert trial_messages[-1].startswith("trial 4/4, best f1_macro ")
     assert [c for c, _, _ in progress] == sorted(c for c, _, _ in progress)
-    assert parent.structured_content["status"] == "FINISHED"
+    assert payload(parent)["status"] == "FINISHED"
 
 
 async def test_halving_reports_progress_per_rung_and_trials_carry_their_rung(tool_server):
@@ -52,7 +52,7 @@ async def test_halving_reports_progress_per_rung_and_trials_carry_their_rung(too
                "space": {"max_depth": {"type": "categorical", "choices": [1, 2, 3, 4, 6, 8]}}}
     async with Client(tool_server) as client:
         result = await client.call_tool("tune_hyperparameters", {"request": request}, progress_callback=on_progress)
-    outcome = result.structured_content["result"]
+    outcome = payload(result)["result"]
     assert outcome["strategy"] == "halving" and outcome["n_trials"] == 6 + 2 + 1
     assert outcome["top_trials"][0]["rung"] == 2 and outcome["top_trials"][0]["resource"] > 30
     assert any(m.startswith("rung 1/3 (") for m in progress) and any(m.startswith("rung 3/3 (") for m in progress)
@@ -61,11 +61,11 @@ async def test_halving_reports_progress_per_rung_and_trials_carry_their_rung(too
 @pytest.mark.parametrize(
     ("request_update", "expected"),
     [
-        ({"cv_folds": 1}, "cv_folds\n  Input should be greater than or equal to 2"),
-        ({"strategy": "annealing"}, "Input should be 'grid', 'random', 'bayesian' or 'halving'"),
-        ({"strategy": "halving", "factor": 1}, "factor\n  Input should be greater than 1"),
-        ({"estimator": "xgboost"}, "input_value='xgboost'"),
-        ({"space": {"max_depth": {"type": "int", "low": 2}}}, "high\n  Field required"),
+        ({"cv_folds": 1}, "request.cv_folds: Input should be greater than or equal to 2 (got 1)"),
+        ({"strategy": "annealing"}, "request.strategy: \"annealing\" is not one of 'grid', 'random', 'bayesian', 'halving'"),
+        ({"strategy": "halving", "factor": 1}, "request.factor: Input should be greater than 1 (got 1)"),
+        ({"estimator": "xgboost"}, "request.estimator: \"xgboost\" is not one of 'random_forest'"),
+        ({"space": {"max_depth": {"type": "int", "low": 2}}}, "request.space.max_depth.high: required"),
         ({"scoring": "r2"}, "scoring 'r2' does not fit task classification"),
         ({"dataset": "no_such_data"}, "dataset 'no_such_data' not found"),
         ({"dataset": "../../etc/passwd"}, "is not allowed"),
@@ -88,9 +88,9 @@ async def test_viewer_may_not_tune(tool_server):
 
 async def test_job_id_when_not_done_in_time_then_poll_and_cancel(tool_server):
     async with Client(tool_server) as client:
-        started = (await client.call_tool(
+        started = payload((await client.call_tool(
             "tune_hyperparameters", {"request": {**SLOW, "experiment_name": "tuning-cancel"}, "wait_seconds": 0}
-        )).structured_content
+        )))
         assert started["state"] in ("QUEUED", "RUNNING") and not started["done"]
         assert "get_job" in started["hint"] and started["result"] is None
         job_id = started["job_id"]
@@ -103,14 +103,14 @@ async def test_job_id_when_not_done_in_time_then_poll_and_cancel(tool_server):
         while not any(m.startswith("trial ") for m in seen):
             await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 0.5}, progress_callback=on_progress)
         cancelled = await client.call_tool("cancel_job", {"job_id": job_id})
-        assert cancelled.structured_content["state"] in ("RUNNING", "CANCELLED")
-        final = (await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 30})).structured_content
+        assert payload(cancelled)["state"] in ("RUNNING", "CANCELLED")
+        final = payload((await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 30})))
         assert final["state"] == "CANCELLED"
         partial = final["result"]
         assert partial["stopped_reason"] == "cancelled" and 1 <= partial["n_trials"] < 60
         parent = await client.call_tool("get_run", {"run_id": partial["parent_run_id"]})
-        assert parent.structured_content["status"] == "KILLED"
-        listed = (await client.call_tool("list_jobs", {"state": "CANCELLED"})).structured_content
+        assert payload(parent)["status"] == "KILLED"
+        listed = payload((await client.call_tool("list_jobs", {"state": "CANCELLED"})))
         assert job_id in [j["job_id"] for j in listed["jobs"]]
 
 
@@ -121,8 +121,8 @@ async def test_jobs_beyond_the_limit_queue_and_others_jobs_need_delete(tool_serv
             job = await client.call_tool(
                 "tune_hyperparameters", {"request": {**SLOW, "seed": seed}, "wait_seconds": 0}
             )
-            ids.append(job.structured_content["job_id"])
-        listed = (await client.call_tool("list_jobs", {"kind": "tune", "limit": 3})).structured_content
+            ids.append(payload(job)["job_id"])
+        listed = payload((await client.call_tool("list_jobs", {"kind": "tune", "limit": 3})))
         assert listed["running"] <= 2 and listed["running"] + listed["queued"] == 3
         with rbac.acting_as(ANALYST):  # analysts run jobs, but may not cancel someone else's
             async with Client(tool_server) as other:
@@ -132,7 +132,7 @@ async def test_jobs_beyond_the_limit_queue_and_others_jobs_need_delete(tool_serv
             await client.call_tool("cancel_job", {"job_id": job_id})
         for job_id in ids:
             final = await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 30})
-            assert final.structured_content["state"] == "CANCELLED"
+            assert payload(final)["state"] == "CANCELLED"
 
 
 @pytest.mark.parametrize(
@@ -141,7 +141,7 @@ async def test_jobs_beyond_the_limit_queue_and_others_jobs_need_delete(tool_serv
         ("get_job", {"job_id": "0123abcd"}, "job_id '0123abcd' does not name a known job"),
         ("get_job", {"job_id": "NOT-HEX"}, "String should match pattern"),
         ("cancel_job", {"job_id": "0123abcd"}, "does not name a known job"),
-        ("list_jobs", {"state": "PAUSED"}, "Input should be 'QUEUED'"),
+        ("list_jobs", {"state": "PAUSED"}, "state: \"PAUSED\" is not one of 'QUEUED'"),
     ],
 )
 async def test_job_tools_reject_unknown_ids_and_states(tool_server, tool, args, expected):
@@ -153,12 +153,12 @@ async def test_abandoning_a_get_job_poll_leaves_the_job_running(tool_server):
     import anyio
 
     async with Client(tool_server) as client:
-        job_id = (await client.call_tool(
-            "tune_hyperparameters", {"request": {**SLOW, "seed": 11}, "wait_seconds": 0})).structured_content["job_id"]
+        job_id = payload((await client.call_tool(
+            "tune_hyperparameters", {"request": {**SLOW, "seed": 11}, "wait_seconds": 0})))["job_id"]
         with anyio.move_on_after(0.5):
             await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 20})
-        still = (await client.call_tool("get_job", {"job_id": job_id})).structured_content
+        still = payload((await client.call_tool("get_job", {"job_id": job_id})))
         assert still["state"] in ("QUEUED", "RUNNING")
         await client.call_tool("cancel_job", {"job_id": job_id})
         final = await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 30})
-        assert final.structured_content["state"] == "CANCELLED"
+        assert payload(final)["state"] == "CANCELLED"

@@ -170,7 +170,7 @@ async def test_cancel_job_stops_the_clusters_tasks(cluster, tmp_path, tmp_path_f
     from distributed import Client as DaskClient
     from mcp import Client
 
-    from tests.support import isolated_settings, shared_template
+    from tests.support import payload, isolated_settings, shared_template
     from tools.server import build_server
 
     settings = isolated_settings(tmp_path / "home", shared_template(tmp_path_factory),
@@ -182,21 +182,21 @@ async def test_cancel_job_stops_the_clusters_tasks(cluster, tmp_path, tmp_path_f
     server = build_server(settings)
     try:
         async with Client(server) as client:
-            started = (await client.call_tool("tune_hyperparameters",
-                                              {"request": request, "wait_seconds": 0})).structured_content
+            started = payload((await client.call_tool("tune_hyperparameters",
+                                              {"request": request, "wait_seconds": 0})))
             job_id = started["job_id"]
             deadline = time.monotonic() + 90
             busy = False  # seen the cluster run this job's tasks
             with DaskClient(cluster.address, timeout=10, set_as_default=False) as watcher:
                 while True:
-                    view = (await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 0.2})).structured_content
+                    view = payload((await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 0.2})))
                     busy = busy or any(watcher.processing().values())
                     if busy and view["progress"]["current"] >= 2:
                         break
                     assert not view["done"] and time.monotonic() < deadline, view
             await client.call_tool("cancel_job", {"job_id": job_id})
             cancelled_at = time.monotonic()
-            final = (await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 30})).structured_content
+            final = payload((await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 30})))
         assert final["state"] == "CANCELLED", final
         assert final["result"]["n_trials"] < request["max_trials"]
         with DaskClient(cluster.address, timeout=10, set_as_default=False) as watcher:
@@ -206,4 +206,4 @@ async def test_cancel_job_stops_the_clusters_tasks(cluster, tmp_path, tmp_path_f
         print(f"\ncancelled after {final['result']['n_trials']} trials; cluster idle "
               f"{time.monotonic() - cancelled_at:.1f} s after cancel_job")
     finally:
-        server.app_state.close()
+        server.state.close()

@@ -46,7 +46,7 @@ def configure_logging(level: str) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     from mcp_server.settings import Settings
-    from tools._store import prepare_tracking_store
+    from mcp_server.mlflow_integration import ensure_sqlite_migrated
 
     settings = Settings()
     configure_logging(args.log_level or settings.log_level)
@@ -54,16 +54,16 @@ def serve(args: argparse.Namespace) -> int:
     host = args.host or settings.http_host
     port = args.port if args.port is not None else settings.http_port
 
-    from tools.server import app_state, build_server
+    from tools.server import build_server
 
     server = build_server(settings, transport=transport, host=host, port=port)  # checks the config
     # Before serving, so several servers starting on a fresh store never race in its migrations.
-    prepare_tracking_store(settings)
-    from mcp_server.mlflow_integration._recovery import hold_lease
+    ensure_sqlite_migrated(str(settings.tracking_uri))
+    from mcp_server.mlflow_integration import hold_lease
 
     hold_lease(settings.data_home / "leases")  # before any run is opened: our runs are judged by it
     recover_orphaned_runs(settings)
-    stopper = GracefulStop(app_state(server), settings.shutdown_timeout_seconds)
+    stopper = GracefulStop(server.state, settings.shutdown_timeout_seconds)
     stopper.install()
     try:
         if transport == "stdio":
@@ -148,7 +148,7 @@ def _exit(code: int) -> None:
 
 
 def recover_orphaned_runs(settings) -> None:
-    """End KILLED the runs of crashed servers before serving (see ``tools._store.reap_orphaned_runs``).
+    """End KILLED the runs of crashed servers before serving (see ``mcp_server.mlflow_integration.reap_orphaned_runs``).
 
     A local sqlite store is cleaned before the first request (one cheap query when nothing
     crashed). A remote tracking server is cleaned in the background: it may be slow or down, and
@@ -156,7 +156,7 @@ def recover_orphaned_runs(settings) -> None:
     """
     import threading
 
-    from tools._store import reap_orphaned_runs
+    from mcp_server.mlflow_integration import reap_orphaned_runs
 
     def reap() -> None:
         try:
@@ -176,9 +176,9 @@ MAX_REQUEST_BYTES = 8 * 1024 * 1024
 
 def http_app(server, settings, *, transport: str, host: str, port: int):
     """The app for the HTTP transports: Host checks on every path, the token before the body,
-    bounded and timed request bodies, sessions capped per principal (``tools._http_guard``)."""
-    from tools._http_guard import RequestGuard
-    from tools._identity import SettingsTokenVerifier
+    bounded and timed request bodies, sessions capped per principal (``tools.http_guard``)."""
+    from tools.http_guard import RequestGuard
+    from tools.identity import SettingsTokenVerifier
     from tools.server import http_transport_security
 
     security = http_transport_security(settings, host, port)
@@ -208,7 +208,7 @@ def run_http(server, settings, *, transport: str, host: str, port: int) -> None:
     app = http_app(server, settings, transport=transport, host=host, port=port)
     # log_config=None: uvicorn's loggers propagate to our stderr handler (its default access
     # log would write to stdout).
-    from tools._http_guard import RedactTokens
+    from tools.http_guard import RedactTokens
 
     logging.getLogger("uvicorn.access").addFilter(RedactTokens())
     config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on",

@@ -6,25 +6,17 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import anyio
-from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult, ImageContent, TextContent
 from pydantic import BaseModel, ConfigDict, Field
 
 from mcp_server import rbac
 from mcp_server.error_handling import InvalidRequestError, NotFoundError
-from tools._decorators import READ_ONLY, UPDATES, ml_tool, register_tools
-from tools._identity import shown_path
-from tools._state import AppState
+from tools.app_state import AppState, state_of
+from tools.fields import ExperimentName, KeyName, ParamValue, RunId, TagValue
+from tools.identity import shown_path
+from tools.registration import READ_ONLY, UPDATES, ml_tool
 
-ExperimentName = Annotated[str, Field(min_length=1, max_length=200, description="MLflow experiment name")]
-RunId = Annotated[
-    str, Field(pattern=r"^[0-9a-f]{32}$", max_length=32, description="An MLflow run id (32 hex characters)")
-]
-# Bounded like MLflow's own limits: a key of 250 characters, a param value of 6000, a tag of 8000.
-KeyName = Annotated[str, Field(min_length=1, max_length=250)]
-# NaN and infinities are not JSON: a caller sends null for a missing value.
-ParamValue = Annotated[str, Field(max_length=6000)] | int | Annotated[float, Field(allow_inf_nan=False)] | bool | None
-TagValue = Annotated[str, Field(max_length=8000)]
 STRICT = ConfigDict(extra="forbid")
 
 
@@ -171,148 +163,163 @@ def comparison_chart(comparison: dict[str, Any], names: dict[str, str]) -> bytes
     return buffer.getvalue()
 
 
-def register(server: MCPServer, app: AppState) -> None:
-    @ml_tool(permission=rbac.Permission.EXECUTE, annotations=UPDATES)
-    async def start_experiment(request: StartExperimentRequest) -> StartedExperiment:
-        """Create an MLflow experiment, or reuse it if it exists; optionally record a run with params and tags."""
+@ml_tool(permission=rbac.Permission.EXECUTE, annotations=UPDATES)
+async def start_experiment(ctx: Context, request: StartExperimentRequest) -> StartedExperiment:
+    """Create an MLflow experiment, or reuse it if it exists; optionally record a run with params and tags."""
+    app = state_of(ctx)
 
-        def start() -> StartedExperiment:
-            existed = request.name in experiment_names(app)
-            tracker = app.tracker(request.name)
-            run_id = None
-            if request.run_name:
-                run_id = tracker.record_run(
-                    run_name=request.run_name, params=request.params or {}, metrics={}, tags=request.tags
-                )
-            info = next(e for e in tracker.list_experiments(max_results=1000) if e["name"] == request.name)
-            return StartedExperiment(
-                experiment_id=info["experiment_id"],
-                name=info["name"],
-                lifecycle_stage=info["lifecycle_stage"],
-                artifact_location=shown_path(info["artifact_location"]),
-                created=not existed,
-                run_id=run_id,
+    def start() -> StartedExperiment:
+        existed = request.name in experiment_names(app)
+        tracker = app.tracker(request.name)
+        run_id = None
+        if request.run_name:
+            run_id = tracker.record_run(
+                run_name=request.run_name, params=request.params or {}, metrics={}, tags=request.tags
             )
+        info = next(e for e in tracker.list_experiments(max_results=1000) if e["name"] == request.name)
+        return StartedExperiment(
+            experiment_id=info["experiment_id"],
+            name=info["name"],
+            lifecycle_stage=info["lifecycle_stage"],
+            artifact_location=shown_path(info["artifact_location"]),
+            created=not existed,
+            run_id=run_id,
+        )
 
-        return await anyio.to_thread.run_sync(start)
+    return await anyio.to_thread.run_sync(start)
 
-    @ml_tool(permission=rbac.Permission.READ, annotations=READ_ONLY)
-    async def list_experiments(
-        max_results: Annotated[int, Field(ge=1, le=100, description="At most this many")] = 20,
-    ) -> ExperimentList:
-        """List MLflow experiments."""
-        experiments = await anyio.to_thread.run_sync(lambda: app.tracker().list_experiments(max_results=max_results))
-        return ExperimentList(experiments=[
-            ExperimentInfo(**{k: e[k] for k in ExperimentInfo.model_fields} | {"artifact_location": shown_path(e["artifact_location"])})
-            for e in experiments
-        ])
 
-    @ml_tool(permission=rbac.Permission.READ, annotations=READ_ONLY)
-    async def search_runs(request: SearchRunsRequest) -> RunsPage:
-        """Find runs of an experiment with an MLflow filter and ordering, one page at a time."""
+@ml_tool(permission=rbac.Permission.READ, annotations=READ_ONLY)
+async def list_experiments(
+    ctx: Context,
+    max_results: Annotated[int, Field(ge=1, le=100, description="At most this many")] = 20,
+) -> ExperimentList:
+    """List MLflow experiments."""
+    app = state_of(ctx)
+    experiments = await anyio.to_thread.run_sync(lambda: app.tracker().list_experiments(max_results=max_results))
+    return ExperimentList(experiments=[
+        ExperimentInfo(**{k: e[k] for k in ExperimentInfo.model_fields} | {"artifact_location": shown_path(e["artifact_location"])})
+        for e in experiments
+    ])
 
-        def search() -> RunsPage:
-            if request.experiment_name is not None and request.experiment_name not in experiment_names(app):
-                # A read must never create: app.tracker(name) would create a missing experiment.
-                raise NotFoundError(
-                    f"experiment_name {request.experiment_name!r} does not name an experiment; "
-                    "list_experiments shows them"
-                )
-            tracker = app.tracker(request.experiment_name)
-            try:
-                runs, token = tracker.search_runs_page(
-                    request.filter_string, request.max_results, request.order_by, page_token=request.page_token
-                )
-            except InvalidRequestError as exc:
-                # MLflow's messages do not say which argument they are about.
-                raise InvalidRequestError(
-                    f"MLflow rejected filter_string, order_by or page_token: {exc}"
-                ) from None
-            return RunsPage(runs=[RunSummary(**summary_of(r)) for r in runs], next_page_token=token or None)
 
-        return await anyio.to_thread.run_sync(search)
+@ml_tool(permission=rbac.Permission.READ, annotations=READ_ONLY)
+async def search_runs(ctx: Context, request: SearchRunsRequest) -> RunsPage:
+    """Find runs of an experiment with an MLflow filter and ordering, one page at a time."""
+    app = state_of(ctx)
 
-    @ml_tool(permission=rbac.Permission.READ, annotations=READ_ONLY)
-    async def get_run(
-        run_id: RunId,
-        history_limit: Annotated[int, Field(ge=0, le=1000, description="Metric values per metric to return")] = 20,
-        history_offset: Annotated[
-            int, Field(ge=0, le=10_000_000, description="Skip this many values per metric (paging)")
-        ] = 0,
-    ) -> RunDetail:
-        """Get one run: status, params, metrics, tags and a page of each metric's history."""
-
-        def read() -> RunDetail:
-            tracker = app.tracker()
-            run = tracker.get_run(run_id)
-            history = {}
-            for key in sorted(run.metrics) if history_limit else []:
-                points = tracker.get_metric_history(run_id, key)
-                page = points[history_offset : history_offset + history_limit]
-                history[key] = MetricHistory(
-                    points=[MetricPointView(step=p.step, value=p.value) for p in page],
-                    total_points=len(points),
-                    offset=history_offset,
-                )
-            return RunDetail(
-                **summary_of(run),
-                tags=run.tags,
-                artifact_uri=shown_path(run.artifact_uri),
-                duration_seconds=run.duration_seconds,
-                metric_history=history,
+    def search() -> RunsPage:
+        if request.experiment_name is not None and request.experiment_name not in experiment_names(app):
+            # A read must never create: app.tracker(name) would create a missing experiment.
+            raise NotFoundError(
+                f"experiment_name {request.experiment_name!r} does not name an experiment; "
+                "list_experiments shows them"
             )
+        tracker = app.tracker(request.experiment_name)
+        try:
+            runs, token = tracker.search_runs_page(
+                request.filter_string, request.max_results, request.order_by, page_token=request.page_token
+            )
+        except InvalidRequestError as exc:
+            # MLflow's messages do not say which argument they are about.
+            raise InvalidRequestError(
+                f"MLflow rejected filter_string, order_by or page_token: {exc}"
+            ) from None
+        return RunsPage(runs=[RunSummary(**summary_of(r)) for r in runs], next_page_token=token or None)
 
-        return await anyio.to_thread.run_sync(read)
+    return await anyio.to_thread.run_sync(search)
 
-    @ml_tool(permission=rbac.Permission.READ, annotations=READ_ONLY)
-    async def compare_runs(
-        run_ids: Annotated[list[RunId], Field(min_length=2, max_length=10, description="Runs to compare, baseline first")],
-        chart: Annotated[bool, Field(description="Also return a PNG bar chart of the metrics")] = False,
-    ) -> Annotated[CallToolResult, RunComparison]:
-        """Compare runs side by side: metric values with differences from the first run and the best run, and the params that differ."""
-        if len(set(run_ids)) != len(run_ids):
-            raise InvalidRequestError(f"run_ids must be distinct, got {run_ids}")
 
-        def compare() -> tuple[dict[str, Any], dict[str, str]]:
-            tracker = app.tracker()
-            comparison = tracker.compare_runs(list(run_ids))
-            return comparison, {r["run_id"]: r["run_name"] for r in comparison["runs"]}
+@ml_tool(permission=rbac.Permission.READ, annotations=READ_ONLY)
+async def get_run(
+    ctx: Context,
+    run_id: RunId,
+    history_limit: Annotated[int, Field(ge=0, le=1000, description="Metric values per metric to return")] = 20,
+    history_offset: Annotated[
+        int, Field(ge=0, le=10_000_000, description="Skip this many values per metric (paging)")
+    ] = 0,
+) -> RunDetail:
+    """Get one run: status, params, metrics, tags and a page of each metric's history."""
+    app = state_of(ctx)
 
-        comparison, names = await anyio.to_thread.run_sync(compare)
-        structured = RunComparison.model_validate(comparison)
-        content: list[Any] = [TextContent(type="text", text=structured.model_dump_json(indent=2))]
-        if chart:
-            png = await anyio.to_thread.run_sync(lambda: comparison_chart(comparison, names))
-            content.append(ImageContent(type="image", data=base64.b64encode(png).decode(), mime_type="image/png"))
-        return CallToolResult(content=content, structured_content=structured.model_dump(mode="json"))
+    def read() -> RunDetail:
+        tracker = app.tracker()
+        run = tracker.get_run(run_id)
+        history = {}
+        for key in sorted(run.metrics) if history_limit else []:
+            points = tracker.get_metric_history(run_id, key)
+            page = points[history_offset : history_offset + history_limit]
+            history[key] = MetricHistory(
+                points=[MetricPointView(step=p.step, value=p.value) for p in page],
+                total_points=len(points),
+                offset=history_offset,
+            )
+        return RunDetail(
+            **summary_of(run),
+            tags=run.tags,
+            artifact_uri=shown_path(run.artifact_uri),
+            duration_seconds=run.duration_seconds,
+            metric_history=history,
+        )
 
-    @ml_tool(permission=rbac.Permission.EXECUTE, annotations=UPDATES)
-    async def end_run(
-        run_id: RunId,
-        reason: Annotated[str, Field(min_length=1, max_length=300, description="Why, recorded on the run")] = "stuck",
-    ) -> EndedRun:
-        """End a run left RUNNING by a server that died or hung, as KILLED, so its search can be resumed.
+    return await anyio.to_thread.run_sync(read)
 
-        A run of a job of this server is refused: cancel that job instead.
-        """
-        principal = rbac.current_principal()
 
-        def end() -> EndedRun:
-            from mcp_server.mlflow_integration import OWNER_TAG
-            from mcp_server.mlflow_integration._recovery import owner
+@ml_tool(permission=rbac.Permission.READ, annotations=READ_ONLY)
+async def compare_runs(
+    ctx: Context,
+    run_ids: Annotated[list[RunId], Field(min_length=2, max_length=10, description="Runs to compare, baseline first")],
+    chart: Annotated[bool, Field(description="Also return a PNG bar chart of the metrics")] = False,
+    include_bookkeeping: Annotated[bool, Field(description="Also stage timings, counts and durations")] = False,
+) -> CallToolResult:
+    """Compare runs side by side: model metrics with differences from the first run and the best run, and the params that differ."""
+    app = state_of(ctx)
+    if len(set(run_ids)) != len(run_ids):
+        raise InvalidRequestError(f"run_ids must be distinct, got {run_ids}")
 
-            tracker = app.tracker()
-            run = tracker.get_run(run_id)
-            if run.status.value != "RUNNING":
-                raise InvalidRequestError(f"run {run_id} is {run.status.value}; only a RUNNING run can be ended")
-            if run.tags.get(OWNER_TAG) == owner():
-                raise InvalidRequestError(
-                    f"run {run_id} belongs to a job of this server: cancel that job (list_jobs, cancel_job) instead"
-                )
-            who = principal.id if principal else "unknown"
-            tracker.kill_run(run_id, f"ended by {who} with end_run: {reason}")
-            return EndedRun(run_id=run_id, status="KILLED", previous_owner=run.tags.get(OWNER_TAG))
+    def compare() -> tuple[dict[str, Any], dict[str, str]]:
+        tracker = app.tracker()
+        comparison = tracker.compare_runs(list(run_ids), include_bookkeeping=include_bookkeeping)
+        return comparison, {r["run_id"]: r["run_name"] for r in comparison["runs"]}
 
-        return await anyio.to_thread.run_sync(end)
+    comparison, names = await anyio.to_thread.run_sync(compare)
+    structured = RunComparison.model_validate(comparison)
+    content: list[Any] = [TextContent(type="text", text=structured.model_dump_json())]
+    if chart:
+        png = await anyio.to_thread.run_sync(lambda: comparison_chart(comparison, names))
+        content.append(ImageContent(type="image", data=base64.b64encode(png).decode(), mime_type="image/png"))
+    return CallToolResult(content=content)
 
-    register_tools(server, start_experiment, list_experiments, search_runs, get_run, compare_runs, end_run)
+
+@ml_tool(permission=rbac.Permission.EXECUTE, annotations=UPDATES)
+async def end_run(
+    ctx: Context,
+    run_id: RunId,
+    reason: Annotated[str, Field(min_length=1, max_length=300, description="Why, recorded on the run")] = "stuck",
+) -> EndedRun:
+    """End a run left RUNNING by a server that died or hung, as KILLED, so its search can be resumed.
+
+    A run of a job of this server is refused: cancel that job instead.
+    """
+    app = state_of(ctx)
+    principal = rbac.current_principal()
+
+    def end() -> EndedRun:
+        from mcp_server.mlflow_integration import OWNER_TAG, owner
+
+        tracker = app.tracker()
+        run = tracker.get_run(run_id)
+        if run.status.value != "RUNNING":
+            raise InvalidRequestError(f"run {run_id} is {run.status.value}; only a RUNNING run can be ended")
+        if run.tags.get(OWNER_TAG) == owner():
+            raise InvalidRequestError(
+                f"run {run_id} belongs to a job of this server: cancel that job (list_jobs, cancel_job) instead"
+            )
+        who = principal.id if principal else "unknown"
+        tracker.kill_run(run_id, f"ended by {who} with end_run: {reason}")
+        return EndedRun(run_id=run_id, status="KILLED", previous_owner=run.tags.get(OWNER_TAG))
+
+    return await anyio.to_thread.run_sync(end)
+
+
+TOOLS = (start_experiment, list_experiments, search_runs, get_run, compare_runs, end_run)

@@ -11,7 +11,6 @@ from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 import anyio
-from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
@@ -19,25 +18,13 @@ from pydantic import BaseModel, Field
 from mcp_server import rbac
 from mcp_server.error_handling import PermissionDeniedError
 from mcp_server.jobs import JobContext, JobSnapshot, JobState
-from tools._decorators import READ_ONLY, UPDATES, ml_tool, register_tools
-from tools._state import AppState
+from tools.app_state import AppState, state_of
+from tools.fields import JobId, WaitSeconds
+from tools.registration import READ_ONLY, UPDATES, ml_tool
 
 POLL_INTERVAL_SECONDS = 0.1
 RECENT_EVENTS = 10
 
-JobId = Annotated[
-    str,
-    Field(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$", description="A job id returned by a tool"),
-]
-WaitSeconds = Annotated[
-    float,
-    Field(ge=0, le=55, description="How long to wait for the job to finish before returning (seconds)"),
-]
-StartWaitSeconds = Annotated[
-    float | None,
-    Field(ge=0, le=55, description="Wait this long for the result (default: server setting); "
-          "if the job is still running, you get its job id: poll get_job"),
-]
 JobStateName = Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
 
 
@@ -48,8 +35,8 @@ class JobProgressView(BaseModel):
 
 
 class JobView(BaseModel):
-    """A job as a client sees it; ``result`` is set once the job has succeeded (or was cancelled
-    with a partial result)."""
+    """A job as a client sees it: state and progress; ``result`` once it has succeeded (or was
+    cancelled with a partial result). What it was asked to do is not repeated on every poll."""
 
     job_id: str
     kind: str
@@ -61,19 +48,22 @@ class JobView(BaseModel):
     owner: str | None = None
     created_at: datetime
     elapsed_seconds: float
-    params: dict[str, Any] = Field(default_factory=dict)
     result: dict[str, Any] | None = None
     hint: str | None = Field(default=None, description="What to do next")
 
 
+class JobEntry(JobView):
+    params: dict[str, Any] = Field(description="What the job was asked to do")
+
+
 class JobList(BaseModel):
-    jobs: list[JobView]
+    jobs: list[JobEntry]
     running: int
     queued: int
 
 
 def job_view(snapshot: JobSnapshot, *, include_result: bool = True) -> dict[str, Any]:
-    """The fields of a ``JobView`` (a dict, so tools can build their own typed subclasses)."""
+    """The fields of a ``JobView``."""
     result = snapshot.result if include_result else None
     if isinstance(result, BaseModel):
         result = result.model_dump(mode="json")
@@ -95,7 +85,6 @@ def job_view(snapshot: JobSnapshot, *, include_result: bool = True) -> dict[str,
         "owner": snapshot.owner,
         "created_at": datetime.fromtimestamp(snapshot.created_at, tz=timezone.utc),
         "elapsed_seconds": round(snapshot.elapsed_seconds, 3),
-        "params": snapshot.params,
         "result": result,
         "hint": hint,
     }
@@ -143,9 +132,9 @@ def current_principal_id() -> str | None:
 async def start_job(
     app: AppState, kind: str, work: Callable[[JobContext], Any], request: BaseModel, wait_seconds: float | None, ctx: Context,
     *, on_queued: Callable[[], None] | None = None,
-) -> dict[str, Any]:
-    """Queue ``work`` as the caller's job, wait for it (``wait_for_job``) and return the ``JobView``
-    fields; a job that failed within the wait raises a tool error with the job's message."""
+) -> JobView:
+    """Queue ``work`` as the caller's job, wait for it (``wait_for_job``) and return its view; a
+    job that failed within the wait raises a tool error with the job's message."""
     params = request.model_dump(mode="json", exclude_none=True)
     try:
         job_id = app.jobs.submit(kind, work, params, owner=current_principal_id())
@@ -156,49 +145,44 @@ async def start_job(
     snapshot = await wait_for_job(app, job_id, wait, ctx)
     if snapshot.state is JobState.FAILED:
         raise ToolError(f"job {job_id} failed: {snapshot.error}")
-    return job_view(snapshot)
+    return JobView(**job_view(snapshot))
 
 
-def register(server: MCPServer, app: AppState) -> None:
-    @ml_tool(permission=rbac.Permission.READ, annotations=READ_ONLY)
-    async def get_job(
-        job_id: JobId,
-        ctx: Context,
-        wait_seconds: WaitSeconds = 0.0,
-    ) -> JobView:
-        """Get a job's state, progress and, once finished, its result; optionally wait for it first."""
-        app.jobs.get(job_id)  # unknown id -> NotFoundError before waiting
-        snapshot = await wait_for_job(app, job_id, wait_seconds, ctx, started_here=False) if wait_seconds else app.jobs.get(job_id)
-        return JobView(**job_view(snapshot))
+@ml_tool(permission=rbac.Permission.READ, annotations=READ_ONLY)
+async def get_job(job_id: JobId, ctx: Context, wait_seconds: WaitSeconds = 0.0) -> JobView:
+    """Get a job's state, progress and, once finished, its result; optionally wait for it first."""
+    app = state_of(ctx)
+    app.jobs.get(job_id)  # unknown id -> NotFoundError before waiting
+    snapshot = await wait_for_job(app, job_id, wait_seconds, ctx, started_here=False) if wait_seconds else app.jobs.get(job_id)
+    return JobView(**job_view(snapshot))
 
-    @ml_tool(permission=rbac.Permission.READ, annotations=READ_ONLY)
-    async def list_jobs(
-        state: Annotated[JobStateName | None, Field(description="Only jobs in this state")] = None,
-        kind: Annotated[
-            Literal["tune", "pipeline"] | None, Field(description="Only jobs of this kind")
-        ] = None,
-        limit: Annotated[int, Field(ge=1, le=100, description="At most this many, newest first")] = 20,
-    ) -> JobList:
-        """List recent jobs, newest first, without their results (use get_job for one result)."""
-        snapshots = app.jobs.list(
-            state=JobState(state) if state else None, kind=kind, limit=limit
-        )
-        return JobList(
-            jobs=[JobView(**job_view(s, include_result=False)) for s in snapshots],
-            running=app.jobs.running_count,
-            queued=app.jobs.queued_count,
-        )
 
-    @ml_tool(permission=rbac.Permission.EXECUTE, annotations=UPDATES)
-    async def cancel_job(job_id: JobId) -> JobView:
-        """Cancel a job: it stops after its current trial or stage and its MLflow runs end KILLED."""
-        snapshot = app.jobs.get(job_id)
-        principal = rbac.current_principal()
-        if snapshot.owner != (principal.id if principal else None) and not rbac.authorize(
-            principal, rbac.Permission.DELETE
-        ):
-            raise PermissionDeniedError()  # someone else's job: needs the delete permission
-        return JobView(**job_view(app.jobs.cancel(job_id)))
+@ml_tool(permission=rbac.Permission.READ, annotations=READ_ONLY)
+async def list_jobs(
+    ctx: Context,
+    state: Annotated[JobStateName | None, Field(description="Only jobs in this state")] = None,
+    kind: Annotated[Literal["tune", "pipeline"] | None, Field(description="Only jobs of this kind")] = None,
+    limit: Annotated[int, Field(ge=1, le=100, description="At most this many, newest first")] = 20,
+) -> JobList:
+    """List recent jobs, newest first, with what each was asked to do (get_job gives a result)."""
+    app = state_of(ctx)
+    snapshots = app.jobs.list(state=JobState(state) if state else None, kind=kind, limit=limit)
+    return JobList(
+        jobs=[JobEntry(**job_view(s, include_result=False), params=s.params) for s in snapshots],
+        running=app.jobs.running_count,
+        queued=app.jobs.queued_count,
+    )
 
-    register_tools(server, get_job, list_jobs, cancel_job)
 
+@ml_tool(permission=rbac.Permission.EXECUTE, annotations=UPDATES)
+async def cancel_job(job_id: JobId, ctx: Context) -> JobView:
+    """Cancel a job: it stops after its current trial or stage and its MLflow runs end KILLED."""
+    app = state_of(ctx)
+    snapshot = app.jobs.get(job_id)
+    principal = rbac.current_principal()
+    if snapshot.owner != (principal.id if principal else None) and not rbac.authorize(principal, rbac.Permission.DELETE):
+        raise PermissionDeniedError()  # someone else's job: needs the delete permission
+    return JobView(**job_view(app.jobs.cancel(job_id)))
+
+
+TOOLS = (get_job, list_jobs, cancel_job)

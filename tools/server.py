@@ -1,21 +1,20 @@
-"""The MCP server: ``build_server(settings) -> MCPServer`` wires tools, resources, prompt and routes.
+"""The MCP server: ``build_server(settings) -> NbaMcpServer`` wires tools, resources, prompt and routes.
 
-Every tool module exposes ``register(server, state)``; ``build_server`` registers them all, then
-refuses to start (``ConfigurationError``) if any served tool lacks an ``ml_tool`` permission.
-Identity comes from the transport (``tools._identity``): stdio serves the configured local
-principal, HTTP and SSE require a bearer token. Heavy libraries load on first use, inside tools.
+``TOOLS`` is the one list of served tools: module-level ``ml_tool`` functions, each declaring its
+permission (``build_server`` refuses a tool without one). Tools reach the server's state through
+the lifespan context (``tools.app_state.state_of(ctx)``). Arguments are checked before a tool
+runs (``tools.arguments``). Identity comes from the transport (``tools.identity``): stdio serves
+the configured local principal, HTTP and SSE require a bearer token. Heavy libraries load on
+first use, inside tools.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from importlib import metadata
-from types import ModuleType
-from typing import Literal
+from typing import Any, Literal
 
 import anyio
 from mcp.server import MCPServer
@@ -31,24 +30,21 @@ from mcp_server.error_handling import (
     configure_error_handling,
 )
 from mcp_server.settings import Settings
-from tools._decorators import tool_spec
-from tools._identity import IdentityMiddleware, SettingsTokenVerifier
-from tools._state import AppState
+from tools import data, experiments, health, jobs, models, pipelines, tuning
+from tools.app_state import AppState
+from tools.arguments import ArgumentCheck
+from tools.health import server_version
+from tools.identity import IdentityMiddleware, SettingsTokenVerifier
+from tools.registration import make_tool, tool_spec
 
 logger = logging.getLogger(__name__)
 
 SERVER_NAME = "nba-mcp"
 Transport = Literal["stdio", "http", "sse", "memory"]
 
-# Each module registers its tools with register(server, state).
-TOOL_MODULES = (
-    "tools.data",
-    "tools.experiments",
-    "tools.tuning",
-    "tools.pipelines",
-    "tools.models",
-    "tools.jobs",
-    "tools.health",
+# Every served tool, in the order tools/list shows them.
+TOOLS: tuple[Callable[..., Any], ...] = (
+    *data.TOOLS, *experiments.TOOLS, *tuning.TOOLS, *pipelines.TOOLS, *models.TOOLS, *jobs.TOOLS, *health.TOOLS,
 )
 
 INSTRUCTIONS = """\
@@ -59,11 +55,10 @@ best params → compare_runs → promote_model → predict. Long jobs report pro
 returns a job id, poll get_job (or cancel_job)."""
 
 
-def server_version() -> str:
-    try:
-        return metadata.version("nba-mcp")
-    except metadata.PackageNotFoundError:
-        return "0.0.0"
+class NbaMcpServer(MCPServer):
+    """The SDK server with the state its tools share (for the CLI's shutdown and for tests)."""
+
+    state: AppState
 
 
 def build_server(
@@ -73,11 +68,11 @@ def build_server(
     host: str | None = None,
     port: int | None = None,
     state: AppState | None = None,
-    tool_modules: Sequence[str | ModuleType] = TOOL_MODULES,
-) -> MCPServer:
+    tools: Sequence[Callable[..., Any]] = TOOLS,
+) -> NbaMcpServer:
     """Build the server for ``transport``; HTTP and SSE need at least one configured token.
 
-    ``tool_modules`` are module names (or modules) exposing ``register(server, state)``.
+    ``tools``: ``ml_tool`` functions to serve (default: all of ``TOOLS``).
     """
     settings = settings or Settings()
     state = state or AppState(settings)
@@ -104,46 +99,24 @@ def build_server(
         # Entered per connection on stdio/SSE: the state (and its jobs) is built outside.
         yield state
 
-    server = MCPServer(
+    served = [make_tool(fn) for fn in tools]  # refuses a tool without a declared permission
+    state.tool_permissions.update({tool.name: tool_spec(tool.fn).permission for tool in served})
+    server = NbaMcpServer(
         SERVER_NAME,
         version=server_version(),
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
-        middleware=[IdentityMiddleware(settings, state.tool_permissions)],
+        tools=served,
+        middleware=[IdentityMiddleware(settings, state.tool_permissions),
+                    ArgumentCheck({tool.name: tool for tool in served})],
         log_level=settings.log_level,
         **auth_kwargs,
     )
-    server.app_state = state  # type: ignore[attr-defined]  # for the CLI and tests
-
-    for module in tool_modules:
-        if isinstance(module, str):
-            module = importlib.import_module(module)
-        module.register(server, state)
-    _require_declared_permissions(server, state)
+    server.state = state
     _register_resources(server, state)
     _register_prompts(server)
     _register_routes(server, state)
     return server
-
-
-def app_state(server: MCPServer) -> AppState:
-    return server.app_state  # type: ignore[attr-defined]
-
-
-def _require_declared_permissions(server: MCPServer, state: AppState) -> None:
-    """MLflow-style coverage check: a tool without a declared permission must never be served."""
-    undeclared = []
-    for tool in server._tool_manager.list_tools():  # noqa: SLF001 - the SDK has no public accessor
-        spec = tool_spec(tool.fn)
-        if spec is None:
-            undeclared.append(tool.name)
-        else:
-            state.tool_permissions[tool.name] = spec.permission
-    if undeclared:
-        raise ConfigurationError(
-            f"every tool must declare a permission with ml_tool(permission=...); "
-            f"missing on: {', '.join(sorted(undeclared))}"
-        )
 
 
 def http_transport_security(settings: Settings, host: str, port: int) -> TransportSecuritySettings:
@@ -177,7 +150,7 @@ def _register_resources(server: MCPServer, state: AppState) -> None:
     )
     async def run_resource(run_id: str) -> str:
         _require_read()
-        from tools._identity import shown_path
+        from tools.identity import shown_path
 
         def read() -> str:
             run = state.tracker().get_run(run_id)
@@ -196,9 +169,10 @@ def _register_resources(server: MCPServer, state: AppState) -> None:
         _require_read()
 
         def read() -> str:
-            from tools.data import inferred_schema
+            from mcp_server.data_validation_pipeline import infer_schema
 
-            return json.dumps(inferred_schema(state, name), indent=2)
+            schema = infer_schema(state.catalog.load(name), state.catalog.builtin_target(name), name=name)
+            return json.dumps(schema.model_dump(mode="json", exclude_none=True), indent=2)
 
         return await _read_or_raise(read)
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
-from mcp_server.datasets._describe import DatasetDescription, bounded_list, describe_frame
+from mcp_server.datasets._describe import DatasetDescription, bounded_list, describe_frame, load_xy
 from mcp_server.datasets._packaged import NBA_PREFIX, PACKAGED_DATASETS, packaged_dataset, read_packaged
 from mcp_server.error_handling import (
     ExecutionError,
@@ -190,6 +190,23 @@ class DatasetCatalog:
     def builtin_target(self, name: str) -> str | None:
         """The target column of a built-in data set (``target``); None for a file data set."""
         return TARGET_COLUMN if self._builtin_name(name) is not None else None
+
+    def target_for(self, name: str, target: str | None) -> str:
+        """The target column: as given, or 'target' for a built-in data set."""
+        target = target or self.builtin_target(name)
+        if target is None:
+            raise InvalidRequestError(f"target is required for the data set {name!r}; name the column to predict")
+        return target
+
+    def training_data(self, name: str, target: str | None, features: list[str] | None = None,
+                      drop: list[str] | None = None, *, keep: str | None = None) -> tuple[pd.DataFrame, pd.Series]:
+        """(X, y) of a data set (blocking). ``keep``: a column X holds even if ``features``/``drop``
+        leave it out (a split's group or time column: it decides folds, never a feature)."""
+        frame = self.load(name)
+        X, y = load_xy(frame, self.target_for(name, target), features, drop)
+        if keep is not None and keep not in X.columns and keep in frame.columns:
+            X = X.assign(**{keep: frame.loc[X.index, keep]})
+        return X, y
 
     def _load_sklearn(self, name: str, builtin: str) -> pd.DataFrame:
         if builtin not in SKLEARN_DATASETS:

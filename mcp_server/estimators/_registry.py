@@ -243,7 +243,7 @@ def check_space_limits(name: str, space: Any) -> None:
     int/float range and every numeric choice."""
     dims = space.dimensions if hasattr(space, "dimensions") else None
     if dims is None:
-        from mcp_server.hyperparameter_tuning._space import SearchSpace
+        from mcp_server.hyperparameter_tuning import SearchSpace
 
         dims = SearchSpace(space).dimensions
     for dim in dims:

@@ -162,14 +162,15 @@ class HyperparameterTuner:
         if max_trials is None and strategy not in ("grid", "halving"):
             max_trials = DEFAULT_MAX_TRIALS
         warnings = data.warnings + target_warnings(data.y, task, scoring)
-        return self._run(strategy, search_space, evaluator, direction=Direction.MAXIMIZE, scoring=scoring,
+        return self._record(run_search(self._search_request(
+                         strategy, search_space, evaluator, direction=Direction.MAXIMIZE, scoring=scoring,
                          cv=data.cv, objective=objective, seed=seed, max_trials=max_trials,
                          timeout=timeout, n_jobs=n_jobs, on_trial=on_trial, should_stop=should_stop,
                          pruning=pruning, resume_from=resume_from, run_name=run_name,
                          on_trial_error=on_trial_error, early_stopping_patience=early_stopping_patience,
                          split=data.split, warnings=warnings, halving=halving,
                          searched_data=SearchedData(dataset, dataset_source, data.X.assign(**{str(data.y.name): data.y}),
-                                                    str(data.y.name)) if dataset_source is not None else None)
+                                                    str(data.y.name)) if dataset_source is not None else None)))
 
     # --- internals ----------------------------------------------------------------------------
     def _search_callables(
@@ -188,12 +189,13 @@ class HyperparameterTuner:
             splitter = make_splitter(folds, classification=classification, seed=seed)
             splits = compute_splits(splitter, X, y)
         evaluator = CallableEvaluator(train_fn, eval_fn, X=X, y=y, splits=splits)
-        result = self._run(strategy, search_space, evaluator, direction=Direction.from_maximize(bool(maximize)),
-                           scoring=scoring, cv=describe_cv(splitter), objective=getattr(train_fn, "__name__", "train_fn"),
-                           seed=seed, max_trials=max_trials, **options)
-        return result.to_seed_dict()
+        request = self._search_request(
+            strategy, search_space, evaluator, direction=Direction.from_maximize(bool(maximize)), scoring=scoring,
+            cv=describe_cv(splitter), objective=getattr(train_fn, "__name__", "train_fn"), seed=seed,
+            max_trials=max_trials, **options)
+        return self._record(run_search(request)).to_seed_dict()
 
-    def _run(
+    def _search_request(
         self, strategy: str, space: SearchSpace, evaluator: Any, *, direction: Direction, scoring: str, cv: str,
         objective: str, seed: int, max_trials: int | None, timeout: float | None = None, n_jobs: int | None = None,
         on_trial: Callable | None = None, should_stop: Any = None, pruning: Any = None,
@@ -201,7 +203,8 @@ class HyperparameterTuner:
         early_stopping_patience: int | None = None, dask_address: str | None = None, backend: str | None = None,
         split: SplitRecord | None = None, warnings: list[ModelWarning] | None = None,
         searched_data: SearchedData | None = None, halving: Any = None,
-    ) -> TuningResult:
+    ) -> SearchRequest:
+        """The one request the search loop runs, checked and completed with this tuner's defaults."""
         if strategy not in STRATEGIES:
             raise InvalidRequestError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
         max_trials = self._check_max_trials(max_trials)
@@ -213,7 +216,7 @@ class HyperparameterTuner:
         if pruner is not None and evaluator.n_folds < 2:
             raise InvalidRequestError("pruning works between folds and needs cv_folds >= 2, got a single evaluation")
         patience = early_stopping_patience or (self.early_stopping_patience if self.enable_early_stopping else None)
-        request = SearchRequest(
+        return SearchRequest(
             strategy=strategy, space=space, evaluator=evaluator, direction=direction, scoring=scoring,
             cv_description=cv, objective=objective, seed=seed, max_trials=max_trials,
             max_grid_size=getattr(self.settings, "max_grid_size", DEFAULT_MAX_GRID_SIZE),
@@ -226,7 +229,8 @@ class HyperparameterTuner:
             searched_data=searched_data, halving=halving,
             near_perfect_score=getattr(self.settings, "near_perfect_score", DEFAULT_NEAR_PERFECT),
         )
-        result = run_search(request)
+
+    def _record(self, result: TuningResult) -> TuningResult:
         self.last_result = result
         self.results.append(result)
         return result

@@ -15,9 +15,9 @@ _os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 _os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 _os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-from ._compare import compare_runs, comparison_frame, lower_is_better  # noqa: E402
-from ._recovery import OWNER_TAG  # noqa: E402
-from ._store import create_sqlite_store  # noqa: E402
+from ._compare import compare_runs, comparison_frame, is_bookkeeping, lower_is_better  # noqa: E402
+from ._recovery import OWNER_TAG, hold_lease, owner, reap_orphaned_runs  # noqa: E402
+from ._store import create_sqlite_store, ensure_sqlite_migrated, is_migrated  # noqa: E402
 from ._tracker import MLflowExperimentTracker, get_mlflow_tracker  # noqa: E402
 from ._types import DatasetRef, DatasetSource, MetricPoint, RunMetadata, RunStatus  # noqa: E402
 
@@ -32,6 +32,12 @@ __all__ = [
     "compare_runs",
     "comparison_frame",
     "create_sqlite_store",
+    "ensure_sqlite_migrated",
+    "hold_lease",
+    "is_migrated",
+    "owner",
+    "reap_orphaned_runs",
     "get_mlflow_tracker",
+    "is_bookkeeping",
     "lower_is_better",
 ]

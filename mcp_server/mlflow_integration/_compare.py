@@ -10,16 +10,29 @@ from ._types import RunMetadata
 _LOWER_IS_BETTER = ("loss", "error", "rmse", "mse", "mae", "mape", "duration", "time")
 
 
+# How a run went rather than how good its model is: stage timings, counts, durations.
+BOOKKEEPING_PREFIXES = ("stage.", "timing.", "system/")
+BOOKKEEPING_METRICS = frozenset({
+    "duration_seconds", "elapsed_seconds", "n_folds_run", "folds_done", "n_trials", "n_trials_run", "n_complete",
+    "n_failed", "n_pruned", "n_fold_fits", "n_fold_fits_saved", "n_resumed_trials", "n_train", "n_test",
+})
+
+
+def is_bookkeeping(metric: str) -> bool:
+    return metric.startswith(BOOKKEEPING_PREFIXES) or metric in BOOKKEEPING_METRICS
+
+
 def lower_is_better(metric: str) -> bool:
     name = metric.lower()
     return not name.startswith("neg_") and any(token in name for token in _LOWER_IS_BETTER)
 
 
-def compare_runs(runs: list[RunMetadata]) -> dict[str, Any]:
-    """Structured comparison; ``["metrics"][m]["diff"][run_id]`` is the difference from the first run."""
+def compare_runs(runs: list[RunMetadata], *, include_bookkeeping: bool = False) -> dict[str, Any]:
+    """Structured comparison; ``["metrics"][m]["diff"][run_id]`` is the difference from the first run.
+    Model metrics only, unless ``include_bookkeeping`` (stage timings, counts, durations)."""
     ids = [r.run_id for r in runs]
     metrics: dict[str, Any] = {}
-    for key in sorted({k for r in runs for k in r.metrics}):
+    for key in sorted({k for r in runs for k in r.metrics if include_bookkeeping or not is_bookkeeping(k)}):
         values = {r.run_id: r.metrics.get(key) for r in runs}
         present = {rid: v for rid, v in values.items() if v is not None}
         base = values[ids[0]] if ids else None

@@ -263,6 +263,10 @@ class InMemoryModelStore:
         with self._lock:
             return [self.version_info(name, v) for v in sorted(self._registry.get(name, {}))]
 
+    def model_names(self, max_results: int = 1000) -> list[str]:
+        with self._lock:
+            return sorted(self._registry)[:max_results]
+
     def load(self, model_uri: str) -> Any:
         with self._lock:
             model = self._models.get(model_uri.removeprefix("models:/"))

@@ -121,6 +121,10 @@ class MlflowModelStore:
             (self.version_info(name, int(v.version)) for v in versions), key=lambda v: v["version"]
         )
 
+    def model_names(self, max_results: int = 1000) -> list[str]:
+        with store_errors():
+            return sorted(m.name for m in self._client.search_registered_models(max_results=max_results))
+
     def load(self, model_uri: str) -> Any:
         model_id = _logged_model_id(model_uri)
         if model_id is not None:

@@ -48,6 +48,14 @@ def check_experiment_name(name: str) -> None:
         )
 
 
+def listed(items: list[Any], limit: int = 20) -> str:
+    """At most ``limit`` items, comma-separated, saying how many more there are."""
+    if not items:
+        return "none"
+    shown = ", ".join(map(str, items[:limit]))
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
 class MLflowExperimentTracker:
     """Track experiments, runs, metrics and models in MLflow (or in memory with ``mock_mode``)."""
 
@@ -339,10 +347,23 @@ class MLflowExperimentTracker:
         self._models.set_registered_model_alias(name, alias, int(version))
 
     def get_model_version(self, name: str, alias_or_version: int | str) -> dict[str, Any]:
-        return self._models.version_info(name, alias_or_version)
+        """One registered version by number or alias; not found: the error lists what exists."""
+        try:
+            return self._models.version_info(name, alias_or_version)
+        except NotFoundError:
+            names = self._models.model_names()
+            if name not in names:
+                raise NotFoundError(f"registered model {name!r} not found; registered models: {listed(names)}") from None
+            versions = self._models.list_versions(name)
+            aliases = sorted({a for v in versions for a in v["aliases"]})
+            raise NotFoundError(
+                f"model {name!r} version or alias {str(alias_or_version)!r} not found; versions: "
+                f"{listed([v['version'] for v in versions])}; aliases: {listed(aliases)}"
+            ) from None
 
-    def list_model_versions(self, name: str) -> list[dict[str, Any]]:
-        return self._models.list_versions(name)
+    def list_models(self, max_results: int = 100) -> list[dict[str, Any]]:
+        """Registered models, by name, each with its versions (newest last)."""
+        return [{"name": n, "versions": self._models.list_versions(n)} for n in self._models.model_names(max_results)]
 
     def load_model(self, model_uri: str) -> Any:
         """Load ``models:/name@alias``, ``models:/name/<version>`` or ``runs:/<id>/<path>``."""
@@ -350,8 +371,15 @@ class MLflowExperimentTracker:
 
     # --- reading ------------------------------------------------------------------------------
     def get_run(self, run_id: str) -> RunMetadata:
+        """One run by id; not found: the error lists the latest runs of the store."""
         self._writer.flush_run(run_id)
-        return RunMetadata.from_mlflow(self._call("get_run", run_id))
+        try:
+            return RunMetadata.from_mlflow(self._call("get_run", run_id))
+        except NotFoundError:
+            recent = self.search_runs(max_results=5, order_by=["attributes.start_time DESC"],
+                                      experiment_ids=self.all_experiment_ids())
+            shown = [f"{r.run_id} ({r.run_name})" for r in recent]
+            raise NotFoundError(f"run {run_id!r} not found; the latest runs: {listed(shown)}") from None
 
     def get_metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
         self._writer.flush_run(run_id)
@@ -394,9 +422,10 @@ class MLflowExperimentTracker:
         )
         return [RunMetadata.from_mlflow(r) for r in page], page.token
 
-    def compare_runs(self, run_ids: list[str]) -> dict[str, Any]:
-        """Metrics side by side with diffs from the first run and the best run; params that differ."""
-        return compare_runs([self.get_run(r) for r in run_ids])
+    def compare_runs(self, run_ids: list[str], *, include_bookkeeping: bool = False) -> dict[str, Any]:
+        """Model metrics side by side with diffs from the first run and the best run; params that
+        differ. ``include_bookkeeping``: stage timings, counts and durations too."""
+        return compare_runs([self.get_run(r) for r in run_ids], include_bookkeeping=include_bookkeeping)
 
     def compare_runs_frame(self, run_ids: list[str]):
         return comparison_frame([self.get_run(r) for r in run_ids])

@@ -203,6 +203,7 @@ def promote_model(
 def load_registered_model(tracker: Any, model_name: str, alias_or_version: int | str) -> Any:
     check_model_name(model_name)
     ref = str(alias_or_version)
+    tracker.get_model_version(model_name, ref if ref.isdigit() else check_alias(ref))  # missing: lists what exists
     if ref.isdigit():
         return tracker.load_model(f"models:/{model_name}/{int(ref)}")
     return tracker.load_model(f"models:/{model_name}@{check_alias(ref)}")

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from mcp_server.error_handling import InvalidRequestError
+from mcp_server.hyperparameter_tuning import ColumnList, EstimatorName, ParamName
 from mcp_server.evaluation import DEFAULT_NEAR_PERFECT, LeakCheck, ModelWarning, SplitRecord, SplitSpec, check_split
 from mcp_server.training_pipeline._evaluation import default_primary_metric, metric_names
 from mcp_server.training_pipeline._pipeline import StageCallback, TrainingPipeline
@@ -27,43 +28,41 @@ from mcp_server.training_pipeline._standard_stages import standard_stages
 from mcp_server.training_pipeline._types import PipelineStage, PipelineStatus, StageResult
 
 
+# Bounded like the tuning request, and like MLflow's own limit on a param value (6000 characters).
+ParamValue = Annotated[str, Field(max_length=6000)] | int | Annotated[float, Field(allow_inf_nan=False)] | bool | None
+
+
 class StandardPipelineRequest(BaseModel):
-    """What to train, on which data, and how to judge it."""
+    """What to train, on which data, and how to judge it (the ``run_pipeline`` tool's input)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())
 
-    dataset: str = Field(min_length=1, max_length=500, description="Dataset name in the catalog (e.g. nba_logreg, sklearn:iris)")
-    target: str = Field(min_length=1, description="Column to predict")
-    features: list[str] | None = Field(default=None, description="Feature columns; default: all but target and drop")
-    drop: list[str] = Field(
+    dataset: str = Field(min_length=1, max_length=200, description="A name from list_datasets")
+    target: str | None = Field(default=None, min_length=1, max_length=200, description="Column to predict")
+    features: ColumnList | None = Field(default=None, description="Default: all but target and drop")
+    drop: ColumnList = Field(
         default_factory=list, validation_alias=AliasChoices("drop", "drop_columns"),
         description="Columns never used as features (ids, names, dates, leaks)",
     )
-    estimator: str = Field(default="random_forest", description="Allow-listed estimator name")
-    params: dict[str, Any] = Field(default_factory=dict, description="Estimator hyperparameters")
-    task: Literal["classification", "regression"] | None = Field(default=None, description="Default: inferred from the target")
-    drop_duplicates: bool = Field(
-        default=True, description="Drop rows repeating another row's features and target before the split"
-    )
+    estimator: EstimatorName = "random_forest"
+    params: dict[ParamName, ParamValue] = Field(
+        default_factory=dict, max_length=50, description="Hyperparameters, e.g. a tuning job's best_params")
+    task: Literal["classification", "regression"] | None = Field(default=None, description="Default: inferred")
+    drop_duplicates: bool = Field(default=True, description="Drop repeated rows before the split")
     split: SplitSpec = Field(
-        default_factory=SplitSpec, description="Holdout and folds: kind kfold / group / time, column, test_size, seed"
-    )
-    cv_folds: int | None = Field(
-        default=5, ge=2, le=20, description="Cross-validate the training part too (cv_<metric>_mean beside the test score); None: skip"
-    )
-    leak_check: LeakCheck = Field(
-        default="stop", description="stop: identifiers, dates and leaks among the features stop the run; warn: train, flagged"
-    )
+        default_factory=SplitSpec,
+        description="Holdout and folds; use the tuning job's split so the test rows are ones it never saw")
+    cv_folds: int | None = Field(default=5, ge=2, le=20, description="CV on the training part, beside the test score")
+    leak_check: LeakCheck = Field(default="stop", description="stop: leaking columns stop the run; warn: flag")
     seed: int = Field(default=0, ge=0, le=2**32 - 1, description="Seed of the estimator (the split has its own)")
     schema_name: str | None = Field(
-        default=None, validation_alias=AliasChoices("schema_name", "schema"), description="Validation schema name"
-    )
-    model_name: str | None = Field(default=None, description="Registered model name; default: <dataset>-<target>")
-    primary_metric: str | None = Field(
-        default=None, description="Metric deciding promotion; default roc_auc (binary), accuracy (multiclass), rmse (regression)"
-    )
-    promote: bool = Field(default=True, description="Move the champion alias when the new version wins and is not flagged")
-    run_name: str | None = Field(default=None, max_length=250)
+        default=None, min_length=1, max_length=100, validation_alias=AliasChoices("schema_name", "schema"),
+        description="Validation schema")
+    model_name: str | None = Field(default=None, min_length=1, max_length=100, description="Default: <dataset>-<target>")
+    primary_metric: str | None = Field(default=None, max_length=64, description="Decides promotion; default per task")
+    promote: bool = Field(default=True, description="Make the new version champion if it wins and is not flagged")
+    experiment_name: str | None = Field(default=None, min_length=1, max_length=200)
+    run_name: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class PipelineResult(BaseModel):
@@ -102,6 +101,7 @@ class PipelinePlan(BaseModel):
 
     model_config = ConfigDict(protected_namespaces=())
 
+    target: str
     features: list[str]
     task: Literal["classification", "regression"]
     params: dict[str, Any]
@@ -118,17 +118,21 @@ def run_standard_pipeline(
     validator: Any = None,
     should_stop: Callable[[], bool] | None = None,
     on_stage: StageCallback | None = None,
+    plan: PipelinePlan | None = None,
 ) -> PipelineResult:
-    """Run validate → split → train → evaluate → register → deploy as one MLflow run."""
+    """Run validate → split → train → evaluate → register → deploy as one MLflow run.
+
+    ``plan``: the ``plan_pipeline`` of this request, when the caller checked it already."""
     from mcp_server.data_validation_pipeline import DataValidationPipeline
     from mcp_server.datasets import DatasetCatalog
 
     catalog = catalog or DatasetCatalog(settings)
     validator = validator or DataValidationPipeline.for_settings(settings)
-    frame = catalog.load(request.dataset)  # refuses names that leave the data folders
-    plan = plan_pipeline(request, frame)
-    if request.schema_name is not None:
-        validator.load_schema(request.schema_name)  # unknown schema: the caller's mistake, raise now
+    frame = catalog.load(request.dataset)  # refuses names that leave the data folders (cached)
+    if plan is None:
+        request = request.model_copy(update={"target": catalog.target_for(request.dataset, request.target)})
+        plan = plan_pipeline(request, frame, validator=validator)
+    request = request.model_copy(update={"target": plan.target})
     captured: dict[str, Any] = {}
     pipeline = TrainingPipeline(plan.model_name, _config(request, plan), tracker, enable_mlflow=True, settings=settings)
     near = getattr(settings, "near_perfect_score", DEFAULT_NEAR_PERFECT)
@@ -171,10 +175,14 @@ def run_standard_pipeline(
     )
 
 
-def plan_pipeline(request: StandardPipelineRequest, frame: Any) -> PipelinePlan:
-    """Check ``request`` against the data set ``frame`` and settle features, task, params, primary
-    metric and model name; raises ``InvalidRequestError`` naming the field on any mistake."""
+def plan_pipeline(request: StandardPipelineRequest, frame: Any, *, validator: Any = None) -> PipelinePlan:
+    """Check ``request`` (its target set) against the data set ``frame`` and settle features, task,
+    params, primary metric and model name; raises ``InvalidRequestError`` naming the field on any
+    mistake. ``validator`` (a ``DataValidationPipeline``) checks that a named schema exists."""
     from mcp_server.estimators import check_params, get_estimator_spec, infer_task
+
+    if request.target is None:
+        raise InvalidRequestError("target is required: name the column to predict")
 
     columns = [str(c) for c in frame.columns]
     _require_columns("target", [request.target], columns)
@@ -217,7 +225,10 @@ def plan_pipeline(request: StandardPipelineRequest, frame: Any) -> PipelinePlan:
     if primary not in valid:
         raise InvalidRequestError(f"primary_metric for {task} must be one of {', '.join(valid)}, got {primary!r}")
     model_name = check_model_name(request.model_name or _default_model_name(request.dataset, request.target))
-    return PipelinePlan(features=features, task=task, params=params, primary_metric=primary, model_name=model_name)
+    if request.schema_name is not None and validator is not None:
+        validator.load_schema(request.schema_name)  # unknown schema: the caller's mistake, raise now
+    return PipelinePlan(target=request.target, features=features, task=task, params=params, primary_metric=primary,
+                        model_name=model_name)
 
 
 def _require_columns(field: str, wanted: list[str], columns: list[str]) -> None:

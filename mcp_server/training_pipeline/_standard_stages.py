@@ -45,7 +45,7 @@ def _stoppable(isolate: bool, should_stop: Any, fn: Any, *args: Any) -> Any:
     """``fn(*args)``, in a worker process that cancel and timeouts kill when ``isolate`` (the server)."""
     if not isolate:
         return fn(*args)
-    from mcp_server.hyperparameter_tuning._parallel import ExecutionInterrupted, run_stoppable
+    from mcp_server.hyperparameter_tuning import ExecutionInterrupted, run_stoppable
     from mcp_server.training_pipeline._stages import StageCancelled
 
     try:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mcp_server.settings import Settings
-from tools._store import prepare_tracking_store
+from mcp_server.mlflow_integration import ensure_sqlite_migrated
 
 from tests.support.data import (  # noqa: F401  (re-exported)
     HAVE_NBA_DATA,
@@ -110,7 +110,7 @@ class MlflowServer:
 def migrated_template(directory: Path) -> Path:
     """Create and migrate ``directory/mlflow.db`` once; returns its path."""
     directory.mkdir(parents=True, exist_ok=True)
-    prepare_tracking_store(Settings(data_home=directory))
+    ensure_sqlite_migrated(str(Settings(data_home=directory).tracking_uri))
     return directory / "mlflow.db"
 
 
@@ -182,9 +182,17 @@ def tool_server(tool_settings):
 
     server = build_server(tool_settings)
     yield server
-    server.app_state.close()
+    server.state.close()
+
+
+def payload(result) -> Any:
+    """What a tool answered: the JSON of its one text block (a ``CallToolResult`` or a raw
+    JSON-RPC ``result`` dict)."""
+    if isinstance(result, dict):
+        return json.loads(result["content"][0]["text"])
+    return json.loads(result.content[0].text)
 
 
 def error_text(result) -> str:
-    assert result.is_error, result.structured_content
+    assert result.is_error, result.content
     return result.content[0].text

@@ -62,7 +62,7 @@ class StdioServer:
         result = self.request("tools/call", {"name": name, "arguments": arguments}, timeout)
         if result.get("isError"):
             raise RuntimeError(f"{name} failed: {result['content'][0]['text']}")
-        return result["structuredContent"]
+        return json.loads(result["content"][0]["text"])
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -1,8 +1,9 @@
-"""The server's state: settings, the job manager and lazily built domain services.
+"""The server's state: settings, the job manager, the data catalog and one tracker per experiment.
 
-One ``AppState`` per server process, created by ``build_server`` (not in the lifespan: stdio and
-SSE enter the lifespan once per connection, and jobs must outlive the connection that started
-them). Domain services import heavy libraries (mlflow, pandas, scikit-learn), so they are built on
+One ``AppState`` per server process, created by ``build_server`` and handed to every tool as the
+lifespan context (``state_of(ctx)``); it is built outside the lifespan because stdio and SSE enter
+the lifespan once per connection, and jobs must outlive the connection that started them. The
+catalog and trackers import heavy libraries (mlflow, pandas, scikit-learn), so they are built on
 first use, never at import time: a freshly spawned server answers ``tools/list`` fast.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from mcp_server.jobs import JobManager
@@ -18,6 +20,8 @@ from mcp_server.settings import Settings
 
 if TYPE_CHECKING:
     from mcp_server import rbac
+    from mcp_server.datasets import DatasetCatalog
+    from mcp_server.mlflow_integration import Tracker
 
 logger = logging.getLogger(__name__)
 
@@ -35,15 +39,20 @@ class AppState:
         self.started_at = time.time()
         self.tool_permissions: dict[str, rbac.Permission] = {}
         self._lock = threading.Lock()
-        self._trackers: dict[str, Any] = {}
-        self._services: dict[str, Any] = {}
+        self._trackers: dict[str, Tracker] = {}
         self._resuming: set[str] = set()  # parent runs of searches being resumed by a job here
 
     @property
     def uptime_seconds(self) -> float:
         return time.time() - self.started_at
 
-    def tracker(self, experiment_name: str | None = None):
+    @cached_property
+    def catalog(self) -> DatasetCatalog:
+        from mcp_server.datasets import DatasetCatalog
+
+        return DatasetCatalog(self.settings)
+
+    def tracker(self, experiment_name: str | None = None) -> Tracker:
         """The MLflow tracker bound to ``experiment_name`` (default: settings.experiment_name)."""
         name = experiment_name or self.settings.experiment_name
         with self._lock:
@@ -56,21 +65,15 @@ class AppState:
                 tracker = self._trackers.setdefault(name, tracker)
         return tracker
 
-    def service(self, key: str, factory):
-        """A lazily built, process-wide domain object (catalog, validator...)."""
-        with self._lock:
-            if key not in self._services:
-                self._services[key] = factory()
-            return self._services[key]
-
     @staticmethod
     def _stop_workers(*, final: bool) -> None:
         """Kill the trial and fit worker processes, if any were started (they hold our stdout)."""
         import sys
 
-        parallel = sys.modules.get("mcp_server.hyperparameter_tuning._parallel")
-        if parallel is not None:
-            parallel.shutdown_workers(final=final)
+        if "mcp_server.hyperparameter_tuning._parallel" in sys.modules:  # else no worker was started
+            from mcp_server.hyperparameter_tuning import shutdown_workers
+
+            shutdown_workers(final=final)
 
     def claim_resume(self, run_id: str) -> None:
         """Refuse a second resume of a search whose resume this server has accepted and not finished."""
@@ -113,3 +116,8 @@ class AppState:
         if ended:
             logger.warning("ended %d run(s) KILLED at shutdown: %s", len(ended), ", ".join(ended))
         return ended
+
+
+def state_of(ctx: Any) -> AppState:
+    """The server's state, from a tool's ``Context`` (the lifespan context ``build_server`` yields)."""
+    return ctx.request_context.lifespan_context

@@ -4,11 +4,13 @@ Order, outermost first (fixed, so every tool behaves the same way):
 
 1. monitoring: counts the call, its latency and whether it failed (``tool.<name>`` in the metrics);
 2. error mapping: turns the domain exception tree into MCP tool errors (``ERROR_TABLE``);
-3. permission check: the caller's principal (set by the transport, see ``tools._identity``) must
-   hold ``permission``, else ``PermissionDeniedError`` (audited by ``mcp_server.rbac``).
+3. permission check: the caller's principal (set by the transport, see ``tools.identity``) must
+   hold ``permission``, else ``PermissionDeniedError`` (audited by ``mcp_server.rbac``);
+4. the result, a pydantic model, becomes one compact JSON text block.
 
 Every layer uses ``functools.wraps`` and stays ``async``, so the SDK builds the tool's schema from
-the real signature (no ``*args``/``**kwargs`` leak into ``inputSchema``).
+the real signature (no ``*args``/``**kwargs`` leak into ``inputSchema``). ``make_tool`` turns the
+wrapped function into the SDK ``Tool`` the server lists.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Any, TypeVar
 
 import pydantic
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool
+from mcp.types import CallToolResult, TextContent
 from mcp_types import ToolAnnotations
 
 from mcp_server import rbac
@@ -37,6 +41,7 @@ from mcp_server.error_handling import (
     error_recorder,
 )
 from mcp_server.monitoring import metrics
+from tools.arguments import describe_validation_error
 
 logger = logging.getLogger(__name__)
 
@@ -87,13 +92,9 @@ def _recorded(exc: BaseException, tool: str) -> str:
 
 
 def _invalid_arguments(exc: BaseException, _tool: str) -> str:
-    # A domain model built from tool arguments rejected them: list field, rule and value.
+    # A domain model built from tool arguments rejected them: field, rule and value, no URLs.
     assert isinstance(exc, pydantic.ValidationError)
-    problems = [
-        f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']} (got {err.get('input')!r})"
-        for err in exc.errors()
-    ]
-    return "invalid arguments: " + "; ".join(problems)
+    return describe_validation_error(exc)
 
 
 ERROR_TABLE: tuple[tuple[type[BaseException], Callable[[BaseException, str], str]], ...] = (
@@ -147,6 +148,18 @@ def _error_mapped(fn: F, name: str) -> F:
     return error_mapped  # type: ignore[return-value]
 
 
+def _as_json(fn: F) -> F:
+    @functools.wraps(fn)
+    async def as_json(*args: Any, **kwargs: Any) -> Any:
+        result = await fn(*args, **kwargs)
+        if isinstance(result, pydantic.BaseModel) and not isinstance(result, CallToolResult):
+            # One compact JSON text: what the model reads.
+            return TextContent(type="text", text=result.model_dump_json())
+        return result
+
+    return as_json  # type: ignore[return-value]
+
+
 def _permission_checked(fn: F, permission: rbac.Permission) -> F:
     # rbac.require_permission reads the principal the transport put in the context and audits.
     return rbac.require_permission(permission)(fn)
@@ -167,7 +180,7 @@ def ml_tool(
             # A sync tool runs in a worker thread the client cannot interrupt.
             raise ConfigurationError(f"tool {fn.__name__} must be declared async def")
         name = fn.__name__
-        wrapped = _monitored(_error_mapped(_permission_checked(fn, permission), name), name)
+        wrapped = _monitored(_error_mapped(_permission_checked(_as_json(fn), permission), name), name)
         setattr(wrapped, ML_TOOL_ATTRIBUTE, ToolSpec(permission, annotations, title))
         return wrapped
 
@@ -179,30 +192,47 @@ def tool_spec(fn: Callable[..., Any]) -> ToolSpec | None:
     return fn.__dict__.get(ML_TOOL_ATTRIBUTE) if hasattr(fn, "__dict__") else None
 
 
-def register_tools(server: Any, *fns: Callable[..., Any]) -> None:
-    """Add ``ml_tool`` functions to ``server`` with the annotations and title they declared.
+def make_tool(fn: Callable[..., Any]) -> Tool:
+    """The SDK ``Tool`` for an ``ml_tool`` function, as an agent should read it.
 
-    Unknown arguments are refused (``additionalProperties: false``): the SDK's argument model
-    ignores them by default, so a misspelt option (``max_trial``) would silently fall back to
-    its default instead of telling the caller which field is wrong.
+    - Results are one JSON text block (no output schema, no second structured copy): the model
+      reads that text, and an output schema would triple what ``tools/list`` costs.
+    - Unknown arguments are refused (``additionalProperties: false``): by default a misspelt
+      option (``max_trial``) would silently fall back to its default.
+    - Schemas carry no generated ``title`` keys (they repeat the property names).
     """
-    for fn in fns:
-        spec = tool_spec(fn)
-        server.add_tool(
-            fn,
-            title=spec.title if spec else None,
-            # The docstring is the prompt the model reads: without its source indentation.
-            description=inspect.cleandoc(fn.__doc__ or "") or None,
-            annotations=spec.annotations if spec else None,
+    spec = tool_spec(fn)
+    if spec is None:
+        raise ConfigurationError(
+            f"every tool must declare a permission with ml_tool(permission=...); missing on: {fn.__name__}"
         )
-        _forbid_unknown_arguments(server, fn.__name__)
-
-
-def _forbid_unknown_arguments(server: Any, name: str) -> None:
-    tool = server._tool_manager.get_tool(name)  # noqa: SLF001 - the SDK has no public accessor
-    metadata = tool.fn_metadata
-    base = metadata.arg_model
-    metadata.arg_model = type(
+    tool = Tool.from_function(
+        fn,
+        title=spec.title,
+        # The docstring is the prompt the model reads: without its source indentation.
+        description=inspect.cleandoc(fn.__doc__ or "") or None,
+        annotations=spec.annotations,
+        structured_output=False,
+    )
+    base = tool.fn_metadata.arg_model
+    tool.fn_metadata.arg_model = type(
         base.__name__, (base,), {"model_config": {**base.model_config, "extra": "forbid"}, "__module__": base.__module__}
     )
-    tool.parameters["additionalProperties"] = False
+    tool.parameters = compact_schema(tool.parameters) | {"additionalProperties": False}
+    return tool
+
+
+def compact_schema(schema: Any) -> Any:
+    """``schema`` without pydantic's generated titles (values such as defaults are left as they are)."""
+    if isinstance(schema, list):
+        return [compact_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    return {
+        key: value if key in _LITERAL_KEYS else compact_schema(value)
+        for key, value in schema.items()
+        if not (key == "title" and isinstance(value, str))
+    }
+
+
+_LITERAL_KEYS = frozenset({"default", "const", "enum", "examples"})

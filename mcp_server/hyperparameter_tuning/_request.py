@@ -1,0 +1,190 @@
+"""A tuning request as a caller states it (``TuneRequest``, the tool's input type) and its checked
+plan (``plan_search``): every rule a request must pass before a search starts, in one place.
+
+A search that would fail on its first line (unknown hyperparameter, a grid past ``max_grid_size``,
+a budget past ``max_trials``, a split the data cannot make, a resume of a run that is not a
+search...) is refused by ``plan_search`` with the field named, before any job or run exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mcp_server.error_handling import InvalidRequestError, NotFoundError, ResourceLimitError
+from mcp_server.estimators import REGISTRY
+from mcp_server.evaluation import LeakCheck, SplitSpec, check_split
+
+if TYPE_CHECKING:
+    from mcp_server.hyperparameter_tuning._halving import HalvingOptions
+    from mcp_server.hyperparameter_tuning._space import SearchSpace
+
+EstimatorName = Literal[tuple(REGISTRY)]  # the allow-list: the schema shows the choices
+ColumnList = Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=1000)]
+ParamName = Annotated[str, Field(min_length=1, max_length=100)]
+# Hyperparameter ranges beyond these are nonsense, and unbounded numbers reach numpy's samplers.
+MAX_ABS_BOUND = 10**12
+Bound = Annotated[float, Field(ge=-MAX_ABS_BOUND, le=MAX_ABS_BOUND)]
+IntBound = Annotated[int, Field(ge=-MAX_ABS_BOUND, le=MAX_ABS_BOUND)]
+LOG = "Sample on a log scale (low > 0)"
+# Every request model refuses unknown fields: a misspelt option must not be silently ignored.
+STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class IntParam(BaseModel):
+    model_config = STRICT
+    type: Literal["int"]
+    low: IntBound
+    high: IntBound
+    log: bool = Field(default=False, description=LOG)
+
+
+class FloatParam(BaseModel):
+    model_config = STRICT
+    type: Literal["float"]
+    low: Bound
+    high: Bound
+    log: bool = Field(default=False, description=LOG)
+
+
+class CategoricalParam(BaseModel):
+    model_config = STRICT
+    type: Literal["categorical"]
+    choices: list[Annotated[str, Field(max_length=200)] | int | float | bool | None] = Field(min_length=1, max_length=100)
+
+
+ParamSpec = Annotated[IntParam | FloatParam | CategoricalParam, Field(discriminator="type")]
+
+
+class TuneRequest(BaseModel):
+    """A search: which data, which estimator and space, how to score, what budget."""
+
+    model_config = STRICT
+    dataset: str = Field(min_length=1, max_length=200, description="A name from list_datasets")
+    target: str | None = Field(default=None, min_length=1, max_length=200, description="Column to predict")
+    features: ColumnList | None = Field(default=None, description="Default: all other columns")
+    drop: ColumnList | None = Field(default=None, description="Columns to leave out (ids, names, dates, leaks)")
+    estimator: EstimatorName = "random_forest"
+    strategy: Literal["grid", "random", "bayesian", "halving"] = Field(
+        default="random", description="halving: cheap rungs first (fewer trees, iterations or rows), the best "
+        "1/factor go on; grid candidates when every range is a list")
+    space: dict[ParamName, ParamSpec] | None = Field(
+        default=None, max_length=30,
+        description="Hyperparameter -> range, e.g. {'max_depth': {'type': 'int', 'low': 2, 'high': 12}}; "
+        "default: the estimator's own")
+    cv_folds: int = Field(default=5, ge=2, le=20)
+    scoring: str | None = Field(default=None, max_length=64, description="sklearn scorer; default per task")
+    max_trials: int = Field(default=20, ge=1, le=500, description="halving: every rung's trials count")
+    timeout_seconds: float | None = Field(default=None, gt=0, le=86_400)
+    early_stopping_patience: int | None = Field(default=None, ge=1, le=500, description="Trials without improvement")
+    pruning: Literal["none", "median", "best_margin"] = Field(default="none", description="Stop bad trials between folds")
+    factor: float = Field(default=3, gt=1, le=10, description="halving: keep the best 1/factor per rung")
+    min_resource: int | None = Field(default=None, ge=1, le=10**7, description="halving: first rung's resource")
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1, description="Default: drawn and recorded")
+    split: SplitSpec = Field(
+        default_factory=SplitSpec,
+        description="Holdout kept out of the search and folds of the rest, e.g. {'kind': 'group', 'column': "
+        "'player_id'}; run_pipeline with the same split tests on that holdout")
+    leak_check: LeakCheck = Field(default="stop", description="stop: leaking columns stop the job; warn: flag")
+    experiment_name: str | None = Field(default=None, min_length=1, max_length=200)
+    run_name: str | None = Field(default=None, min_length=1, max_length=200)
+    resume_from: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{32}$", max_length=32,
+        description="parent_run_id of an ended search to continue (same data, estimator, space, folds)")
+
+    def space_spec(self) -> dict[str, dict[str, Any]] | None:
+        """The space as plain dicts (what SearchSpace takes); None: the estimator's default."""
+        return {name: spec.model_dump() for name, spec in self.space.items()} if self.space else None
+
+    def halving_options(self) -> HalvingOptions | None:
+        if self.strategy != "halving":
+            return None
+        from mcp_server.hyperparameter_tuning._halving import HalvingOptions
+
+        return HalvingOptions(factor=self.factor, min_resource=self.min_resource)
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """A request checked against its data and the settings: what ``HyperparameterTuner.tune`` runs."""
+
+    request: TuneRequest
+    task: str
+    space: dict[str, Any]  # the searched space (the estimator's default when none was given)
+
+    def tune_arguments(self) -> dict[str, Any]:
+        """The keyword arguments of ``HyperparameterTuner.tune`` for this plan (X and y aside)."""
+        r = self.request
+        return dict(
+            estimator=r.estimator, space=self.space, strategy=r.strategy, scoring=r.scoring, cv_folds=r.cv_folds,
+            max_trials=r.max_trials, timeout=r.timeout_seconds, seed=r.seed, task=self.task,
+            pruning=None if r.pruning == "none" else r.pruning, early_stopping_patience=r.early_stopping_patience,
+            run_name=r.run_name, resume_from=r.resume_from, split=r.split, leak_check=r.leak_check,
+            dataset=r.dataset, halving=r.halving_options(),
+        )
+
+
+def plan_search(request: TuneRequest, X: Any, y: Any, *, settings: Any, tracker: Any = None) -> SearchPlan:
+    """Check ``request`` against the data ``X``/``y``, the settings' limits and (to resume) the
+    tracker; raise the error the search would raise first, naming the field."""
+    from mcp_server import estimators as registry
+    from mcp_server.hyperparameter_tuning._space import SearchSpace  # imports numpy
+
+    if request.max_trials > settings.max_trials:
+        raise ResourceLimitError(
+            f"max_trials must be at most {settings.max_trials} (settings.max_trials), got {request.max_trials}")
+    if request.cv_folds > settings.max_cv_folds:
+        raise ResourceLimitError(
+            f"cv_folds must be at most {settings.max_cv_folds} (settings.max_cv_folds), got {request.cv_folds}")
+    given = request.space_spec()
+    if given is not None:
+        _check_grid(request.strategy, SearchSpace(given), settings.max_grid_size)  # ranges first: no data needed
+    check_split(request.split, X.assign(**{str(y.name): y}), target=str(y.name), n_folds=request.cv_folds)
+    if len(y) < request.cv_folds:
+        raise InvalidRequestError(
+            f"cv_folds={request.cv_folds} needs at least that many labelled rows, dataset "
+            f"{request.dataset!r} has {len(y)}")
+    task = registry.infer_task(y)
+    space_spec = given if given is not None else registry.default_search_space(request.estimator, task)
+    space = SearchSpace(space_spec)
+    if given is None:
+        _check_grid(request.strategy, space, settings.max_grid_size)
+    registry.check_params(request.estimator, task, dict.fromkeys(space.names))
+    registry.check_space_limits(request.estimator, space)
+    if request.scoring is not None:
+        registry.check_scoring(request.scoring, task, y=y)
+    if request.resume_from is not None:
+        _check_resumable(request, tracker)
+    return SearchPlan(request=request, task=task, space=space_spec)
+
+
+def _check_grid(strategy: str, space: SearchSpace, max_grid_size: int) -> None:
+    if strategy != "grid":
+        return
+    try:
+        space.to_param_grid(max_grid_size=max_grid_size)
+    except ResourceLimitError as exc:
+        raise ResourceLimitError(f"space is too large for strategy='grid': {exc}") from None
+    except InvalidRequestError as exc:
+        raise InvalidRequestError(f"space does not suit strategy='grid': {exc}") from None
+
+
+def _check_resumable(request: TuneRequest, tracker: Any) -> None:
+    from mcp_server.hyperparameter_tuning._mlflow_log import KIND_TAG, PARENT_KIND
+
+    try:
+        run = tracker.get_run(request.resume_from)
+    except NotFoundError:
+        raise NotFoundError(f"resume_from={request.resume_from!r} does not name a run") from None
+    if run.tags.get(KIND_TAG) != PARENT_KIND:
+        raise InvalidRequestError(f"resume_from={request.resume_from!r} is not the parent run of a tuning search")
+    if run.experiment_id != tracker.experiment_id:
+        raise InvalidRequestError(
+            f"resume_from={request.resume_from!r} belongs to another experiment than "
+            f"experiment_name={tracker.experiment_name!r}; pass that search's experiment_name")
+    if run.status.value == "RUNNING":
+        raise InvalidRequestError(
+            f"resume_from={request.resume_from!r} is still RUNNING (its search is in progress); "
+            "resume a search that ended (FINISHED, KILLED or FAILED)")
