@@ -22,7 +22,7 @@ from mcp import Client
 from mcp_server import rbac
 from mcp_server.error_handling import ResourceLimitError
 from mcp_server.settings import Settings
-from tools import _identity
+from tools import identity
 from tools.server import build_server
 from tests.support import (
     payload,
@@ -142,10 +142,10 @@ async def test_denials_read_the_same_for_existing_and_missing_things(secured):
 TOKENS = ["first-token-0123456789", "second-token-abcdefghij", "third-token-zyxwvutsrq"]
 
 
-def verifier_with_three_tokens() -> _identity.SettingsTokenVerifier:
+def verifier_with_three_tokens() -> identity.SettingsTokenVerifier:
     entries = [{"sha256": hashlib.sha256(t.encode()).hexdigest(), "principal": f"p{i}", "roles": ["viewer"]}
                for i, t in enumerate(TOKENS[:2])]
-    return _identity.SettingsTokenVerifier(Settings(http_tokens=entries, http_token=TOKENS[2]))
+    return identity.SettingsTokenVerifier(Settings(http_tokens=entries, http_token=TOKENS[2]))
 
 
 async def test_every_configured_token_is_compared_in_constant_time(monkeypatch):
@@ -159,7 +159,7 @@ async def test_every_configured_token_is_compared_in_constant_time(monkeypatch):
         calls.append((len(a), len(b)))
         return compare(a, b)
 
-    monkeypatch.setattr(_identity.hmac, "compare_digest", counting)
+    monkeypatch.setattr(identity.hmac, "compare_digest", counting)
     for token in [*TOKENS, "wrong", TOKENS[0][:-1], ""]:
         calls.clear()
         accepted = await verifier.verify_token(token)

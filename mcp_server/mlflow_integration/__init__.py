@@ -18,10 +18,13 @@ _os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 from ._compare import compare_runs, comparison_frame, is_bookkeeping, lower_is_better  # noqa: E402
 from ._recovery import OWNER_TAG, hold_lease, owner, reap_orphaned_runs  # noqa: E402
 from ._store import create_sqlite_store, ensure_sqlite_migrated, is_migrated  # noqa: E402
+from ._protocol import Tracker  # noqa: E402
 from ._tracker import MLflowExperimentTracker, get_mlflow_tracker  # noqa: E402
 from ._types import DatasetRef, DatasetSource, MetricPoint, RunMetadata, RunStatus  # noqa: E402
 
 __all__ = [
+    "InMemoryTracker",
+    "Tracker",
     "OWNER_TAG",
     "MLflowExperimentTracker",
     "MetricPoint",
@@ -41,3 +44,12 @@ __all__ = [
     "is_bookkeeping",
     "lower_is_better",
 ]
+
+
+def __getattr__(name: str):
+    # InMemoryTracker imports mlflow's entities: loaded on first use, like every tracker.
+    if name == "InMemoryTracker":
+        from ._memory import InMemoryTracker
+
+        return InMemoryTracker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -33,6 +33,7 @@ from mlflow.store.entities.paged_list import PagedList
 from mlflow.utils.search_utils import SearchUtils
 
 from ..error_handling import InvalidRequestError, NotFoundError
+from ._tracker import MLflowExperimentTracker
 from ._types import now_ms
 
 
@@ -278,3 +279,15 @@ class InMemoryModelStore:
         if name is None:
             raise NotFoundError(f"model {model_uri!r} not found")
         return self.load(self.version_info(name, ref)["source"])
+
+
+class InMemoryTracker(MLflowExperimentTracker):
+    """The tracker of mock mode: runs, metrics, artifacts, the model registry and crash recovery
+    behave as on an MLflow store, but live in this process's memory (nothing is written)."""
+
+    mock_mode = True
+
+    def _open(self, uri: str) -> tuple[InMemoryClient, InMemoryModelStore]:
+        client = InMemoryClient()
+        self.tracking_uri = client.tracking_uri
+        return client, InMemoryModelStore()

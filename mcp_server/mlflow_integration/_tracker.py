@@ -57,7 +57,17 @@ def listed(items: list[Any], limit: int = 20) -> str:
 
 
 class MLflowExperimentTracker:
-    """Track experiments, runs, metrics and models in MLflow (or in memory with ``mock_mode``)."""
+    """Track experiments, runs, metrics and models in an MLflow store (``mock_mode=True`` builds an
+    ``InMemoryTracker`` instead). Implements ``Tracker``."""
+
+    mock_mode = False
+
+    def __new__(cls, *args: Any, mock_mode: bool = False, **kwargs: Any) -> MLflowExperimentTracker:
+        if mock_mode and cls is MLflowExperimentTracker:
+            from ._memory import InMemoryTracker
+
+            cls = InMemoryTracker
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -70,20 +80,13 @@ class MLflowExperimentTracker:
     ) -> None:
         self.settings = settings or Settings()
         self.experiment_name = experiment_name or self.settings.experiment_name
-        self.mock_mode = mock_mode
         self._current: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
             f"tracker-{id(self)}-runs", default=()
         )
         self._ended: set[str] = set()  # runs ended inside their start_run block
         self._writer = BatchWriter(self._call, flush_interval=flush_interval)
-        if mock_mode:
-            from ._memory import InMemoryClient, InMemoryModelStore
-
-            self._client, self._models = InMemoryClient(), InMemoryModelStore()
-            self.tracking_uri = self._client.tracking_uri
-        else:
-            self.tracking_uri = tracking_uri or str(self.settings.tracking_uri)
-            self._client, self._models = self._open(self.tracking_uri)
+        self.tracking_uri = tracking_uri or str(self.settings.tracking_uri)
+        self._client, self._models = self._open(self.tracking_uri)
         check_experiment_name(self.experiment_name)  # refused at once, though created on first write
         self._experiment_id: str | None = None
         self._experiment_lock = threading.Lock()
@@ -506,5 +509,5 @@ def get_mlflow_tracker(
     *,
     settings: Settings | None = None,
 ) -> MLflowExperimentTracker:
-    """Build a tracker (the seed's entry point)."""
+    """Build a tracker (the seed's entry point): MLflow, or in memory with ``mock_mode``."""
     return MLflowExperimentTracker(experiment_name, tracking_uri, mock_mode=mock_mode, settings=settings)
