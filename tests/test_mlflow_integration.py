@@ -27,7 +27,7 @@ def tracker(request, tmp_path):
     settings = Settings(data_home=tmp_path / "home")
     name = f"contract-{uuid.uuid4().hex[:8]}"
     if request.param == "mock":
-        t = MLflowExperimentTracker(name, mock_mode=True, settings=settings)
+        t = get_mlflow_tracker(name, mock_mode=True, settings=settings)
     elif request.param == "sqlite":
         t = MLflowExperimentTracker(name, f"sqlite:///{tmp_path / 'm.db'}", settings=settings)
     else:

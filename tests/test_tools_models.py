@@ -128,6 +128,41 @@ async def test_model_tools_explain_errors(tool_server, trained, tool, args, expe
     assert expected in text and "internal error" not in text
 
 
+async def test_list_models_shows_versions_aliases_metrics_and_warnings(tool_server, trained):
+    champion, challenger = trained
+    async with Client(tool_server) as client:
+        listed = payload(await client.call_tool("list_models", {}))
+    model = next(m for m in listed["models"] if m["name"] == "bc-model")
+    versions = {v["version"]: v for v in model["versions"]}
+    assert versions[1]["run_id"] == champion["run_id"] and versions[2]["run_id"] == challenger["run_id"]
+    assert sum("champion" in v["aliases"] for v in versions.values()) == 1  # wherever promotion left it
+    assert versions[1]["metrics"]["roc_auc"] == pytest.approx(champion["metrics"]["roc_auc"])
+    assert versions[2]["warnings"] == [] and versions[1]["warnings"] == []
+    assert not any(name.startswith("stage.") for v in versions.values() for name in v["metrics"])
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ({"model_name": "no-such-model"}, ["registered model 'no-such-model' not found", "bc-model"]),
+        ({"model_name": "bc-model", "alias_or_version": "99"}, ["version or alias '99' not found", "versions: 1, 2",
+                                                                 "aliases: champion"]),
+        ({"model_name": "bc-model", "alias_or_version": "staging"}, ["'staging' not found", "aliases: champion"]),
+    ],
+)
+async def test_missing_models_versions_and_aliases_list_what_exists(tool_server, trained, feature_rows, args, expected):
+    async with Client(tool_server) as client:
+        text = error_text(await client.call_tool("predict", {**args, "rows": feature_rows}))
+    assert all(part in text for part in expected), text
+
+
+async def test_a_missing_run_lists_the_latest_runs(tool_server, trained):
+    champion, _ = trained
+    async with Client(tool_server) as client:
+        text = error_text(await client.call_tool("get_run", {"run_id": "f" * 32}))
+    assert f"run '{'f' * 32}' not found" in text and champion["run_id"] in text
+
+
 @pytest.mark.parametrize(
     ("principal", "tool", "args"),
     [

@@ -58,7 +58,8 @@ def _describe(err: Mapping[str, Any], schema: Mapping[str, Any] | None) -> str:
         return f"{field}: unknown field{_did_you_mean(str(loc[-1]), allowed)}"
     if kind in ("literal_error", "enum"):
         choices = _choices(err)
-        return f"{field}: {value} is not one of {', '.join(map(repr, choices))}{_did_you_mean(err.get('input'), choices)}"
+        hint = _did_you_mean(err.get("input"), choices, list_options=False)
+        return f"{field}: {value} is not one of {', '.join(map(repr, choices))}{hint}"
     if "space" in loc and (kind in ("dict_type", "model_type", "model_attributes_type") or kind.startswith("union_tag")):
         return f"{field}: got {value}; a space maps each hyperparameter to its range, e.g. {SPACE_FORM}"
     if kind == "missing":
@@ -110,15 +111,18 @@ def _resolve(root: Mapping[str, Any] | None, node: Any) -> Mapping[str, Any] | N
     return None
 
 
-def _did_you_mean(given: Any, options: Sequence[Any]) -> str:
+def _did_you_mean(given: Any, options: Sequence[Any], *, list_options: bool = True) -> str:
     names = [str(o) for o in options]
     if isinstance(given, str):
+        same_but_case = [n for n in names if n.lower() == given.lower()]
+        if same_but_case:
+            return f"; did you mean {same_but_case[0]!r}?"
         if SYNONYMS.get(given) in names:
             return f"; did you mean {SYNONYMS[given]!r}?"
         close = difflib.get_close_matches(given, names, n=1, cutoff=0.6)
         if close:
             return f"; did you mean {close[0]!r}?"
-    if names and len(names) <= 40:
+    if list_options and names and len(names) <= 40:
         return f"; expected one of: {', '.join(names)}"
     return ""
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp_server.evaluation._split import SplitRecord
 from mcp_server.evaluation._warnings import ModelWarning
+
+if TYPE_CHECKING:
+    from mcp_server.mlflow_integration import Tracker
 
 FLAGGED_TAG = "evaluation.flagged"
 WARNINGS_TAG = "evaluation.warnings"
@@ -21,7 +24,7 @@ def evaluation_tags(split: SplitRecord | None, warnings: list[ModelWarning]) -> 
     return tags
 
 
-def record_evaluation(tracker: Any, run_id: str, *, split: SplitRecord | None, warnings: list[ModelWarning]) -> None:
+def record_evaluation(tracker: Tracker, run_id: str, *, split: SplitRecord | None, warnings: list[ModelWarning]) -> None:
     """Tags ``evaluation.*``; ``warnings.json``; ``split.json`` with the test row ids."""
     tracker.set_tags(evaluation_tags(split, warnings), run_id=run_id)
     tracker.log_dict([w.model_dump() for w in warnings], "warnings.json", run_id=run_id)

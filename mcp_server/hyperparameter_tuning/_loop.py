@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp_server.hyperparameter_tuning._parallel import ExecutionInterrupted
 from mcp_server.hyperparameter_tuning._pruning import Pruner
@@ -47,6 +47,9 @@ from mcp_server.hyperparameter_tuning._types import (
     resource_rank,
 )
 
+if TYPE_CHECKING:
+    from mcp_server.hyperparameter_tuning._search import SearchRequest
+
 logger = logging.getLogger(__name__)
 
 
@@ -55,19 +58,6 @@ class SearchCancelled(Exception):
 
 
 ALL_CANDIDATES = 2**31  # "ask for every remaining candidate" for strategies that propose ahead
-
-
-@dataclass
-class LoopConfig:
-    direction: Direction
-    scoring: str
-    max_trials: int | None
-    timeout: float | None = None
-    patience: int | None = None  # None: no early stopping
-    min_delta: float = 0.0
-    batch_size: int = 1
-    on_trial_error: OnTrialError = OnTrialError.RECORD
-    pruner: Pruner | None = None
 
 
 @dataclass
@@ -105,7 +95,8 @@ def make_record(number: int, outcome: TrialOutcome) -> TrialRecord:
 class SearchLoop:
     strategy: SearchStrategy
     evaluator: Any
-    config: LoopConfig
+    config: SearchRequest  # direction, scoring, budgets, patience, pruner, on_trial_error
+    batch_size: int = 1  # candidates proposed at a time (the execution's worker count)
     runner: BatchRunner = run_sequentially
     stream: StreamRunner | None = None  # None: always batched
     previous: list[TrialRecord] = field(default_factory=list)  # read back on resume
@@ -192,7 +183,7 @@ class SearchLoop:
                 out.stop_reason = reason
                 break
             rolling = self._rolling()
-            n = cfg.batch_size
+            n = self.batch_size
             if rolling:  # the whole remaining list: early stopping is checked trial by trial as results arrive
                 n = cfg.max_trials - len(self.trials) if cfg.max_trials is not None else ALL_CANDIDATES
             else:
@@ -220,7 +211,7 @@ class SearchLoop:
 
     def _evaluate(self, candidates: list[dict[str, Any]]) -> list[TrialOutcome]:
         n_folds = self.evaluator.n_folds
-        if self.config.pruner is None and self.config.batch_size > 1 and n_folds > 1:
+        if self.config.pruner is None and self.batch_size > 1 and n_folds > 1:
             # Fold-level tasks balance the pool far better than whole trials of unequal cost.
             tasks = [(run_fold, (self._evaluator_for(c), c, k)) for c in candidates for k in range(n_folds)]
             folds = self.runner(tasks)
@@ -232,7 +223,7 @@ class SearchLoop:
     def _rolling(self) -> bool:
         cfg = self.config
         return (
-            self.stream is not None and cfg.pruner is None and cfg.batch_size > 1
+            self.stream is not None and cfg.pruner is None and self.batch_size > 1
             and getattr(self.strategy, "proposes_ahead", False)
         )
 

@@ -15,12 +15,15 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp_server.error_handling import InvalidRequestError
 from mcp_server.evaluation import record_evaluation
 from mcp_server.hyperparameter_tuning._space import SearchSpace
 from mcp_server.hyperparameter_tuning._types import SearchedData, TrialRecord, TrialState, TuningResult
+
+if TYPE_CHECKING:
+    from mcp_server.mlflow_integration import Tracker
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +37,7 @@ _MAX_PARAM = 6000
 
 
 class TuningRunLogger:
-    def __init__(self, tracker: Any, *, scoring: str) -> None:
+    def __init__(self, tracker: Tracker, *, scoring: str) -> None:
         self.tracker = tracker
         self.scoring = scoring
         self.parent_run_id: str | None = None
@@ -164,7 +167,7 @@ def _fidelity_tags(tags: dict[str, str]) -> dict[str, int]:
     return {k: int(tags[k]) for k in ("bracket", "rung", "resource") if tags.get(k, "").isdigit()}
 
 
-def load_completed_trials(tracker: Any, parent_run_id: str, space: SearchSpace) -> tuple[list[TrialRecord], int]:
+def load_completed_trials(tracker: Tracker, parent_run_id: str, space: SearchSpace) -> tuple[list[TrialRecord], int]:
     """COMPLETE and PRUNED trials of an earlier search (FAILED ones are run again), and the next
     free trial number."""
     records: list[TrialRecord] = []

@@ -18,6 +18,7 @@ from mcp_server.estimators import REGISTRY
 from mcp_server.evaluation import LeakCheck, SplitSpec, check_split
 
 if TYPE_CHECKING:
+    from mcp_server.mlflow_integration import Tracker
     from mcp_server.hyperparameter_tuning._halving import HalvingOptions
     from mcp_server.hyperparameter_tuning._space import SearchSpace
 
@@ -126,7 +127,7 @@ class SearchPlan:
         )
 
 
-def plan_search(request: TuneRequest, X: Any, y: Any, *, settings: Any, tracker: Any = None) -> SearchPlan:
+def plan_search(request: TuneRequest, X: Any, y: Any, *, settings: Any, tracker: Tracker | None = None) -> SearchPlan:
     """Check ``request`` against the data ``X``/``y``, the settings' limits and (to resume) the
     tracker; raise the error the search would raise first, naming the field."""
     from mcp_server import estimators as registry
@@ -171,7 +172,7 @@ def _check_grid(strategy: str, space: SearchSpace, max_grid_size: int) -> None:
         raise InvalidRequestError(f"space does not suit strategy='grid': {exc}") from None
 
 
-def _check_resumable(request: TuneRequest, tracker: Any) -> None:
+def _check_resumable(request: TuneRequest, tracker: Tracker) -> None:
     from mcp_server.hyperparameter_tuning._mlflow_log import KIND_TAG, PARENT_KIND
 
     try:

@@ -11,12 +11,12 @@ import statistics
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp_server.error_handling import ExecutionError, InvalidRequestError
 from mcp_server.evaluation import DEFAULT_NEAR_PERFECT, ModelWarning, SplitRecord, near_perfect
 from mcp_server.hyperparameter_tuning._cv import EstimatorEvaluator
-from mcp_server.hyperparameter_tuning._loop import LoopConfig, LoopOutcome, SearchLoop
+from mcp_server.hyperparameter_tuning._loop import LoopOutcome, SearchLoop
 from mcp_server.hyperparameter_tuning._mlflow_log import TuningRunLogger, load_completed_trials
 from mcp_server.hyperparameter_tuning._parallel import execution
 from mcp_server.hyperparameter_tuning._pruning import Pruner
@@ -33,6 +33,9 @@ from mcp_server.hyperparameter_tuning._types import (
     TuningResult,
     TuningSummary,
 )
+
+if TYPE_CHECKING:
+    from mcp_server.mlflow_integration import Tracker
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +62,7 @@ class SearchRequest:
     on_trial_error: OnTrialError = OnTrialError.RECORD
     on_trial: Callable[[TrialRecord, TuningProgress], Any] | None = None
     should_stop: Callable[[], bool] | threading.Event | None = None
-    tracker: Any = None  # None: log nothing
+    tracker: Tracker | None = None  # None: log nothing
     resume_from: str | None = None
     run_name: str | None = None
     split: SplitRecord | None = None  # the holdout kept out of this search
@@ -136,12 +139,8 @@ def run_search(req: SearchRequest) -> TuningResult:
                        prefer_processes=prefer_processes, should_stop=_stop_check(req.should_stop)) as ex:
             loop = SearchLoop(
                 strategy=strategy, evaluator=evaluator,
-                config=LoopConfig(
-                    direction=req.direction, scoring=req.scoring, max_trials=req.max_trials,
-                    timeout=req.timeout, patience=req.patience, min_delta=req.min_delta,
-                    batch_size=ex.batch_size, on_trial_error=req.on_trial_error, pruner=req.pruner,
-                ),
-                runner=ex.runner, stream=ex.stream, previous=previous, next_number=next_number,
+                config=req, batch_size=ex.batch_size, runner=ex.runner, stream=ex.stream,
+                previous=previous, next_number=next_number,
                 on_record=run_logger.log_trial if run_logger else None,
                 on_trial=req.on_trial, should_stop=_stop_check(req.should_stop),
             )

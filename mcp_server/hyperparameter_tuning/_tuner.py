@@ -7,7 +7,7 @@ import logging
 import numbers
 import secrets
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp_server.error_handling import InvalidRequestError, ResourceLimitError
 from mcp_server.evaluation import (
@@ -40,6 +40,9 @@ from mcp_server.hyperparameter_tuning._space import DEFAULT_MAX_GRID_SIZE, Searc
 from mcp_server.hyperparameter_tuning._strategies import STRATEGIES
 from mcp_server.hyperparameter_tuning._types import Direction, OnTrialError, SearchedData, TuningResult
 
+if TYPE_CHECKING:
+    from mcp_server.mlflow_integration import Tracker
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_TRIALS = 20  # random / bayesian through tune() when max_trials is not given
@@ -50,7 +53,7 @@ class HyperparameterTuner:
 
     def __init__(
         self,
-        mlflow_tracker: Any = None,
+        mlflow_tracker: Tracker | None = None,
         enable_mlflow: bool = True,
         enable_early_stopping: bool = False,
         early_stopping_patience: int = 5,

@@ -16,10 +16,11 @@ _os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 _os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 from ._compare import compare_runs, comparison_frame, is_bookkeeping, lower_is_better  # noqa: E402
-from ._recovery import OWNER_TAG, hold_lease, owner, reap_orphaned_runs  # noqa: E402
+from ._factory import get_mlflow_tracker, reap_orphaned_runs  # noqa: E402
+from ._recovery import OWNER_TAG, hold_lease, owner  # noqa: E402
 from ._store import create_sqlite_store, ensure_sqlite_migrated, is_migrated  # noqa: E402
 from ._protocol import Tracker  # noqa: E402
-from ._tracker import MLflowExperimentTracker, get_mlflow_tracker  # noqa: E402
+from ._tracker import MLflowExperimentTracker  # noqa: E402
 from ._types import DatasetRef, DatasetSource, MetricPoint, RunMetadata, RunStatus  # noqa: E402
 
 __all__ = [

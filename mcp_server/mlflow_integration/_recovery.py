@@ -115,31 +115,3 @@ def _alive(pid: int) -> bool:
         return True  # exists, owned by another user
     return True
 
-
-def reap_orphaned_runs(settings) -> list[str]:
-    """End KILLED the RUNNING runs, in every experiment of the store, whose owning process died.
-
-    A server killed mid-search (SIGKILL, OOM, power loss) leaves its runs RUNNING forever; every
-    run records its owner, so a starting server ends those of dead processes and leaves the runs
-    of live servers sharing the store alone. On a sqlite store with no RUNNING run (the usual
-    start) this costs one query and never imports mlflow.
-    """
-    import logging
-
-    from ._store import count_running_runs
-    from ._tracker import get_mlflow_tracker
-
-    leases = settings.data_home / "leases"
-    if count_running_runs(str(settings.tracking_uri)) == 0:
-        remove_dead_leases(leases)
-        return []
-    tracker = get_mlflow_tracker(settings.experiment_name, settings=settings)
-    try:
-        reaped = tracker.reap_orphaned_runs(experiment_ids=tracker.all_experiment_ids())
-    finally:
-        tracker.close()
-    remove_dead_leases(leases)  # their runs are ended: the files may go
-    if reaped:
-        logging.getLogger(__name__).warning(
-            "ended %d orphaned run(s) KILLED (their server process died): %s", len(reaped), ", ".join(reaped))
-    return reaped

@@ -57,24 +57,16 @@ def listed(items: list[Any], limit: int = 20) -> str:
 
 
 class MLflowExperimentTracker:
-    """Track experiments, runs, metrics and models in an MLflow store (``mock_mode=True`` builds an
-    ``InMemoryTracker`` instead). Implements ``Tracker``."""
+    """Track experiments, runs, metrics and models in an MLflow store; implements ``Tracker``
+    (``InMemoryTracker`` is the same in memory: ``get_mlflow_tracker(mock_mode=True)``)."""
 
     mock_mode = False
-
-    def __new__(cls, *args: Any, mock_mode: bool = False, **kwargs: Any) -> MLflowExperimentTracker:
-        if mock_mode and cls is MLflowExperimentTracker:
-            from ._memory import InMemoryTracker
-
-            cls = InMemoryTracker
-        return super().__new__(cls)
 
     def __init__(
         self,
         experiment_name: str | None = None,
         tracking_uri: str | None = None,
         *,
-        mock_mode: bool = False,
         settings: Settings | None = None,
         flush_interval: float = 1.0,
     ) -> None:
@@ -500,14 +492,3 @@ class MLflowExperimentTracker:
 
     def close(self) -> None:
         self._writer.close()
-
-
-def get_mlflow_tracker(
-    experiment_name: str = "nba_model_training",
-    tracking_uri: str | None = None,
-    mock_mode: bool = False,
-    *,
-    settings: Settings | None = None,
-) -> MLflowExperimentTracker:
-    """Build a tracker (the seed's entry point): MLflow, or in memory with ``mock_mode``."""
-    return MLflowExperimentTracker(experiment_name, tracking_uri, mock_mode=mock_mode, settings=settings)

@@ -10,7 +10,7 @@ import uuid
 from functools import partial
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp_server.error_handling import InvalidRequestError, NotFoundError
 from mcp_server.mlflow_integration import compare_runs as compare_run_metadata
@@ -32,6 +32,9 @@ from mcp_server.training_pipeline._types import (
     StageResult,
     StageStatus,
 )
+
+if TYPE_CHECKING:
+    from mcp_server.mlflow_integration import Tracker
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +58,7 @@ class TrainingPipeline:
         self,
         name: str,
         config: Mapping[str, Any] | None = None,
-        mlflow_tracker: Any = None,
+        mlflow_tracker: Tracker | None = None,
         enable_mlflow: bool = True,
         *,
         settings: Any = None,

@@ -11,12 +11,15 @@ promoted or not.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
 from mcp_server.error_handling import InvalidRequestError, NotFoundError
 from mcp_server.mlflow_integration import lower_is_better
+
+if TYPE_CHECKING:
+    from mcp_server.mlflow_integration import Tracker
 
 CHAMPION_ALIAS = "champion"
 PRIMARY_METRIC_TAG = "primary_metric"  # on model versions
@@ -72,7 +75,7 @@ def check_alias(alias: str) -> str:
 
 
 def decide_promotion(
-    tracker: Any,
+    tracker: Tracker,
     model_name: str,
     version: int,
     *,
@@ -130,21 +133,21 @@ def _wins(new, previous, previous_version, metric, higher, alias) -> tuple[bool,
     return better, f"{metric} {new:.6g} is {relation} {alias} v{previous_version} ({previous:.6g}; {direction} is better)"
 
 
-def _alias_holder(tracker: Any, model_name: str, alias: str) -> dict[str, Any] | None:
+def _alias_holder(tracker: Tracker, model_name: str, alias: str) -> dict[str, Any] | None:
     try:
         return tracker.get_model_version(model_name, alias)
     except NotFoundError:
         return None
 
 
-def _run_tags(tracker: Any, run_id: str) -> dict[str, str]:
+def _run_tags(tracker: Tracker, run_id: str) -> dict[str, str]:
     try:
         return tracker.get_run(run_id).tags
     except NotFoundError:
         return {}
 
 
-def _run_metric(tracker: Any, version_info: dict[str, Any], metric: str) -> float | None:
+def _run_metric(tracker: Tracker, version_info: dict[str, Any], metric: str) -> float | None:
     run_id = version_info.get("run_id")
     if not run_id:
         return None
@@ -155,7 +158,7 @@ def _run_metric(tracker: Any, version_info: dict[str, Any], metric: str) -> floa
 
 
 def promote_model(
-    tracker: Any,
+    tracker: Tracker,
     model_name: str,
     version: int,
     *,
@@ -200,7 +203,7 @@ def promote_model(
 
 
 # --- predictions ---------------------------------------------------------------------------------
-def load_registered_model(tracker: Any, model_name: str, alias_or_version: int | str) -> Any:
+def load_registered_model(tracker: Tracker, model_name: str, alias_or_version: int | str) -> Any:
     check_model_name(model_name)
     ref = str(alias_or_version)
     tracker.get_model_version(model_name, ref if ref.isdigit() else check_alias(ref))  # missing: lists what exists
@@ -209,7 +212,7 @@ def load_registered_model(tracker: Any, model_name: str, alias_or_version: int |
     return tracker.load_model(f"models:/{model_name}@{check_alias(ref)}")
 
 
-def predict(tracker: Any, model_name: str, alias_or_version: int | str, rows: list[dict[str, Any]]) -> list:
+def predict(tracker: Tracker, model_name: str, alias_or_version: int | str, rows: list[dict[str, Any]]) -> list:
     """Predictions of a registered model for raw feature rows (column name -> value)."""
     model = load_registered_model(tracker, model_name, alias_or_version)
     frame = _rows_to_frame(model, rows, model_name)
@@ -220,7 +223,7 @@ def predict(tracker: Any, model_name: str, alias_or_version: int | str, rows: li
 
 
 def prediction_warnings(
-    tracker: Any, model_name: str, alias_or_version: int | str, rows: list[dict[str, Any]]
+    tracker: Tracker, model_name: str, alias_or_version: int | str, rows: list[dict[str, Any]]
 ) -> list[Any]:
     """Per-row warnings where the rows leave what the model saw in training (unseen categories,
     numbers far outside the training range); empty for models saved without a profile."""
@@ -231,7 +234,7 @@ def prediction_warnings(
 
 
 def predict_proba(
-    tracker: Any, model_name: str, alias_or_version: int | str, rows: list[dict[str, Any]]
+    tracker: Tracker, model_name: str, alias_or_version: int | str, rows: list[dict[str, Any]]
 ) -> list[dict[str, float]]:
     """Class probabilities (class label as text -> probability) for each row, for classifiers."""
     model = load_registered_model(tracker, model_name, alias_or_version)

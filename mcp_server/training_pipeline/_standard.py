@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
@@ -26,6 +26,9 @@ from mcp_server.training_pipeline._pipeline import StageCallback, TrainingPipeli
 from mcp_server.training_pipeline._registry import PIPELINE_PRIMARY_METRIC_TAG, PromotionDecision, check_model_name
 from mcp_server.training_pipeline._standard_stages import standard_stages
 from mcp_server.training_pipeline._types import PipelineStage, PipelineStatus, StageResult
+
+if TYPE_CHECKING:
+    from mcp_server.mlflow_integration import Tracker
 
 
 # Bounded like the tuning request, and like MLflow's own limit on a param value (6000 characters).
@@ -113,7 +116,7 @@ def run_standard_pipeline(
     request: StandardPipelineRequest,
     *,
     settings: Any,
-    tracker: Any,
+    tracker: Tracker,
     catalog: Any = None,
     validator: Any = None,
     should_stop: Callable[[], bool] | None = None,
