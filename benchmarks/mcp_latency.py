@@ -6,6 +6,7 @@
 - Read-tool latency (get_run, search_runs, compare_runs of 10 runs) over stdio and streamable HTTP,
   p50 / p95 per call, against the same work done by direct tracker calls in this process.
 - Server RSS (from /proc) idle after start, and after the latency calls.
+- The size of ``tools/list`` (compact JSON, as sent), which an agent pays for in every session.
 The store is a real sqlite MLflow store in a scratch data home, seeded with ``mcp_runs`` runs.
 """
 
@@ -37,6 +38,7 @@ SPAWN_TARGET = 1.5
 P50_TARGET = 0.050
 READ_TOOLS = ("get_run", "search_runs", "compare_runs")
 HTTP_TOKEN = "bench-token-0123456789abcdef"
+TOOLS_LIST_BUDGET = 24_000
 
 MINIMAL_SERVER = (
     "from mcp.server import MCPServer\n"
@@ -167,7 +169,9 @@ async def _measure(ctx: BenchContext, home: Path, ids: list[str]) -> dict[str, A
 
     out: dict[str, Any] = {"spawn": spawn, "latency": {}, "rss": {}, "minimal_rss": minimal_rss}
     async with Client(ours) as client:
-        available = {t.name for t in (await client.list_tools()).tools}
+        listed = await client.list_tools()
+        available = {t.name for t in listed.tools}
+        out["tools_list"] = (len(listed.model_dump_json(by_alias=True, exclude_none=True)), len(listed.tools))
         time.sleep(cfg.settle_seconds)
         pids = child_pids("tools.cli")
         out["rss"]["stdio idle"] = rss_bytes(pids[0]) if pids else None
@@ -222,6 +226,9 @@ def run(ctx: BenchContext) -> Section:
         "| transport | tool | p50 | p95 | direct tracker call p50 | p50 ratio | calls |",
         "|---|---|---|---|---|---|---|",
     )
+    chars, n_tools = measured["tools_list"]
+    section.rows.append(Row(NAME, f"tools/list size, developer role ({n_tools} tools; what an agent reads first)",
+                            f"{chars:,} characters", "", "", f"≤ {TOOLS_LIST_BUDGET:,}", chars <= TOOLS_LIST_BUDGET))
     missing = [t for t in READ_TOOLS if t not in measured["available"]]
     for transport, latencies in measured["latency"].items():
         for name, values in latencies.items():

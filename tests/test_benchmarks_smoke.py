@@ -61,6 +61,7 @@ def check_mcp_server(section: Section) -> None:
     latency_rows = [r for r in section.rows if "latency over" in r.measure]
     assert {r.measure.split(" latency")[0] for r in latency_rows} == {"get_run", "search_runs", "compare_runs"}
     assert {"stdio" in r.measure or "http" in r.measure for r in latency_rows} == {True}
+    assert row(section, "tools/list size").passed is True
 
 
 def check_honest_evaluation(section: Section) -> None:

@@ -31,19 +31,19 @@ async def test_an_agent_on_a_leaky_game_log_is_not_fooled(tmp_path_factory):
                                    env=server_env(home, data_dirs=[data], NBA_MCP_LOG_LEVEL="WARNING"),
                                    cwd=str(PROJECT_ROOT))
     async with Client(params) as client:
-        report = payload((await client.call_tool("validate_data", {"request": {"dataset": "games", "target": "WL"}})))
+        report = payload(await client.call_tool("validate_data", {"request": {"dataset": "games", "target": "WL"}}))
         by_rule = {(i["rule"], i["column"]) for i in report["issues"]}
         assert {("identifier_column", "Unnamed: 0"), ("datetime_column", "Date"), ("pair_leak", "PTS")} <= by_rule \
             or {("identifier_column", "Unnamed: 0"), ("datetime_column", "Date"), ("pair_leak", "OPP_PTS")} <= by_rule
         assert report["suggested_drop"] == ["Unnamed: 0", "GAME_ID", "Date", "PTS", "OPP_PTS"] and not report["passed"]
 
-        naive = payload((await client.call_tool("run_pipeline", {"request": NAIVE})))["result"]
+        naive = payload(await client.call_tool("run_pipeline", {"request": NAIVE}))["result"]
         assert naive["status"] == "FAILED" and naive["failed_stage"] == "data_validation"
         assert "data checks stopped this job before training" in naive["error"]
         assert "drop=['Unnamed: 0', 'GAME_ID', 'Date', 'PTS', 'OPP_PTS']" in naive["error"]
         assert naive["model_version"] is None and naive["promotion"] is None
 
-        warned = payload((await client.call_tool("run_pipeline", {"request": {**NAIVE, "leak_check": "warn"}})))
+        warned = payload(await client.call_tool("run_pipeline", {"request": {**NAIVE, "leak_check": "warn"}}))
         result = warned["result"]
         assert result["status"] == "COMPLETED" and result["flagged"]
         assert {"leak_suspect", "near_perfect_score"} <= {w["code"] for w in result["warnings"]}
@@ -51,15 +51,15 @@ async def test_an_agent_on_a_leaky_game_log_is_not_fooled(tmp_path_factory):
         assert any("flagged: leak_suspect" in event for event in warned["recent_events"])
 
         honest = {"drop": ["Unnamed: 0", "GAME_ID", "PTS", "OPP_PTS"], "split": {"kind": "time", "column": "Date"}}
-        tuned = payload((await client.call_tool("tune_hyperparameters", {"request": {
+        tuned = payload(await client.call_tool("tune_hyperparameters", {"request": {
             "dataset": "games", "target": "WL", "estimator": "random_forest", "max_trials": 2, "cv_folds": 3,
             "seed": 1, "experiment_name": "honest-e2e", **honest,
-            "space": {"max_depth": {"type": "int", "low": 2, "high": 6}}}})))["result"]
+            "space": {"max_depth": {"type": "int", "low": 2, "high": 6}}}}))["result"]
         assert tuned["warnings"] == [] and not tuned["flagged"] and tuned["split"]["n_test"] > 0
         assert "TimeSeriesSplit" in tuned["cv"]
 
-        fixed = payload((await client.call_tool("run_pipeline", {"request": {
-            **NAIVE, **honest, "params": tuned["best_params"]}})))
+        fixed = payload(await client.call_tool("run_pipeline", {"request": {
+            **NAIVE, **honest, "params": tuned["best_params"]}}))
         result = fixed["result"]
         assert result["split"]["test_digest"] == tuned["split"]["test_digest"]  # the rows the search never saw
         assert result["status"] == "COMPLETED" and result["warnings"] == [] and not result["flagged"]
@@ -67,6 +67,6 @@ async def test_an_agent_on_a_leaky_game_log_is_not_fooled(tmp_path_factory):
             "kind": "time", "column": "Date", "test_size": 0.2, "seed": 0, "gap": 0}
         assert result["metrics"]["roc_auc"] < 0.95 and "cv_roc_auc_mean" in result["metrics"]
 
-        champion = payload((await client.call_tool("get_run", {"run_id": result["run_id"]})))
+        champion = payload(await client.call_tool("get_run", {"run_id": result["run_id"]}))
         assert champion["tags"]["evaluation.flagged"] == "false"
         assert champion["params"]["split.kind"] == "time" and "Date" not in champion["params"]["features"]

@@ -43,24 +43,24 @@ async def test_tuning_job_over_stdio_with_progress_and_cancellation(data_home):
     async with Client(params) as client:
         # 1. A small job finishes within the call; progress arrives per trial.
         small = {"dataset": "iris", "estimator": "decision_tree", "max_trials": 3, "cv_folds": 3, "seed": 5}
-        done = payload((await client.call_tool("tune_hyperparameters", {"request": small}, progress_callback=on_progress)))
+        done = payload(await client.call_tool("tune_hyperparameters", {"request": small}, progress_callback=on_progress))
         assert done["state"] == "SUCCEEDED" and done["result"]["n_trials"] == 3
         assert [m for _, _, m in progress if m.startswith("trial 3/3")]
 
         # 2. cancel_job stops a running job after its current trial; its MLflow run ends KILLED.
-        started = payload((await client.call_tool("tune_hyperparameters", {"request": SLOW, "wait_seconds": 1.5})))
+        started = payload(await client.call_tool("tune_hyperparameters", {"request": SLOW, "wait_seconds": 1.5}))
         assert not started["done"]
         await client.call_tool("cancel_job", {"job_id": started["job_id"]})
-        final = payload((await client.call_tool("get_job", {"job_id": started["job_id"], "wait_seconds": 30})))
+        final = payload(await client.call_tool("get_job", {"job_id": started["job_id"], "wait_seconds": 30}))
         assert final["state"] == "CANCELLED" and final["result"]["stopped_reason"] == "cancelled"
-        run = payload((await client.call_tool("get_run", {"run_id": final["result"]["parent_run_id"]})))
+        run = payload(await client.call_tool("get_run", {"run_id": final["result"]["parent_run_id"]}))
         assert run["status"] == "KILLED"
 
         # 3. Cancelling the waiting request cancels the job it was waiting for.
         with anyio.move_on_after(2):
             await client.call_tool("tune_hyperparameters", {"request": {**SLOW, "seed": 4}, "wait_seconds": 30})
-        listed = payload((await client.call_tool("list_jobs", {"kind": "tune", "limit": 1})))["jobs"][0]
-        final = payload((await client.call_tool("get_job", {"job_id": listed["job_id"], "wait_seconds": 30})))
+        listed = payload(await client.call_tool("list_jobs", {"kind": "tune", "limit": 1}))["jobs"][0]
+        final = payload(await client.call_tool("get_job", {"job_id": listed["job_id"], "wait_seconds": 30}))
         assert final["state"] == "CANCELLED" and final["params"]["seed"] == 4
 
 

@@ -115,7 +115,7 @@ async def test_stdio_lists_tools_fast_and_answers(data_home):
             timings.append(time.perf_counter() - start)
         assert {"server_health", "list_datasets", "get_job"} <= names
     async with Client(params) as client:
-        health = payload((await client.call_tool("server_health", {})))
+        health = payload(await client.call_tool("server_health", {}))
     assert health["status"] == "ok"
     # Target ≤1.5 s on a quiet machine; the bound here leaves room for a loaded CI box.
     assert statistics.median(timings) < 4.0, timings

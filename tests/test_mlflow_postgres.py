@@ -73,12 +73,12 @@ async def test_a_pipeline_registers_promotes_and_predicts_through_the_server(pg_
     pipeline = {"dataset": "games", "target": "WL", "estimator": "logistic_regression", "model_name": name,
                 "experiment_name": "pg-pipelines"}
     async with Client(pg_server) as client:
-        champion = payload((await client.call_tool("run_pipeline", {"request": pipeline})))["result"]
-        challenger = payload((await client.call_tool("run_pipeline", {"request": {
-            **pipeline, "estimator": "decision_tree", "params": {"max_depth": 1}}})))["result"]
+        champion = payload(await client.call_tool("run_pipeline", {"request": pipeline}))["result"]
+        challenger = payload(await client.call_tool("run_pipeline", {"request": {
+            **pipeline, "estimator": "decision_tree", "params": {"max_depth": 1}}}))["result"]
         rows = GAMES.drop(columns="WL").head(3).to_dict(orient="records")
-        predicted = payload((await client.call_tool("predict", {
-            "model_name": name, "rows": rows})))
+        predicted = payload(await client.call_tool("predict", {
+            "model_name": name, "rows": rows}))
     assert champion["status"] == "COMPLETED" and champion["model_version"] == 1
     assert champion["promotion"]["promoted"]
     assert challenger["model_version"] == 2 and not challenger["promotion"]["promoted"]

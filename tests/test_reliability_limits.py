@@ -81,7 +81,7 @@ async def test_limits_are_refused_before_any_job_starts(limited, limit, tool, ar
         started = time.perf_counter()
         result = await client.call_tool(tool, args)
         seconds = time.perf_counter() - started
-        jobs = payload((await client.call_tool("list_jobs", {})))["jobs"]
+        jobs = payload(await client.call_tool("list_jobs", {}))["jobs"]
     assert expected in error_text(result)
     assert jobs == []  # refused at validation: no job was queued
     FIGURES[limit] = {"refused_in_seconds": round(seconds, 3), "message": error_text(result)[:200]}
@@ -89,17 +89,17 @@ async def test_limits_are_refused_before_any_job_starts(limited, limit, tool, ar
 
 async def test_one_job_runs_one_waits_the_next_is_refused_and_the_timeout_ends_a_long_job(limited):
     async with Client(limited) as client:
-        first = payload((await client.call_tool("tune_hyperparameters", {"request": SLOW, "wait_seconds": 0})))
-        second = payload((await client.call_tool(
-            "tune_hyperparameters", {"request": {**SLOW, "seed": 2}, "wait_seconds": 0})))
+        first = payload(await client.call_tool("tune_hyperparameters", {"request": SLOW, "wait_seconds": 0}))
+        second = payload(await client.call_tool(
+            "tune_hyperparameters", {"request": {**SLOW, "seed": 2}, "wait_seconds": 0}))
         third = await client.call_tool("tune_hyperparameters", {"request": {**SLOW, "seed": 3}, "wait_seconds": 0})
         assert "at most 1 jobs may wait in the queue" in error_text(third)
-        listed = payload((await client.call_tool("list_jobs", {})))
+        listed = payload(await client.call_tool("list_jobs", {}))
         assert (listed["running"], listed["queued"]) == (1, 1)
         assert second["state"] == "QUEUED"
 
         # The running job passes job_timeout_seconds=2: its trial in flight is killed, FAILED.
-        ended = payload((await client.call_tool("get_job", {"job_id": first["job_id"], "wait_seconds": 30})))
+        ended = payload(await client.call_tool("get_job", {"job_id": first["job_id"], "wait_seconds": 30}))
         assert ended["state"] == "FAILED" and ended["error"] == "job exceeded job_timeout_seconds=2"
         assert 2.0 <= ended["elapsed_seconds"] < 8.0, ended["elapsed_seconds"]
         partial = ended["result"]
@@ -112,14 +112,14 @@ async def test_one_job_runs_one_waits_the_next_is_refused_and_the_timeout_ends_a
         peak = 0
         with anyio.fail_after(30):
             while True:
-                now = payload((await client.call_tool("list_jobs", {})))
+                now = payload(await client.call_tool("list_jobs", {}))
                 peak = max(peak, now["running"])
                 states = {j["job_id"]: j["state"] for j in now["jobs"]}
                 if states[second["job_id"]] == "RUNNING":
                     break
                 await anyio.sleep(0.05)
         await client.call_tool("cancel_job", {"job_id": second["job_id"]})
-        final = payload((await client.call_tool("get_job", {"job_id": second["job_id"], "wait_seconds": 30})))
+        final = payload(await client.call_tool("get_job", {"job_id": second["job_id"], "wait_seconds": 30}))
     assert final["state"] in ("CANCELLED", "FAILED")
     assert peak <= 1
     FIGURES["max_concurrent_jobs"] = {"limit": 1, "queue_limit": 1, "peak_running": peak,

@@ -72,12 +72,12 @@ async def test_twenty_clients_read_while_two_searches_run(tmp_path, tmp_path_fac
             # Both searches are running (a parent run exists) before the load starts.
             with anyio.fail_after(60):
                 while True:
-                    jobs = payload((await control.call_tool("list_jobs", {})))
+                    jobs = payload(await control.call_tool("list_jobs", {}))
                     if jobs["running"] == 2 and all(j["progress"]["current"] >= 1 for j in jobs["jobs"]):
                         break
                     await anyio.sleep(0.1)
-            parents_seen = payload((await control.call_tool("search_runs", {"request": {
-                "experiment_name": "load", "filter_string": "tags.`nba_mcp.kind` = 'tuning_search'"}})))
+            parents_seen = payload(await control.call_tool("search_runs", {"request": {
+                "experiment_name": "load", "filter_string": "tags.`nba_mcp.kind` = 'tuning_search'"}}))
             a_parent = parents_seen["runs"][0]["run_id"]
 
             latencies: list[float] = []
@@ -111,13 +111,13 @@ async def test_twenty_clients_read_while_two_searches_run(tmp_path, tmp_path_fac
                 for number in range(CLIENTS):
                     group.start_soon(reader, number)
             load_seconds = time.perf_counter() - load_started
-            during = payload((await control.call_tool("list_jobs", {})))
-            finals = {name: payload((await control.call_tool("get_job", {"job_id": job_id, "wait_seconds": 50})))
+            during = payload(await control.call_tool("list_jobs", {}))
+            finals = {name: payload(await control.call_tool("get_job", {"job_id": job_id, "wait_seconds": 50}))
                       for name, job_id in job_ids.items()}
             for name, final in finals.items():
                 if not final["done"]:
-                    final = payload((await control.call_tool("get_job", {"job_id": job_ids[name], "wait_seconds": 50})
-                             ))
+                    final = payload(await control.call_tool("get_job", {"job_id": job_ids[name], "wait_seconds": 50})
+                             )
                     finals[name] = final
                 assert final["state"] == "SUCCEEDED", final
             cross_logged, checked = await check_trials_stayed_with_their_search(control, finals)
@@ -151,13 +151,13 @@ async def check_trials_stayed_with_their_search(client, finals: dict) -> tuple[l
     for name, final in finals.items():
         parent = final["result"]["parent_run_id"]
         expected_params = set(JOBS[name]["space"])
-        page = payload((await client.call_tool("search_runs", {"request": {
+        page = payload(await client.call_tool("search_runs", {"request": {
             "experiment_name": "load", "max_results": 100,
-            "filter_string": f"tags.mlflow.parentRunId = '{parent}'"}})))["runs"]
+            "filter_string": f"tags.mlflow.parentRunId = '{parent}'"}}))["runs"]
         numbers = set()
         for run in page:
             checked += 1
-            detail = payload((await client.call_tool("get_run", {"run_id": run["run_id"], "history_limit": 0})))
+            detail = payload(await client.call_tool("get_run", {"run_id": run["run_id"], "history_limit": 0}))
             numbers.add(detail["tags"]["trial_number"])
             if (set(run["params"]) != expected_params or "mean_score" not in run["metrics"]
                     or detail["tags"].get("mlflow.parentRunId") != parent):

@@ -73,7 +73,7 @@ class StoppableMlflowServer(MlflowServer):
 async def wait_until_trials(client, job_id: str, n: int) -> None:
     with anyio.fail_after(120):
         while True:
-            job = payload((await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 0.5})))
+            job = payload(await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 0.5}))
             assert not job["done"], job
             if job["progress"]["current"] >= n:
                 return
@@ -83,14 +83,14 @@ async def wait_for_end(client, job_id: str) -> tuple[dict, float]:
     started = time.perf_counter()
     with anyio.fail_after(120):
         while True:
-            job = payload((await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 0.2})))
+            job = payload(await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 0.2}))
             if job["done"]:
                 return job, time.perf_counter() - started
 
 
 async def health_while_down(client) -> tuple[dict, float]:
     started = time.perf_counter()
-    health = payload((await client.call_tool("server_health", {})))
+    health = payload(await client.call_tool("server_health", {}))
     return health, time.perf_counter() - started
 
 
@@ -103,9 +103,9 @@ async def test_tuning_job_fails_cleanly_when_the_tracking_server_goes_away(tmp_p
     try:
         async with Client(server) as client:
             for outage in ("stopped", "frozen"):
-                job_id = payload((await client.call_tool(
+                job_id = payload(await client.call_tool(
                     "tune_hyperparameters", {"request": {**LONG, "seed": len(figures)}, "wait_seconds": 0}
-                )))["job_id"]
+                ))["job_id"]
                 await wait_until_trials(client, job_id, 3)
                 outage_started = time.perf_counter()
                 if outage == "stopped":
@@ -125,7 +125,7 @@ async def test_tuning_job_fails_cleanly_when_the_tracking_server_goes_away(tmp_p
                 assert health_seconds < TIMEOUT + 2
                 during = await client.call_tool("tune_hyperparameters", {"request": SHORT, "wait_seconds": 30})
                 assert during.is_error and "tracking store unavailable" in during.content[0].text
-                listed = payload((await client.call_tool("list_jobs", {})))
+                listed = payload(await client.call_tool("list_jobs", {}))
                 assert listed["running"] == 0
 
                 restart_started = time.perf_counter()
@@ -142,7 +142,7 @@ async def test_tuning_job_fails_cleanly_when_the_tracking_server_goes_away(tmp_p
                 assert result["state"] == "SUCCEEDED" and result["result"]["n_trials"] == 3
                 parent = await client.call_tool("get_run", {"run_id": result["result"]["parent_run_id"]})
                 assert payload(parent)["status"] == "FINISHED"
-                health = payload((await client.call_tool("server_health", {})))
+                health = payload(await client.call_tool("server_health", {}))
                 assert health["status"] == "ok"
                 figures[outage] = {
                     "trials_before_outage": job["progress"]["current"],

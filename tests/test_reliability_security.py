@@ -70,7 +70,7 @@ ESCAPES = ["escape", "escape.csv", "dangling", "dangling.csv", "linked/secret", 
 async def test_path_escapes_are_refused_alike_whether_the_target_exists_or_not(secured):
     answers = {}
     async with Client(secured) as client:
-        listed = {d["name"] for d in payload((await client.call_tool("list_datasets", {})))["datasets"]}
+        listed = {d["name"] for d in payload(await client.call_tool("list_datasets", {}))["datasets"]}
         for name in ESCAPES:
             for tool, args in (("describe_dataset", {"name": name}),
                                ("validate_data", {"request": {"dataset": name}}),
@@ -98,11 +98,11 @@ async def test_denials_read_the_same_for_existing_and_missing_things(secured):
     async with Client(secured) as client:
         job = (await client.call_tool("tune_hyperparameters", {"request": SLOW_TUNE, "wait_seconds": 0}))
         job_id = payload(job)["job_id"]
-        runs = payload((await client.call_tool("search_runs", {"request": {"max_results": 1}})))["runs"]
+        runs = payload(await client.call_tool("search_runs", {"request": {"max_results": 1}}))["runs"]
         run_id = runs[0]["run_id"] if runs else None
         while run_id is None:  # the job's parent run
             await anyio.sleep(0.1)
-            runs = payload((await client.call_tool("search_runs", {"request": {"max_results": 1}})))["runs"]
+            runs = payload(await client.call_tool("search_runs", {"request": {"max_results": 1}}))["runs"]
             run_id = runs[0]["run_id"] if runs else None
     missing_job, missing_run = "0123456789ab", "f" * 32
     cases = [

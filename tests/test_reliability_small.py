@@ -71,9 +71,9 @@ async def test_a_viewer_sees_no_absolute_server_paths(server):
         with rbac.acting_as(principal):
             async with Client(server) as client:
                 texts = [
-                    str(payload((await client.call_tool("server_health", {})))),
-                    str(payload((await client.call_tool("list_experiments", {})))),
-                    str(payload((await client.call_tool("get_run", {"run_id": run_id})))),
+                    str(payload(await client.call_tool("server_health", {}))),
+                    str(payload(await client.call_tool("list_experiments", {}))),
+                    str(payload(await client.call_tool("get_run", {"run_id": run_id}))),
                     str((await client.read_resource(f"runs://{run_id}")).contents[0].text),
                 ]
         seen[principal.id] = [home in t for t in texts]
@@ -196,7 +196,7 @@ async def test_two_concurrent_resumes_of_one_search_never_duplicate_trials(serve
               "cv_folds": 2, "seed": 7, "leak_check": "warn", "experiment_name": "resume-race",
               "space": {"max_depth": {"type": "int", "low": 1, "high": 8}}}
     async with Client(server) as client:
-        first = payload((await client.call_tool("tune_hyperparameters", {"request": search, "wait_seconds": 30})))
+        first = payload(await client.call_tool("tune_hyperparameters", {"request": search, "wait_seconds": 30}))
         parent = first["result"]["parent_run_id"]
         resumed = {**search, "max_trials": 12, "resume_from": parent}
         answers = []

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.anyio
 
 async def test_list_datasets_shows_files_and_builtins(tool_server):
     async with Client(tool_server) as client:
-        names = {d["name"] for d in payload((await client.call_tool("list_datasets", {})))["datasets"]}
+        names = {d["name"] for d in payload(await client.call_tool("list_datasets", {}))["datasets"]}
     assert {"nba_logreg", "all_seasons", "sklearn:iris", "sklearn:breast_cancer"} <= names
 
 
@@ -28,7 +28,7 @@ async def test_list_datasets_shows_files_and_builtins(tool_server):
 )
 async def test_describe_dataset(tool_server, args, check):
     async with Client(tool_server) as client:
-        description = payload((await client.call_tool("describe_dataset", args)))
+        description = payload(await client.call_tool("describe_dataset", args))
     assert check(description)
 
 
@@ -49,8 +49,8 @@ async def test_describe_dataset_errors(tool_server, args, expected):
 async def test_validate_data_against_a_schema_reports_issues(tool_server):
     request = {"dataset": "nba_logreg", "target": "TARGET_5Yrs", "schema_name": "player_stats"}
     async with Client(tool_server) as client:
-        report = payload((await client.call_tool("validate_data", {"request": request})))
-        strict = payload((await client.call_tool("validate_data", {"request": {**request, "fail_on_warnings": True}})))
+        report = payload(await client.call_tool("validate_data", {"request": request}))
+        strict = payload(await client.call_tool("validate_data", {"request": {**request, "fail_on_warnings": True}}))
     assert report["passed"] and report["schema_name"] == "player_stats"
     rules = {i["rule"] for i in report["issues"]}
     assert "duplicate_rows" in rules and report["summary"]["warning"] >= 1

@@ -28,11 +28,11 @@ def logged_runs(tool_server):
 
 async def test_start_experiment_creates_then_reuses_and_records_a_run(tool_server):
     async with Client(tool_server) as client:
-        first = payload((await client.call_tool("start_experiment", {"request": {
-            "name": "agent-exp", "run_name": "plan", "params": {"budget": 20}, "tags": {"goal": "rookies"}}})))
-        again = payload((await client.call_tool("start_experiment", {"request": {"name": "agent-exp"}})))
-        run = payload((await client.call_tool("get_run", {"run_id": first["run_id"]})))
-        names = [e["name"] for e in payload((await client.call_tool("list_experiments", {})))["experiments"]]
+        first = payload(await client.call_tool("start_experiment", {"request": {
+            "name": "agent-exp", "run_name": "plan", "params": {"budget": 20}, "tags": {"goal": "rookies"}}}))
+        again = payload(await client.call_tool("start_experiment", {"request": {"name": "agent-exp"}}))
+        run = payload(await client.call_tool("get_run", {"run_id": first["run_id"]}))
+        names = [e["name"] for e in payload(await client.call_tool("list_experiments", {}))["experiments"]]
     assert first["created"] and not again["created"]
     assert first["experiment_id"] == again["experiment_id"] and again["run_id"] is None
     assert run["params"] == {"budget": "20"} and run["tags"]["goal"] == "rookies"
@@ -42,10 +42,10 @@ async def test_start_experiment_creates_then_reuses_and_records_a_run(tool_serve
 async def test_search_runs_filters_orders_and_pages(tool_server, logged_runs):
     base = {"experiment_name": "compare-tests", "order_by": ["metrics.roc_auc DESC"], "max_results": 1}
     async with Client(tool_server) as client:
-        page1 = payload((await client.call_tool("search_runs", {"request": base})))
-        page2 = payload((await client.call_tool("search_runs", {"request": {**base, "page_token": page1["next_page_token"]}})))
-        filtered = payload((await client.call_tool("search_runs", {"request": {
-            "experiment_name": "compare-tests", "filter_string": "metrics.roc_auc < 0.75"}})))
+        page1 = payload(await client.call_tool("search_runs", {"request": base}))
+        page2 = payload(await client.call_tool("search_runs", {"request": {**base, "page_token": page1["next_page_token"]}}))
+        filtered = payload(await client.call_tool("search_runs", {"request": {
+            "experiment_name": "compare-tests", "filter_string": "metrics.roc_auc < 0.75"}}))
         bad = await client.call_tool("search_runs", {"request": {"experiment_name": "compare-tests", "filter_string": "metrics.x >"}})
     assert [r["run_name"] for r in page1["runs"] + page2["runs"]] == ["depth-8", "depth-3"]
     assert [r["run_id"] for r in filtered["runs"]] == [logged_runs[0]]
@@ -54,7 +54,7 @@ async def test_search_runs_filters_orders_and_pages(tool_server, logged_runs):
 
 async def test_get_run_pages_metric_history(tool_server, logged_runs):
     async with Client(tool_server) as client:
-        run = payload((await client.call_tool("get_run", {"run_id": logged_runs[0], "history_limit": 2, "history_offset": 1})))
+        run = payload(await client.call_tool("get_run", {"run_id": logged_runs[0], "history_limit": 2, "history_offset": 1}))
         missing = await client.call_tool("get_run", {"run_id": "f" * 32})
         malformed = await client.call_tool("get_run", {"run_id": "42"})
     history = run["metric_history"]["train_loss"]

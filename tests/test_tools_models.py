@@ -33,9 +33,9 @@ def feature_rows():
 async def trained(tool_server):
     """A champion (logistic regression) and a weaker challenger (a depth-1 tree)."""
     async with Client(tool_server) as client:
-        champion = payload((await client.call_tool("run_pipeline", {"request": PIPELINE})))
-        challenger = payload((await client.call_tool("run_pipeline", {"request": {
-            **PIPELINE, "estimator": "decision_tree", "params": {"max_depth": 1}}})))
+        champion = payload(await client.call_tool("run_pipeline", {"request": PIPELINE}))
+        challenger = payload(await client.call_tool("run_pipeline", {"request": {
+            **PIPELINE, "estimator": "decision_tree", "params": {"max_depth": 1}}}))
     return champion["result"], challenger["result"]
 
 
@@ -62,9 +62,9 @@ async def test_pipeline_reports_stage_progress(tool_server):
         progress.append(message)
 
     async with Client(tool_server) as client:
-        job = payload((await client.call_tool("run_pipeline", {"request": {
+        job = payload(await client.call_tool("run_pipeline", {"request": {
             **PIPELINE, "model_name": "knn-model", "estimator": "knn"}},
-            progress_callback=on_progress)))
+            progress_callback=on_progress))
     assert job["result"]["status"] == "COMPLETED"
     stages = [m for m in progress if m.startswith("stage ")]
     assert stages[0] == "stage 1/6 data_validation: running"
@@ -86,24 +86,24 @@ async def test_pipeline_reports_stage_progress(tool_server):
 )
 async def test_pipeline_rejects_bad_requests(tool_server, update, expected):
     async with Client(tool_server) as client:
-        before = payload((await client.call_tool("list_jobs", {})))["jobs"]
+        before = payload(await client.call_tool("list_jobs", {}))["jobs"]
         assert expected in error_text(await client.call_tool("run_pipeline", {"request": {**PIPELINE, **update}}))
-        after = payload((await client.call_tool("list_jobs", {})))["jobs"]
+        after = payload(await client.call_tool("list_jobs", {}))["jobs"]
     assert after == before  # refused at the call: no job was queued
 
 
 async def test_register_promote_and_predict(tool_server, trained, feature_rows):
     champion, challenger = trained
     async with Client(tool_server) as client:
-        registered = payload((await client.call_tool(
-            "register_model", {"run_id": champion["run_id"], "model_name": "bc-copy"})))
-        refused = payload((await client.call_tool("promote_model", {"request": {"model_name": "bc-model", "version": 2}})))
-        forced = payload((await client.call_tool("promote_model", {"request": {
-            "model_name": "bc-model", "version": 2, "force": True}})))
-        by_alias = payload((await client.call_tool("predict", {
-            "model_name": "bc-model", "rows": feature_rows, "probabilities": True})))
-        by_version = payload((await client.call_tool("predict", {
-            "model_name": "bc-model", "alias_or_version": "1", "rows": feature_rows})))
+        registered = payload(await client.call_tool(
+            "register_model", {"run_id": champion["run_id"], "model_name": "bc-copy"}))
+        refused = payload(await client.call_tool("promote_model", {"request": {"model_name": "bc-model", "version": 2}}))
+        forced = payload(await client.call_tool("promote_model", {"request": {
+            "model_name": "bc-model", "version": 2, "force": True}}))
+        by_alias = payload(await client.call_tool("predict", {
+            "model_name": "bc-model", "rows": feature_rows, "probabilities": True}))
+        by_version = payload(await client.call_tool("predict", {
+            "model_name": "bc-model", "alias_or_version": "1", "rows": feature_rows}))
     assert registered["version"] == 1 and registered["primary_metric"] == "roc_auc"
     assert not refused["promoted"] and forced["promoted"] and forced["previous_version"] == 1
     assert len(by_alias["predictions"]) == 3 and set(by_alias["probabilities"][0]) == {"0", "1"}

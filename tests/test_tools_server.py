@@ -160,7 +160,7 @@ async def test_unexpected_error_is_sanitized_and_server_keeps_serving(settings):
         assert result.is_error
         text = result.content[0].text
         assert "secret" not in text and "internal error while running explode (error id " in text
-        assert payload((await client.call_tool("echo", {"text": "ok"}))) == {"text": "ok"}
+        assert payload(await client.call_tool("echo", {"text": "ok"})) == {"text": "ok"}
 
 
 # --- startup cost -------------------------------------------------------------------------------
@@ -278,7 +278,7 @@ async def test_prompt_walks_through_the_workflow(server):
 async def test_server_health_reports_store_jobs_and_latencies(server):
     async with Client(server) as client:
         await client.call_tool("list_jobs", {})
-        health = payload((await client.call_tool("server_health", {})))
+        health = payload(await client.call_tool("server_health", {}))
     assert health["status"] == "ok" and health["tracking_reachable"] is True
     assert health["tools"]["list_jobs"]["calls"] >= 1
     assert health["jobs_running"] == 0 and health["max_concurrent_jobs"] == 2
@@ -288,6 +288,6 @@ async def test_server_health_is_degraded_when_the_store_is_unreachable(tmp_path)
     settings = isolated_settings(tmp_path, tracking_uri="http://127.0.0.1:9", tracking_timeout_seconds=2)
     server = build_server(settings)
     async with Client(server) as client:
-        health = payload((await client.call_tool("server_health", {})))
+        health = payload(await client.call_tool("server_health", {}))
     assert health["status"] == "degraded" and not health["tracking_reachable"]
     assert health["tracking_error"]

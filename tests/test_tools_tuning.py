@@ -88,9 +88,9 @@ async def test_viewer_may_not_tune(tool_server):
 
 async def test_job_id_when_not_done_in_time_then_poll_and_cancel(tool_server):
     async with Client(tool_server) as client:
-        started = payload((await client.call_tool(
+        started = payload(await client.call_tool(
             "tune_hyperparameters", {"request": {**SLOW, "experiment_name": "tuning-cancel"}, "wait_seconds": 0}
-        )))
+        ))
         assert started["state"] in ("QUEUED", "RUNNING") and not started["done"]
         assert "get_job" in started["hint"] and started["result"] is None
         job_id = started["job_id"]
@@ -104,13 +104,13 @@ async def test_job_id_when_not_done_in_time_then_poll_and_cancel(tool_server):
             await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 0.5}, progress_callback=on_progress)
         cancelled = await client.call_tool("cancel_job", {"job_id": job_id})
         assert payload(cancelled)["state"] in ("RUNNING", "CANCELLED")
-        final = payload((await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 30})))
+        final = payload(await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 30}))
         assert final["state"] == "CANCELLED"
         partial = final["result"]
         assert partial["stopped_reason"] == "cancelled" and 1 <= partial["n_trials"] < 60
         parent = await client.call_tool("get_run", {"run_id": partial["parent_run_id"]})
         assert payload(parent)["status"] == "KILLED"
-        listed = payload((await client.call_tool("list_jobs", {"state": "CANCELLED"})))
+        listed = payload(await client.call_tool("list_jobs", {"state": "CANCELLED"}))
         assert job_id in [j["job_id"] for j in listed["jobs"]]
 
 
@@ -122,7 +122,7 @@ async def test_jobs_beyond_the_limit_queue_and_others_jobs_need_delete(tool_serv
                 "tune_hyperparameters", {"request": {**SLOW, "seed": seed}, "wait_seconds": 0}
             )
             ids.append(payload(job)["job_id"])
-        listed = payload((await client.call_tool("list_jobs", {"kind": "tune", "limit": 3})))
+        listed = payload(await client.call_tool("list_jobs", {"kind": "tune", "limit": 3}))
         assert listed["running"] <= 2 and listed["running"] + listed["queued"] == 3
         with rbac.acting_as(ANALYST):  # analysts run jobs, but may not cancel someone else's
             async with Client(tool_server) as other:
@@ -153,11 +153,11 @@ async def test_abandoning_a_get_job_poll_leaves_the_job_running(tool_server):
     import anyio
 
     async with Client(tool_server) as client:
-        job_id = payload((await client.call_tool(
-            "tune_hyperparameters", {"request": {**SLOW, "seed": 11}, "wait_seconds": 0})))["job_id"]
+        job_id = payload(await client.call_tool(
+            "tune_hyperparameters", {"request": {**SLOW, "seed": 11}, "wait_seconds": 0}))["job_id"]
         with anyio.move_on_after(0.5):
             await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 20})
-        still = payload((await client.call_tool("get_job", {"job_id": job_id})))
+        still = payload(await client.call_tool("get_job", {"job_id": job_id}))
         assert still["state"] in ("QUEUED", "RUNNING")
         await client.call_tool("cancel_job", {"job_id": job_id})
         final = await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 30})

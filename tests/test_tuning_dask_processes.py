@@ -182,21 +182,21 @@ async def test_cancel_job_stops_the_clusters_tasks(cluster, tmp_path, tmp_path_f
     server = build_server(settings)
     try:
         async with Client(server) as client:
-            started = payload((await client.call_tool("tune_hyperparameters",
-                                              {"request": request, "wait_seconds": 0})))
+            started = payload(await client.call_tool("tune_hyperparameters",
+                                              {"request": request, "wait_seconds": 0}))
             job_id = started["job_id"]
             deadline = time.monotonic() + 90
             busy = False  # seen the cluster run this job's tasks
             with DaskClient(cluster.address, timeout=10, set_as_default=False) as watcher:
                 while True:
-                    view = payload((await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 0.2})))
+                    view = payload(await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 0.2}))
                     busy = busy or any(watcher.processing().values())
                     if busy and view["progress"]["current"] >= 2:
                         break
                     assert not view["done"] and time.monotonic() < deadline, view
             await client.call_tool("cancel_job", {"job_id": job_id})
             cancelled_at = time.monotonic()
-            final = payload((await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 30})))
+            final = payload(await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 30}))
         assert final["state"] == "CANCELLED", final
         assert final["result"]["n_trials"] < request["max_trials"]
         with DaskClient(cluster.address, timeout=10, set_as_default=False) as watcher:
