@@ -10,13 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import signal
 import socket
 import sqlite3
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -26,9 +21,9 @@ from mcp import Client
 from mcp_server.mlflow_integration import OWNER_TAG, get_mlflow_tracker
 from mcp_server.mlflow_integration import reap_orphaned_runs
 from tools.server import build_server
+from tests.support.stdio import RawStdioServer
 from tests.support import payload, data_folder, isolated_settings, server_env, shared_template
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SEARCH = {
     "dataset": "breast_cancer", "estimator": "random_forest", "strategy": "random", "max_trials": 30,
     "cv_folds": 3, "seed": 5, "experiment_name": "crash-recovery",
@@ -36,66 +31,6 @@ SEARCH = {
               "max_depth": {"type": "int", "low": 2, "high": 12}},
 }
 KILL_AFTER_TRIALS = 5
-
-
-class RawStdioServer:
-    """``nba-mcp serve`` over stdio, spoken to with raw JSON-RPC lines (so the test owns the pid)."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.log = open(log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tools.cli", "serve"], cwd=PROJECT_ROOT, env=env,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
-        )
-        self._lines: queue.Queue[bytes] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        self._next_id = 0
-        self.request("initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
-                                    "clientInfo": {"name": "crash-test", "version": "1"}})
-        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self._lines.put(line)
-
-    def send(self, message: dict) -> None:
-        self.proc.stdin.write(json.dumps(message).encode() + b"\n")
-        self.proc.stdin.flush()
-
-    def request(self, method: str, params: dict, timeout: float = 90) -> dict:
-        self._next_id += 1
-        line = json.dumps({"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params})
-        message = self.exchange(line.encode(), self._next_id, timeout)
-        assert "error" not in message, message
-        return message["result"]
-
-    def exchange(self, line: bytes, request_id: int | None, timeout: float = 90) -> dict:
-        """Write one raw line; return the answer to ``request_id`` (None: the first message back)."""
-        self.proc.stdin.write(line + b"\n")
-        self.proc.stdin.flush()
-        deadline = time.monotonic() + timeout
-        while True:
-            message = json.loads(self._lines.get(timeout=max(0.1, deadline - time.monotonic())))
-            if request_id is None or message.get("id") == request_id:
-                return message
-
-    def call_tool(self, name: str, arguments: dict, timeout: float = 90) -> dict:
-        return self.request("tools/call", {"name": name, "arguments": arguments}, timeout)
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)  # reaped, as the MCP client that spawned it would
-        self.log.close()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
 
 
 def store_rows(db: Path, sql: str, *args) -> list[tuple]:

@@ -319,7 +319,7 @@ def test_a_real_stdio_process_survives_hostile_calls(hostile, hostile_home):
 @pytest.mark.slow
 def test_raw_json_with_nan_infinity_and_garbage_over_stdio(hostile_home, tmp_path):
     """What an SDK client cannot send: NaN / Infinity tokens, broken JSON, a 4 MB argument."""
-    from tests.test_reliability_crash import RawStdioServer
+    from tests.support.stdio import RawStdioServer
 
     root, data, template = hostile_home
     home = tmp_path / "home"

@@ -26,7 +26,8 @@ import pandas as pd
 import pytest
 from mcp import Client
 
-from tests.test_reliability_crash import RawStdioServer, parent_run, running_runs, store_rows
+from tests.support.stdio import RawStdioServer
+from tests.test_reliability_crash import parent_run, running_runs, store_rows
 from tools.server import build_server
 from tests.support import (
     payload,  # noqa: F401  (template_db, tool_settings: fixtures)

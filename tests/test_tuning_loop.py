@@ -12,15 +12,15 @@ from sklearn.ensemble import RandomForestClassifier
 
 from mcp_server.error_handling import ExecutionError
 from mcp_server.hyperparameter_tuning import (
+    BayesianStrategy,
     BestMarginPruner,
     HyperparameterTuner,
     MedianPruner,
     SearchCancelled,
+    SearchSpace,
     StopReason,
     TrialState,
 )
-from mcp_server.hyperparameter_tuning._strategies import BayesianStrategy
-from mcp_server.hyperparameter_tuning._space import SearchSpace
 
 X, Y = make_classification(n_samples=150, n_features=6, random_state=1)
 SMALL_RF = RandomForestClassifier(n_estimators=5, random_state=0)
@@ -154,8 +154,17 @@ def test_on_trial_reports_progress_and_can_stop_the_search():
     assert tuner.get_tuning_summary()["stopped_reason"] == StopReason.CANCELLED.value
 
 
+SEARCHES = {
+    "grid": lambda tuner, **hooks: tuner.grid_search({"a": list(range(6))}, lambda p: p, lambda m: 0.1 * m["a"], **hooks),
+    "halving": lambda tuner, **hooks: tuner.tune(
+        estimator=SMALL_RF, X=X, y=Y, space={"max_depth": [2, 3, 4], "min_samples_leaf": [1, 5]},
+        strategy="halving", scoring="roc_auc", cv_folds=3, seed=0, **hooks),
+}
+
+
+@pytest.mark.parametrize("search", sorted(SEARCHES))
 @pytest.mark.parametrize("mechanism", ["event", "callable", "exception"])
-def test_cooperative_cancellation_after_the_current_trial(mechanism):
+def test_cooperative_cancellation_after_the_current_trial(search, mechanism):
     event = threading.Event()
     seen = []
 
@@ -168,27 +177,7 @@ def test_cooperative_cancellation_after_the_current_trial(mechanism):
 
     should_stop = {"event": event, "callable": event.is_set, "exception": None}[mechanism]
     tuner = HyperparameterTuner(enable_mlflow=False)
-    tuner.grid_search({"a": list(range(6))}, lambda p: p, lambda m: 0.1 * m["a"], on_trial=on_trial, should_stop=should_stop)
-    assert seen == [0, 1]
-    assert tuner.get_tuning_summary()["stopped_reason"] == "cancelled"
-
-
-@pytest.mark.parametrize("mechanism", ["event", "callable", "exception"])
-def test_halving_cancellation_after_the_current_trial(mechanism):
-    event = threading.Event()
-    seen = []
-
-    def on_trial(trial, progress):
-        seen.append(trial.number)
-        if trial.number == 1:
-            if mechanism == "exception":
-                raise SearchCancelled()
-            event.set()
-
-    should_stop = {"event": event, "callable": event.is_set, "exception": None}[mechanism]
-    tuner = HyperparameterTuner(enable_mlflow=False)
-    tuner.tune(estimator=SMALL_RF, X=X, y=Y, space={"max_depth": [2, 3, 4], "min_samples_leaf": [1, 5]},
-               strategy="halving", scoring="roc_auc", cv_folds=3, seed=0, on_trial=on_trial, should_stop=should_stop)
+    SEARCHES[search](tuner, on_trial=on_trial, should_stop=should_stop)
     assert seen == [0, 1]
     assert tuner.get_tuning_summary()["stopped_reason"] == "cancelled"
 

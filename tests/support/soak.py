@@ -8,71 +8,16 @@ no run RUNNING, registry versions unique and the champion alias on a promoted ve
 
 from __future__ import annotations
 
-import json
-import queue
-import subprocess
-import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tests.support import server_env
-from tests.support.data import PROJECT_ROOT
+from tests.support.stdio import RawStdioServer
 
 TRIALS_PER_SEARCH = 4
 MODEL_NAME = "team-soak-model"
-
-
-class StdioServer:
-    """``nba-mcp serve`` over stdio, spoken to with raw JSON-RPC lines."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "serve"], cwd=PROJECT_ROOT, env=env,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
-        self._lines: queue.Queue[bytes] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        self._next_id = 0
-        self.request("initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
-                                    "clientInfo": {"name": "team-soak", "version": "1"}}, timeout=120)
-        self._send({"jsonrpc": "2.0", "method": "notifications/initialized"})
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self._lines.put(line)
-
-    def _send(self, message: dict) -> None:
-        self.proc.stdin.write(json.dumps(message).encode() + b"\n")
-        self.proc.stdin.flush()
-
-    def request(self, method: str, params: dict, timeout: float = 90) -> dict:
-        self._next_id += 1
-        self._send({"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params})
-        deadline = time.monotonic() + timeout
-        while True:
-            message = json.loads(self._lines.get(timeout=max(0.1, deadline - time.monotonic())))
-            if message.get("id") == self._next_id:
-                if "error" in message:
-                    raise RuntimeError(f"{method} failed: {message['error']}")
-                return message["result"]
-
-    def call_tool(self, name: str, arguments: dict, timeout: float = 90) -> dict:
-        result = self.request("tools/call", {"name": name, "arguments": arguments}, timeout)
-        if result.get("isError"):
-            raise RuntimeError(f"{name} failed: {result['content'][0]['text']}")
-        return json.loads(result["content"][0]["text"])
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.close()  # the client went away: the server ends its jobs and exits
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
 
 
 @dataclass
@@ -105,7 +50,7 @@ def run_soak(tracking_uri: str, root: Path, data_dir: Path, *, seconds: float, s
     """Start ``servers`` processes on ``tracking_uri``; each keeps ``jobs_per_server`` jobs in flight
     until ``seconds`` have passed, then every job is waited for and the servers stop."""
     report = SoakReport()
-    procs: list[StdioServer] = []
+    procs: list[RawStdioServer] = []
     try:
         for i in range(servers):
             home = root / f"server-{i}"
@@ -114,7 +59,7 @@ def run_soak(tracking_uri: str, root: Path, data_dir: Path, *, seconds: float, s
                              NBA_MCP_MAX_CONCURRENT_JOBS=str(jobs_per_server))
             env.update({"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
                         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "OMP_NUM_THREADS": "1"})
-            procs.append(StdioServer(env, root / f"server-{i}.log"))
+            procs.append(RawStdioServer(env, root / f"server-{i}.log"))
         started = time.monotonic()
         in_flight: list[list[str]] = [[] for _ in procs]
         submitted = [0] * len(procs)
@@ -127,7 +72,7 @@ def run_soak(tracking_uri: str, root: Path, data_dir: Path, *, seconds: float, s
                 break
             for i, server in enumerate(procs):
                 for job_id in list(in_flight[i]):
-                    view = server.call_tool("get_job", {"job_id": job_id})
+                    view = server.call_json("get_job", {"job_id": job_id})
                     if not view["done"]:
                         continue
                     in_flight[i].remove(job_id)
@@ -140,7 +85,7 @@ def run_soak(tracking_uri: str, root: Path, data_dir: Path, *, seconds: float, s
                 while submitting and len(in_flight[i]) < jobs_per_server:
                     tool, request = _job(submitted[i], i)
                     submitted[i] += 1
-                    started_job = server.call_tool(tool, {"request": request, "wait_seconds": 0})
+                    started_job = server.call_json(tool, {"request": request, "wait_seconds": 0})
                     in_flight[i].append(started_job["job_id"])
             time.sleep(0.3)
         report.seconds = time.monotonic() - started

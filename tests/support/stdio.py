@@ -1,0 +1,84 @@
+"""``nba-mcp serve`` over stdio spoken to with raw JSON-RPC lines: the test owns the process (to kill
+it, signal it or send malformed bytes), which the SDK's client hides."""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.support.data import PROJECT_ROOT
+
+
+class RawStdioServer:
+    """``nba-mcp serve`` over stdio, spoken to with raw JSON-RPC lines (so the test owns the pid)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop() / kill()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tools.cli", "serve"], cwd=PROJECT_ROOT, env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+        )
+        self._lines: queue.Queue[bytes] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self._next_id = 0
+        self.request("initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
+                                    "clientInfo": {"name": "raw-test-client", "version": "1"}}, timeout=120)
+        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self._lines.put(line)
+
+    def send(self, message: dict) -> None:
+        self.proc.stdin.write(json.dumps(message).encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def request(self, method: str, params: dict, timeout: float = 90) -> dict:
+        self._next_id += 1
+        line = json.dumps({"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params})
+        message = self.exchange(line.encode(), self._next_id, timeout)
+        assert "error" not in message, message
+        return message["result"]
+
+    def exchange(self, line: bytes, request_id: int | None, timeout: float = 90) -> dict:
+        """Write one raw line; return the answer to ``request_id`` (None: the first message back)."""
+        self.proc.stdin.write(line + b"\n")
+        self.proc.stdin.flush()
+        deadline = time.monotonic() + timeout
+        while True:
+            message = json.loads(self._lines.get(timeout=max(0.1, deadline - time.monotonic())))
+            if request_id is None or message.get("id") == request_id:
+                return message
+
+    def call_tool(self, name: str, arguments: dict, timeout: float = 90) -> dict:
+        """The raw ``tools/call`` result (``isError``, ``content``)."""
+        return self.request("tools/call", {"name": name, "arguments": arguments}, timeout)
+
+    def call_json(self, name: str, arguments: dict, timeout: float = 90) -> Any:
+        """What the tool answered, parsed; a tool error raises."""
+        result = self.call_tool(name, arguments, timeout)
+        if result.get("isError"):
+            raise RuntimeError(f"{name} failed: {result['content'][0]['text']}")
+        return json.loads(result["content"][0]["text"])
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)  # reaped, as the MCP client that spawned it would
+        self.log.close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()  # the client went away: the server ends its jobs and exits
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
