@@ -230,7 +230,3 @@ class Settings(BaseSettings):
         sources.append(InitSettingsSource(settings_cls, init_kwargs=packaged))
         return tuple(sources)
 
-
-def load_settings(**overrides: Any) -> Settings:
-    """Build settings; keyword arguments win over the environment and the config file."""
-    return Settings(**overrides)

@@ -48,10 +48,6 @@ class JobContext:
     def should_stop(self) -> bool:
         return self._job.cancel_event.is_set()
 
-    def raise_if_cancelled(self) -> None:
-        if self.should_stop():
-            raise JobCancelledError(f"job {self.job_id} was cancelled")
-
     def report(self, current: float, total: float | None = None, message: str = "") -> None:
         """Record progress; the message also goes to the job's event log."""
         self._manager._update(self._job, progress=JobProgress(current, total, message), event=message)

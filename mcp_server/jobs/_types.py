@@ -23,7 +23,7 @@ class JobState(str, Enum):
 
 
 class JobCancelledError(MCPServerError):
-    """Raised by work that notices its job was cancelled (``JobContext.raise_if_cancelled``)."""
+    """Raised by work that notices its job was cancelled (``JobContext.should_stop()``)."""
 
 
 @dataclass(frozen=True)
