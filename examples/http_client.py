@@ -9,6 +9,7 @@ and polls the job if it outlives the call.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -18,6 +19,11 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 URL = os.environ.get("NBA_MCP_URL", "http://127.0.0.1:8765/mcp")
+
+
+def answer(result) -> dict:
+    """A tool's answer: one JSON text block."""
+    return json.loads(result.content[0].text)
 
 
 async def main() -> int:
@@ -30,7 +36,7 @@ async def main() -> int:
         tools = (await client.list_tools()).tools
         print("tools:", ", ".join(t.name for t in tools))
 
-        description = (await client.call_tool("describe_dataset", {"name": "sklearn:breast_cancer"})).structured_content
+        description = answer(await client.call_tool("describe_dataset", {"name": "sklearn:breast_cancer"}))
         print(f"breast_cancer: {description['n_rows']} rows, target {description['target']['class_counts']}")
 
         async def on_progress(current: float, total: float | None, message: str | None) -> None:
@@ -43,10 +49,10 @@ async def main() -> int:
         if result.is_error:
             print("error:", result.content[0].text, file=sys.stderr)
             return 1
-        job = result.structured_content
+        job = answer(result)
         while not job["done"]:
-            job = (await client.call_tool("get_job", {"job_id": job["job_id"], "wait_seconds": 20},
-                                          progress_callback=on_progress)).structured_content
+            job = answer(await client.call_tool("get_job", {"job_id": job["job_id"], "wait_seconds": 20},
+                                                progress_callback=on_progress))
         outcome = job["result"]
         print(f"best {outcome['scoring']} = {outcome['best_score']:.4f} with {outcome['best_params']}")
     return 0

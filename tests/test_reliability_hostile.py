@@ -61,6 +61,7 @@ BASELINES: dict[str, dict[str, Any]] = {
     },
     "run_pipeline": {"request": {"dataset": "iris", "estimator": "decision_tree", "params": {"max_depth": 2}},
                      "wait_seconds": 0},
+    "list_models": {"max_results": 5},
     "register_model": {"run_id": RUN_A, "model_name": "hostile-model"},
     "promote_model": {"request": {"model_name": "hostile-model", "version": 1}},
     "predict": {"model_name": "hostile-model", "rows": [{"a": 1.0, "b": 2.0}]},

@@ -62,7 +62,7 @@ def limited(tmp_path_factory):
         ("max_trials", "tune_hyperparameters", {"request": {**SMALL, "max_trials": 11}, "wait_seconds": 0},
          "max_trials must be at most 10 (settings.max_trials), got 11"),
         ("max_trials (schema)", "tune_hyperparameters", {"request": {**SMALL, "max_trials": 501}},
-         "request.max_trials\n  Input should be less than or equal to 500"),
+         "request.max_trials: Input should be less than or equal to 500 (got 501)"),
         ("max_cv_folds", "tune_hyperparameters", {"request": {**SMALL, "cv_folds": 4}, "wait_seconds": 0},
          "cv_folds must be at most 3 (settings.max_cv_folds), got 4"),
         ("max_data_rows", "describe_dataset", {"name": "rows"},

@@ -42,7 +42,7 @@ def _space_for(name):
 def _run_search(tuner, name, space, train_fn, *, n, **options):
     """A search of n trials through the seed methods (halving, which has none, through cross-validation)."""
     if name == "halving":
-        return tuner._run(name, SearchSpace(space), _callable_evaluator(train_fn, name), direction=_max(),
+        return _run(tuner, name, SearchSpace(space), _callable_evaluator(train_fn, name), direction=_max(),
                           scoring="score", cv="3-fold", objective="t", seed=0, max_trials=n, **options)
     run = {"grid": tuner.grid_search, "random": tuner.random_search, "bayesian": tuner.bayesian_optimization}[name]
     budget = {"grid": {"max_trials": n}, "random": {"n_iter": n}, "bayesian": {"n_calls": n}}[name]
@@ -107,7 +107,7 @@ def test_timeout_budget_starts_no_trial_after_the_deadline(name, n_jobs):
         return params
 
     def search(max_trials, timeout):
-        tuner._run(
+        _run(tuner, 
             name, SearchSpace(_space_for(name) if name != "grid" else {"k": list(range(100))}),
             _callable_evaluator(train_fn, name, on_first_fold=lambda: started.append(time.monotonic())),
             direction=_max(), scoring="score", cv="holdout", objective="t",
@@ -126,6 +126,13 @@ def test_timeout_budget_starts_no_trial_after_the_deadline(name, n_jobs):
     # The deadline counts from the loop's start, after the strategy is built (Bayesian: its initial design).
     loop_start = max(begin, min(started) - 0.01)
     assert all(t - loop_start < 0.2 + 0.01 for t in started)
+
+
+def _run(tuner, *args, **kwargs):
+    """A search of a custom evaluator through the tuner's own request and the one loop."""
+    from mcp_server.hyperparameter_tuning._search import run_search
+
+    return tuner._record(run_search(tuner._search_request(*args, **kwargs)))
 
 
 def _callable_evaluator(train_fn, name="grid", on_first_fold=None):

@@ -59,7 +59,7 @@ async def call(client: Client, tool: str, args: dict[str, Any], **kwargs: Any) -
     result = await client.call_tool(tool, args, **kwargs)
     if result.is_error:
         raise DemoError(result.content[0].text)
-    return result.structured_content or {}
+    return json.loads(result.content[0].text)  # every tool answers one JSON text
 
 
 async def job_result(client: Client, job: dict[str, Any], on_progress: Any = None) -> dict[str, Any]:
