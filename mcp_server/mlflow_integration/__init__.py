@@ -16,13 +16,18 @@ _os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 _os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 from ._compare import compare_runs, comparison_frame, lower_is_better  # noqa: E402
+from ._origin import NOTE_TAG, RunOrigin, current_origin, recording_as  # noqa: E402
 from ._recovery import OWNER_TAG  # noqa: E402
 from ._store import create_sqlite_store  # noqa: E402
 from ._tracker import MLflowExperimentTracker, get_mlflow_tracker  # noqa: E402
 from ._types import DatasetRef, DatasetSource, MetricPoint, RunMetadata, RunStatus  # noqa: E402
 
 __all__ = [
+    "NOTE_TAG",
     "OWNER_TAG",
+    "RunOrigin",
+    "current_origin",
+    "recording_as",
     "MLflowExperimentTracker",
     "MetricPoint",
     "RunMetadata",

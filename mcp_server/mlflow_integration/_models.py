@@ -77,7 +77,10 @@ class MlflowModelStore:
                 self._client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
         return f"models:/{logged.model_id}"
 
-    def register(self, name: str, model_uri: str, run_id: str | None, tags=None) -> int:
+    def register(self, name: str, model_uri: str, run_id: str | None, tags=None, *,
+                 description: str | None = None, model_description: str | None = None) -> int:
+        """A new version of ``name`` from a logged model; ``model_description`` is set on the
+        registered model when it has none yet, ``description`` on the version."""
         from mlflow.exceptions import MlflowException
 
         model_id = _logged_model_id(model_uri)
@@ -85,13 +88,15 @@ class MlflowModelStore:
             raise InvalidRequestError(f"model uri must be a logged model models:/m-<id>, got {model_uri!r}")
         with store_errors():
             try:
-                self._client.create_registered_model(name)
+                self._client.create_registered_model(name, description=model_description)
             except MlflowException as exc:
                 if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
                     raise
+                if model_description and not self._client.get_registered_model(name).description:
+                    self._client.update_registered_model(name, description=model_description)
             with _registry_resolves_here(self._client.tracking_uri):
                 version = self._client.create_model_version(name, source=model_uri, run_id=run_id, tags=tags,
-                                                            model_id=model_id)
+                                                            model_id=model_id, description=description)
         return int(version.version)
 
     def set_registered_model_alias(self, name: str, alias: str, version: int) -> None:
@@ -112,6 +117,7 @@ class MlflowModelStore:
             "tags": dict(mv.tags or {}),
             "aliases": list(mv.aliases or []),
             "creation_timestamp": mv.creation_timestamp,
+            "description": mv.description or "",
         }
 
     def list_versions(self, name: str) -> list[dict[str, Any]]:

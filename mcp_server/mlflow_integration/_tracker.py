@@ -28,7 +28,7 @@ from ..settings import Settings
 from ._compare import compare_runs, comparison_frame
 from ._recovery import OWNER_TAG, TERMINATION_REASON_TAG, owned_by_dead_process, owner
 from ._types import DatasetSource, MetricPoint, RunMetadata, RunStatus
-from ._writer import MAX_PARAM_LENGTH, BatchWriter, run_tags
+from ._writer import MAX_PARAM_LENGTH, BatchWriter, run_tags, tag_value
 
 
 # MLflow's built-in experiment keeps its artifacts under the server's working directory (./mlruns).
@@ -332,8 +332,14 @@ class MLflowExperimentTracker:
         self._writer.flush_run(target)  # the logged model copies the run's params: write them first
         return self._models.log_model(model, target, name, input_example)
 
-    def register_model(self, model_uri: str, name: str, *, run_id: str | None = None, tags: Mapping[str, Any] | None = None) -> int:
-        return self._models.register(name, model_uri, run_id, {k: str(v) for k, v in (tags or {}).items()})
+    def register_model(
+        self, model_uri: str, name: str, *, run_id: str | None = None, tags: Mapping[str, Any] | None = None,
+        description: str | None = None, model_description: str | None = None,
+    ) -> int:
+        """Register ``model_uri`` as a new version of ``name``; ``description`` is the version's,
+        ``model_description`` the registered model's (set when it has none yet)."""
+        return self._models.register(name, model_uri, run_id, {str(k): tag_value(v) for k, v in (tags or {}).items()},
+                                     description=description, model_description=model_description)
 
     def set_model_alias(self, name: str, alias: str, version: int) -> None:
         self._models.set_registered_model_alias(name, alias, int(version))
