@@ -65,7 +65,7 @@ async def test_an_agent_on_a_leaky_game_log_is_not_fooled(tmp_path_factory):
         assert result["status"] == "COMPLETED" and result["warnings"] == [] and not result["flagged"]
         assert result["promotion"]["promoted"] and result["split"]["spec"] == {
             "kind": "time", "column": "Date", "test_size": 0.2, "seed": 0, "gap": 0}
-        assert result["metrics"]["roc_auc"] < 0.95 and "cv_roc_auc_mean" in result["metrics"]
+        assert result["metrics"]["test_roc_auc"] < 0.95 and "cv_roc_auc_mean" in result["metrics"]
 
         champion = (await client.call_tool("get_run", {"run_id": result["run_id"]})).structured_content
         assert champion["tags"]["evaluation.flagged"] == "false"

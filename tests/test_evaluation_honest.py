@@ -104,7 +104,7 @@ def test_leaks_stop_tuning_and_pipelines_with_the_columns_to_drop(env, data):
                                 split={"kind": "time", "column": "Date"}),
         settings=settings, tracker=tracker)
     assert fixed.status.value == "COMPLETED" and fixed.warnings == [] and fixed.promotion.promoted
-    assert 0.6 < fixed.metrics["roc_auc"] < 0.95
+    assert 0.6 < fixed.metrics["test_roc_auc"] < 0.95
 
 
 def test_flagged_model_is_registered_but_never_champion_unless_forced_with_a_reason(env, data):
@@ -115,7 +115,7 @@ def test_flagged_model_is_registered_but_never_champion_unless_forced_with_a_rea
     assert leaky.status.value == "COMPLETED" and leaky.model_version == 1
     codes = {w.code for w in leaky.warnings}
     assert {"leak_suspect", "entity_overlap"} <= codes
-    assert leaky.metrics["roc_auc"] > 0.98 and "near_perfect_score" in codes
+    assert leaky.metrics["test_roc_auc"] > 0.98 and "near_perfect_score" in codes
     assert not leaky.promotion.promoted
     version = tracker.get_model_version("wl-leaky", 1)
     assert set(flag_codes(version["tags"])) == codes and CHAMPION_ALIAS not in version["aliases"]

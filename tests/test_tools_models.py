@@ -48,7 +48,7 @@ async def test_pipeline_trains_registers_and_promotes_only_the_better_model(trai
     champion, challenger = trained
     assert champion["status"] == "COMPLETED" and champion["model_version"] == 1
     assert [s["stage"] for s in champion["stages"]][0] == "data_validation"
-    assert champion["promotion"]["promoted"] and champion["metrics"]["roc_auc"] > 0.7
+    assert champion["promotion"]["promoted"] and champion["metrics"]["test_roc_auc"] > 0.7
     assert champion["warnings"] == [] and champion["flagged"] is False
     assert {"cv_roc_auc_mean", "cv_roc_auc_std"} <= set(champion["metrics"])
     assert challenger["model_version"] == 2 and not challenger["promotion"]["promoted"]

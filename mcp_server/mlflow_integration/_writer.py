@@ -67,7 +67,10 @@ class BatchWriter:
         with self._lock:
             buffer = self._buffers.pop(run_id, None)
         if buffer:
-            self.write_batch(run_id, buffer.metrics, buffer.params, buffer.tags)
+            # A tag set twice before a flush is written once, with its last value (one batch may
+            # not name a key twice).
+            tags = list({tag.key: tag for tag in buffer.tags}.values())
+            self.write_batch(run_id, buffer.metrics, buffer.params, tags)
 
     def write_batch(self, run_id: str, metrics: list, params: list, tags: list) -> None:
         while metrics or params or tags:
