@@ -114,7 +114,7 @@ def children(db: Path, parent: str) -> list[tuple[str, str, str]]:
         db,
         "SELECT r.run_uuid, r.status, n.value FROM runs r "
         "JOIN tags p ON p.run_uuid = r.run_uuid AND p.key = 'mlflow.parentRunId' AND p.value = ? "
-        "LEFT JOIN tags n ON n.run_uuid = r.run_uuid AND n.key = 'trial_number'",
+        "LEFT JOIN tags n ON n.run_uuid = r.run_uuid AND n.key = 'nba_mcp.trial_number'",
         parent,
     )
 

@@ -414,6 +414,9 @@ class MLflowExperimentTracker:
         return Path(self.settings.data_home) / "leases"
 
     def _running_runs(self, experiment_ids: list[str] | None, extra_filter: str = ""):
+        experiment_ids = experiment_ids or self._readable_experiment_ids()
+        if not experiment_ids:  # the experiment was never created: nothing can be running in it
+            return
         token: str | None = None
         query = "attributes.status = 'RUNNING'" + (f" and {extra_filter}" if extra_filter else "")
         while True:

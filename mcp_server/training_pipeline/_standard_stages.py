@@ -155,8 +155,8 @@ def standard_stages(
                   "dataset": request.dataset, **evaluation_tags(split, warnings)},
             description=(f"{request.estimator} from run {run_id}: {metric} {evaluation[metric]:.4g} on "
                          f"{split.description if split else 'the holdout'}; warnings: {flags}."),
-            model_description=(f"Predicts {target} ({plan.task}) from {len(plan.features)} columns of "
-                               f"{request.dataset}; versions are trained by the nba-mcp pipeline, the "
+            model_description=(f"Predicts {target} ({plan.task}) from {request.dataset}. Each version is a "
+                               f"pipeline run's model (its description says which and how it scored); the "
                                f"'champion' alias marks the best unflagged one on {plan.primary_metric}."),
         )
         return {"model_name": plan.model_name, "version": version}
