@@ -69,10 +69,11 @@ def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any
 
 
 def run_params(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The params of a run: the config flattened, hyperparameters under their own names (a name
-    that is also a config key keeps its ``params.`` prefix), a feature list as its count, no None."""
+    """The params of a run: the config flattened without its unset (None) entries, hyperparameters
+    under their own names (``max_depth=None`` is a value; a name that is also a config key keeps its
+    ``params.`` prefix), a feature list as its count."""
     rest = {k: v for k, v in config.items() if k not in (HYPERPARAMETERS_KEY, FEATURES_KEY)}
-    params = flatten_config(rest)
+    params = {k: v for k, v in flatten_config(rest).items() if v is not None}
     hyper = config.get(HYPERPARAMETERS_KEY)
     if isinstance(hyper, Mapping):
         for name, value in flatten_config(hyper).items():
@@ -84,7 +85,7 @@ def run_params(config: Mapping[str, Any]) -> dict[str, Any]:
         params["n_features"] = len(features)
     elif features is not None:
         params[FEATURES_KEY] = features
-    return {k: v for k, v in params.items() if v is not None}
+    return params
 
 
 def features_artifact(config: Mapping[str, Any]) -> list[str] | None:
