@@ -89,7 +89,7 @@ def pages(ids: dict[str, str]) -> list[tuple[str, str, str | None]]:
     e = ids["experiment"]
     compare = quote(json.dumps([ids["tuned"], ids["baseline"]]))
     return [
-        ("01-training-runs.png", f"/#/experiments/{e}/runs", "Training runs"),
+        ("01-training-runs.png", f"/#/experiments/{e}/runs", "Run Name"),
         ("02-pipeline-run.png", f"/#/experiments/{e}/runs/{ids['tuned']}", "Parameters"),
         ("03-tuning-parent.png", f"/#/experiments/{e}/runs/{ids['parent']}", "Parameters"),
         ("04-trial-run.png", f"/#/experiments/{e}/runs/{ids['trial']}", "Parameters"),
@@ -139,7 +139,7 @@ def shoot(url: str, ids: dict[str, str], out: Path, chromium: str) -> list[Path]
 
 def _expand_search(page) -> None:
     """Open the tuning parent's row so its trials show under it."""
-    toggle = page.locator("[data-testid='experiment-view-runs-expand-row'], button[aria-label*='xpand']")
+    toggle = page.locator("button[data-component-id*='runnamecellrenderer']")  # the parent row's +
     if toggle.count():
         toggle.first.click()
         page.wait_for_timeout(1000)

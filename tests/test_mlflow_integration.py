@@ -285,3 +285,41 @@ def test_reaper_ends_runs_of_dead_processes(tmp_path):
     assert tracker.reap_orphaned_runs() == [orphan]
     assert tracker.get_run(orphan).status is RunStatus.KILLED
     assert tracker.get_run(live).status is RunStatus.RUNNING
+
+
+def test_runs_record_who_asked_and_through_what(tmp_path):
+    import getpass
+
+    from mcp_server import rbac
+    from mcp_server.mlflow_integration import recording_as
+
+    tracker = MLflowExperimentTracker("origin", tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
+    try:
+        with tracker.start_run("library") as plain:
+            pass
+        with rbac.acting_as(rbac.Principal("carol", frozenset())):
+            in_call = tracker.record_run(run_name="in-call", params={}, metrics={})
+        with recording_as(user="ann", source="nba-mcp tune_hyperparameters"):
+            # Written on the background writer thread: the origin is settled in the caller's.
+            queued = tracker.record_run(run_name="job", params={}, metrics={}, background=True,
+                                        tags={"mlflow.source.name": "mcp_server.hyperparameter_tuning"})
+        tracker.flush()
+        tags = {name: tracker.get_run(run_id).tags for name, run_id in
+                (("plain", plain), ("in_call", in_call), ("job", queued.result()))}
+    finally:
+        tracker.close()
+    assert (tags["plain"]["mlflow.user"], tags["plain"]["mlflow.source.name"]) == (getpass.getuser(), "mcp_server")
+    assert tags["in_call"]["mlflow.user"] == "carol"
+    assert (tags["job"]["mlflow.user"], tags["job"]["mlflow.source.name"]) == ("ann", "nba-mcp tune_hyperparameters")
+
+
+def test_tag_values_are_never_python_reprs(tmp_path):
+    tracker = MLflowExperimentTracker("reprs", tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
+    try:
+        with tracker.start_run("r") as run_id:
+            tracker.set_tags({"flag": True, "none": None, "items": ["a", 1], "once": "first"})
+            tracker.set_tag("once", "second")  # the same key twice before a flush: the last value wins
+        tags = tracker.get_run(run_id).tags
+    finally:
+        tracker.close()
+    assert (tags["flag"], tags["none"], tags["items"], tags["once"]) == ("true", "none", '["a", 1]', "second")

@@ -141,3 +141,17 @@ async def test_roles_without_the_permission_are_denied(tool_server, principal, t
     with rbac.acting_as(principal):
         async with Client(tool_server) as client:
             assert error_text(await client.call_tool(tool, args)).endswith("permission denied")
+
+
+async def test_runs_name_the_calling_principal_and_the_tool(tool_server):
+    # The job runs in a worker thread: who called and through which tool still reach its run.
+    with rbac.acting_as(ANALYST):
+        async with Client(tool_server) as client:
+            job = (await client.call_tool("run_pipeline", {"request": {
+                **PIPELINE, "model_name": "ann-model", "estimator": "decision_tree", "params": {"max_depth": 2}}})
+            ).structured_content
+    run = tool_server.app_state.tracker(PIPELINE["experiment_name"]).get_run(job["result"]["run_id"])
+    assert run.tags["mlflow.user"] == ANALYST.id
+    assert run.tags["mlflow.source.name"] == "nba-mcp run_pipeline"
+    assert run.tags["mlflow.note.content"].startswith("decision_tree classification of WL on games")
+    assert run.params["max_depth"] == "2" and run.params["min_samples_leaf"] == "1"  # with its defaults

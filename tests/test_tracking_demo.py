@@ -79,7 +79,7 @@ def test_every_registered_version_is_a_logged_model_of_the_store(client):
         model_id = version.source.removeprefix("models:/")
         assert version.model_id in (None, model_id) and model_id in logged
         assert logged[model_id].source_run_id == version.run_id
-        assert version.description.startswith("random_forest from run ")
+        assert version.description.startswith("test_rmse ") and version.run_id in version.description
     assert "champion" in client.get_registered_model(MODEL_NAME).description
     pipelines = {r.info.run_id for r in by_kind["pipeline"]}
     assert {v.run_id for v in versions} <= pipelines
