@@ -7,6 +7,8 @@ corrected call (drop + time split) succeeds with no warning and becomes champion
 
 from __future__ import annotations
 
+import json
+
 import sys
 from pathlib import Path
 
@@ -69,4 +71,11 @@ async def test_an_agent_on_a_leaky_game_log_is_not_fooled(tmp_path_factory):
 
         champion = (await client.call_tool("get_run", {"run_id": result["run_id"]})).structured_content
         assert champion["tags"]["evaluation.flagged"] == "false"
-        assert champion["params"]["split.kind"] == "time" and "Date" not in champion["params"]["features"]
+        assert champion["params"]["split.kind"] == "time"
+    # The feature list is the run's artifact (its param is the count).
+    from mlflow import MlflowClient
+
+    store = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    listed = store.download_artifacts(result["run_id"], "features.json", str(tmp_path_factory.mktemp("features")))
+    features = json.loads(Path(listed).read_text())
+    assert "Date" not in features and "PTS" not in features and int(champion["params"]["n_features"]) == len(features)

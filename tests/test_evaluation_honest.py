@@ -68,7 +68,7 @@ def test_tuning_then_pipeline_with_one_split_never_share_a_row(env, data):
     assert parent.params["split.kind"] == pipeline_run.params["split.kind"] == "group"
     model = tracker.load_model(run.model_uri)
     assert "player_name" not in list(model.feature_names_in_)
-    assert {"rmse", "cv_rmse_mean", "cv_rmse_std"} <= set(run.metrics)
+    assert {"test_rmse", "cv_rmse_mean", "cv_rmse_std"} <= set(run.metrics)
 
 
 def test_random_split_on_repeated_players_is_flagged_and_group_split_is_not(env, data):
