@@ -80,7 +80,9 @@ def find_runs(store: str) -> dict[str, str]:
     return {
         "experiment": experiment.experiment_id, "parent": parent.info.run_id, "trial": trial.info.run_id,
         "tuned": by_name[f"{MODEL_NAME}-tuned"].info.run_id, "baseline": by_name[f"{MODEL_NAME}-baseline"].info.run_id,
-        "champion_version": champion.version, "champion_model": champion.model_id,
+        # A database registry keeps the logged model only in the version's source (models:/m-…).
+        "champion_version": champion.version,
+        "champion_model": champion.model_id or champion.source.removeprefix("models:/"),
     }
 
 

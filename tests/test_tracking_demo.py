@@ -6,6 +6,7 @@ One demo run (a spawned stdio server, a tuning search and three pipeline runs) s
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -79,6 +80,10 @@ def test_every_registered_version_is_a_logged_model_of_the_store(client):
         model_id = version.source.removeprefix("models:/")
         assert version.model_id in (None, model_id) and model_id in logged
         assert logged[model_id].source_run_id == version.run_id
+        # Linked both ways, as the UI reads it: the version on its logged model, the model's metrics.
+        links = json.loads(logged[model_id].tags["mlflow.modelVersions"])
+        assert [(link["name"], str(link["version"])) for link in links] == [(MODEL_NAME, str(version.version))]
+        assert "test_rmse" in {m.key for m in logged[model_id].metrics or []}
         assert version.description.startswith("test_rmse ") and version.run_id in version.description
     assert "champion" in client.get_registered_model(MODEL_NAME).description
     pipelines = {r.info.run_id for r in by_kind["pipeline"]}

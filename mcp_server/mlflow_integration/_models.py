@@ -97,7 +97,19 @@ class MlflowModelStore:
             with _registry_resolves_here(self._client.tracking_uri):
                 version = self._client.create_model_version(name, source=model_uri, run_id=run_id, tags=tags,
                                                             model_id=model_id, description=description)
+            self._link_version(model_id, name, int(version.version))
         return int(version.version)
+
+    def _link_version(self, model_id: str, name: str, version: int) -> None:
+        """List the version on its logged model (``mlflow.modelVersions``), as ``mlflow.register_model``
+        does: the UI's Models tab and logged-model page read the link from there."""
+        import json
+
+        from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
+        linked = self._client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS)
+        versions = (json.loads(linked) if linked else []) + [{"name": name, "version": version}]
+        self._client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(versions)})
 
     def set_registered_model_alias(self, name: str, alias: str, version: int) -> None:
         with store_errors():

@@ -232,8 +232,10 @@ class MLflowExperimentTracker:
     def log_metric(self, key: str, value: float, step: int | None = None, run_id: str | None = None) -> None:
         self.log_metrics({key: value}, step=step, run_id=run_id)
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, run_id: str | None = None) -> None:
-        self._writer.add(self._target(run_id), metrics=metrics, step=step)
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, run_id: str | None = None, *,
+                    model_id: str | None = None) -> None:
+        """Buffered metrics of a run; with ``model_id`` (``m-…``) they are the logged model's too."""
+        self._writer.add(self._target(run_id), metrics=metrics, step=step, model_id=model_id)
 
     def set_tag(self, key: str, value: Any, run_id: str | None = None) -> None:
         self.set_tags({key: value}, run_id=run_id)

@@ -237,7 +237,10 @@ class TrainingPipeline:
         if stage is PipelineStage.MODEL_EVALUATION:
             run.metrics = numeric_metrics(output)
             if tracker is not None and run.metrics:
-                tracker.log_metrics(run.metrics, run_id=run.run_id)
+                # The model's metrics belong to its logged model too (models:/m-<id> -> m-<id>).
+                model_id = (run.model_uri or "").removeprefix("models:/")
+                tracker.log_metrics(run.metrics, run_id=run.run_id,
+                                    model_id=model_id if model_id.startswith("m-") else None)
 
     def _report(self, on_stage, run: PipelineRun, result: StageResult, index: int, total: int, tracker) -> None:
         run_id = run.run_id
