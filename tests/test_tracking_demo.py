@@ -83,7 +83,8 @@ def test_every_registered_version_is_a_logged_model_of_the_store(client):
         # Linked both ways, as the UI reads it: the version on its logged model, the model's metrics.
         links = json.loads(logged[model_id].tags["mlflow.modelVersions"])
         assert [(link["name"], str(link["version"])) for link in links] == [(MODEL_NAME, str(version.version))]
-        assert "test_rmse" in {m.key for m in logged[model_id].metrics or []}
+        measured_on = {m.key: m.dataset_name for m in logged[model_id].metrics or []}
+        assert measured_on["test_rmse"] == "nba:raptor (holdout)" and measured_on["cv_rmse_mean"] == "nba:raptor"
         assert version.description.startswith("test_rmse ") and version.run_id in version.description
     assert "champion" in client.get_registered_model(MODEL_NAME).description
     pipelines = {r.info.run_id for r in by_kind["pipeline"]}

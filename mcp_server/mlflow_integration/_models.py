@@ -102,13 +102,17 @@ class MlflowModelStore:
 
     def _link_version(self, model_id: str, name: str, version: int) -> None:
         """List the version on its logged model (``mlflow.modelVersions``), as ``mlflow.register_model``
-        does: the UI's Models tab and logged-model page read the link from there."""
+        does: the UI's Models tab and logged-model page read the link from there. A tracking server
+        links it itself; a database store does not."""
         import json
 
         from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
         linked = self._client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS)
-        versions = (json.loads(linked) if linked else []) + [{"name": name, "version": version}]
+        versions = json.loads(linked) if linked else []
+        if any(v.get("name") == name and str(v.get("version")) == str(version) for v in versions):
+            return
+        versions.append({"name": name, "version": version})
         self._client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(versions)})
 
     def set_registered_model_alias(self, name: str, alias: str, version: int) -> None:

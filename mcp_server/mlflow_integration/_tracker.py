@@ -27,7 +27,7 @@ from ..error_handling import InvalidRequestError, NotFoundError
 from ..settings import Settings
 from ._compare import compare_runs, comparison_frame
 from ._recovery import OWNER_TAG, TERMINATION_REASON_TAG, owned_by_dead_process, owner
-from ._types import DatasetSource, MetricPoint, RunMetadata, RunStatus
+from ._types import DatasetRef, DatasetSource, MetricPoint, RunMetadata, RunStatus
 from ._writer import MAX_PARAM_LENGTH, BatchWriter, run_tags, tag_value
 
 
@@ -233,9 +233,11 @@ class MLflowExperimentTracker:
         self.log_metrics({key: value}, step=step, run_id=run_id)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, run_id: str | None = None, *,
-                    model_id: str | None = None) -> None:
-        """Buffered metrics of a run; with ``model_id`` (``m-…``) they are the logged model's too."""
-        self._writer.add(self._target(run_id), metrics=metrics, step=step, model_id=model_id)
+                    model_id: str | None = None, dataset: DatasetRef | None = None) -> None:
+        """Buffered metrics of a run; with ``model_id`` (``m-…``) they are the logged model's too, and
+        ``dataset`` (one of the run's inputs) names the data they were measured on."""
+        self._writer.add(self._target(run_id), metrics=metrics, step=step, model_id=model_id,
+                         dataset=(dataset.name, dataset.digest) if dataset is not None else None)
 
     def set_tag(self, key: str, value: Any, run_id: str | None = None) -> None:
         self.set_tags({key: value}, run_id=run_id)

@@ -49,7 +49,8 @@ class BatchWriter:
 
     # --- buffered values ------------------------------------------------------------------
     def add(self, run_id: str, *, params: Mapping[str, Any] = {}, metrics: Mapping[str, Any] = {},
-            tags: Mapping[str, Any] = {}, step: int | None = None, model_id: str | None = None) -> None:
+            tags: Mapping[str, Any] = {}, step: int | None = None, model_id: str | None = None,
+            dataset: tuple[str, str] | None = None) -> None:
         from mlflow.entities import Metric, Param, RunTag
 
         ts = now_ms()
@@ -57,7 +58,10 @@ class BatchWriter:
             buffer = self._buffers.setdefault(run_id, _Buffer())
             buffer.params += [Param(str(k), param_value(v)) for k, v in params.items()]
             # With model_id the metric is also the logged model's (its page and the Models tab show it).
-            buffer.metrics += [Metric(str(k), number(k, v), ts, step or 0, model_id=model_id) for k, v in metrics.items()]
+            # ``dataset`` (name, digest): the run input the metric was measured on.
+            name, digest = dataset or (None, None)
+            buffer.metrics += [Metric(str(k), number(k, v), ts, step or 0, model_id=model_id, dataset_name=name,
+                                      dataset_digest=digest) for k, v in metrics.items()]
             buffer.tags += [RunTag(str(k), tag_value(v)) for k, v in tags.items()]
             due = any(len(getattr(buffer, kind)) >= n for kind, n in BATCH_LIMITS.items())
             due = due or time.monotonic() - buffer.started >= self.flush_interval

@@ -237,10 +237,24 @@ class TrainingPipeline:
         if stage is PipelineStage.MODEL_EVALUATION:
             run.metrics = numeric_metrics(output)
             if tracker is not None and run.metrics:
-                # The model's metrics belong to its logged model too (models:/m-<id> -> m-<id>).
-                model_id = (run.model_uri or "").removeprefix("models:/")
-                tracker.log_metrics(run.metrics, run_id=run.run_id,
-                                    model_id=model_id if model_id.startswith("m-") else None)
+                self._log_model_metrics(run, tracker)
+
+    @staticmethod
+    def _log_model_metrics(run: PipelineRun, tracker: Any) -> None:
+        """The evaluation's metrics, which are also the logged model's (``models:/m-<id>``): ``test_*``
+        measured on the run's ``evaluation`` input, ``cv_*`` on its ``training`` input, if it has them."""
+        model_id = (run.model_uri or "").removeprefix("models:/")
+        if not model_id.startswith("m-"):
+            tracker.log_metrics(run.metrics, run_id=run.run_id)
+            return
+        inputs = {d.context: d for d in tracker.get_run(run.run_id).datasets}
+        groups: dict[str | None, dict[str, float]] = {}
+        for name, value in run.metrics.items():
+            context = "evaluation" if name.startswith("test_") else "training" if name.startswith("cv_") else None
+            groups.setdefault(context if context in inputs else None, {})[name] = value
+        for context, metrics in groups.items():
+            tracker.log_metrics(metrics, run_id=run.run_id, model_id=model_id,
+                                dataset=inputs[context] if context else None)
 
     def _report(self, on_stage, run: PipelineRun, result: StageResult, index: int, total: int, tracker) -> None:
         run_id = run.run_id
