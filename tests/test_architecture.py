@@ -145,12 +145,13 @@ async def test_a_tuning_call_reaches_mlflow_in_few_calls(tool_server, monkeypatc
     assert result["state"] == "SUCCEEDED"
 
     def ours(stack):  # the product's frames, without the test's own wrappers
-        return [f.name for f in stack if "/tests/" not in f.filename and f.filename.startswith(str(ROOT))]
+        return [(f.name, f.filename) for f in stack if "/tests/" not in f.filename and f.filename.startswith(str(ROOT))]
 
-    tool_side = ours(stacks["submit"])
+    tool_side = [name for name, _ in ours(stacks["submit"])]
     tool_side = tool_side[tool_side.index("tune_hyperparameters"):]  # the last one calls submit
-    job_side = ours(stacks["create_run"])
-    job_side = job_side[job_side.index("work"):]  # from the job body; the last one calls create_run
+    job_frames = ours(stacks["create_run"])
+    entry = max(i for i, (name, path) in enumerate(job_frames) if name == "_run" and "/jobs/" in path)
+    job_side = [name for name, _ in job_frames[entry + 1:]]  # the job's own frames; the last calls create_run
     calls = len(tool_side) + 1 + len(job_side)  # each frame calls the next; dispatch counted once
     print(f"\ntool -> first MLflow write: {' -> '.join(tool_side)} -> submit => {' -> '.join(job_side)} "
           f"-> create_run ({calls} calls)")

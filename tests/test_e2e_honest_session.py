@@ -7,6 +7,8 @@ corrected call (drop + time split) succeeds with no warning and becomes champion
 
 from __future__ import annotations
 
+import json
+
 import sys
 from pathlib import Path
 
@@ -65,8 +67,15 @@ async def test_an_agent_on_a_leaky_game_log_is_not_fooled(tmp_path_factory):
         assert result["status"] == "COMPLETED" and result["warnings"] == [] and not result["flagged"]
         assert result["promotion"]["promoted"] and result["split"]["spec"] == {
             "kind": "time", "column": "Date", "test_size": 0.2, "seed": 0, "gap": 0}
-        assert result["metrics"]["roc_auc"] < 0.95 and "cv_roc_auc_mean" in result["metrics"]
+        assert result["metrics"]["test_roc_auc"] < 0.95 and "cv_roc_auc_mean" in result["metrics"]
 
         champion = payload(await client.call_tool("get_run", {"run_id": result["run_id"]}))
         assert champion["tags"]["evaluation.flagged"] == "false"
-        assert champion["params"]["split.kind"] == "time" and "Date" not in champion["params"]["features"]
+        assert champion["params"]["split.kind"] == "time"
+    # The feature list is the run's artifact (its param is the count).
+    from mlflow import MlflowClient
+
+    store = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    listed = store.download_artifacts(result["run_id"], "features.json", str(tmp_path_factory.mktemp("features")))
+    features = json.loads(Path(listed).read_text())
+    assert "Date" not in features and "PTS" not in features and int(champion["params"]["n_features"]) == len(features)

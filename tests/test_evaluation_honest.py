@@ -68,7 +68,7 @@ def test_tuning_then_pipeline_with_one_split_never_share_a_row(env, data):
     assert parent.params["split.kind"] == pipeline_run.params["split.kind"] == "group"
     model = tracker.load_model(run.model_uri)
     assert "player_name" not in list(model.feature_names_in_)
-    assert {"rmse", "cv_rmse_mean", "cv_rmse_std"} <= set(run.metrics)
+    assert {"test_rmse", "cv_rmse_mean", "cv_rmse_std"} <= set(run.metrics)
 
 
 def test_random_split_on_repeated_players_is_flagged_and_group_split_is_not(env, data):
@@ -104,7 +104,7 @@ def test_leaks_stop_tuning_and_pipelines_with_the_columns_to_drop(env, data):
                                 split={"kind": "time", "column": "Date"}),
         settings=settings, tracker=tracker)
     assert fixed.status.value == "COMPLETED" and fixed.warnings == [] and fixed.promotion.promoted
-    assert 0.6 < fixed.metrics["roc_auc"] < 0.95
+    assert 0.6 < fixed.metrics["test_roc_auc"] < 0.95
 
 
 def test_flagged_model_is_registered_but_never_champion_unless_forced_with_a_reason(env, data):
@@ -115,7 +115,7 @@ def test_flagged_model_is_registered_but_never_champion_unless_forced_with_a_rea
     assert leaky.status.value == "COMPLETED" and leaky.model_version == 1
     codes = {w.code for w in leaky.warnings}
     assert {"leak_suspect", "entity_overlap"} <= codes
-    assert leaky.metrics["roc_auc"] > 0.98 and "near_perfect_score" in codes
+    assert leaky.metrics["test_roc_auc"] > 0.98 and "near_perfect_score" in codes
     assert not leaky.promotion.promoted
     version = tracker.get_model_version("wl-leaky", 1)
     assert set(flag_codes(version["tags"])) == codes and CHAMPION_ALIAS not in version["aliases"]

@@ -3,6 +3,7 @@ server over sqlite, and a real mlflow server on PostgreSQL with proxied artifact
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -13,6 +14,7 @@ import pytest
 
 from mcp_server.error_handling import InvalidRequestError, NotFoundError, TrackingUnavailableError
 from mcp_server.mlflow_integration import (
+    DatasetSource,
     MLflowExperimentTracker,
     RunStatus,
     get_mlflow_tracker,
@@ -193,8 +195,23 @@ def test_model_log_register_alias_load(tracker):
     name = f"clf-{uuid.uuid4().hex[:6]}"
     with tracker.start_run("model") as run_id:
         uri = tracker.log_model(model, input_example=X.head(3))
-    version = tracker.register_model(uri, name, run_id=run_id)
-    assert version == 1
+        tracker.log_dataset(X.assign(y=y), name="toy", source=DatasetSource(kind="code", location="tests"),
+                            context="evaluation", targets="y")
+        (holdout,) = tracker.get_run(run_id).datasets
+        tracker.log_metrics({"test_accuracy": 0.9}, model_id=uri.removeprefix("models:/"), dataset=holdout)
+    version = tracker.register_model(uri, name, run_id=run_id, description="test_accuracy 0.9",
+                                     model_description="Predicts y.")
+    assert version == 1 and tracker.get_model_version(name, 1)["description"] == "test_accuracy 0.9"
+    if not tracker.mock_mode:  # the links the MLflow UI reads: version on its logged model, model metrics
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracker.tracking_uri, registry_uri=tracker.tracking_uri)
+        logged = client.get_logged_model(uri.removeprefix("models:/"))
+        assert [(v["name"], str(v["version"])) for v in json.loads(logged.tags["mlflow.modelVersions"])] == [(name, "1")]
+        (metric,) = logged.metrics
+        assert (metric.key, metric.value, metric.dataset_name, metric.dataset_digest) == (
+            "test_accuracy", 0.9, "toy", holdout.digest)
+        assert client.get_registered_model(name).description == "Predicts y."
     tracker.set_model_alias(name, "champion", version)
     info = tracker.get_model_version(name, "champion")
     assert info["version"] == 1 and "champion" in info["aliases"]
@@ -285,3 +302,41 @@ def test_reaper_ends_runs_of_dead_processes(tmp_path):
     assert tracker.reap_orphaned_runs() == [orphan]
     assert tracker.get_run(orphan).status is RunStatus.KILLED
     assert tracker.get_run(live).status is RunStatus.RUNNING
+
+
+def test_runs_record_who_asked_and_through_what(tmp_path):
+    import getpass
+
+    from mcp_server import rbac
+    from mcp_server.mlflow_integration import recording_as
+
+    tracker = MLflowExperimentTracker("origin", tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
+    try:
+        with tracker.start_run("library") as plain:
+            pass
+        with rbac.acting_as(rbac.Principal("carol", frozenset())):
+            in_call = tracker.record_run(run_name="in-call", params={}, metrics={})
+        with recording_as(user="ann", source="nba-mcp tune_hyperparameters"):
+            # Written on the background writer thread: the origin is settled in the caller's.
+            queued = tracker.record_run(run_name="job", params={}, metrics={}, background=True,
+                                        tags={"mlflow.source.name": "mcp_server.hyperparameter_tuning"})
+        tracker.flush()
+        tags = {name: tracker.get_run(run_id).tags for name, run_id in
+                (("plain", plain), ("in_call", in_call), ("job", queued.result()))}
+    finally:
+        tracker.close()
+    assert (tags["plain"]["mlflow.user"], tags["plain"]["mlflow.source.name"]) == (getpass.getuser(), "mcp_server")
+    assert tags["in_call"]["mlflow.user"] == "carol"
+    assert (tags["job"]["mlflow.user"], tags["job"]["mlflow.source.name"]) == ("ann", "nba-mcp tune_hyperparameters")
+
+
+def test_tag_values_are_never_python_reprs(tmp_path):
+    tracker = MLflowExperimentTracker("reprs", tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
+    try:
+        with tracker.start_run("r") as run_id:
+            tracker.set_tags({"flag": True, "none": None, "items": ["a", 1], "once": "first"})
+            tracker.set_tag("once", "second")  # the same key twice before a flush: the last value wins
+        tags = tracker.get_run(run_id).tags
+    finally:
+        tracker.close()
+    assert (tags["flag"], tags["none"], tags["items"], tags["once"]) == ("true", "none", '["a", 1]', "second")

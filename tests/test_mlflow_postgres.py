@@ -61,7 +61,7 @@ async def test_a_tuning_job_resumes_on_the_postgres_store(pg_server, pg_settings
     tracker = get_mlflow_tracker(request["experiment_name"], settings=pg_settings)
     try:
         trials = tracker.search_runs(f"tags.mlflow.parentRunId = '{parent}'", 100)
-        assert sorted(int(r.tags["trial_number"]) for r in trials) == list(range(6))
+        assert sorted(int(r.tags["nba_mcp.trial_number"]) for r in trials) == list(range(6))
         assert {r.status for r in trials} == {RunStatus.FINISHED}
         assert tracker.get_run(parent).status is RunStatus.FINISHED
     finally:

@@ -49,7 +49,7 @@ def children(db: Path, parent: str) -> list[tuple[str, str, str]]:
         db,
         "SELECT r.run_uuid, r.status, n.value FROM runs r "
         "JOIN tags p ON p.run_uuid = r.run_uuid AND p.key = 'mlflow.parentRunId' AND p.value = ? "
-        "LEFT JOIN tags n ON n.run_uuid = r.run_uuid AND n.key = 'trial_number'",
+        "LEFT JOIN tags n ON n.run_uuid = r.run_uuid AND n.key = 'nba_mcp.trial_number'",
         parent,
     )
 
@@ -181,7 +181,8 @@ async def test_resume_reruns_a_trial_whose_run_was_half_written_when_the_server_
             parent = payload(first)["result"]["parent_run_id"]
             tracker = server.state.tracker("half-written")
             half = _orphan(tracker, owner=f"{socket.gethostname()}:{DEAD_PID}", parent=parent,
-                           tags={"nba_mcp.kind": "tuning_trial", "trial_state": "COMPLETE", "trial_number": 3})
+                           tags={"nba_mcp.kind": "tuning_trial", "nba_mcp.trial_state": "COMPLETE",
+                                 "nba_mcp.trial_number": 3})
             assert half in reap_orphaned_runs(settings)
             resumed = await client.call_tool(
                 "tune_hyperparameters", {"request": {**request, "resume_from": parent}})
@@ -189,7 +190,7 @@ async def test_resume_reruns_a_trial_whose_run_was_half_written_when_the_server_
         outcome = payload(resumed)["result"]
         assert outcome["n_trials"] == 6 and outcome["parent_run_id"] == parent
         trials = tracker.search_runs(f"tags.mlflow.parentRunId = '{parent}'", 100)
-        finished = sorted(int(r.tags["trial_number"]) for r in trials if r.status.value == "FINISHED")
+        finished = sorted(int(r.tags["nba_mcp.trial_number"]) for r in trials if r.status.value == "FINISHED")
         assert finished == [0, 1, 2, 4, 5, 6]  # number 3 is not reused; three new trials ran
     finally:
         server.state.close()

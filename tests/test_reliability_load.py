@@ -158,8 +158,9 @@ async def check_trials_stayed_with_their_search(client, finals: dict) -> tuple[l
         for run in page:
             checked += 1
             detail = payload(await client.call_tool("get_run", {"run_id": run["run_id"], "history_limit": 0}))
-            numbers.add(detail["tags"]["trial_number"])
-            if (set(run["params"]) != expected_params or "mean_score" not in run["metrics"]
+            numbers.add(detail["tags"]["nba_mcp.trial_number"])
+            if (set(run["params"]) != expected_params | {"estimator", "dataset", "target"}
+                    or not any(m.startswith("cv_") and m.endswith("_mean") for m in run["metrics"])
                     or detail["tags"].get("mlflow.parentRunId") != parent):
                 wrong.append(f"{name}: {run['run_id']} params={run['params']}")
         if len(numbers) != len(page) or len(page) != JOBS[name]["max_trials"]:

@@ -213,7 +213,7 @@ async def test_two_concurrent_resumes_of_one_search_never_duplicate_trials(serve
             await client.call_tool("get_job", {"job_id": payload(answer)["job_id"], "wait_seconds": 30})
     tracker = server.state.tracker("resume-race")
     runs, _ = tracker.search_runs_page(f"tags.mlflow.parentRunId = '{parent}'", 100)
-    numbers = sorted(int(r.tags["trial_number"]) for r in runs)
+    numbers = sorted(int(r.tags["nba_mcp.trial_number"]) for r in runs)
     assert len(accepted) == 1 and len(refused) == 1, [a.content[0].text for a in answers]
     assert "being resumed" in refused[0].content[0].text or "RUNNING" in refused[0].content[0].text
     assert numbers == list(range(12)), numbers

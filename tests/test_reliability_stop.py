@@ -219,7 +219,7 @@ def first_trial_done(db: Path) -> str | None:
 
 def parent_summary(db: Path, parent: str) -> dict:
     status = store_rows(db, "SELECT status FROM runs WHERE run_uuid = ?", parent)[0][0]
-    best = store_rows(db, "SELECT value FROM latest_metrics WHERE run_uuid = ? AND key = 'best_score'", parent)
+    best = store_rows(db, "SELECT value FROM latest_metrics WHERE run_uuid = ? AND key LIKE 'best_cv_%'", parent)
     reason = store_rows(db, "SELECT value FROM tags WHERE run_uuid = ? AND key = 'nba_mcp.termination_reason'", parent)
     return {"status": status, "best_score": best[0][0] if best else None, "reason": reason[0][0] if reason else None}
 

@@ -48,7 +48,7 @@ async def test_pipeline_trains_registers_and_promotes_only_the_better_model(trai
     champion, challenger = trained
     assert champion["status"] == "COMPLETED" and champion["model_version"] == 1
     assert [s["stage"] for s in champion["stages"]][0] == "data_validation"
-    assert champion["promotion"]["promoted"] and champion["metrics"]["roc_auc"] > 0.7
+    assert champion["promotion"]["promoted"] and champion["metrics"]["test_roc_auc"] > 0.7
     assert champion["warnings"] == [] and champion["flagged"] is False
     assert {"cv_roc_auc_mean", "cv_roc_auc_std"} <= set(champion["metrics"])
     assert challenger["model_version"] == 2 and not challenger["promotion"]["promoted"]
@@ -176,3 +176,17 @@ async def test_roles_without_the_permission_are_denied(tool_server, principal, t
     with rbac.acting_as(principal):
         async with Client(tool_server) as client:
             assert error_text(await client.call_tool(tool, args)).endswith("permission denied")
+
+
+async def test_runs_name_the_calling_principal_and_the_tool(tool_server):
+    # The job runs in a worker thread: who called and through which tool still reach its run.
+    with rbac.acting_as(ANALYST):
+        async with Client(tool_server) as client:
+            job = payload(await client.call_tool("run_pipeline", {"request": {
+                **PIPELINE, "model_name": "ann-model", "estimator": "decision_tree", "params": {"max_depth": 2}}})
+            )
+    run = tool_server.state.tracker(PIPELINE["experiment_name"]).get_run(job["result"]["run_id"])
+    assert run.tags["mlflow.user"] == ANALYST.id
+    assert run.tags["mlflow.source.name"] == "nba-mcp run_pipeline"
+    assert run.tags["mlflow.note.content"].startswith("decision_tree classification of WL on games")
+    assert run.params["max_depth"] == "2" and run.params["min_samples_leaf"] == "1"  # with its defaults

@@ -109,9 +109,12 @@ def test_seed_example_runs_on_rookie_data_and_is_one_mlflow_run(tracker, name):
     assert stored.status is RunStatus.FINISHED
     assert stored.params == {"target": "TARGET_5Yrs", "test_size": "0.2", "n_estimators": "20"}
     assert stored.metrics["accuracy"] == pytest.approx(run.metrics["accuracy"])
-    assert stored.tags["stage.model_training.status"] == "COMPLETED"
-    assert stored.metrics["stage.model_training.duration_seconds"] > 0
-    assert stored.tags["pipeline.status"] == "COMPLETED"
+    stages = json.loads(stored.tags["nba_mcp.stages"])
+    assert stages["model_training"]["status"] == "COMPLETED" and stages["model_training"]["seconds"] > 0
+    assert set(stored.metrics) == set(run.metrics)  # stage timings are not metrics
+    assert stored.tags["mlflow.note.content"].endswith("Completed: " + ", ".join(
+        f"{k} {run.metrics[k]:.4g}" for k in sorted(run.metrics)) + ".")
+    assert pipeline.get_run(run.run_id).status is PipelineStatus.COMPLETED
 
     # The model is an MLflow logged model of the run (models:/m-<id>), with a signature and an input
     # example, found by search_logged_models, and it predicts as trained.
@@ -174,10 +177,12 @@ def test_retries_then_success_or_failure_and_skipped_stages(tracker, name, failu
         assert run.error == f"stage data_preparation failed: RuntimeError: transient failure {expected_attempts}"
         assert run.stages["model_training"].status is StageStatus.SKIPPED
         assert stored.status is RunStatus.FAILED
-        assert stored.tags["pipeline.failed_stage"] == "data_preparation"
-        assert stored.tags["stage.data_preparation.error"].startswith("RuntimeError")
-        assert stored.tags["stage.model_training.status"] == "SKIPPED"
-    assert stored.metrics["stage.data_preparation.attempts"] == expected_attempts
+        stages = json.loads(stored.tags["nba_mcp.stages"])
+        assert stages["data_preparation"]["error"].startswith("RuntimeError")
+        assert stages["model_training"]["status"] == "SKIPPED"
+        read_back = pipeline.get_run(run.run_id)
+        assert read_back.failed_stage == "data_preparation" and read_back.error == run.error
+    assert json.loads(stored.tags["nba_mcp.stages"])["data_preparation"]["attempts"] == expected_attempts
 
 
 def test_retry_waits_back_off_exponentially(tracker, name):
@@ -257,7 +262,8 @@ def test_cancellation_between_stages_ends_the_run_killed(tracker, name):
     ]
     stored = tracker.get_run(run.run_id)
     assert stored.status is RunStatus.KILLED
-    assert stored.tags["pipeline.status"] == "CANCELLED"
+    assert pipeline.get_run(run.run_id).status is PipelineStatus.CANCELLED
+    assert stored.tags["mlflow.note.content"].endswith("Cancelled (cancelled before stage model_training).")
 
 
 def test_cancellation_interrupts_a_retry_wait(tracker, name):

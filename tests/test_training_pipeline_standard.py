@@ -100,20 +100,22 @@ def test_champion_moves_only_to_a_better_model_and_the_comparison_is_recorded(
 
     assert first.promotion.previous_version is None
     assert better.promotion.previous_version == 1
-    assert better.promotion.previous_metric == pytest.approx(first.metrics[primary_metric])
+    assert better.promotion.previous_metric == pytest.approx(first.metrics[f"test_{primary_metric}"])
     assert worse.promotion.previous_version == 2
-    assert worse.promotion.new_metric == pytest.approx(worse.metrics[primary_metric])
+    assert worse.promotion.new_metric == pytest.approx(worse.metrics[f"test_{primary_metric}"])
     assert "worse than champion v2" in worse.promotion.reason
     assert tracker.get_model_version(model_name, "champion")["version"] == 2
 
-    # Recorded on the runs either way.
+    # Recorded on the runs either way: one set of promotion tags, the primary metric is a param.
     for result in (better, worse):
-        tags = tracker.get_run(result.run_id).tags
-        assert tags["champion.promoted"] == str(result.promotion.promoted).lower()
-        assert tags["champion.previous_version"] == str(result.promotion.previous_version)
-        assert float(tags["champion.previous_metric"]) == pytest.approx(result.promotion.previous_metric)
-        assert float(tags["champion.new_metric"]) == pytest.approx(result.metrics[primary_metric])
-        assert tags["champion.primary_metric"] == primary_metric
+        stored = tracker.get_run(result.run_id)
+        tags = stored.tags
+        assert not any(k.startswith("champion.") for k in tags)
+        assert tags["promotion.promoted"] == str(result.promotion.promoted).lower()
+        assert tags["promotion.previous_version"] == str(result.promotion.previous_version)
+        assert float(tags["promotion.previous_metric"]) == pytest.approx(result.promotion.previous_metric)
+        assert float(tags["promotion.new_metric"]) == pytest.approx(result.metrics[f"test_{primary_metric}"])
+        assert stored.params["primary_metric"] == primary_metric
 
     # The worse version can still be made champion explicitly, but only with force.
     refused = promote_model(tracker, model_name, 3)
@@ -121,7 +123,9 @@ def test_champion_moves_only_to_a_better_model_and_the_comparison_is_recorded(
     forced = promote_model(tracker, model_name, 3, force=True)
     assert forced.promoted and forced.forced and forced.previous_version == 2
     assert tracker.get_model_version(model_name, "champion")["version"] == 3
-    assert tracker.get_run(worse.run_id).tags["promotion.forced"] == "true"
+    worse_tags = tracker.get_run(worse.run_id).tags
+    # The later decision replaces the pipeline's: the run's promotion tags never contradict each other.
+    assert worse_tags["promotion.forced"] == "true" and worse_tags["promotion.promoted"] == "true"
 
 
 def test_promote_false_compares_without_moving_the_alias(tracker, settings):
@@ -140,7 +144,7 @@ def test_standard_run_logs_params_metrics_plot_model_and_validation(tracker, set
     result = run(tracker, settings, dataset="sklearn:diabetes", target="target", estimator="ridge",
                  model_name="diabetes-ridge", seed=3, split={"test_size": 0.25})
     assert result.status is PipelineStatus.COMPLETED and result.task == "regression"
-    assert set(result.metrics) == {"rmse", "mae", "r2", "cv_rmse_mean", "cv_rmse_std"}
+    assert set(result.metrics) == {"test_rmse", "test_mae", "test_r2", "cv_rmse_mean", "cv_rmse_std"}
     assert result.n_test == pytest.approx(0.25 * 442, abs=1) and result.n_train + result.n_test == 442
     assert {"residuals.png", "validation.json"} <= set(result.artifacts)
     assert result.model_uri.startswith("models:/m-")  # a logged model, linked to the run
@@ -149,8 +153,10 @@ def test_standard_run_logs_params_metrics_plot_model_and_validation(tracker, set
     stored = tracker.get_run(result.run_id)
     assert stored.params["estimator"] == "ridge" and stored.params["seed"] == "3"
     assert stored.params["primary_metric"] == "rmse"
-    assert stored.tags["pipeline.primary_metric"] == "rmse"
-    assert stored.metrics["rmse"] == pytest.approx(result.metrics["rmse"])
+    assert "pipeline.primary_metric" not in stored.tags  # a tag never repeats a param
+    assert stored.params["alpha"] == "1.0" and "params.alpha" not in stored.params  # hyperparameters by name
+    assert stored.metrics == pytest.approx(result.metrics)  # the model's metrics, no stage timings
+    assert stored.tags["mlflow.note.content"].startswith("ridge regression of target on sklearn:diabetes")
     assert [s.status for s in result.stages] == [StageStatus.COMPLETED] * 6
 
 
@@ -166,7 +172,7 @@ def test_validation_errors_fail_the_run_with_the_findings(tracker, settings):
     assert result.model_version is None and result.promotion is None
     stored = tracker.get_run(result.run_id)
     assert stored.status is RunStatus.FAILED
-    assert stored.tags["validation.passed"] == "false"
+    assert stored.tags["nba_mcp.error"] == result.error and "data validation failed" in stored.tags["mlflow.note.content"]
     assert "validation.json" in result.artifacts
     with pytest.raises(NotFoundError):
         tracker.get_model_version("broken-y", 1)
@@ -278,9 +284,9 @@ def test_standard_pipeline_in_mock_mode(settings):
                  params=SMALL_FOREST, model_name="iris")
     assert result.status is PipelineStatus.COMPLETED
     assert result.primary_metric == "accuracy"  # multiclass default
-    assert set(result.metrics) == {"accuracy", "f1", "roc_auc", "log_loss", "cv_accuracy_mean", "cv_accuracy_std"}
+    assert set(result.metrics) == {"test_accuracy", "test_f1", "test_roc_auc", "test_log_loss", "cv_accuracy_mean", "cv_accuracy_std"}
     # Iris is easy: a perfect holdout roc_auc is flagged; the version is registered, not promoted.
-    assert [w.code for w in result.warnings] == ["near_perfect_score"] and result.metrics["roc_auc"] >= 0.99
+    assert [w.code for w in result.warnings] == ["near_perfect_score"] and result.metrics["test_roc_auc"] >= 0.99
     assert not result.promotion.promoted and result.model_version == 1
     assert "confusion_matrix.png" in result.artifacts
     row = {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4, "petal width (cm)": 0.2}

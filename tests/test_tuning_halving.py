@@ -205,7 +205,7 @@ def test_mlflow_trial_runs_carry_rung_and_resource_and_resume_finishes_the_same_
     assert tracker.get_run(parent).status is RunStatus.KILLED
     assert '"resource": "n_estimators"' in tracker.get_run(parent).params["halving"]
     child = tracker.get_run(first.trials[0].run_id)
-    assert child.tags["rung"] == "0" and child.tags["resource"] == "10" and child.metrics["resource"] == 10
+    assert child.tags["nba_mcp.rung"] == "0" and child.metrics["resource"] == 10
     resumed = run(tuner, resume_from=parent)
     assert resumed.summary.n_resumed_trials == 14 and resumed.summary.n_trials_run == 2
     assert [(t.rung, t.params) for t in resumed.trials] == [(t.rung, t.params) for t in full.trials]

@@ -47,7 +47,10 @@ def test_parent_and_child_run_layout(tracker):
         "min_samples_leaf": {"type": "categorical", "choices": [1, 3]},
     }
     assert parent.params["cv"] == "StratifiedKFold(n_splits=3, shuffle=True, random_state=7)"
-    assert parent.metrics["best_score"] == pytest.approx(result.best_score)
+    assert parent.params["estimator"] == "RandomForestClassifier" and "objective" not in parent.params
+    assert parent.metrics["best_cv_roc_auc"] == pytest.approx(result.best_score)
+    # The parent's mean is over trials: it never shares a name with a trial's mean over folds.
+    assert "cv_roc_auc_mean" not in parent.metrics and "trials_cv_roc_auc_mean" in parent.metrics
     assert {k: parent.tags[f"best_{k}"] for k in result.best_params} == {k: str(v) for k, v in result.best_params.items()}
     assert parent.metrics["n_trials"] == 4 and parent.tags["stopped_reason"] == "exhausted"
     assert {"optimization_history.png", "summary.json"} <= set(tracker.list_artifacts(result.parent_run_id))
@@ -57,12 +60,16 @@ def test_parent_and_child_run_layout(tracker):
     for trial in result.trials:
         child = children[trial.run_id]
         assert child.parent_run_id == result.parent_run_id and child.status is RunStatus.FINISHED
-        assert child.params == {k: str(v) for k, v in trial.params.items()}
-        assert child.metrics["mean_score"] == pytest.approx(trial.score)
-        assert child.metrics["roc_auc"] == pytest.approx(trial.score)
-        assert child.metrics["std_score"] == pytest.approx(trial.std)
-        assert child.tags["trial_state"] == "COMPLETE" and child.tags["trial_number"] == str(trial.number)
-        history = tracker.get_metric_history(trial.run_id, "fold_score")
+        context = {k: parent.params[k] for k in ("estimator", "dataset", "target") if k in parent.params}
+        assert child.params == {**context, **{k: str(v) for k, v in trial.params.items()}}
+        assert child.params["estimator"] == "RandomForestClassifier"
+        assert child.metrics["cv_roc_auc_mean"] == pytest.approx(trial.score)
+        assert child.metrics["cv_roc_auc_std"] == pytest.approx(trial.std)
+        assert "roc_auc" not in child.metrics  # a CV mean is never logged under a holdout's name
+        assert child.metrics["folds_done"] == 3
+        assert child.tags["nba_mcp.trial_state"] == "COMPLETE" and child.tags["nba_mcp.trial_number"] == str(trial.number)
+        assert child.tags["mlflow.note.content"].startswith(f"Trial {trial.number} of ")
+        history = tracker.get_metric_history(trial.run_id, "cv_roc_auc_fold")
         assert [p.step for p in history] == [0, 1, 2]
         assert [p.value for p in history] == pytest.approx(trial.fold_scores)
 
@@ -150,7 +157,7 @@ def test_halving_resume_after_cancel_runs_the_same_trials_as_one_search(tracker,
     assert resumed.best_params == full.best_params and resumed.best_trial.rung == full.best_trial.rung
     children = _children(tracker, parent)
     assert len(children) == len(full.trials)
-    assert {(c.tags["rung"], c.tags["resource"]) for c in children} == {(str(t.rung), str(t.resource)) for t in full.trials}
+    assert {(c.tags["nba_mcp.rung"], c.metrics["resource"]) for c in children} == {(str(t.rung), t.resource) for t in full.trials}
 
 
 def _score(params):
@@ -178,3 +185,36 @@ def test_resume_from_unknown_run_is_not_found(sqlite_tracker):
 def test_resume_needs_mlflow():
     with pytest.raises(InvalidRequestError, match="resume_from needs MLflow logging"):
         HyperparameterTuner(enable_mlflow=False).grid_search({"a": [0]}, lambda p: p, lambda m: 0.1, resume_from="abc")
+
+
+def test_pruned_trial_is_visibly_pruned_and_resumes_as_pruned(tracker):
+    from mcp_server.hyperparameter_tuning import MedianPruner
+    from tests.test_tuning_loop import _fold_id_eval, _fold_marked_X
+
+    folds = {0: [0.9, 0.9, 0.9], 1: [0.8, 0.8, 0.8], 2: [0.7, 0.7, 0.7], 3: [0.95, 0.95, 0.95], 4: [0.6, 0.6, 0.6]}
+
+    def search(tuner, **kwargs):
+        tuner.grid_search({"a": list(range(5))}, lambda params, X, y: params, _fold_id_eval(folds), cv_folds=3,
+                          X=_fold_marked_X(), y=[0.0] * 30, task="regression", seed=0, **kwargs)
+        return tuner.last_result
+
+    result = search(HyperparameterTuner(mlflow_tracker=tracker, pruning=MedianPruner(n_startup_trials=2)))
+    scoring = tracker.get_run(result.parent_run_id).params["scoring"]
+    pruned = [t for t in result.trials if t.state is TrialState.PRUNED]
+    assert pruned
+    for trial in pruned:
+        child = tracker.get_run(trial.run_id)
+        assert child.run_name == f"trial-{trial.number:03d}-pruned" and child.tags["nba_mcp.trial_state"] == "PRUNED"
+        # Its partial score has its own name: it never sorts among full cross-validated means.
+        assert f"cv_{scoring}_mean" not in child.metrics and f"cv_{scoring}_std" not in child.metrics
+        assert child.metrics[f"partial_cv_{scoring}_mean"] == pytest.approx(trial.score)
+        assert child.metrics["folds_done"] == len(trial.fold_scores) < 3
+        assert "pruned after" in child.tags["mlflow.note.content"]
+    complete = next(t for t in result.trials if t.state is TrialState.COMPLETE)
+    assert tracker.get_run(complete.run_id).metrics["folds_done"] == 3
+
+    resumed = search(HyperparameterTuner(mlflow_tracker=tracker, pruning=MedianPruner(n_startup_trials=2)),
+                     resume_from=result.parent_run_id)
+    assert resumed.summary.n_resumed_trials == len(result.trials)
+    assert [(t.state, t.score, t.fold_scores) for t in resumed.trials] == [
+        (t.state, pytest.approx(t.score), pytest.approx(t.fold_scores)) for t in result.trials]

@@ -110,7 +110,7 @@ class AppState:
             try:
                 tracker.close()  # flushes buffered trial writes
                 if time.monotonic() < deadline:
-                    ended += tracker.end_own_runs([tracker.experiment_id], reason=reason)
+                    ended += tracker.end_own_runs(reason=reason)  # its experiment, never creating it
             except Exception:  # noqa: BLE001 - a dead store must not stop the shutdown
                 logger.exception("could not end the runs of experiment %s at shutdown", tracker.experiment_name)
         if ended:

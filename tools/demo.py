@@ -196,7 +196,7 @@ async def session(params: StdioServerParameters, dataset: str, data_dir: Path | 
                 f"(digest {result['split']['test_digest']})")
 
         comparison = await call(client, "compare_runs", {"run_ids": [runs["baseline"]["run_id"], runs["tuned"]["run_id"]]})
-        metric = runs["tuned"]["primary_metric"]
+        metric = f"test_{runs['tuned']['primary_metric']}"
         line = comparison["metrics"][metric]
         say(f"  {metric}: tuned − baseline = {line['diff'][runs['tuned']['run_id']]:+.4f}; "
             f"differing params: {', '.join(comparison['params_differ']) or 'none'}")

@@ -23,6 +23,8 @@ from tools.fields import JobId, WaitSeconds
 from tools.registration import READ_ONLY, UPDATES, ml_tool
 
 POLL_INTERVAL_SECONDS = 0.1
+# The tool that starts each kind of job: the ``mlflow.source.name`` of the runs the job creates.
+TOOL_OF_KIND = {"tune": "tune_hyperparameters", "pipeline": "run_pipeline"}
 RECENT_EVENTS = 10
 
 JobStateName = Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
@@ -136,8 +138,17 @@ async def start_job(
     """Queue ``work`` as the caller's job, wait for it (``wait_for_job``) and return its view; a
     job that failed within the wait raises a tool error with the job's message."""
     params = request.model_dump(mode="json", exclude_none=True)
+    principal = current_principal_id()
+
+    def work_as_caller(job: JobContext) -> Any:
+        # The job runs in another thread: carry who asked and through which tool to its MLflow runs.
+        from mcp_server.mlflow_integration import recording_as
+
+        with recording_as(user=principal, source=f"nba-mcp {TOOL_OF_KIND.get(kind, kind)}"):
+            return work(job)
+
     try:
-        job_id = app.jobs.submit(kind, work, params, owner=current_principal_id())
+        job_id = app.jobs.submit(kind, work_as_caller, params, owner=principal)
     finally:
         if on_queued is not None:
             on_queued()  # queued or refused: from now on the job list tells what is in progress

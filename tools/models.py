@@ -11,7 +11,6 @@ from mcp_server.error_handling import InvalidRequestError
 from mcp_server.evaluation import RowWarning
 from mcp_server.training_pipeline import (
     MODEL_URI_TAG,
-    PIPELINE_PRIMARY_METRIC_TAG,
     PRIMARY_METRIC_TAG,
     PromotionDecision,
 )
@@ -122,9 +121,8 @@ async def register_model(ctx: Context, run_id: RunId, model_name: ModelName) -> 
             raise InvalidRequestError(
                 f"run_id {run_id!r} has no logged model (no {MODEL_URI_TAG} tag); train one with run_pipeline"
             )
-        metric = run.tags.get(PIPELINE_PRIMARY_METRIC_TAG)
-        value = run.metrics.get(metric) if metric else None
-        tags = {PRIMARY_METRIC_TAG: metric, metric: value} if metric and value is not None else {}
+        metric, value = training_pipeline.registration_metric(run)
+        tags = {PRIMARY_METRIC_TAG: metric, f"test_{metric}": value} if metric and value is not None else {}
         version = tracker.register_model(model_uri, model_name, run_id=run_id, tags=tags)
         return RegisteredVersion(
             model_name=model_name, version=version, run_id=run_id, model_uri=model_uri,

@@ -17,16 +17,21 @@ _os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 from ._compare import compare_runs, comparison_frame, is_bookkeeping, lower_is_better  # noqa: E402
 from ._factory import get_mlflow_tracker, reap_orphaned_runs  # noqa: E402
+from ._origin import NOTE_TAG, RunOrigin, current_origin, recording_as  # noqa: E402
+from ._protocol import Tracker  # noqa: E402
 from ._recovery import OWNER_TAG, hold_lease, owner  # noqa: E402
 from ._store import create_sqlite_store, ensure_sqlite_migrated, is_migrated  # noqa: E402
-from ._protocol import Tracker  # noqa: E402
 from ._tracker import MLflowExperimentTracker  # noqa: E402
 from ._types import DatasetRef, DatasetSource, MetricPoint, RunMetadata, RunStatus  # noqa: E402
 
 __all__ = [
     "InMemoryTracker",
+    "NOTE_TAG",
     "Tracker",
     "OWNER_TAG",
+    "RunOrigin",
+    "current_origin",
+    "recording_as",
     "MLflowExperimentTracker",
     "MetricPoint",
     "RunMetadata",

@@ -228,6 +228,7 @@ class InMemoryModelStore:
         self._models: dict[str, Any] = {}
         self._registry: dict[str, dict[int, dict[str, Any]]] = {}
         self._aliases: dict[str, dict[str, int]] = defaultdict(dict)
+        self._descriptions: dict[str, str] = {}
 
     def log_model(self, model: Any, run_id: str, name: str, input_example: Any = None) -> str:
         model_id = f"m-{uuid.uuid4().hex}"
@@ -235,13 +236,16 @@ class InMemoryModelStore:
             self._models[model_id] = model
         return f"models:/{model_id}"
 
-    def register(self, name: str, model_uri: str, run_id: str | None, tags=None) -> int:
+    def register(self, name: str, model_uri: str, run_id: str | None, tags=None, *,
+                 description: str | None = None, model_description: str | None = None) -> int:
         with self._lock:
             versions = self._registry.setdefault(name, {})
+            if model_description and not self._descriptions.get(name):
+                self._descriptions[name] = model_description
             version = len(versions) + 1
             versions[version] = {
                 "name": name, "version": version, "source": model_uri, "run_id": run_id,
-                "tags": dict(tags or {}), "creation_timestamp": now_ms(),
+                "tags": dict(tags or {}), "creation_timestamp": now_ms(), "description": description or "",
             }
             return version
 
@@ -258,7 +262,8 @@ class InMemoryModelStore:
             if key is None or key not in self._registry[name]:
                 raise NotFoundError(f"model {name!r} has no version or alias {version!r}")
             aliases = [a for a, v in self._aliases[name].items() if v == key]
-            return {**self._registry[name][key], "aliases": aliases}
+            return {**self._registry[name][key], "aliases": aliases,
+                    "model_description": self._descriptions.get(name, "")}
 
     def list_versions(self, name: str) -> list[dict[str, Any]]:
         with self._lock:

@@ -77,7 +77,10 @@ class MlflowModelStore:
                 self._client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
         return f"models:/{logged.model_id}"
 
-    def register(self, name: str, model_uri: str, run_id: str | None, tags=None) -> int:
+    def register(self, name: str, model_uri: str, run_id: str | None, tags=None, *,
+                 description: str | None = None, model_description: str | None = None) -> int:
+        """A new version of ``name`` from a logged model; ``model_description`` is set on the
+        registered model when it has none yet, ``description`` on the version."""
         from mlflow.exceptions import MlflowException
 
         model_id = _logged_model_id(model_uri)
@@ -85,14 +88,32 @@ class MlflowModelStore:
             raise InvalidRequestError(f"model uri must be a logged model models:/m-<id>, got {model_uri!r}")
         with store_errors():
             try:
-                self._client.create_registered_model(name)
+                self._client.create_registered_model(name, description=model_description)
             except MlflowException as exc:
                 if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
                     raise
+                if model_description and not self._client.get_registered_model(name).description:
+                    self._client.update_registered_model(name, description=model_description)
             with _registry_resolves_here(self._client.tracking_uri):
                 version = self._client.create_model_version(name, source=model_uri, run_id=run_id, tags=tags,
-                                                            model_id=model_id)
+                                                            model_id=model_id, description=description)
+            self._link_version(model_id, name, int(version.version))
         return int(version.version)
+
+    def _link_version(self, model_id: str, name: str, version: int) -> None:
+        """List the version on its logged model (``mlflow.modelVersions``), as ``mlflow.register_model``
+        does: the UI's Models tab and logged-model page read the link from there. A tracking server
+        links it itself; a database store does not."""
+        import json
+
+        from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
+        linked = self._client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS)
+        versions = json.loads(linked) if linked else []
+        if any(v.get("name") == name and str(v.get("version")) == str(version) for v in versions):
+            return
+        versions.append({"name": name, "version": version})
+        self._client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(versions)})
 
     def set_registered_model_alias(self, name: str, alias: str, version: int) -> None:
         with store_errors():
@@ -112,6 +133,7 @@ class MlflowModelStore:
             "tags": dict(mv.tags or {}),
             "aliases": list(mv.aliases or []),
             "creation_timestamp": mv.creation_timestamp,
+            "description": mv.description or "",
         }
 
     def list_versions(self, name: str) -> list[dict[str, Any]]:

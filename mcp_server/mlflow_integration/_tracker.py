@@ -27,8 +27,8 @@ from ..error_handling import InvalidRequestError, NotFoundError
 from ..settings import Settings
 from ._compare import compare_runs, comparison_frame
 from ._recovery import OWNER_TAG, TERMINATION_REASON_TAG, owned_by_dead_process, owner
-from ._types import DatasetSource, MetricPoint, RunMetadata, RunStatus
-from ._writer import MAX_PARAM_LENGTH, BatchWriter, run_tags
+from ._types import DatasetRef, DatasetSource, MetricPoint, RunMetadata, RunStatus
+from ._writer import MAX_PARAM_LENGTH, BatchWriter, run_tags, tag_value
 
 
 # MLflow's built-in experiment keeps its artifacts under the server's working directory (./mlruns).
@@ -235,8 +235,12 @@ class MLflowExperimentTracker:
     def log_metric(self, key: str, value: float, step: int | None = None, run_id: str | None = None) -> None:
         self.log_metrics({key: value}, step=step, run_id=run_id)
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, run_id: str | None = None) -> None:
-        self._writer.add(self._target(run_id), metrics=metrics, step=step)
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, run_id: str | None = None, *,
+                    model_id: str | None = None, dataset: DatasetRef | None = None) -> None:
+        """Buffered metrics of a run; with ``model_id`` (``m-…``) they are the logged model's too, and
+        ``dataset`` (one of the run's inputs) names the data they were measured on."""
+        self._writer.add(self._target(run_id), metrics=metrics, step=step, model_id=model_id,
+                         dataset=(dataset.name, dataset.digest) if dataset is not None else None)
 
     def set_tag(self, key: str, value: Any, run_id: str | None = None) -> None:
         self.set_tags({key: value}, run_id=run_id)
@@ -335,8 +339,14 @@ class MLflowExperimentTracker:
         self._writer.flush_run(target)  # the logged model copies the run's params: write them first
         return self._models.log_model(model, target, name, input_example)
 
-    def register_model(self, model_uri: str, name: str, *, run_id: str | None = None, tags: Mapping[str, Any] | None = None) -> int:
-        return self._models.register(name, model_uri, run_id, {k: str(v) for k, v in (tags or {}).items()})
+    def register_model(
+        self, model_uri: str, name: str, *, run_id: str | None = None, tags: Mapping[str, Any] | None = None,
+        description: str | None = None, model_description: str | None = None,
+    ) -> int:
+        """Register ``model_uri`` as a new version of ``name``; ``description`` is the version's,
+        ``model_description`` the registered model's (set when it has none yet)."""
+        return self._models.register(name, model_uri, run_id, {str(k): tag_value(v) for k, v in (tags or {}).items()},
+                                     description=description, model_description=model_description)
 
     def set_model_alias(self, name: str, alias: str, version: int) -> None:
         self._models.set_registered_model_alias(name, alias, int(version))
@@ -432,6 +442,9 @@ class MLflowExperimentTracker:
         return Path(self.settings.data_home) / "leases"
 
     def _running_runs(self, experiment_ids: list[str] | None, extra_filter: str = ""):
+        experiment_ids = experiment_ids or self._readable_experiment_ids()
+        if not experiment_ids:  # the experiment was never created: nothing can be running in it
+            return
         token: str | None = None
         query = "attributes.status = 'RUNNING'" + (f" and {extra_filter}" if extra_filter else "")
         while True:

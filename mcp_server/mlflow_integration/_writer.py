@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..error_handling import InvalidRequestError
+from ._origin import origin_tags
 from ._recovery import OWNER_TAG, owner
 from ._types import RunStatus, now_ms
 
@@ -48,15 +49,20 @@ class BatchWriter:
 
     # --- buffered values ------------------------------------------------------------------
     def add(self, run_id: str, *, params: Mapping[str, Any] = {}, metrics: Mapping[str, Any] = {},
-            tags: Mapping[str, Any] = {}, step: int | None = None) -> None:
+            tags: Mapping[str, Any] = {}, step: int | None = None, model_id: str | None = None,
+            dataset: tuple[str, str] | None = None) -> None:
         from mlflow.entities import Metric, Param, RunTag
 
         ts = now_ms()
         with self._lock:
             buffer = self._buffers.setdefault(run_id, _Buffer())
             buffer.params += [Param(str(k), param_value(v)) for k, v in params.items()]
-            buffer.metrics += [Metric(str(k), number(k, v), ts, step or 0) for k, v in metrics.items()]
-            buffer.tags += [RunTag(str(k), str(v)[:MAX_PARAM_LENGTH]) for k, v in tags.items()]
+            # With model_id the metric is also the logged model's (its page and the Models tab show it).
+            # ``dataset`` (name, digest): the run input the metric was measured on.
+            name, digest = dataset or (None, None)
+            buffer.metrics += [Metric(str(k), number(k, v), ts, step or 0, model_id=model_id, dataset_name=name,
+                                      dataset_digest=digest) for k, v in metrics.items()]
+            buffer.tags += [RunTag(str(k), tag_value(v)) for k, v in tags.items()]
             due = any(len(getattr(buffer, kind)) >= n for kind, n in BATCH_LIMITS.items())
             due = due or time.monotonic() - buffer.started >= self.flush_interval
         if due:
@@ -66,7 +72,10 @@ class BatchWriter:
         with self._lock:
             buffer = self._buffers.pop(run_id, None)
         if buffer:
-            self.write_batch(run_id, buffer.metrics, buffer.params, buffer.tags)
+            # A tag set twice before a flush is written once, with its last value (one batch may
+            # not name a key twice).
+            tags = list({tag.key: tag for tag in buffer.tags}.values())
+            self.write_batch(run_id, buffer.metrics, buffer.params, tags)
 
     def write_batch(self, run_id: str, metrics: list, params: list, tags: list) -> None:
         while metrics or params or tags:
@@ -99,6 +108,8 @@ class BatchWriter:
     # --- whole runs -----------------------------------------------------------------------
     def record(self, experiment_id: str, *, background: bool, parent_run_id: str | None,
                **run: Any) -> str | concurrent.futures.Future:
+        # Tags are settled in the caller's thread: who asked for the run lives in its context.
+        run["tags"] = run_tags(run["tags"], parent_run_id)
         if not background:
             return self._record(experiment_id, parent_run_id, **run)
         with self._lock:
@@ -125,9 +136,8 @@ class BatchWriter:
                 start_time_ms: int | None, end_time_ms: int | None) -> str:
         from mlflow.entities import Metric, Param
 
-        all_tags = run_tags(tags, parent_run_id)
         run = self._call("create_run", experiment_id, start_time=start_time_ms or now_ms(),
-                         tags=all_tags, run_name=run_name)
+                         tags=dict(tags), run_name=run_name)
         run_id = run.info.run_id
         ts = end_time_ms or now_ms()
         entries = [Metric(k, number(k, v), ts, 0) for k, v in metrics.items()]
@@ -146,8 +156,10 @@ class BatchWriter:
 
 
 def run_tags(tags: Mapping[str, Any] | None, parent_run_id: str | None) -> dict[str, str]:
-    """The tags every run we open carries: its owner process and, if any, its parent."""
-    all_tags = {OWNER_TAG: owner(), **{str(k): str(v) for k, v in (tags or {}).items()}}
+    """The tags every run we open carries: its owner process, who asked for it and through what
+    (``mlflow.user``, ``mlflow.source.name``) and, if any, its parent."""
+    given = {str(k): tag_value(v) for k, v in (tags or {}).items()}
+    all_tags = {OWNER_TAG: owner(), **given, **origin_tags(given)}
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
     return all_tags
@@ -155,6 +167,18 @@ def run_tags(tags: Mapping[str, Any] | None, parent_run_id: str | None) -> dict[
 
 def param_value(value: Any) -> str:
     if isinstance(value, (dict, list, tuple)):
+        value = json.dumps(value, default=str)
+    return str(value)[:MAX_PARAM_LENGTH]
+
+
+def tag_value(value: Any) -> str:
+    """A tag as text a person reads in the MLflow UI: JSON for containers, lowercase booleans, never a
+    Python repr (``True``, ``None``, ``{'a': 1}``)."""
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    elif value is None:
+        value = "none"
+    elif isinstance(value, (dict, list, tuple)):
         value = json.dumps(value, default=str)
     return str(value)[:MAX_PARAM_LENGTH]
 

@@ -33,6 +33,7 @@ from mcp_server.training_pipeline._registry import (
     prediction_warnings,
     predict_proba,
     promote_model,
+    registration_metric,
 )
 from mcp_server.training_pipeline._standard import (
     PipelinePlan,
@@ -58,6 +59,7 @@ __all__ = [
     "NAME_TAG",
     "PIPELINE_PRIMARY_METRIC_TAG",
     "PRIMARY_METRIC_TAG",
+    "registration_metric",
     "REGRESSION_METRICS",
     "STAGE_OUTPUT_NAMES",
     "PipelinePlan",

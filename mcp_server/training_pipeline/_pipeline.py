@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from mcp_server.error_handling import InvalidRequestError, NotFoundError
+from mcp_server.mlflow_integration import NOTE_TAG
 from mcp_server.mlflow_integration import compare_runs as compare_run_metadata
 from mcp_server.training_pipeline import _mlflow_record as record
 from mcp_server.training_pipeline._stages import (
@@ -142,15 +143,21 @@ class TrainingPipeline:
             run = self._new_run(uuid.uuid4().hex, started, config, tracked=False)
             self._run_stages(run, specs, data, None, should_stop, on_stage)
         else:
-            all_tags = {**record.start_tags(self.name, config, self.stages), **(tags or {})}
+            tags = dict(tags or {})
+            note = str(tags.pop(NOTE_TAG, "")) or None
+            all_tags = {**record.start_tags(self.name, note), **tags}
             nested = tracker.active_run_id is not None
             with tracker.start_run(run_name or self.name, tags=all_tags, nested=nested) as run_id:
                 run = self._new_run(run_id, started, config, tracked=True)
-                params = record.flatten_config(config)
+                params = record.run_params(config)
                 if params:
                     tracker.log_params(params, run_id=run_id)
+                features = record.features_artifact(config)
+                if features is not None:
+                    tracker.log_dict(features, "features.json", run_id=run_id)
                 self._run_stages(run, specs, data, tracker, should_stop, on_stage)
-                tracker.set_tags(record.end_tags(run), run_id=run_id)
+                tracker.set_tags({**record.stages_tag(run.stages), **record.end_tags(run, all_tags[NOTE_TAG])},
+                                 run_id=run_id)
                 tracker.end_run(record.run_status_for(run.status), run_id=run_id)
         with self._lock:
             self._local_history.append(run)
@@ -183,7 +190,7 @@ class TrainingPipeline:
                 run.error = f"cancelled before stage {spec.stage.value}"
             if run.status is not PipelineStatus.RUNNING:
                 result.status = StageStatus.SKIPPED
-                self._report(on_stage, result, index, total, tracker, run.run_id)
+                self._report(on_stage, run, result, index, total, tracker)
                 continue
             result.status = StageStatus.RUNNING
             _notify(on_stage, spec.stage.value, index, total, StageStatus.RUNNING.value)
@@ -210,7 +217,7 @@ class TrainingPipeline:
                 run.failed_stage = spec.stage.value
                 run.error = f"stage {spec.stage.value} failed: {result.error}"
             result.duration_seconds = round(time.perf_counter() - began, 6)
-            self._report(on_stage, result, index, total, tracker, run.run_id)
+            self._report(on_stage, run, result, index, total, tracker)
         if run.status is PipelineStatus.RUNNING:
             run.status = PipelineStatus.COMPLETED
         run.end_time = datetime.now(timezone.utc)
@@ -233,13 +240,29 @@ class TrainingPipeline:
         if stage is PipelineStage.MODEL_EVALUATION:
             run.metrics = numeric_metrics(output)
             if tracker is not None and run.metrics:
-                tracker.log_metrics(run.metrics, run_id=run.run_id)
+                self._log_model_metrics(run, tracker)
 
-    def _report(self, on_stage, result: StageResult, index: int, total: int, tracker, run_id: str) -> None:
-        if tracker is not None:
-            tracker.set_tags(record.stage_tags(result), run_id=run_id)
-            if result.status is not StageStatus.SKIPPED:
-                tracker.log_metrics(record.stage_metrics(result), run_id=run_id)
+    @staticmethod
+    def _log_model_metrics(run: PipelineRun, tracker: Any) -> None:
+        """The evaluation's metrics, which are also the logged model's (``models:/m-<id>``): ``test_*``
+        measured on the run's ``evaluation`` input, ``cv_*`` on its ``training`` input, if it has them."""
+        model_id = (run.model_uri or "").removeprefix("models:/")
+        if not model_id.startswith("m-"):
+            tracker.log_metrics(run.metrics, run_id=run.run_id)
+            return
+        inputs = {d.context: d for d in tracker.get_run(run.run_id).datasets}
+        groups: dict[str | None, dict[str, float]] = {}
+        for name, value in run.metrics.items():
+            context = "evaluation" if name.startswith("test_") else "training" if name.startswith("cv_") else None
+            groups.setdefault(context if context in inputs else None, {})[name] = value
+        for context, metrics in groups.items():
+            tracker.log_metrics(metrics, run_id=run.run_id, model_id=model_id,
+                                dataset=inputs[context] if context else None)
+
+    def _report(self, on_stage, run: PipelineRun, result: StageResult, index: int, total: int, tracker) -> None:
+        run_id = run.run_id
+        if tracker is not None and result.status is not StageStatus.SKIPPED:
+            tracker.set_tags(record.stages_tag(run.stages), run_id=run_id)
         _notify(on_stage, result.stage.value, index, total, result.status.value)
 
     # --- reading ------------------------------------------------------------------------------

@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 
 CHAMPION_ALIAS = "champion"
 PRIMARY_METRIC_TAG = "primary_metric"  # on model versions
-PIPELINE_PRIMARY_METRIC_TAG = "pipeline.primary_metric"  # on runs
+PRIMARY_METRIC_PARAM = "primary_metric"  # on pipeline runs
+PIPELINE_PRIMARY_METRIC_TAG = "pipeline.primary_metric"  # on runs of earlier releases
+PROMOTION_PREFIX = "promotion."  # the one set of promotion tags on a version's source run
 MAX_PREDICT_ROWS = 10_000
 _ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -46,10 +48,11 @@ class PromotionDecision(BaseModel):
     force_reason: str | None = Field(default=None, description="Why the caller forced the alias, when forced")
     reason: str
 
-    def as_tags(self, prefix: str = "champion.") -> dict[str, str]:
+    def as_tags(self, prefix: str = PROMOTION_PREFIX) -> dict[str, str]:
+        """The last promotion decision about a run, as its ``promotion.*`` tags (the model name and
+        primary metric are the run's params)."""
         values = {
-            "promoted": str(self.promoted).lower(), "alias": self.alias, "model_name": self.model_name,
-            "version": self.version, "primary_metric": self.primary_metric,
+            "promoted": str(self.promoted).lower(), "alias": self.alias, "version": self.version,
             "new_metric": self.new_metric, "previous_version": self.previous_version,
             "previous_metric": self.previous_metric, "forced": str(self.forced).lower(), "reason": self.reason,
             "flags": ",".join(self.flags) or None, "force_reason": self.force_reason,
@@ -147,12 +150,25 @@ def _run_tags(tracker: Tracker, run_id: str) -> dict[str, str]:
         return {}
 
 
+def holdout_metric(metrics: dict[str, float], metric: str) -> float | None:
+    """A run's holdout score on ``metric``: ``test_<metric>`` (bare ``<metric>`` in runs of earlier
+    releases and in pipelines whose evaluation stage names it so)."""
+    value = metrics.get(f"test_{metric}")
+    return value if value is not None else metrics.get(metric)
+
+
+def registration_metric(run: Any) -> tuple[str | None, float | None]:
+    """The primary metric of a pipeline run (its param) and the run's holdout value of it."""
+    metric = run.params.get(PRIMARY_METRIC_PARAM) or run.tags.get(PIPELINE_PRIMARY_METRIC_TAG)
+    return metric, holdout_metric(run.metrics, metric) if metric else None
+
+
 def _run_metric(tracker: Tracker, version_info: dict[str, Any], metric: str) -> float | None:
     run_id = version_info.get("run_id")
     if not run_id:
         return None
     try:
-        return tracker.get_run(run_id).metrics.get(metric)
+        return holdout_metric(tracker.get_run(run_id).metrics, metric)
     except NotFoundError:
         return None
 
@@ -179,7 +195,7 @@ def promote_model(
     info = tracker.get_model_version(model_name, version)
     metric = primary_metric or info.get("tags", {}).get(PRIMARY_METRIC_TAG)
     if not metric and info.get("run_id"):
-        metric = tracker.get_run(info["run_id"]).tags.get(PIPELINE_PRIMARY_METRIC_TAG)
+        metric = registration_metric(tracker.get_run(info["run_id"]))[0]
     if not metric:
         raise InvalidRequestError(
             f"primary_metric is required: version {version} of {model_name!r} records none (if its registration "
@@ -197,7 +213,7 @@ def promote_model(
     decision = decide_promotion(tracker, model_name, version, primary_metric=metric, alias=alias, force=force,
                                 flags=flags, force_reason=reason if force else None)
     if info.get("run_id"):
-        tracker.set_tags(decision.as_tags(prefix="promotion."), run_id=info["run_id"])
+        tracker.set_tags(decision.as_tags(), run_id=info["run_id"])
         tracker.flush()
     return decision
 

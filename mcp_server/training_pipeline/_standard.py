@@ -23,7 +23,8 @@ from mcp_server.hyperparameter_tuning import ColumnList, EstimatorName, ParamNam
 from mcp_server.evaluation import DEFAULT_NEAR_PERFECT, LeakCheck, ModelWarning, SplitRecord, SplitSpec, check_split
 from mcp_server.training_pipeline._evaluation import default_primary_metric, metric_names
 from mcp_server.training_pipeline._pipeline import StageCallback, TrainingPipeline
-from mcp_server.training_pipeline._registry import PIPELINE_PRIMARY_METRIC_TAG, PromotionDecision, check_model_name
+from mcp_server.mlflow_integration import NOTE_TAG
+from mcp_server.training_pipeline._registry import PromotionDecision, check_model_name
 from mcp_server.training_pipeline._standard_stages import standard_stages
 from mcp_server.training_pipeline._types import PipelineStage, PipelineStatus, StageResult
 
@@ -108,6 +109,9 @@ class PipelinePlan(BaseModel):
     features: list[str]
     task: Literal["classification", "regression"]
     params: dict[str, Any]
+    hyperparameters: dict[str, Any] = Field(
+        default_factory=dict, description="Every hyperparameter the model is built with: params over the defaults"
+    )
     primary_metric: str
     model_name: str
 
@@ -149,7 +153,7 @@ def run_standard_pipeline(
         should_stop=should_stop,
         on_stage=on_stage,
         run_name=request.run_name or f"{plan.model_name}-{request.estimator}",
-        tags={PIPELINE_PRIMARY_METRIC_TAG: plan.primary_metric, "pipeline.kind": "standard"},
+        tags={NOTE_TAG: _note(request, plan)},
     )
     prepared = run.output(PipelineStage.DATA_PREPARATION) or {}
     registration = run.output(PipelineStage.MODEL_REGISTRATION) or {}
@@ -231,7 +235,36 @@ def plan_pipeline(request: StandardPipelineRequest, frame: Any, *, validator: An
     if request.schema_name is not None and validator is not None:
         validator.load_schema(request.schema_name)  # unknown schema: the caller's mistake, raise now
     return PipelinePlan(target=request.target, features=features, task=task, params=params, primary_metric=primary,
-                        model_name=model_name)
+                        model_name=model_name, hyperparameters=effective_hyperparameters(request.estimator, task, params))
+
+
+# Constructor arguments that change how a fit runs, not what it learns (the seed is its own param).
+_NOT_HYPERPARAMETERS = ("n_jobs", "verbose", "random_state", "warm_start")
+
+
+def effective_hyperparameters(estimator: str, task: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The estimator's hyperparameters as the model gets them: ``params`` over the allow-list's
+    defaults over scikit-learn's. Logged under their own names on every pipeline run, so a baseline
+    and a tuned run show the same columns."""
+    from mcp_server.estimators import get_estimator_spec
+
+    spec = get_estimator_spec(estimator)
+    defaults = spec.estimator_class(task)().get_params(deep=False)
+    merged = {**defaults, **spec.default_params, **params}
+    return {k: merged[k] for k in sorted(merged)
+            if k in params or (k not in _NOT_HYPERPARAMETERS and _plain(merged[k]))}
+
+
+def _plain(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def _note(request: StandardPipelineRequest, plan: PipelinePlan) -> str:
+    split = request.split
+    how = f"split by {split.column}" if split.column else f"{split.kind} split"
+    tuned = f", hyperparameters {', '.join(f'{k}={v}' for k, v in plan.params.items())}" if plan.params else ", default hyperparameters"
+    return (f"{request.estimator} {plan.task} of {request.target} on {request.dataset} ({len(plan.features)} features, "
+            f"{how}, holdout {split.test_size:g}{tuned}); primary metric {plan.primary_metric}.")
 
 
 def _require_columns(field: str, wanted: list[str], columns: list[str]) -> None:
@@ -250,7 +283,7 @@ def _config(request: StandardPipelineRequest, plan: PipelinePlan) -> dict[str, A
     return {
         "dataset": request.dataset, "target": request.target, "features": plan.features,
         "drop": request.drop, "drop_duplicates": request.drop_duplicates, "estimator": request.estimator,
-        "params": plan.params, "task": plan.task, "split": request.split.model_dump(), "cv_folds": request.cv_folds,
+        "params": plan.hyperparameters or plan.params, "task": plan.task, "split": request.split.model_dump(), "cv_folds": request.cv_folds,
         "leak_check": request.leak_check, "seed": request.seed,
         "schema": request.schema_name, "model_name": plan.model_name,
         "primary_metric": plan.primary_metric, "promote": request.promote,

@@ -67,9 +67,6 @@ def standard_stages(
                                     features=plan.features)
         captured["validation"] = result
         tracker.log_dict(result.model_dump(mode="json"), "validation.json", run_id=run_id)
-        tracker.set_tags({"validation.passed": str(result.passed).lower(),
-                          "validation.errors": len(result.errors),
-                          "validation.warnings": len(result.warnings)}, run_id=run_id)
         leaks = leak_errors(result)
         other = [i for i in (result.errors or result.warnings) if i not in leaks] if not result.passed else []
         if other:  # warnings fail only under fail_on_warnings
@@ -116,7 +113,8 @@ def standard_stages(
         return attach_profile(model, prepared_data["X_train"])
 
     def evaluate(trained_model, prepared_data, tracker, run_id, should_stop):
-        metrics, figure = evaluate_model(trained_model, prepared_data["X_test"], prepared_data["y_test"], plan.task)
+        holdout_scores, figure = evaluate_model(trained_model, prepared_data["X_test"], prepared_data["y_test"], plan.task)
+        metrics = dict(holdout_scores)
         plot = "confusion_matrix.png" if plan.task == "classification" else "residuals.png"
         tracker.log_figure(figure, plot, run_id=run_id)
         metric = plan.primary_metric
@@ -143,19 +141,30 @@ def standard_stages(
                                                lower_is_better=lower_is_better(metric)))
         warnings.extend(target_warnings(prepared_data["y_train"], plan.task, metric))
         record_evaluation(tracker, run_id, split=captured.get("split"), warnings=warnings)
-        return metrics
+        # Holdout scores as test_<metric>, beside cv_<metric>_mean / _std (docs/tracking.md).
+        return {**{f"test_{k}": v for k, v in holdout_scores.items()},
+                **{k: v for k, v in metrics.items() if k.startswith("cv_")}}
 
     def register(model_uri, evaluation, tracker, run_id):
-        version = tracker.register_model(model_uri, plan.model_name, run_id=run_id, tags={
-            PRIMARY_METRIC_TAG: plan.primary_metric, plan.primary_metric: evaluation[plan.primary_metric],
-            "estimator": request.estimator, "dataset": request.dataset,
-            **evaluation_tags(captured.get("split"), warnings)})
+        metric = f"test_{plan.primary_metric}"
+        flags = ", ".join(dict.fromkeys(w.code for w in warnings)) or "none"
+        split = captured.get("split")
+        version = tracker.register_model(
+            model_uri, plan.model_name, run_id=run_id,
+            tags={PRIMARY_METRIC_TAG: plan.primary_metric, metric: evaluation[metric], "estimator": request.estimator,
+                  "dataset": request.dataset, **evaluation_tags(split, warnings)},
+            description=(f"{metric} {evaluation[metric]:.4g}, {request.estimator}, warnings: {flags}; holdout: "
+                         f"{split.description if split else 'unknown'}; from run {run_id}."),
+            model_description=(f"Predicts {target} ({plan.task}) from {request.dataset}. Each version is a "
+                               f"pipeline run's model (its description says which and how it scored); the "
+                               f"'champion' alias marks the best unflagged one on {plan.primary_metric}."),
+        )
         return {"model_name": plan.model_name, "version": version}
 
     def deploy(registration, evaluation, tracker, run_id):
         decision = decide_promotion(
             tracker, plan.model_name, registration["version"], primary_metric=plan.primary_metric,
-            new_metric=evaluation[plan.primary_metric], promote=request.promote,
+            new_metric=evaluation[f"test_{plan.primary_metric}"], promote=request.promote,
             flags=[w.code for w in warnings],
         )
         captured["promotion"] = decision
