@@ -136,7 +136,7 @@ async def test_list_models_shows_versions_aliases_metrics_and_warnings(tool_serv
     versions = {v["version"]: v for v in model["versions"]}
     assert versions[1]["run_id"] == champion["run_id"] and versions[2]["run_id"] == challenger["run_id"]
     assert sum("champion" in v["aliases"] for v in versions.values()) == 1  # wherever promotion left it
-    assert versions[1]["metrics"]["roc_auc"] == pytest.approx(champion["metrics"]["roc_auc"])
+    assert versions[1]["metrics"]["test_roc_auc"] == pytest.approx(champion["metrics"]["test_roc_auc"])
     assert versions[2]["warnings"] == [] and versions[1]["warnings"] == []
     assert not any(name.startswith("stage.") for v in versions.values() for name in v["metrics"])
 

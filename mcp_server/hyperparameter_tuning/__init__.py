@@ -50,7 +50,7 @@ _EXPORTS = {
     "TuningSummary": "_types",
     "make_pruner": "_pruning",
     "make_splitter": "_cv",
-    "make_strategy": "_strategies",
+    "make_strategy": "_choose",
     "plan_search": "_request",
     "prepare_search_data": "_cv",
     "run_stoppable": "_parallel",
@@ -94,8 +94,8 @@ if TYPE_CHECKING:
         GridStrategy,
         RandomStrategy,
         SearchStrategy,
-        make_strategy,
     )
+    from mcp_server.hyperparameter_tuning._choose import make_strategy
     from mcp_server.hyperparameter_tuning._tuner import HyperparameterTuner
     from mcp_server.hyperparameter_tuning._types import (
         Direction,

@@ -21,7 +21,7 @@ from mcp_server.hyperparameter_tuning._mlflow_log import TuningRunLogger, load_c
 from mcp_server.hyperparameter_tuning._parallel import execution
 from mcp_server.hyperparameter_tuning._pruning import Pruner
 from mcp_server.hyperparameter_tuning._space import SearchSpace
-from mcp_server.hyperparameter_tuning._strategies import make_strategy
+from mcp_server.hyperparameter_tuning._choose import make_strategy
 from mcp_server.hyperparameter_tuning._types import (
     Direction,
     OnTrialError,

@@ -203,7 +203,7 @@ class BayesianStrategy:
         self._tell_optimizer(params, score)
 
 
-def _check_bayesian_space(space: SearchSpace) -> None:
+def check_bayesian_space(space: SearchSpace) -> None:
     from mcp_server.hyperparameter_tuning._space import DistributionDimension
 
     for dim in space:
@@ -212,36 +212,3 @@ def _check_bayesian_space(space: SearchSpace) -> None:
                 f"bayesian search cannot use the scipy distribution given for {dim.name!r}; "
                 "give (low, high[, 'log-uniform']), a list, or a typed dict"
             )
-
-
-def make_strategy(
-    name: str,
-    space: SearchSpace,
-    *,
-    n_candidates: int,
-    seed: int,
-    max_grid_size: int,
-    schedule: Any = None,
-) -> tuple[SearchStrategy, bool]:
-    """Build a strategy; returns (strategy, fell_back_to_random). ``schedule``: the halving
-    schedule planned for the estimator and data (default: an abstract budget of 1..81)."""
-    if name == "halving":
-        from mcp_server.hyperparameter_tuning._halving import HalvingStrategy, default_schedule
-
-        return HalvingStrategy(space, schedule=schedule or default_schedule(), seed=seed,
-                               max_grid_size=max_grid_size), False
-    if name == "grid":
-        return GridStrategy(space, max_grid_size=max_grid_size), False
-    if name == "random":
-        return RandomStrategy(space, n_candidates=n_candidates, seed=seed), False
-    if name == "bayesian":
-        _check_bayesian_space(space)
-        try:
-            import skopt  # noqa: F401
-        except ImportError as exc:
-            message = f"scikit-optimize is not importable ({exc}); bayesian search falls back to random search"
-            logger.warning(message)
-            warnings.warn(message, RuntimeWarning, stacklevel=3)
-            return RandomStrategy(space, n_candidates=n_candidates, seed=seed), True
-        return BayesianStrategy(space, n_candidates=n_candidates, seed=seed), False
-    raise InvalidRequestError(f"strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")

@@ -14,7 +14,7 @@ _LOWER_IS_BETTER = ("loss", "error", "rmse", "mse", "mae", "mape", "duration", "
 BOOKKEEPING_PREFIXES = ("stage.", "timing.", "system/")
 BOOKKEEPING_METRICS = frozenset({
     "duration_seconds", "elapsed_seconds", "n_folds_run", "folds_done", "n_trials", "n_trials_run", "n_complete",
-    "n_failed", "n_pruned", "n_fold_fits", "n_fold_fits_saved", "n_resumed_trials", "n_train", "n_test",
+    "n_failed", "n_pruned", "n_fold_fits", "n_fold_fits_saved", "n_resumed_trials", "n_train", "n_test", "resource",
 })
 
 

@@ -243,7 +243,7 @@ class TrainingPipeline:
                 self._log_model_metrics(run, tracker)
 
     @staticmethod
-    def _log_model_metrics(run: PipelineRun, tracker: Any) -> None:
+    def _log_model_metrics(run: PipelineRun, tracker: Tracker) -> None:
         """The evaluation's metrics, which are also the logged model's (``models:/m-<id>``): ``test_*``
         measured on the run's ``evaluation`` input, ``cv_*`` on its ``training`` input, if it has them."""
         model_id = (run.model_uri or "").removeprefix("models:/")
