@@ -36,6 +36,7 @@ async def test_start_experiment_creates_then_reuses_and_records_a_run(tool_serve
     assert first["created"] and not again["created"]
     assert first["experiment_id"] == again["experiment_id"] and again["run_id"] is None
     assert run["params"] == {"budget": "20"} and run["tags"]["goal"] == "rookies"
+    assert run["tags"]["mlflow.source.name"] == "nba-mcp start_experiment" and run["tags"]["mlflow.user"] == "local"
     assert "agent-exp" in names
 
 

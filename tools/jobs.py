@@ -18,13 +18,12 @@ from pydantic import BaseModel, Field
 from mcp_server import rbac
 from mcp_server.error_handling import PermissionDeniedError
 from mcp_server.jobs import JobContext, JobSnapshot, JobState
+from mcp_server.mlflow_integration import current_origin, recording_as
 from tools.app_state import AppState, state_of
 from tools.fields import JobId, WaitSeconds
 from tools.registration import READ_ONLY, UPDATES, ml_tool
 
 POLL_INTERVAL_SECONDS = 0.1
-# The tool that starts each kind of job: the ``mlflow.source.name`` of the runs the job creates.
-TOOL_OF_KIND = {"tune": "tune_hyperparameters", "pipeline": "run_pipeline"}
 RECENT_EVENTS = 10
 
 JobStateName = Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
@@ -138,13 +137,11 @@ async def start_job(
     """Queue ``work`` as the caller's job, wait for it (``wait_for_job``) and return its view; a
     job that failed within the wait raises a tool error with the job's message."""
     params = request.model_dump(mode="json", exclude_none=True)
-    principal = current_principal_id()
+    principal, source = current_principal_id(), current_origin().source
 
     def work_as_caller(job: JobContext) -> Any:
         # The job runs in another thread: carry who asked and through which tool to its MLflow runs.
-        from mcp_server.mlflow_integration import recording_as
-
-        with recording_as(user=principal, source=f"nba-mcp {TOOL_OF_KIND.get(kind, kind)}"):
+        with recording_as(user=principal, source=source):
             return work(job)
 
     try:

@@ -6,7 +6,9 @@ Order, outermost first (fixed, so every tool behaves the same way):
 2. error mapping: turns the domain exception tree into MCP tool errors (``ERROR_TABLE``);
 3. permission check: the caller's principal (set by the transport, see ``tools.identity``) must
    hold ``permission``, else ``PermissionDeniedError`` (audited by ``mcp_server.rbac``);
-4. the result, a pydantic model, becomes one compact JSON text block.
+4. attribution: MLflow runs the call creates name the tool (``mlflow.source.name``) and the
+   principal (``mlflow.user``);
+5. the result, a pydantic model, becomes one compact JSON text block.
 
 Every layer uses ``functools.wraps`` and stays ``async``, so the SDK builds the tool's schema from
 the real signature (no ``*args``/``**kwargs`` leak into ``inputSchema``). ``make_tool`` turns the
@@ -40,6 +42,7 @@ from mcp_server.error_handling import (
     error_id_of,
     error_recorder,
 )
+from mcp_server.mlflow_integration import recording_as
 from mcp_server.monitoring import metrics
 from tools.arguments import describe_validation_error
 
@@ -160,6 +163,16 @@ def _as_json(fn: F) -> F:
     return as_json  # type: ignore[return-value]
 
 
+def _attributed(fn: F, name: str) -> F:
+    @functools.wraps(fn)
+    async def attributed(*args: Any, **kwargs: Any) -> Any:
+        # MLflow runs created by this call (in its worker threads too) name the tool as their source.
+        with recording_as(source=f"nba-mcp {name}"):
+            return await fn(*args, **kwargs)
+
+    return attributed  # type: ignore[return-value]
+
+
 def _permission_checked(fn: F, permission: rbac.Permission) -> F:
     # rbac.require_permission reads the principal the transport put in the context and audits.
     return rbac.require_permission(permission)(fn)
@@ -180,7 +193,7 @@ def ml_tool(
             # A sync tool runs in a worker thread the client cannot interrupt.
             raise ConfigurationError(f"tool {fn.__name__} must be declared async def")
         name = fn.__name__
-        wrapped = _monitored(_error_mapped(_permission_checked(_as_json(fn), permission), name), name)
+        wrapped = _monitored(_error_mapped(_permission_checked(_attributed(_as_json(fn), name), permission), name), name)
         setattr(wrapped, ML_TOOL_ATTRIBUTE, ToolSpec(permission, annotations, title))
         return wrapped
 

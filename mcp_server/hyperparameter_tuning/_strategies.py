@@ -6,7 +6,6 @@ Scores passed to ``tell`` are "higher is better" (the loop multiplies by the dir
 
 from __future__ import annotations
 
-import logging
 import warnings
 from collections import Counter
 from collections.abc import Mapping
@@ -17,7 +16,6 @@ import numpy as np
 from mcp_server.error_handling import InvalidRequestError
 from mcp_server.hyperparameter_tuning._space import SearchSpace, to_native
 
-logger = logging.getLogger(__name__)
 
 STRATEGIES = ("grid", "random", "bayesian", "halving")
 
