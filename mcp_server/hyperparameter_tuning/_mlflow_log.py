@@ -25,7 +25,7 @@ import time
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from mcp_server.error_handling import InvalidRequestError
+from mcp_server.error_handling import InvalidRequestError, NotFoundError
 from mcp_server.evaluation import record_evaluation
 from mcp_server.hyperparameter_tuning._space import SearchSpace
 from mcp_server.hyperparameter_tuning._types import SearchedData, TrialRecord, TrialState, TuningResult
@@ -65,6 +65,31 @@ def _short(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
 
+def check_resumable(tracker: Tracker, run_id: str, params: dict[str, Any] | None = None) -> None:
+    """Refuse to resume ``run_id`` unless it is an ended search of ``tracker``'s experiment (and, with
+    ``params``, one that ran with the same settings)."""
+    try:
+        run = tracker.get_run(run_id)
+    except NotFoundError:
+        raise NotFoundError(f"resume_from={run_id!r} does not name a run") from None
+    if run.tags.get(KIND_TAG) != PARENT_KIND:
+        raise InvalidRequestError(f"resume_from={run_id!r} is not the parent run of a tuning search")
+    if run.experiment_id != tracker.experiment_id:
+        raise InvalidRequestError(
+            f"resume_from={run_id!r} belongs to another experiment than experiment_name="
+            f"{tracker.experiment_name!r}; pass that search's experiment_name")
+    if run.status.value == "RUNNING":
+        raise InvalidRequestError(
+            f"resume_from={run_id!r} is RUNNING: its search (or another resume of it) is in progress; "
+            "wait for it to end, cancel its job, or end the run with end_run")
+    for key in RESUME_KEYS if params is not None else ():
+        old, new = run.params.get(key), str(params.get(key))[: _MAX_PARAM]
+        if old is not None and old != new:
+            raise InvalidRequestError(
+                f"resume_from={run_id!r} ran with {key}={old!r}, but this search has {key}={new!r}; "
+                "a resumed search must use the same settings")
+
+
 class TuningRunLogger:
     def __init__(self, tracker: Tracker, *, scoring: str) -> None:
         self.tracker = tracker
@@ -85,7 +110,7 @@ class TuningRunLogger:
         self.context = {k: str(params[k]) for k in CONTEXT_PARAMS if params.get(k) is not None}
         self._run_name = run_name
         if resume_from:
-            self._check_resumable(resume_from, params)
+            check_resumable(self.tracker, resume_from, params)
             self.parent_run_id = resume_from
             self.tracker.set_tags({"resumed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, run_id=resume_from)
             # RUNNING while it works, owned by this process: a second resume is refused, and a
@@ -108,23 +133,6 @@ class TuningRunLogger:
         on = f" on {params['dataset']} (target {params['target']})" if params.get("dataset") else ""
         return (f"{str(params.get('strategy', '')).capitalize()} search of {params.get('estimator', 'a model')} "
                 f"hyperparameters{on}, scored by {self.scoring} with {params.get('cv', 'cross-validation')}.")
-
-    def _check_resumable(self, run_id: str, params: dict[str, Any]) -> None:
-        run = self.tracker.get_run(run_id)  # NotFoundError for an unknown id
-        if run.tags.get(KIND_TAG) != PARENT_KIND:
-            raise InvalidRequestError(f"resume_from={run_id!r} is not the parent run of a tuning search")
-        if run.status.value == "RUNNING":
-            raise InvalidRequestError(
-                f"resume_from={run_id!r} is RUNNING: its search (or another resume of it) is in progress; "
-                "wait for it to end, cancel its job, or end the run with end_run"
-            )
-        for key in RESUME_KEYS:
-            old, new = run.params.get(key), str(params.get(key))[: _MAX_PARAM]
-            if old is not None and old != new:
-                raise InvalidRequestError(
-                    f"resume_from={run_id!r} ran with {key}={old!r}, but this search has {key}={new!r}; "
-                    "a resumed search must use the same settings"
-                )
 
     def log_trial(self, record: TrialRecord) -> None:
         names = self.names

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mcp_server.error_handling import InvalidRequestError, NotFoundError, ResourceLimitError
+from mcp_server.error_handling import InvalidRequestError, ResourceLimitError
 from mcp_server.estimators import REGISTRY
 from mcp_server.evaluation import LeakCheck, SplitSpec, check_split
 
@@ -157,7 +157,9 @@ def plan_search(request: TuneRequest, X: Any, y: Any, *, settings: Any, tracker:
     if request.scoring is not None:
         registry.check_scoring(request.scoring, task, y=y)
     if request.resume_from is not None:
-        _check_resumable(request, tracker)
+        from mcp_server.hyperparameter_tuning._mlflow_log import check_resumable
+
+        check_resumable(tracker, request.resume_from)
     return SearchPlan(request=request, task=task, space=space_spec)
 
 
@@ -170,22 +172,3 @@ def _check_grid(strategy: str, space: SearchSpace, max_grid_size: int) -> None:
         raise ResourceLimitError(f"space is too large for strategy='grid': {exc}") from None
     except InvalidRequestError as exc:
         raise InvalidRequestError(f"space does not suit strategy='grid': {exc}") from None
-
-
-def _check_resumable(request: TuneRequest, tracker: Tracker) -> None:
-    from mcp_server.hyperparameter_tuning._mlflow_log import KIND_TAG, PARENT_KIND
-
-    try:
-        run = tracker.get_run(request.resume_from)
-    except NotFoundError:
-        raise NotFoundError(f"resume_from={request.resume_from!r} does not name a run") from None
-    if run.tags.get(KIND_TAG) != PARENT_KIND:
-        raise InvalidRequestError(f"resume_from={request.resume_from!r} is not the parent run of a tuning search")
-    if run.experiment_id != tracker.experiment_id:
-        raise InvalidRequestError(
-            f"resume_from={request.resume_from!r} belongs to another experiment than "
-            f"experiment_name={tracker.experiment_name!r}; pass that search's experiment_name")
-    if run.status.value == "RUNNING":
-        raise InvalidRequestError(
-            f"resume_from={request.resume_from!r} is still RUNNING (its search is in progress); "
-            "resume a search that ended (FINISHED, KILLED or FAILED)")
