@@ -355,21 +355,8 @@ def test_server_as_pid_1_killed_then_restarted_reaps_its_runs(tmp_path, tmp_path
     env = server_env(home)
 
     def pid1_server(log: Path) -> RawStdioServer:
-        server = RawStdioServer.__new__(RawStdioServer)
-        server.log = open(log, "ab")  # noqa: SIM115
-        server.proc = subprocess.Popen(
-            ["unshare", "--pid", "--fork", "--kill-child", sys.executable, "-m", "tools.cli", "serve"],
-            cwd=PROJECT_ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=server.log)
-        import queue
-        import threading
-
-        server._lines = queue.Queue()
-        threading.Thread(target=server._read, daemon=True).start()
-        server._next_id = 0
-        server.request("initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
-                                      "clientInfo": {"name": "pid1-test", "version": "1"}})
-        server.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
-        return server
+        # A PID namespace with its own /proc, as a container has: the server is PID 1 in it.
+        return RawStdioServer(env, log, wrapper=("unshare", "--pid", "--fork", "--kill-child", "--mount-proc"))
 
     first = pid1_server(tmp_path / "first.log")
     try:

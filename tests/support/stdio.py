@@ -19,10 +19,11 @@ from tests.support.data import PROJECT_ROOT
 class RawStdioServer:
     """``nba-mcp serve`` over stdio, spoken to with raw JSON-RPC lines (so the test owns the pid)."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, *, wrapper: tuple[str, ...] = ()) -> None:
+        """``wrapper``: a command the server runs under (e.g. ``unshare --pid …``)."""
         self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop() / kill()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tools.cli", "serve"], cwd=PROJECT_ROOT, env=env,
+            [*wrapper, sys.executable, "-m", "tools.cli", "serve"], cwd=PROJECT_ROOT, env=env,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
         )
         self._lines: queue.Queue[bytes] = queue.Queue()
