@@ -18,7 +18,6 @@ from pydantic import BaseModel, Field
 from mcp_server import rbac
 from mcp_server.error_handling import PermissionDeniedError
 from mcp_server.jobs import JobContext, JobSnapshot, JobState
-from mcp_server.mlflow_integration import current_origin, recording_as
 from tools.app_state import AppState, state_of
 from tools.fields import JobId, WaitSeconds
 from tools.registration import READ_ONLY, UPDATES, ml_tool
@@ -137,15 +136,9 @@ async def start_job(
     """Queue ``work`` as the caller's job, wait for it (``wait_for_job``) and return its view; a
     job that failed within the wait raises a tool error with the job's message."""
     params = request.model_dump(mode="json", exclude_none=True)
-    principal, source = current_principal_id(), current_origin().source
-
-    def work_as_caller(job: JobContext) -> Any:
-        # The job runs in another thread: carry who asked and through which tool to its MLflow runs.
-        with recording_as(user=principal, source=source):
-            return work(job)
-
     try:
-        job_id = app.jobs.submit(kind, work_as_caller, params, owner=principal)
+        # The job runs in the caller's context: its runs name the caller and the tool.
+        job_id = app.jobs.submit(kind, work, params, owner=current_principal_id())
     finally:
         if on_queued is not None:
             on_queued()  # queued or refused: from now on the job list tells what is in progress

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import contextvars
 import threading
 import time
 import uuid
@@ -78,6 +79,8 @@ class _Job:
     grace_armed: bool = False
     released: bool = False  # its slot was given back (by the work ending or by abandonment)
     done: threading.Event = field(default_factory=threading.Event)
+    # The submitting caller's context (who asked, through which tool): the work runs inside it.
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
 
 
 class JobManager:
@@ -331,7 +334,7 @@ class JobManager:
         result: Any = None
         error: str | None = None
         try:
-            result = job.fn(JobContext(job, self))
+            result = job.context.run(job.fn, JobContext(job, self))
             failed = False
         except JobCancelledError:
             failed = False
