@@ -33,7 +33,7 @@ from benchmarks._common import BenchContext, Row, Section, median
 from benchmarks.search_quality import SPACE, _data, _scoring
 
 NAME = "equal_budget"
-TITLE = "9. Equal wall-clock budget: our searches vs Optuna TPE + Hyperband vs HalvingRandomSearchCV"
+TITLE = "10. Equal wall-clock budget: our searches vs Optuna TPE + Hyperband vs HalvingRandomSearchCV"
 SEARCHERS = ("halving", "halving_random", "bayesian_pruned", "tpe_hyperband", "halving_random_search_cv")
 # Our searchers: how each calls tune() (besides the shared estimator, space, folds, seed and timeout).
 # The budget, not max_trials, ends every search: max_trials is settings.max_trials' default (500).
