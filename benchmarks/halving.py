@@ -27,7 +27,7 @@ from benchmarks._runners import (
 )
 
 NAME = "halving"
-TITLE = "8. Successive halving: reach GridSearchCV's best ROC AUC in ≤ 0.25× its time"
+TITLE = "9. Successive halving: reach GridSearchCV's best ROC AUC in ≤ 0.25× its time"
 TOLERANCE = 0.002
 TARGET_RATIO = 0.25
 PRIMARY_FACTOR = 5

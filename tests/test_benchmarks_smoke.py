@@ -44,6 +44,9 @@ def check_search_quality(section: Section) -> None:
     for task in ("classification", "regression"):
         best = row(section, f"{task}").ours
         assert 0 < float(best) <= 1 and math.isfinite(float(best))
+    proposal = row(section, "proposal cost per trial")
+    assert proposal.target == "≤ 50 ms" and proposal.passed is not None
+    assert proposal.ours.endswith(("ms", " s")) and proposal.baseline.endswith(("ms", " s"))
 
 
 def check_pruning(section: Section) -> None:
@@ -84,6 +87,7 @@ def check_equal_budget(section: Section) -> None:
     for fragment in ("classification", "regression", "steep"):
         assert {r.baseline != "" for r in judged if fragment in r.measure} == {True}
         assert sum(fragment in r.measure and "vs Optuna TPE + Hyperband" in r.measure for r in judged) == 1
+        assert any(fragment in r.measure and "Bayesian + median fold pruning" in r.measure for r in section.rows)
 
 
 CHECKS = {

@@ -12,7 +12,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestClassifi
 from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
-from mcp_server.error_handling import InvalidRequestError
+from mcp_server.error_handling import InvalidRequestError, ResourceLimitError
 from mcp_server.hyperparameter_tuning import HalvingOptions, HyperparameterTuner, SearchSpace, make_strategy
 from mcp_server.hyperparameter_tuning._cv import EstimatorEvaluator, compute_splits, make_splitter, resolve_scorer
 from mcp_server.hyperparameter_tuning._halving import (
@@ -114,6 +114,33 @@ def test_a_data_set_too_small_for_halving_is_refused_with_the_rule():
     with pytest.raises(InvalidRequestError, match="too small for halving.*30 rows.*factor × min_resource"):
         plan_halving(HalvingOptions(), evaluator, SearchSpace({"C": [0.1, 1.0]}), seed=0, max_trials=None,
                      repeat=False, classification=True)
+
+
+def test_halving_over_grid_candidates_is_refused_past_max_grid_size():
+    evaluator = _evaluator(DecisionTreeClassifier(), X, Y)
+    space = SearchSpace({"max_depth": [1, 2, 3, 4], "min_samples_split": [2, 4, 8]})  # 12 grid points
+    for candidates in ("grid", "auto"):
+        with pytest.raises(ResourceLimitError, match="too large for strategy='halving' over grid candidates: "
+                                                     "grid has 12 candidates, more than max_grid_size=11"):
+            plan_halving(HalvingOptions(candidates=candidates), evaluator, space, seed=0, max_trials=None,
+                         repeat=False, classification=True, max_grid_size=11)
+    # The same space is fine at the limit, and random candidates never enumerate the grid.
+    plan_halving(HalvingOptions(), evaluator, space, seed=0, max_trials=None, repeat=False, classification=True,
+                 max_grid_size=12)
+    plan_halving(HalvingOptions(candidates="random"), evaluator, space, seed=0, max_trials=9, repeat=True,
+                 classification=True, max_grid_size=11)
+    with pytest.raises(InvalidRequestError, match="does not suit strategy='halving' over grid candidates"):
+        plan_halving(HalvingOptions(candidates="grid"), evaluator, SearchSpace({"max_features": (0.1, 1.0)}), seed=0,
+                     max_trials=None, repeat=False, classification=True)
+
+
+def test_tune_refuses_a_halving_grid_past_the_settings_limit_before_fitting():
+    from mcp_server.settings import Settings
+
+    tuner = HyperparameterTuner(enable_mlflow=False, settings=Settings(max_grid_size=5))
+    with pytest.raises(ResourceLimitError, match="too large for strategy=.halving. over grid candidates: .*max_grid_size=5"):
+        tuner.tune(estimator=DecisionTreeClassifier(), X=X, y=Y, space={"max_depth": [1, 2, 3], "min_samples_leaf": [1, 2]},
+                   strategy="halving", scoring="accuracy", cv_folds=3, seed=0)
 
 
 def test_a_first_rung_without_two_rows_of_every_class_is_refused():

@@ -180,3 +180,19 @@ def test_bayesian_beats_its_own_initial_random_points_on_a_smooth_objective():
         {"x": (-5.0, 5.0)}, lambda p: p, lambda m: -(m["x"] - 1.3) ** 2, n_calls=10, random_state=0
     )
     assert abs(best["params"]["x"] - 1.3) < 0.3
+
+
+def test_bayesian_warps_log_dimensions_and_keeps_its_initial_design_when_only_time_bounds_it():
+    from mcp_server.hyperparameter_tuning._strategies import MAX_INITIAL_POINTS, BayesianStrategy
+
+    space = SearchSpace({
+        "lr": {"type": "float", "low": 1e-4, "high": 1.0, "log": True},
+        "leaves": {"type": "int", "low": 4, "high": 128, "log": True},
+        "frac": {"type": "float", "low": 0.1, "high": 1.0},
+    })
+    priors = {d.name: d.prior for d in space.to_skopt_dimensions()}
+    assert priors == {"frac": "uniform", "leaves": "log-uniform", "lr": "log-uniform"}
+    # A search bounded by a timeout alone (no trial budget) still starts from a full initial design.
+    unbounded = BayesianStrategy(space, n_candidates=0, seed=0)
+    assert unbounded._optimizer._n_initial_points == MAX_INITIAL_POINTS
+    assert BayesianStrategy(space, n_candidates=6, seed=0)._optimizer._n_initial_points == 3

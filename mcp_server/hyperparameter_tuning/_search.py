@@ -108,7 +108,7 @@ def _plan_halving(req: SearchRequest) -> Any:
         y is not None and is_classification_target(y))
     return plan_halving(coerce_halving(req.halving), req.evaluator, req.space, seed=req.seed,
                         max_trials=req.max_trials, repeat=req.max_trials is not None or req.timeout is not None,
-                        classification=classification)
+                        classification=classification, max_grid_size=req.max_grid_size)
 
 
 def run_search(req: SearchRequest) -> TuningResult:

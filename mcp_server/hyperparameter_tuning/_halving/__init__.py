@@ -12,13 +12,18 @@ Three parts, each behind an existing seam:
 * ``HalvingEvaluator``: the fold evaluator ``at(resource)``: training rows subsampled *inside*
   each fold's training part (stratified and nested: a rung's rows contain the previous rung's),
   never the validation part; or the estimator's ``n_estimators`` / ``max_iter`` set to the resource.
-* ``plan_halving``: picks the resource for the estimator (trees for forests, iterations for
+* ``plan_halving``: refuses a grid of candidates past ``max_grid_size``, picks the resource for the estimator (trees for forests, iterations for
   boosting, training rows otherwise), the rung schedule, and refuses a data set too small for it.
 """
 
 
 from mcp_server.hyperparameter_tuning._halving._evaluator import HalvingEvaluator, nested_order
-from mcp_server.hyperparameter_tuning._halving._plan import HalvingPlan, choose_resource, plan_halving
+from mcp_server.hyperparameter_tuning._halving._plan import (
+    HalvingPlan,
+    check_grid_candidates,
+    choose_resource,
+    plan_halving,
+)
 from mcp_server.hyperparameter_tuning._halving._schedule import (
     CANDIDATES,
     DEFAULT_FACTOR,
@@ -45,6 +50,7 @@ __all__ = [
     "HalvingPlan",
     "HalvingSchedule",
     "HalvingStrategy",
+    "check_grid_candidates",
     "choose_resource",
     "coerce_halving",
     "default_schedule",

@@ -12,33 +12,20 @@ import numpy as np
 from mcp_server.hyperparameter_tuning._halving._schedule import PERCENT, ROWS
 
 
-class _WithParam:
-    """An evaluator whose estimator has one parameter fixed (n_estimators / max_iter = the resource)."""
+class _ParamAtResource:
+    """An evaluator whose estimator runs a candidate with one parameter (n_estimators / max_iter) set
+    to the resource (``scaled=False``), or to ``resource`` % of the candidate's own searched value."""
 
-    def __init__(self, base: Any, name: str, value: int) -> None:
-        self.base, self.name, self.value = base, name, value
-
-    @property
-    def n_folds(self) -> int:
-        return self.base.n_folds
-
-    def evaluate_fold(self, params: dict[str, Any], fold: int) -> float:
-        return self.base.evaluate_fold({**params, self.name: self.value}, fold)
-
-
-class _ScaledParam:
-    """An evaluator that runs each candidate with ``percent`` % of its own (searched) trees / iterations."""
-
-    def __init__(self, base: Any, name: str, percent: int) -> None:
-        self.base, self.name, self.percent = base, name, percent
+    def __init__(self, base: Any, name: str, resource: int, *, scaled: bool) -> None:
+        self.base, self.name, self.resource, self.scaled = base, name, resource, scaled
 
     @property
     def n_folds(self) -> int:
         return self.base.n_folds
 
     def evaluate_fold(self, params: dict[str, Any], fold: int) -> float:
-        scaled = max(1, int(round(params[self.name] * self.percent / 100)))
-        return self.base.evaluate_fold({**params, self.name: scaled}, fold)
+        value = max(1, int(round(params[self.name] * self.resource / 100))) if self.scaled else self.resource
+        return self.base.evaluate_fold({**params, self.name: value}, fold)
 
 
 def nested_order(train_idx: np.ndarray, y: Any, *, classification: bool, seed: int) -> np.ndarray:
@@ -80,9 +67,9 @@ class HalvingEvaluator:
             if self.resource_name == ROWS:
                 view = copy.copy(self.base)
                 view.splits = [(np.sort(order[:resource]), val) for order, (_, val) in zip(self.orders, self.base.splits)]
-            elif self.resource_name.endswith(PERCENT):
-                view = _ScaledParam(self.base, self.resource_name[: -len(PERCENT)], resource)
             else:
-                view = _WithParam(self.base, self.resource_name, resource)
+                scaled = self.resource_name.endswith(PERCENT)
+                name = self.resource_name[: -len(PERCENT)] if scaled else self.resource_name
+                view = _ParamAtResource(self.base, name, resource, scaled=scaled)
             self._views[resource] = view
         return self._views[resource]

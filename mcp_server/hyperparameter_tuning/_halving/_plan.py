@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from mcp_server.error_handling import InvalidRequestError
+from mcp_server.error_handling import InvalidRequestError, ResourceLimitError
 from mcp_server.hyperparameter_tuning._halving._evaluator import HalvingEvaluator, nested_order
 from mcp_server.hyperparameter_tuning._halving._schedule import (
     DEFAULT_FACTOR,
@@ -22,8 +22,9 @@ from mcp_server.hyperparameter_tuning._halving._schedule import (
     ROWS,
     HalvingOptions,
     HalvingSchedule,
+    candidates_kind,
 )
-from mcp_server.hyperparameter_tuning._space import SearchSpace, to_native
+from mcp_server.hyperparameter_tuning._space import DEFAULT_MAX_GRID_SIZE, SearchSpace, to_native
 
 _FORESTS = ("Forest", "ExtraTrees", "Bagging")
 _BOOSTING_ITER = ("HistGradientBoosting",)
@@ -70,6 +71,32 @@ def _min_percent(values: list[int]) -> int:
     return min(100, math.ceil(200 / min(values)))
 
 
+def _check_two_rungs(min_resource: int, factor: float, max_resource: int, message: str) -> None:
+    if min_resource * factor > max_resource:
+        raise InvalidRequestError(message)
+
+
+def _resolving(evaluator: Any, estimator: Any, param: str) -> Any:
+    """A copy of the evaluator that also resolves ``param`` (the resource) to the estimator's name for it."""
+    from mcp_server.hyperparameter_tuning._cv import resolve_param_names
+
+    evaluator = copy.copy(evaluator)
+    evaluator.param_names = {**evaluator.param_names, **resolve_param_names(estimator, [param])}
+    return evaluator
+
+
+def check_grid_candidates(options: HalvingOptions, space: SearchSpace, *, max_grid_size: int) -> None:
+    """Halving over grid candidates runs every grid point on the first rung: the grid obeys max_grid_size."""
+    if candidates_kind(options.candidates, space) != "grid":
+        return
+    try:
+        space.to_param_grid(max_grid_size=max_grid_size)
+    except ResourceLimitError as exc:
+        raise ResourceLimitError(f"space is too large for strategy='halving' over grid candidates: {exc}") from None
+    except InvalidRequestError as exc:
+        raise InvalidRequestError(f"space does not suit strategy='halving' over grid candidates: {exc}") from None
+
+
 @dataclass
 class HalvingPlan:
     schedule: HalvingSchedule
@@ -81,11 +108,10 @@ class HalvingPlan:
 
 def plan_halving(
     options: HalvingOptions, evaluator: Any, space: SearchSpace, *, seed: int, max_trials: int | None,
-    repeat: bool, classification: bool,
+    repeat: bool, classification: bool, max_grid_size: int = DEFAULT_MAX_GRID_SIZE,
 ) -> HalvingPlan:
     """Choose the resource and rung schedule for this estimator and data, or say why halving cannot run."""
-    from mcp_server.hyperparameter_tuning._cv import resolve_param_names
-
+    check_grid_candidates(options, space, max_grid_size=max_grid_size)
     splits = getattr(evaluator, "splits", None)
     if not splits or evaluator.n_folds < 2:
         raise InvalidRequestError("halving compares candidates by cross-validation and needs cv_folds >= 2")
@@ -133,13 +159,12 @@ def plan_halving(
         max_resource = 100
         # Every candidate keeps at least 2 trees / iterations on the first rung.
         min_resource = options.min_resource or _min_percent(values)
-        if min_resource * options.factor > max_resource:
-            raise InvalidRequestError(
-                f"halving over a share of {param} needs its smallest value >= {math.ceil(2 * options.factor)}, "
-                f"got {min(values)}; use resource='n_samples' or grid or random search"
-            )
-        evaluator = copy.copy(evaluator)
-        evaluator.param_names = {**evaluator.param_names, **resolve_param_names(estimator, [param])}
+        _check_two_rungs(
+            min_resource, options.factor, max_resource,
+            f"halving over a share of {param} needs its smallest value >= {math.ceil(2 * options.factor)}, "
+            f"got {min(values)}; use resource='n_samples' or grid or random search",
+        )
+        evaluator = _resolving(evaluator, estimator, param)
     else:
         final = _final_estimator(estimator)
         max_resource = int(final.get_params()[resource]) if resource in final.get_params() else None
@@ -151,13 +176,12 @@ def plan_halving(
         if resource in space.names:
             raise InvalidRequestError(f"halving resource {resource!r} is also a searched parameter; drop it from the space")
         min_resource = options.min_resource or DEFAULT_MIN_TREES
-        if min_resource * options.factor > max_resource:
-            raise InvalidRequestError(
-                f"halving over {resource} needs {resource} >= factor × min_resource = "
-                f"{math.ceil(options.factor * min_resource)}, got {max_resource}; raise {resource} or lower min_resource"
-            )
-        evaluator = copy.copy(evaluator)
-        evaluator.param_names = {**evaluator.param_names, **resolve_param_names(estimator, [resource])}
+        _check_two_rungs(
+            min_resource, options.factor, max_resource,
+            f"halving over {resource} needs {resource} >= factor × min_resource = "
+            f"{math.ceil(options.factor * min_resource)}, got {max_resource}; raise {resource} or lower min_resource",
+        )
+        evaluator = _resolving(evaluator, estimator, resource)
     schedule = HalvingSchedule(max_resource=max_resource, min_resource=min_resource, factor=options.factor,
                                resource_name=resource, candidates=options.candidates, repeat=repeat)
     if options.n_candidates is not None:

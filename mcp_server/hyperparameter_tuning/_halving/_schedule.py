@@ -60,6 +60,15 @@ class HalvingOptions:
             raise InvalidRequestError(f"halving resource must be 'auto', 'n_samples' or a parameter name, got {self.resource!r}")
 
 
+def candidates_kind(candidates: str, space: Any) -> str:
+    """The candidates a bracket draws: "auto" is grid when every dimension is a list of choices, else random."""
+    if candidates != "auto":
+        return candidates
+    from mcp_server.hyperparameter_tuning._space import CategoricalDimension
+
+    return "grid" if all(isinstance(d, CategoricalDimension) for d in space) else "random"
+
+
 def coerce_halving(value: HalvingOptions | Mapping[str, Any] | None) -> HalvingOptions:
     if value is None:
         return HalvingOptions()

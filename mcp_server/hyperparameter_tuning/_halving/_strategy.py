@@ -11,8 +11,9 @@ from mcp_server.hyperparameter_tuning._halving._schedule import (
     MODEL_SHARE,
     Fidelity,
     HalvingSchedule,
+    candidates_kind,
 )
-from mcp_server.hyperparameter_tuning._space import CategoricalDimension, SearchSpace, to_native
+from mcp_server.hyperparameter_tuning._space import SearchSpace, to_native
 
 
 def _key(params: Mapping[str, Any]) -> tuple:
@@ -31,10 +32,7 @@ class HalvingStrategy:
         self._space = space
         self._schedule = schedule
         self._seed = seed
-        kind = schedule.candidates
-        if kind == "auto":
-            kind = "grid" if all(isinstance(d, CategoricalDimension) for d in space) else "random"
-        self.candidates_kind = kind
+        kind = self.candidates_kind = candidates_kind(schedule.candidates, space)
         self._grid: list[dict[str, Any]] | None = None
         if kind == "grid":
             from sklearn.model_selection import ParameterGrid
