@@ -71,6 +71,9 @@ async def test_halving_reports_progress_per_rung_and_trials_carry_their_rung(too
         ({"dataset": "../../etc/passwd"}, "is not allowed"),
         ({"dataset": "nba_logreg"}, "target is required for the data set 'nba_logreg'"),
         ({"space": {"max_depth": {"type": "int", "low": 9, "high": 2}}}, "max_depth"),
+        ({"strategy": "halving", "space": {"max_depth": {"type": "categorical", "choices": list(range(1, 61))},
+                                           "min_samples_leaf": {"type": "categorical", "choices": list(range(1, 61))}}},
+         "space is too large for strategy='halving' over grid candidates"),
     ],
 )
 async def test_invalid_requests_say_what_to_fix(tool_server, request_update, expected):

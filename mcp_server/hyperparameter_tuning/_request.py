@@ -141,7 +141,7 @@ def plan_search(request: TuneRequest, X: Any, y: Any, *, settings: Any, tracker:
             f"cv_folds must be at most {settings.max_cv_folds} (settings.max_cv_folds), got {request.cv_folds}")
     given = request.space_spec()
     if given is not None:
-        _check_grid(request.strategy, SearchSpace(given), settings.max_grid_size)  # ranges first: no data needed
+        _check_grid(request, SearchSpace(given), settings.max_grid_size)  # ranges first: no data needed
     check_split(request.split, X.assign(**{str(y.name): y}), target=str(y.name), n_folds=request.cv_folds)
     if len(y) < request.cv_folds:
         raise InvalidRequestError(
@@ -151,7 +151,7 @@ def plan_search(request: TuneRequest, X: Any, y: Any, *, settings: Any, tracker:
     space_spec = given if given is not None else registry.default_search_space(request.estimator, task)
     space = SearchSpace(space_spec)
     if given is None:
-        _check_grid(request.strategy, space, settings.max_grid_size)
+        _check_grid(request, space, settings.max_grid_size)
     registry.check_params(request.estimator, task, dict.fromkeys(space.names))
     registry.check_space_limits(request.estimator, space)
     if request.scoring is not None:
@@ -163,12 +163,11 @@ def plan_search(request: TuneRequest, X: Any, y: Any, *, settings: Any, tracker:
     return SearchPlan(request=request, task=task, space=space_spec)
 
 
-def _check_grid(strategy: str, space: SearchSpace, max_grid_size: int) -> None:
-    if strategy != "grid":
-        return
-    try:
-        space.to_param_grid(max_grid_size=max_grid_size)
-    except ResourceLimitError as exc:
-        raise ResourceLimitError(f"space is too large for strategy='grid': {exc}") from None
-    except InvalidRequestError as exc:
-        raise InvalidRequestError(f"space does not suit strategy='grid': {exc}") from None
+def _check_grid(request: TuneRequest, space: SearchSpace, max_grid_size: int) -> None:
+    """A grid, or halving over grid candidates, must fit in ``max_grid_size``."""
+    if request.strategy == "grid":
+        space.check_grid(max_grid_size, used_by="strategy='grid'")
+    elif request.strategy == "halving":
+        from mcp_server.hyperparameter_tuning._halving import check_grid_candidates
+
+        check_grid_candidates(request.halving_options(), space, max_grid_size=max_grid_size)

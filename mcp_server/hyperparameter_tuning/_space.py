@@ -94,6 +94,16 @@ class SearchSpace:
         return json.dumps(self.to_json(), sort_keys=True)
 
     # --- conversions for the strategies --------------------------------------------------
+    def check_grid(self, max_grid_size: int, *, used_by: str) -> None:
+        """Refuse a space that cannot be run as a grid of at most ``max_grid_size`` points; the
+        message says which search needs the grid (``used_by``)."""
+        try:
+            self.to_param_grid(max_grid_size=max_grid_size)
+        except ResourceLimitError as exc:
+            raise ResourceLimitError(f"space is too large for {used_by}: {exc}") from None
+        except InvalidRequestError as exc:
+            raise InvalidRequestError(f"space does not suit {used_by}: {exc}") from None
+
     def to_param_grid(self, *, max_grid_size: int = DEFAULT_MAX_GRID_SIZE) -> dict[str, list[Any]]:
         for dim in self.dimensions:
             if dim.size is None:

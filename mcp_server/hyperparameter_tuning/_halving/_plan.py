@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from mcp_server.error_handling import InvalidRequestError, ResourceLimitError
+from mcp_server.error_handling import InvalidRequestError
 from mcp_server.hyperparameter_tuning._halving._evaluator import HalvingEvaluator, nested_order
 from mcp_server.hyperparameter_tuning._halving._schedule import (
     DEFAULT_FACTOR,
@@ -87,14 +87,8 @@ def _resolving(evaluator: Any, estimator: Any, param: str) -> Any:
 
 def check_grid_candidates(options: HalvingOptions, space: SearchSpace, *, max_grid_size: int) -> None:
     """Halving over grid candidates runs every grid point on the first rung: the grid obeys max_grid_size."""
-    if candidates_kind(options.candidates, space) != "grid":
-        return
-    try:
-        space.to_param_grid(max_grid_size=max_grid_size)
-    except ResourceLimitError as exc:
-        raise ResourceLimitError(f"space is too large for strategy='halving' over grid candidates: {exc}") from None
-    except InvalidRequestError as exc:
-        raise InvalidRequestError(f"space does not suit strategy='halving' over grid candidates: {exc}") from None
+    if candidates_kind(options.candidates, space) == "grid":
+        space.check_grid(max_grid_size, used_by="strategy='halving' over grid candidates")
 
 
 @dataclass
