@@ -107,8 +107,8 @@ def test_timeout_budget_starts_no_trial_after_the_deadline(name, n_jobs):
         return params
 
     def search(max_trials, timeout):
-        _run(tuner, 
-            name, SearchSpace(_space_for(name) if name != "grid" else {"k": list(range(100))}),
+        _run(
+            tuner, name, SearchSpace(_space_for(name) if name != "grid" else {"k": list(range(100))}),
             _callable_evaluator(train_fn, name, on_first_fold=lambda: started.append(time.monotonic())),
             direction=_max(), scoring="score", cv="holdout", objective="t",
             seed=0, max_trials=max_trials, timeout=timeout, n_jobs=n_jobs,
@@ -125,7 +125,10 @@ def test_timeout_budget_starts_no_trial_after_the_deadline(name, n_jobs):
     assert summary["total_trials"] == len(started)  # every trial that started finished and was recorded
     # The deadline counts from the loop's start, after the strategy is built (Bayesian: its initial design).
     loop_start = max(begin, min(started) - 0.01)
-    assert all(t - loop_start < 0.2 + 0.01 for t in started)
+    # A trial starts in the loop's thread right after the deadline check (n_jobs=1), or when a worker
+    # picks it up (n_jobs=2): on a loaded 2-core machine that pick-up alone has taken over 10 ms.
+    slack = 0.01 if n_jobs == 1 else 0.05
+    assert all(t - loop_start < 0.2 + slack for t in started)
 
 
 def _run(tuner, *args, **kwargs):
