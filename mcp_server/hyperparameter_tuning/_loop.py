@@ -147,7 +147,8 @@ class SearchLoop:
         return max(complete, key=lambda t: (resource_rank(t), self._sign * t.score, -t.number))
 
     def _history(self) -> list[list[float]]:
-        return [[self._sign * s for s in t.fold_scores] for t in self.trials if t.state is TrialState.COMPLETE]
+        return [[self._sign * s for s in t.fold_scores] for t in self.trials
+                if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.fold_scores]
 
     def _progress(self, started: float, rung: str | None = None) -> TuningProgress:
         best = self.best_trial()

@@ -1,8 +1,11 @@
 """Fold-level pruning: stop cross-validating a candidate once it cannot plausibly win.
 
 Every candidate is evaluated on the same folds, so a candidate's running mean after fold k is
-compared with completed trials' running means after the same k folds (a paired comparison, far
-less noisy than comparing with their final means). Scores here are "higher is better".
+compared with earlier trials' running means after the same k folds (a paired comparison, far
+less noisy than comparing with their final means). Earlier trials include pruned ones, as in
+Optuna: comparing with completed trials only means comparing with the survivors of earlier cuts,
+so the median rule's bar crept up as a search went on and it cut most candidates at the first
+fold (109 of 120 on a test stream where Optuna's rule cuts 60 there; tests/test_tuning_loop.py). Scores here are "higher is better".
 Pruners are frozen dataclasses: picklable, so they travel to joblib / Dask workers with a
 snapshot of the history.
 """
@@ -16,7 +19,7 @@ from typing import Any, Protocol
 
 from mcp_server.error_handling import InvalidRequestError
 
-History = Sequence[Sequence[float]]  # fold scores of COMPLETE trials, higher is better
+History = Sequence[Sequence[float]]  # fold scores of earlier trials, complete or pruned, higher is better
 
 
 def running_mean(scores: Sequence[float], n: int) -> float:
@@ -29,15 +32,16 @@ class Pruner(Protocol):
 
 
 def _best(peers: History) -> Sequence[float]:
-    return max(peers, key=lambda h: sum(h) / len(h))
+    """The best of the trials that ran the most folds (complete ones, when any are among peers)."""
+    return max(peers, key=lambda h: (len(h), sum(h) / len(h)))
 
 
 @dataclass(frozen=True)
 class MedianPruner:
-    """Prune when the running mean is below the median of completed trials' running means at the
+    """Prune when the running mean is below the median of earlier trials' running means at the
     same fold (Optuna's median rule) and also below the best trial's running mean there (so a
-    candidate tied with the best is never cut), once ``n_startup_trials`` trials completed and at
-    least ``n_warmup_folds`` folds ran."""
+    candidate tied with the best is never cut), once ``n_startup_trials`` earlier trials reached
+    that fold and at least ``n_warmup_folds`` folds ran."""
 
     n_startup_trials: int = 5
     n_warmup_folds: int = 1
@@ -53,8 +57,8 @@ class MedianPruner:
 
 @dataclass(frozen=True)
 class BestMarginPruner:
-    """Prune when the running mean trails the best completed trial's running mean at the same
-    fold by more than ``margin`` (absolute score units)."""
+    """Prune when the running mean trails the best trial's running mean at the same fold by more
+    than ``margin`` (absolute score units)."""
 
     margin: float = 0.01
     n_warmup_folds: int = 1

@@ -121,6 +121,8 @@ class BayesianStrategy:
         from skopt.space import Space
         from skopt.utils import cook_estimator
 
+        from mcp_server.hyperparameter_tuning._gp import FastGP
+
         self._space = space
         self._names = space.names
         dimensions = space.to_skopt_dimensions()
@@ -128,8 +130,10 @@ class BayesianStrategy:
             dimensions,
             # The GP's kernel fit without restarts of its hyperparameter search: with the sampled
             # acquisition below they were ~70% of a proposal (docs/tuning.md).
-            base_estimator=cook_estimator("GP", space=Space(dimensions), random_state=seed,
-                                          n_restarts_optimizer=GP_RESTARTS),
+            base_estimator=FastGP(**cook_estimator("GP", space=Space(dimensions), random_state=seed,
+                                                   n_restarts_optimizer=GP_RESTARTS).get_params(deep=False)),
+            # Only the latest GP is used; skopt would otherwise keep every one (O(trials³) memory).
+            model_queue_size=1,
             # Half the trial budget at most; a search bounded only by time (n_candidates 0) gets the most.
             n_initial_points=min(MAX_INITIAL_POINTS, max(1, n_candidates // 2)) if n_candidates > 0
             else MAX_INITIAL_POINTS,
