@@ -53,7 +53,7 @@ class BenchConfig:
     mcp_runs: int
     profile_on_miss: bool = True
     quality_workers: int = 2
-    equal_budget_seconds: float = 20.0  # wall time per search in the equal-budget comparison
+    equal_budget_seconds: float = 60.0  # wall time per search in the equal-budget comparison
     settle_seconds: float = 1.0  # wait after a server starts before reading its idle RSS
 
     @classmethod

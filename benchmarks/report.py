@@ -84,7 +84,7 @@ def render(sections: list[Section], *, config: BenchConfig, started: dt.datetime
         "## How to reproduce",
         "",
         "```",
-        "make bench                                   # = .venv/bin/python -m benchmarks.run (full, ~45 min on 2 cores)",
+        "make bench                                   # = .venv/bin/python -m benchmarks.run (full, ~65 min on 2 cores)",
         ".venv/bin/python -m benchmarks.run --quick   # smaller sizes, a few minutes (targets not binding)",
         ".venv/bin/python -m benchmarks.run --only tracking_overhead --only mcp_server",
         ".venv/bin/python -m pytest tests/test_benchmarks_smoke.py -q   # every benchmark, tiny sizes",

@@ -1,6 +1,6 @@
 """``python -m benchmarks.run`` — run the benchmarks, print each figure, write docs/benchmarks.md.
 
-    python -m benchmarks.run                         # everything, full sizes (~45 min on 2 cores)
+    python -m benchmarks.run                         # everything, full sizes (~65 min on 2 cores)
     python -m benchmarks.run --quick                 # smaller sizes, a few minutes
     python -m benchmarks.run --only pruning --only mcp_server
     python -m benchmarks.run --list

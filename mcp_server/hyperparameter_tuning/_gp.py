@@ -5,13 +5,18 @@ thousand sampled points, once per acquisition function (three with ``gp_hedge``)
 computing the predictive variance with an unoptimized three-operand ``einsum`` — O(points ×
 trials²) outside BLAS, 56% of a proposal at 150 trials (docs/tuning.md). This GP computes the same
 variance with one BLAS product and answers the repeated query from a cache. The numbers are the
-same up to rounding, so the same seed gives the same proposals.
+same up to rounding, so the same seed gives the same proposals. ``fitted_kernel`` lets the
+Bayesian searcher reuse a fit's kernel hyperparameters for the next refits once the search is
+long (``_strategies.STABLE_AFTER``), which makes those refits one Cholesky factorization.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from sklearn.base import clone
 from skopt.learning import GaussianProcessRegressor
+from skopt.learning.gaussian_process.gpr import _param_for_white_kernel_in_Sum
+from skopt.learning.gaussian_process.kernels import WhiteKernel
 
 
 class FastGP(GaussianProcessRegressor):
@@ -36,3 +41,12 @@ class FastGP(GaussianProcessRegressor):
         y_std = np.sqrt(np.clip(y_var, 0.0, None) * self.y_train_std_**2)
         self._last_query = (X.copy(), (y_mean, y_std))
         return y_mean, y_std
+
+    def fitted_kernel(self):
+        """The kernel with the hyperparameters this fit found, noise included (skopt zeroes it after
+        fitting): refitting with it and no optimizer reuses them."""
+        kernel = clone(self.kernel_)
+        present, name = _param_for_white_kernel_in_Sum(kernel)
+        if present and self.noise_ is not None:
+            kernel.set_params(**{name: WhiteKernel(noise_level=float(self.noise_))})
+        return kernel

@@ -108,6 +108,12 @@ GP_RESTARTS = 0
 ACQ_FUNC = "gp_hedge"
 INITIAL_DESIGN = "random"  # skopt's initial_point_generator
 MAX_INITIAL_POINTS = 10
+# Past this many told points the kernel's hyperparameters are searched again only once the data
+# grew by REFIT_GROWTH since the last search (from the default start, never from the last
+# optimum); in between the GP reuses them and a refit is one Cholesky factorization, so the cost
+# of a long search's proposals stays nearly flat. See docs/tuning.md.
+STABLE_AFTER = 50
+REFIT_GROWTH = 0.1
 
 
 class BayesianStrategy:
@@ -148,6 +154,8 @@ class BayesianStrategy:
             acq_optimizer=ACQ_OPTIMIZER,
             acq_optimizer_kwargs={"n_points": ACQ_POINTS},
         )
+        self._kernel = self._optimizer.base_estimator_.kernel  # the default start of every search
+        self._searched_at = 0  # told points at the last search of the kernel's hyperparameters
         self._rng = np.random.default_rng(seed)
         self._seen: dict[tuple, float | None] = {}  # key -> score told (None: failed, pending)
         self._worst: float | None = None
@@ -157,7 +165,17 @@ class BayesianStrategy:
 
     def _tell_optimizer(self, params: Mapping[str, Any], score: float) -> None:
         # skopt minimizes.
+        self._reuse_kernel(len(self._optimizer.yi) + 1)
         self._optimizer.tell([params[name] for name in self._names], -score)
+
+    def _reuse_kernel(self, n_told: int) -> None:
+        """Before the n-th point's refit: search the kernel's hyperparameters, or reuse the last ones."""
+        gp, models = self._optimizer.base_estimator_, self._optimizer.models
+        if n_told > STABLE_AFTER and n_told < self._searched_at * (1 + REFIT_GROWTH) and models:
+            gp.set_params(kernel=models[-1].fitted_kernel(), optimizer=None)
+        else:
+            gp.set_params(kernel=self._kernel, optimizer="fmin_l_bfgs_b")
+            self._searched_at = n_told
 
     def ask(self, n: int) -> list[dict[str, Any]]:
         size = self._space.size
