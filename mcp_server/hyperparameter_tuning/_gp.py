@@ -15,7 +15,6 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import clone
 from skopt.learning import GaussianProcessRegressor
-from skopt.learning.gaussian_process.gpr import _param_for_white_kernel_in_Sum
 from skopt.learning.gaussian_process.kernels import WhiteKernel
 
 
@@ -46,7 +45,9 @@ class FastGP(GaussianProcessRegressor):
         """The kernel with the hyperparameters this fit found, noise included (skopt zeroes it after
         fitting): refitting with it and no optimizer reuses them."""
         kernel = clone(self.kernel_)
-        present, name = _param_for_white_kernel_in_Sum(kernel)
-        if present and self.noise_ is not None:
-            kernel.set_params(**{name: WhiteKernel(noise_level=float(self.noise_))})
+        if self.noise_ is not None:
+            for name, part in kernel.get_params().items():
+                if isinstance(part, WhiteKernel):
+                    kernel.set_params(**{name: WhiteKernel(noise_level=float(self.noise_))})
+                    break
         return kernel

@@ -5,7 +5,8 @@ compared with earlier trials' running means after the same k folds (a paired com
 less noisy than comparing with their final means). Earlier trials include pruned ones, as in
 Optuna: comparing with completed trials only means comparing with the survivors of earlier cuts,
 so the median rule's bar crept up as a search went on and it cut most candidates at the first
-fold (109 of 120 on a test stream where Optuna's rule cuts 60 there; tests/test_tuning_loop.py). Scores here are "higher is better".
+fold (109 of 120 on a test stream where Optuna's rule cuts 60 there; tests/test_tuning_loop.py).
+Scores here are "higher is better".
 Pruners are frozen dataclasses: picklable, so they travel to joblib / Dask workers with a
 snapshot of the history.
 """
