@@ -30,7 +30,7 @@ import time
 from typing import Any
 
 from benchmarks._common import BenchContext, Row, Section, median
-from benchmarks.search_quality import SPACE, _data, _scoring
+from benchmarks.search_quality import SPACE, _data, _scoring, optuna_params
 
 NAME = "equal_budget"
 TITLE = "10. Equal wall-clock budget: our searches vs Optuna TPE + Hyperband vs HalvingRandomSearchCV"
@@ -124,10 +124,7 @@ def _tpe_hyperband(task, estimator, space, X, y, seed, budget):
     scorer = get_scorer(_scoring(task))
 
     def objective(trial: optuna.Trial) -> float:
-        params = {}
-        for name, spec in space.items():
-            suggest = trial.suggest_float if spec["type"] == "float" else trial.suggest_int
-            params[name] = suggest(name, spec["low"], spec["high"], log=spec.get("log", False))
+        params = optuna_params(trial, space)
         scores = []
         for step, (train, val) in enumerate(splits):
             model = clone(estimator).set_params(**params).fit(X[train], y[train])

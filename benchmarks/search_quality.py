@@ -153,11 +153,7 @@ def _optuna_tpe(task: str, seed: int, trials: int, X, y, max_iter: int,
     fitting = [0.0]
 
     def objective(trial: optuna.Trial) -> float:
-        params = {}
-        for name, spec in SPACE.items():
-            suggest = trial.suggest_float if spec["type"] == "float" else trial.suggest_int
-            params[name] = suggest(name, spec["low"], spec["high"], log=spec.get("log", False))
-        model = clone(base).set_params(**params)
+        model = clone(base).set_params(**optuna_params(trial, SPACE))
         started = time.perf_counter()
         score = float(cross_val_score(model, X, y, cv=splitter, scoring=_scoring(task)).mean())
         fitting[0] += time.perf_counter() - started
@@ -168,6 +164,15 @@ def _optuna_tpe(task: str, seed: int, trials: int, X, y, max_iter: int,
     with (clock or ProposalClock()).timing(sampler, SAMPLER_METHODS):
         study.optimize(objective, n_trials=trials)
     return [t.value for t in study.trials], fitting[0]
+
+
+def optuna_params(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A candidate from Optuna's sampler over one of our typed spaces (float / int, optional log)."""
+    params = {}
+    for name, spec in space.items():
+        suggest = trial.suggest_float if spec["type"] == "float" else trial.suggest_int
+        params[name] = suggest(name, spec["low"], spec["high"], log=spec.get("log", False))
+    return params
 
 
 def trials_to_reach(scores: list[float | None], goal: float) -> int | None:
