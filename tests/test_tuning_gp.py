@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -88,3 +90,113 @@ def test_bayesian_search_reuses_kernel_hyperparameters_once_stable_and_searches_
         if used[n][0] is None:
             np.testing.assert_allclose(used[n][1], used[n - 1][1])
     assert len(searched) < (last - STABLE_AFTER) / 3
+
+
+def test_kernel_search_on_many_points_uses_a_subsample_and_then_factors_them_all():
+    from mcp_server.hyperparameter_tuning._gp import SEARCH_POINTS
+
+    rng = np.random.default_rng(1)
+    X = rng.random((SEARCH_POINTS + 100, 3))
+    y = np.sin(4 * X[:, 0]) + X[:, 2] + 0.05 * rng.normal(size=len(X))
+    params = cook_estimator("GP", space=Space([(0.0, 1.0)] * 3), random_state=0).get_params(deep=False)
+    fast = FastGP(**params).fit(X, y)
+    assert fast.X_train_.shape == X.shape and fast.L_.shape == (len(X), len(X))
+    assert fast.optimizer == params["optimizer"] and fast.kernel is not fast.kernel_  # search settings kept
+    # The hyperparameters are a subsample's; with them fixed, a fit on all points predicts the same.
+    again = FastGP(**{**params, "kernel": fast.fitted_kernel(), "optimizer": None}).fit(X, y)
+    query = rng.random((50, 3))
+    for got, want in zip(fast.predict(query, return_std=True), again.predict(query, return_std=True)):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8)
+    # ...and they describe the data about as well as a search on all points does
+    # (log marginal likelihood of all points: at most 0.01 nats per point below the full search's).
+    full = GaussianProcessRegressor(**params).fit(X, y)
+    assert full.log_marginal_likelihood_value_ - fast.log_marginal_likelihood_value_ < 0.01 * len(X)
+
+
+MIXED_SPACE = {
+    "lr": {"type": "float", "low": 1e-3, "high": 1.0, "log": True},
+    "leaves": {"type": "int", "low": 4, "high": 64},
+    "kind": {"type": "categorical", "choices": ["a", "b", "c"]},
+}
+
+
+def _objective(params):
+    return -(np.log10(params["lr"]) + 1.5) ** 2 - ((params["leaves"] - 20) / 30) ** 2 - 0.3 * (params["kind"] != "b")
+
+
+def _run(strategy, n):
+    asked = []
+    for _ in range(n):
+        params = strategy.ask(1)[0]
+        strategy.tell(params, _objective(params))
+        asked.append(params)
+    return asked
+
+
+def test_proposals_up_to_the_long_search_point_are_scikit_optimize_s_own():
+    from skopt import Optimizer
+
+    from mcp_server.hyperparameter_tuning._space import SearchSpace
+    from mcp_server.hyperparameter_tuning._strategies import STABLE_AFTER, BayesianStrategy
+
+    ours = BayesianStrategy(SearchSpace(MIXED_SPACE), n_candidates=0, seed=3)
+    plain = BayesianStrategy(SearchSpace(MIXED_SPACE), n_candidates=0, seed=3)
+    optimizer = ours._optimizer
+    plain._optimizer = Optimizer(optimizer.space.dimensions, base_estimator=optimizer.base_estimator_,
+                                 n_initial_points=optimizer.n_initial_points_, acq_func=optimizer.acq_func,
+                                 acq_optimizer="sampling", acq_optimizer_kwargs=optimizer.acq_optimizer_kwargs,
+                                 model_queue_size=1, random_state=3)
+    plain._kernel = ours._kernel
+    assert _run(ours, STABLE_AFTER) == _run(plain, STABLE_AFTER)
+
+
+def test_long_search_candidates_are_valid_and_half_of_them_near_the_best_points():
+    from mcp_server.hyperparameter_tuning._optimizer import LONG_SEARCH_POINTS, TOP
+    from mcp_server.hyperparameter_tuning._space import SearchSpace
+    from mcp_server.hyperparameter_tuning._strategies import STABLE_AFTER, BayesianStrategy
+
+    strategy = BayesianStrategy(SearchSpace(MIXED_SPACE), n_candidates=0, seed=0)
+    asked = _run(strategy, STABLE_AFTER + 10)
+    optimizer = strategy._optimizer
+    assert len(optimizer.models) == 1
+    candidates = optimizer._candidates()
+    assert candidates.shape == (LONG_SEARCH_POINTS, optimizer.space.transformed_n_dims)
+    points = optimizer.space.inverse_transform(candidates)
+    assert all(p in optimizer.space for p in points)
+    kind = strategy._names.index("kind")
+    assert {p[kind] for p in points} == {"a", "b", "c"}
+    best = optimizer.space.transform([optimizer.Xi[i] for i in np.argsort(optimizer.yi)[:TOP]])
+
+    def distance_to_best(X):
+        return np.min(np.linalg.norm(X[:, None, :] - best[None, :, :], axis=2), axis=1)
+
+    uniform, near = np.split(candidates, 2)
+    assert np.median(distance_to_best(near)) < 0.5 * np.median(distance_to_best(uniform))
+    # The proposals themselves are new points of the space, and the search keeps improving.
+    assert len({tuple(p.values()) for p in asked}) == len(asked)
+    assert max(map(_objective, asked[STABLE_AFTER:])) >= max(map(_objective, asked[:STABLE_AFTER])) - 0.05
+
+
+def test_parallel_batches_in_a_long_search_use_the_same_optimizer():
+    from mcp_server.hyperparameter_tuning._optimizer import ProposalOptimizer
+    from mcp_server.hyperparameter_tuning._space import SearchSpace
+    from mcp_server.hyperparameter_tuning._strategies import STABLE_AFTER, BayesianStrategy
+
+    strategy = BayesianStrategy(SearchSpace(MIXED_SPACE), n_candidates=0, seed=0)
+    _run(strategy, STABLE_AFTER + 2)
+    assert type(strategy._optimizer.copy(random_state=0)) is ProposalOptimizer
+    batch = strategy.ask(4)
+    assert len(batch) == 4 and len({tuple(p.values()) for p in batch}) == 4
+
+
+def test_an_already_evaluated_proposal_is_replaced_as_scikit_optimize_does():
+    from mcp_server.hyperparameter_tuning._space import SearchSpace
+    from mcp_server.hyperparameter_tuning._strategies import STABLE_AFTER, BayesianStrategy
+
+    strategy = BayesianStrategy(SearchSpace(MIXED_SPACE), n_candidates=0, seed=0)
+    _run(strategy, STABLE_AFTER + 2)
+    optimizer = strategy._optimizer
+    optimizer._next_x = list(optimizer.Xi[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # skopt warns when it falls back to a random point
+        assert optimizer.ask() not in optimizer.Xi

@@ -123,16 +123,16 @@ class BayesianStrategy:
     _MAX_DUPLICATE_ROUNDS = 5
 
     def __init__(self, space: SearchSpace, *, n_candidates: int, seed: int) -> None:
-        from skopt import Optimizer  # lazy: importing skopt costs ~2 s
         from skopt.space import Space
         from skopt.utils import cook_estimator
 
-        from mcp_server.hyperparameter_tuning._gp import FastGP
+        from mcp_server.hyperparameter_tuning._gp import FastGP  # lazy: importing skopt costs ~2 s
+        from mcp_server.hyperparameter_tuning._optimizer import ProposalOptimizer
 
         self._space = space
         self._names = space.names
         dimensions = space.to_skopt_dimensions()
-        self._optimizer = Optimizer(
+        self._optimizer = ProposalOptimizer(
             dimensions,
             # The GP's kernel fit without restarts of its hyperparameter search: with the sampled
             # acquisition below they were ~70% of a proposal (docs/tuning.md).

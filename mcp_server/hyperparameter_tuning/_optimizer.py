@@ -1,0 +1,102 @@
+"""scikit-optimize's ask/tell ``Optimizer`` with a proposal step that stays cheap in a long search.
+
+skopt refits the GP after every told point and maximizes the acquisition over ``n_points``
+random candidates. Up to ``local_after`` told points this class does exactly that (same draws,
+same proposals). Past it, the search has found its good regions and the GP is expensive to query
+(O(candidates × trials²)), so the candidates become fewer and half of them are drawn near the best
+points found so far: a cheaper proposal that also refines the incumbents (docs/tuning.md).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.base import clone
+from skopt import Optimizer
+from skopt.acquisition import _gaussian_acquisition
+
+from mcp_server.hyperparameter_tuning._strategies import STABLE_AFTER
+
+# Past LOCAL_AFTER told points: this many candidates in all, half uniformly random, half normal
+# perturbations (sd LOCAL_SCALE of each normalized dimension) of the TOP best points.
+LONG_SEARCH_POINTS = 1_000
+LOCAL_SCALE = 0.1
+TOP = 5
+
+
+class ProposalOptimizer(Optimizer):
+    """skopt's ``Optimizer`` (``acq_optimizer="sampling"``) with local candidates in long searches."""
+
+    local_after = STABLE_AFTER  # the same point past which the GP's kernel is reused
+
+    def _tell(self, x, y, fit=True):
+        result = super()._tell(x, y, fit=fit and len(self.yi) + _count(x, y) <= self.local_after)
+        if fit and len(self.yi) > self.local_after and self._n_initial_points <= 0:
+            self._propose()
+        return result
+
+    def _propose(self) -> None:
+        """skopt's fit-and-sample step (its ``_tell`` with ``acq_optimizer="sampling"``) on our candidates."""
+        est = clone(self.base_estimator_)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(self.space.transform(self.Xi), self.yi)
+        if hasattr(self, "next_xs_") and self.acq_func == "gp_hedge":
+            self.gains_ -= est.predict(np.vstack(self.next_xs_))
+        keep = len(self.models) if self.max_model_queue_size is None else self.max_model_queue_size - 1
+        self.models = [*(self.models[len(self.models) - keep:] if keep else []), est]
+        X = self._candidates()
+        self.next_xs_ = [
+            X[np.argmin(_gaussian_acquisition(X=X, model=est, y_opt=np.min(self.yi), acq_func=acq,
+                                              acq_func_kwargs=self.acq_func_kwargs))]
+            for acq in self.cand_acq_funcs_
+        ]
+        if self.acq_func == "gp_hedge":
+            logits = np.array(self.gains_)
+            probs = np.exp(self.eta * (logits - np.max(logits)))
+            next_x = self.next_xs_[np.argmax(self.rng.multinomial(1, probs / probs.sum()))]
+        else:
+            next_x = self.next_xs_[0]
+        self._next_x = self.space.inverse_transform(next_x.reshape((1, -1)))[0]
+
+    def _candidates(self) -> np.ndarray:
+        """Transformed candidates: half uniform, half around the TOP best points (snapped to the space)."""
+        n_random = LONG_SEARCH_POINTS // 2
+        uniform = self.space.transform(self.space.rvs(n_samples=n_random, random_state=self.rng))
+        best = self.space.transform([self.Xi[i] for i in np.argsort(self.yi)[:TOP]])
+        centers = best[np.arange(LONG_SEARCH_POINTS - n_random) % len(best)]
+        bounds = np.array(self.space.transformed_bounds)
+        near = np.clip(centers + self.rng.normal(0.0, LOCAL_SCALE, centers.shape) * (bounds[:, 1] - bounds[:, 0]),
+                       bounds[:, 0], bounds[:, 1])
+        # Back to the space and transformed again: integers and categories land on valid values.
+        near = self.space.transform(self.space.inverse_transform(near))
+        return np.vstack([uniform, near])
+
+    def _ask(self):
+        # skopt looks for an already-evaluated proposal with one Python distance call per told
+        # point; an exact match is what it finds, so test that first and let skopt handle a hit.
+        if self._n_initial_points <= 0 and self.models and self._next_x not in self.Xi:
+            return self._next_x
+        return super()._ask()
+
+    def copy(self, random_state=None):
+        """skopt's copy (used for parallel batches) as this class, with the same model queue."""
+        optimizer = type(self)(
+            dimensions=self.space.dimensions, base_estimator=self.base_estimator_,
+            n_initial_points=self.n_initial_points_, initial_point_generator=self._initial_point_generator,
+            acq_func=self.acq_func, acq_optimizer=self.acq_optimizer, acq_func_kwargs=self.acq_func_kwargs,
+            acq_optimizer_kwargs=self.acq_optimizer_kwargs, model_queue_size=self.max_model_queue_size,
+            space_constraint=self.space.constraint, random_state=random_state,
+        )
+        optimizer._initial_samples = self._initial_samples
+        if hasattr(self, "gains_"):
+            optimizer.gains_ = np.copy(self.gains_)
+        if self.Xi:
+            optimizer._tell(self.Xi, self.yi)
+        return optimizer
+
+
+def _count(x, y) -> int:
+    """How many points a ``_tell(x, y)`` call adds (one, or a batch)."""
+    return len(y) if np.ndim(y) >= 1 and np.ndim(x) == 2 else 1
