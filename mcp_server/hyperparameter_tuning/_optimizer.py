@@ -16,8 +16,6 @@ from sklearn.base import clone
 from skopt import Optimizer
 from skopt.acquisition import _gaussian_acquisition
 
-from mcp_server.hyperparameter_tuning._strategies import STABLE_AFTER
-
 # Past LOCAL_AFTER told points: this many candidates in all, half uniformly random, half normal
 # perturbations (sd LOCAL_SCALE of each normalized dimension) of the TOP best points.
 LONG_SEARCH_POINTS = 1_000
@@ -28,7 +26,9 @@ TOP = 5
 class ProposalOptimizer(Optimizer):
     """skopt's ``Optimizer`` (``acq_optimizer="sampling"``) with local candidates in long searches."""
 
-    local_after = STABLE_AFTER  # the same point past which the GP's kernel is reused
+    def __init__(self, *args, local_after: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.local_after = local_after  # told points up to which the proposals are skopt's own
 
     def _tell(self, x, y, fit=True):
         result = super()._tell(x, y, fit=fit and len(self.yi) + _count(x, y) <= self.local_after)
@@ -87,7 +87,7 @@ class ProposalOptimizer(Optimizer):
             n_initial_points=self.n_initial_points_, initial_point_generator=self._initial_point_generator,
             acq_func=self.acq_func, acq_optimizer=self.acq_optimizer, acq_func_kwargs=self.acq_func_kwargs,
             acq_optimizer_kwargs=self.acq_optimizer_kwargs, model_queue_size=self.max_model_queue_size,
-            space_constraint=self.space.constraint, random_state=random_state,
+            space_constraint=self.space.constraint, random_state=random_state, local_after=self.local_after,
         )
         optimizer._initial_samples = self._initial_samples
         if hasattr(self, "gains_"):

@@ -154,6 +154,8 @@ class BayesianStrategy:
             # x 3 gp_hedge acquisitions, ~57% of a proposal before).
             acq_optimizer=ACQ_OPTIMIZER,
             acq_optimizer_kwargs={"n_points": ACQ_POINTS},
+            # Past the point where the kernel is reused, the acquisition's candidates change too.
+            local_after=STABLE_AFTER,
         )
         self._kernel = self._optimizer.base_estimator_.kernel  # the default start of every search
         self._searched_at = 0  # told points at the last search of the kernel's hyperparameters
