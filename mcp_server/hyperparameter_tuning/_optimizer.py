@@ -16,7 +16,7 @@ from sklearn.base import clone
 from skopt import Optimizer
 from skopt.acquisition import _gaussian_acquisition
 
-# Past LOCAL_AFTER told points: this many candidates in all, half uniformly random, half normal
+# Past `local_after` told points: this many candidates in all, half uniformly random, half normal
 # perturbations (sd LOCAL_SCALE of each normalized dimension) of the TOP best points.
 LONG_SEARCH_POINTS = 1_000
 LOCAL_SCALE = 0.1
