@@ -16,6 +16,7 @@ from mcp_server.hyperparameter_tuning import (
     BestMarginPruner,
     HyperparameterTuner,
     MedianPruner,
+    NoiseAwarePruner,
     SearchCancelled,
     SearchSpace,
     StopReason,
@@ -56,7 +57,9 @@ def test_min_delta_ignores_tiny_improvements():
     assert best["params"] == {"a": 3}  # still the best seen, though it did not reset the patience
 
 
-@pytest.mark.parametrize("pruner", [MedianPruner(n_startup_trials=2), BestMarginPruner(margin=0.0)])
+@pytest.mark.parametrize(
+    "pruner", [MedianPruner(n_startup_trials=2), BestMarginPruner(margin=0.0), NoiseAwarePruner(n_startup_trials=2)]
+)
 def test_pruning_saves_fold_fits_and_records_pruned_trials(pruner):
     # Candidates worse on every fold than the earlier ones get pruned after their first fold.
     folds = {0: [0.9, 0.9, 0.9], 1: [0.8, 0.8, 0.8], 2: [0.7, 0.7, 0.7], 3: [0.95, 0.95, 0.95], 4: [0.6, 0.6, 0.6]}
@@ -328,3 +331,52 @@ def test_median_pruning_compares_with_pruned_trials_too_so_it_cuts_about_half():
     after_first_fold = [t for t in pruned if len(t.fold_scores) == 1]
     assert 0.4 <= len(after_first_fold) / len(trials) <= 0.6, len(after_first_fold)
     assert len(pruned) / len(trials) <= 0.8, len(pruned)
+
+
+def _noisy_stream(n, quality, noise, seed=0):
+    """Fold scores of n candidates: quality(a) on every fold plus independent fold noise."""
+    import random
+
+    rng = random.Random(seed)
+    return {a: [quality(a) + rng.gauss(0, noise) for _ in range(3)] for a in range(n)}
+
+
+def test_noise_aware_pruning_cuts_by_how_much_the_folds_can_still_move():
+    # Complete trials of equal quality; after one fold a candidate trails the best final mean by
+    # 0.03. With fold noise of sd 0.005 the remaining folds cannot make that up: it is cut. With
+    # sd 0.05 they easily can: it runs on.
+    import random
+
+    for noise, expected in ((0.005, True), (0.05, False)):
+        rng = random.Random(0)
+        history = [[0.75 + rng.gauss(0, noise) for _ in range(3)] for _ in range(30)]
+        best = max(sum(h) / 3 for h in history)
+        assert NoiseAwarePruner().should_prune([best - 0.03], history) is expected, noise
+
+
+def test_noise_aware_pruning_cuts_clearly_worse_candidates_and_rarely_a_would_be_best():
+    # Every third candidate is 0.1 worse (5 fold-noise sds): those are cut after one fold. A
+    # pruned candidate whose full mean would have beaten the best at its time is a wrong cut;
+    # those are rare.
+    worse = {a for a in range(120) if a % 3 == 2}
+    folds = _noisy_stream(120, lambda a: 0.65 if a in worse else 0.75, noise=0.02)
+    tuner = HyperparameterTuner(enable_mlflow=False, pruning=NoiseAwarePruner())
+    tuner.grid_search({"a": list(folds)}, lambda params, X, y: params, _fold_id_eval(folds), cv_folds=3,
+                      X=_fold_marked_X(), y=[0.0] * 30, task="regression", seed=0)
+    best, wrong, pruned = float("-inf"), 0, set()
+    for t in tuner.last_result.trials:  # sequential, in grid order
+        full = sum(folds[t.params["a"]]) / 3
+        if t.state is TrialState.PRUNED:
+            pruned.add(t.params["a"])
+            wrong += full > best
+        else:
+            best = max(best, full)
+    assert len(pruned & worse) >= len(worse) - 6, len(pruned & worse)
+    assert wrong <= 0.05 * len(pruned), (wrong, len(pruned))
+
+
+def test_noise_aware_pruning_waits_for_enough_complete_trials():
+    history = [[0.9, 0.9, 0.9], [0.8, 0.8, 0.8]]
+    assert not NoiseAwarePruner(n_startup_trials=3).should_prune([0.1], history)
+    assert NoiseAwarePruner(n_startup_trials=2).should_prune([0.1], history)
+    assert not NoiseAwarePruner(n_startup_trials=2).should_prune([0.1, 0.1, 0.1], history)  # all folds ran

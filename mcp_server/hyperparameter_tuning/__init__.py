@@ -31,6 +31,7 @@ _EXPORTS = {
     "HyperparameterTuner": "_tuner",
     "IntDimension": "_space",
     "MedianPruner": "_pruning",
+    "NoiseAwarePruner": "_pruning",
     "OnTrialError": "_types",
     "ParamName": "_request",
     "Pruner": "_pruning",
@@ -80,7 +81,13 @@ if TYPE_CHECKING:
         TuneRequest,
         plan_search,
     )
-    from mcp_server.hyperparameter_tuning._pruning import BestMarginPruner, MedianPruner, Pruner, make_pruner
+    from mcp_server.hyperparameter_tuning._pruning import (
+        BestMarginPruner,
+        MedianPruner,
+        NoiseAwarePruner,
+        Pruner,
+        make_pruner,
+    )
     from mcp_server.hyperparameter_tuning._space import (
         CategoricalDimension,
         DistributionDimension,
@@ -126,6 +133,7 @@ __all__ = [
     "HyperparameterTuner",
     "IntDimension",
     "MedianPruner",
+    "NoiseAwarePruner",
     "OnTrialError",
     "Pruner",
     "RandomStrategy",

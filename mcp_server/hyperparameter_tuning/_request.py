@@ -80,7 +80,7 @@ class TuneRequest(BaseModel):
     max_trials: int = Field(default=20, ge=1, le=500, description="halving: every rung's trials count")
     timeout_seconds: float | None = Field(default=None, gt=0, le=86_400)
     early_stopping_patience: int | None = Field(default=None, ge=1, le=500, description="Trials without improvement")
-    pruning: Literal["none", "median", "best_margin"] = Field(default="none", description="Stop bad trials between folds")
+    pruning: Literal["none", "median", "best_margin", "noise_aware"] = Field(default="none", description="Stop bad trials between folds")
     factor: float = Field(default=3, gt=1, le=10, description="halving: keep the best 1/factor per rung")
     min_resource: int | None = Field(default=None, ge=1, le=10**7, description="halving: first rung's resource")
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1, description="Default: drawn and recorded")
