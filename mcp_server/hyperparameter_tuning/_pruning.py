@@ -98,6 +98,8 @@ class NoiseAwarePruner:
 
     def should_prune(self, partial: Sequence[float], history: History) -> bool:
         k = len(partial)
+        # The furthest any trial got: all folds once one trial completed (a resumed history of
+        # another pruner's cuts only is forecast to its furthest fold, consistently on both sides).
         folds = max((len(h) for h in history), default=0)
         complete = [h for h in history if len(h) == folds]
         if k < self.n_warmup_folds or k >= folds or len(complete) < max(2, self.n_startup_trials):
