@@ -10,7 +10,7 @@ import pytest
 from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 
-from mcp_server.error_handling import ExecutionError
+from mcp_server.error_handling import ExecutionError, InvalidRequestError
 from mcp_server.hyperparameter_tuning import (
     BayesianStrategy,
     BestMarginPruner,
@@ -226,8 +226,6 @@ def test_auto_backend_uses_processes_only_for_sklearn_fold_fits(path, pruning, e
 
 
 def test_unknown_backend_is_refused():
-    from mcp_server.error_handling import InvalidRequestError
-
     with pytest.raises(InvalidRequestError, match="backend must be one of auto, threading, loky, process, got 'dask'"):
         HyperparameterTuner(enable_mlflow=False, backend="dask")
 
@@ -355,7 +353,7 @@ def test_noise_aware_pruning_cuts_by_how_much_the_folds_can_still_move():
 
 
 def test_noise_aware_pruning_cuts_clearly_worse_candidates_and_rarely_a_would_be_best():
-    # Every third candidate is 0.1 worse (5 fold-noise sds): those are cut after one fold. A
+    # Every third candidate is 0.1 worse (5 fold-noise sds): nearly all of those are cut. A
     # pruned candidate whose full mean would have beaten the best at its time is a wrong cut;
     # those are rare.
     worse = {a for a in range(120) if a % 3 == 2}
@@ -380,3 +378,15 @@ def test_noise_aware_pruning_waits_for_enough_complete_trials():
     assert not NoiseAwarePruner(n_startup_trials=3).should_prune([0.1], history)
     assert NoiseAwarePruner(n_startup_trials=2).should_prune([0.1], history)
     assert not NoiseAwarePruner(n_startup_trials=2).should_prune([0.1, 0.1, 0.1], history)  # all folds ran
+
+
+def test_every_named_pruner_is_accepted_by_the_tool_request_and_built():
+    from typing import get_args
+
+    from mcp_server.hyperparameter_tuning import TuneRequest
+    from mcp_server.hyperparameter_tuning._pruning import NAMED_PRUNERS, make_pruner
+
+    assert set(get_args(TuneRequest.model_fields["pruning"].annotation)) == {"none", *NAMED_PRUNERS}
+    assert all(isinstance(make_pruner(name), cls) for name, cls in NAMED_PRUNERS.items())
+    with pytest.raises(InvalidRequestError, match="'median', 'best_margin', 'noise_aware'"):
+        make_pruner("sometimes")

@@ -109,16 +109,19 @@ class NoiseAwarePruner:
         return optimistic < max(running_mean(h, folds) for h in complete)
 
 
+# The rules a request can name (the MCP tool's ``pruning`` field lists the same names).
+NAMED_PRUNERS = {"median": MedianPruner, "best_margin": BestMarginPruner, "noise_aware": NoiseAwarePruner}
+
+
 def make_pruner(spec: Any) -> Pruner | None:
-    """None / False / "none" -> no pruning; "median"; "best_margin"; "noise_aware"; or a Pruner."""
+    """None / False / "none" -> no pruning; True -> "median"; a name of NAMED_PRUNERS; or a Pruner."""
     if spec in (None, False, "none"):
         return None
-    if spec is True or spec == "median":
-        return MedianPruner()
-    if spec == "best_margin":
-        return BestMarginPruner()
-    if spec == "noise_aware":
-        return NoiseAwarePruner()
+    if spec is True:
+        spec = "median"
+    if isinstance(spec, str) and spec in NAMED_PRUNERS:
+        return NAMED_PRUNERS[spec]()
     if hasattr(spec, "should_prune"):
         return spec
-    raise InvalidRequestError(f"pruning must be None, 'median', 'best_margin', 'noise_aware' or a Pruner, got {spec!r}")
+    names = ", ".join(repr(name) for name in NAMED_PRUNERS)
+    raise InvalidRequestError(f"pruning must be None, {names} or a Pruner, got {spec!r}")
