@@ -45,8 +45,8 @@ class BenchConfig:
     scaling_rounds: int
     quality_trials: int
     # Seeds of the 30-trial comparison. A 30-trial search is deterministic per seed and takes
-    # seconds, while the per-seed difference between two searchers spreads with sd 0.0013-0.0023
-    # around a mean of +0.0002: 5 seeds' medians mostly measure which seeds were drawn (docs/tuning.md).
+    # seconds, while the per-seed difference between GP and TPE spreads with sd 0.0013-0.0021, several
+    # times its mean: 5 seeds' medians mostly measure which seeds were drawn (docs/tuning.md).
     quality_seeds: int
     quality_rows: int  # regression rows kept (sampled); the classification set is small
     quality_max_iter: int
