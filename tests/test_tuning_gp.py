@@ -133,9 +133,11 @@ def _run(strategy, n):
     return asked
 
 
-def test_proposals_up_to_the_long_search_point_are_scikit_optimize_s_own():
+def test_proposals_up_to_the_long_search_point_are_scikit_optimize_s_own_on_the_same_scores(monkeypatch):
+    """Without the output warping, the candidates, acquisition and draws are skopt's exactly."""
     from skopt import Optimizer
 
+    from mcp_server.hyperparameter_tuning import _optimizer
     from mcp_server.hyperparameter_tuning._space import SearchSpace
     from mcp_server.hyperparameter_tuning._strategies import STABLE_AFTER, BayesianStrategy
 
@@ -147,7 +149,42 @@ def test_proposals_up_to_the_long_search_point_are_scikit_optimize_s_own():
                                  acq_optimizer="sampling", acq_optimizer_kwargs=optimizer.acq_optimizer_kwargs,
                                  model_queue_size=1, random_state=3)
     plain._kernel = ours._kernel
+    monkeypatch.setattr(_optimizer, "warped", lambda scores: np.asarray(scores, dtype=float))
     assert _run(ours, STABLE_AFTER) == _run(plain, STABLE_AFTER)
+
+
+@pytest.mark.parametrize("past_long_search_point", [False, True])
+def test_the_gp_is_fit_on_warped_scores_before_and_after_the_long_search_point(past_long_search_point):
+    from mcp_server.hyperparameter_tuning._optimizer import warped
+    from mcp_server.hyperparameter_tuning._space import SearchSpace
+    from mcp_server.hyperparameter_tuning._strategies import STABLE_AFTER, BayesianStrategy
+
+    strategy = BayesianStrategy(SearchSpace(MIXED_SPACE), n_candidates=0, seed=1)
+    _run(strategy, STABLE_AFTER + 5 if past_long_search_point else 12)
+    optimizer = strategy._optimizer
+    model = optimizer.models[-1]
+    expected = warped(optimizer.yi)
+    assert not np.allclose(expected, (np.asarray(optimizer.yi) - np.mean(optimizer.yi)) / np.std(optimizer.yi))
+    # skopt's GP standardizes what it is fit on; the warped scores are already standardized.
+    np.testing.assert_allclose(model.y_train_ * model.y_train_std_ + model.y_train_mean_, expected, atol=1e-8)
+
+
+def test_warping_keeps_the_order_and_pulls_in_a_bad_tail():
+    from scipy.stats import skew
+
+    from mcp_server.hyperparameter_tuning._optimizer import warped
+
+    # Minimized losses: a crowd of good configurations and a few far worse (skopt minimizes -score).
+    losses = np.concatenate([np.linspace(-0.96, -0.93, 25), [-0.80, -0.60, -0.30, 0.10]])
+    out = warped(losses)
+    assert np.all(np.isfinite(out)) and np.array_equal(np.argsort(out), np.argsort(losses))
+    assert abs(skew(out)) < 0.7 * abs(skew(losses))
+    # The good crowd spans more of the scale than before the warp.
+    def crowd_share(y):
+        return np.ptp(y[:25]) / np.ptp(y)
+    assert crowd_share(out) > 2 * crowd_share(losses)
+    # Too few distinct scores to fit a transform: unchanged.
+    np.testing.assert_array_equal(warped([0.5, 0.5, 0.7]), [0.5, 0.5, 0.7])
 
 
 def test_long_search_candidates_are_valid_and_half_of_them_near_the_best_points():

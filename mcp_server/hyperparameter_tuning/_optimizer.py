@@ -1,10 +1,15 @@
-"""scikit-optimize's ask/tell ``Optimizer`` with a proposal step that stays cheap in a long search.
+"""scikit-optimize's ask/tell ``Optimizer`` with warped scores and a proposal step that stays cheap.
 
 skopt refits the GP after every told point and maximizes the acquisition over ``n_points``
-random candidates. Up to ``local_after`` told points this class does exactly that (same draws,
-same proposals). Past it, the search has found its good regions and the GP is expensive to query
-(O(candidates × trials²)), so the candidates become fewer and half of them are drawn near the best
-points found so far: a cheaper proposal that also refines the incumbents (docs/tuning.md).
+random candidates. This class does the same with two changes (docs/tuning.md):
+
+* The GP is fit on the scores after a Yeo-Johnson power transform, refit on all of them each
+  time. Hyperparameter scores are skewed: a few bad configurations (a learning rate far too
+  small) sit far below a crowd of good ones, and a stationary GP fit on them spends its scale
+  on the bad tail and sees the good region as flat. Warped, the good region keeps its contrast.
+* Past ``local_after`` told points the search has found its good regions and the GP is expensive
+  to query (O(candidates × trials²)), so the candidates become fewer and half of them are drawn
+  near the best points found so far: a cheaper proposal that also refines the incumbents.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import warnings
 
 import numpy as np
 from sklearn.base import clone
+from sklearn.preprocessing import PowerTransformer
 from skopt import Optimizer
 from skopt.acquisition import _gaussian_acquisition
 
@@ -31,24 +37,26 @@ class ProposalOptimizer(Optimizer):
         self.local_after = local_after  # told points up to which the proposals are skopt's own
 
     def _tell(self, x, y, fit=True):
-        result = super()._tell(x, y, fit=fit and len(self.yi) + _count(x, y) <= self.local_after)
-        if fit and len(self.yi) > self.local_after and self._n_initial_points <= 0:
+        result = super()._tell(x, y, fit=False)  # skopt records the points; the fit is ours
+        if fit and self._n_initial_points <= 0 and self.base_estimator_ is not None:
             self._propose()
         return result
 
     def _propose(self) -> None:
-        """skopt's fit-and-sample step (its ``_tell`` with ``acq_optimizer="sampling"``) on our candidates."""
+        """skopt's fit-and-sample step (its ``_tell`` with ``acq_optimizer="sampling"``) on warped
+        scores and our candidates."""
         est = clone(self.base_estimator_)
+        targets = warped(self.yi)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            est.fit(self.space.transform(self.Xi), self.yi)
+            est.fit(self.space.transform(self.Xi), targets)
         if hasattr(self, "next_xs_") and self.acq_func == "gp_hedge":
             self.gains_ -= est.predict(np.vstack(self.next_xs_))
         keep = len(self.models) if self.max_model_queue_size is None else self.max_model_queue_size - 1
         self.models = [*(self.models[len(self.models) - keep:] if keep else []), est]
         X = self._candidates()
         self.next_xs_ = [
-            X[np.argmin(_gaussian_acquisition(X=X, model=est, y_opt=np.min(self.yi), acq_func=acq,
+            X[np.argmin(_gaussian_acquisition(X=X, model=est, y_opt=np.min(targets), acq_func=acq,
                                               acq_func_kwargs=self.acq_func_kwargs))]
             for acq in self.cand_acq_funcs_
         ]
@@ -61,7 +69,10 @@ class ProposalOptimizer(Optimizer):
         self._next_x = self.space.inverse_transform(next_x.reshape((1, -1)))[0]
 
     def _candidates(self) -> np.ndarray:
-        """Transformed candidates: half uniform, half around the TOP best points (snapped to the space)."""
+        """Transformed candidates: skopt's n_points uniform draws up to ``local_after`` told points;
+        past it, half uniform, half around the TOP best points (snapped to the space)."""
+        if len(self.yi) <= self.local_after:
+            return self.space.transform(self.space.rvs(n_samples=self.n_points, random_state=self.rng))
         n_random = LONG_SEARCH_POINTS // 2
         uniform = self.space.transform(self.space.rvs(n_samples=n_random, random_state=self.rng))
         best = self.space.transform([self.Xi[i] for i in np.argsort(self.yi)[:TOP]])
@@ -97,6 +108,13 @@ class ProposalOptimizer(Optimizer):
         return optimizer
 
 
-def _count(x, y) -> int:
-    """How many points a ``_tell(x, y)`` call adds (one, or a batch)."""
-    return len(y) if np.ndim(y) >= 1 and np.ndim(x) == 2 else 1
+def warped(scores) -> np.ndarray:
+    """Scores after a Yeo-Johnson power transform fit on them (standardized); unchanged while there
+    are too few distinct scores to fit one, or if the fit is not finite."""
+    y = np.asarray(scores, dtype=float)
+    if len(np.unique(y)) < 3:
+        return y
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        out = PowerTransformer(method="yeo-johnson").fit_transform(y.reshape(-1, 1)).ravel()
+    return out if np.all(np.isfinite(out)) else y
