@@ -34,7 +34,7 @@ class ProposalOptimizer(Optimizer):
 
     def __init__(self, *args, local_after: int, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.local_after = local_after  # told points up to which the proposals are skopt's own
+        self.local_after = local_after  # told points up to which the candidates are skopt's uniform draws
 
     def _tell(self, x, y, fit=True):
         result = super()._tell(x, y, fit=False)  # skopt records the points; the fit is ours
