@@ -169,8 +169,8 @@ def run(ctx: BenchContext) -> Section:
 
     cfg = ctx.config
     section = Section(NAME, TITLE)
-    budget = cfg.equal_budget_seconds
-    jobs = [(label, searcher, seed) for label in TASKS for seed in range(cfg.equal_budget_seeds) for searcher in SEARCHERS]
+    budget, seeds = cfg.equal_budget_seconds, range(cfg.equal_budget_seeds)
+    jobs = [(label, searcher, seed) for label in TASKS for seed in seeds for searcher in SEARCHERS]
     calls = [delayed(budget_job)(label, searcher, seed, budget, str(ctx.data_dir), cfg.quality_rows,
                                  cfg.quality_max_iter) for label, searcher, seed in jobs]
     if cfg.quality_workers > 1:
@@ -179,7 +179,7 @@ def run(ctx: BenchContext) -> Section:
         results = [fn(*args, **kwargs) for fn, args, kwargs in calls]
     by_key = {(r["label"], r["searcher"], r["seed"]): r for r in results}
     section.add(
-        f"Budget: {budget:g} s of wall time per search, {cfg.equal_budget_seeds} seeds, 3-fold CV, one thread per search, "
+        f"Budget: {budget:g} s of wall time per search, {len(seeds)} seeds, 3-fold CV, one thread per search, "
         f"two searches at a time. Regression data: all_seasons.csv rows with gp ≥ 10, {cfg.quality_rows} sampled "
         "(seed 0). Base tasks use `search_quality`'s space; the steep task: "
         + ", ".join(f"{k} {v['low']}–{v['high']}{' (log)' if v.get('log') else ''}" for k, v in STEEP_SPACE.items())
@@ -190,9 +190,9 @@ def run(ctx: BenchContext) -> Section:
     )
     paired = []
     for label in TASKS:
-        bests = {s: [by_key[(label, s, seed)]["best"] for seed in range(cfg.equal_budget_seeds)] for s in SEARCHERS}
+        bests = {s: [by_key[(label, s, seed)]["best"] for seed in seeds] for s in SEARCHERS}
         for searcher in SEARCHERS:
-            runs = [by_key[(label, searcher, seed)] for seed in range(cfg.equal_budget_seeds)]
+            runs = [by_key[(label, searcher, seed)] for seed in seeds]
             section.add(
                 f"| {label} | {searcher} | {median(bests[searcher]):.4f} | {min(bests[searcher]):.4f} – "
                 f"{max(bests[searcher]):.4f} | {median([r['trials'] for r in runs]):g} | "
