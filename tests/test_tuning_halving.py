@@ -263,3 +263,29 @@ def test_bayesian_candidates_propose_later_brackets_from_a_gp_deterministically(
     bracket1 = [t.params for t in first.trials if t.bracket == 1 and t.rung == 0]
     assert bracket1 != [t.params for t in random_only.trials if t.bracket == 1 and t.rung == 0]
     assert bracket1[4:] == [t.params for t in random_only.trials if t.bracket == 1 and t.rung == 0][:4]
+
+
+def test_bayesian_candidates_come_from_a_gp_fit_on_warped_scores(monkeypatch):
+    """Halving's GP is the Bayesian searcher's: fit on the warped scores of the rung it learns from."""
+    from mcp_server.hyperparameter_tuning import _optimizer
+
+    fitted_on = []
+    real = _optimizer.warped
+    monkeypatch.setattr(_optimizer, "warped", lambda scores: fitted_on.append(list(scores)) or real(scores))
+    space = SearchSpace({"a": {"type": "float", "low": 0.0, "high": 1.0},
+                         "b": {"type": "float", "low": 0.0, "high": 1.0}})
+    schedule = HalvingSchedule(max_resource=9, min_resource=1, factor=3, n_candidates=9, candidates="bayesian",
+                               repeat=True)
+    strategy, _ = make_strategy("halving", space, n_candidates=0, seed=0, max_grid_size=100, schedule=schedule)
+    told = {}
+    for _ in range(20):  # bracket 0 is 13 trials; bracket 1's first ask fits the GP
+        batch = strategy.ask(9)
+        if fitted_on or not batch:
+            break
+        for params in batch:
+            score = -params["a"] ** 4  # skewed: a few bad candidates far below a crowd of good ones
+            told.setdefault(strategy.fidelity(params).resource, []).append(score)
+            strategy.tell(params, score)
+    assert fitted_on, "a later bracket's candidates were not proposed by the GP"
+    # The first fit learns from the lowest rung, the only one with 4 scores or more; skopt minimizes.
+    assert sorted(fitted_on[0]) == sorted(-s for s in told[1])

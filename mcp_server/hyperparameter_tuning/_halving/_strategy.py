@@ -70,11 +70,13 @@ class HalvingStrategy:
                 break
         else:
             return []
-        from skopt import Optimizer
+        from mcp_server.hyperparameter_tuning._optimizer import ProposalOptimizer
+        from mcp_server.hyperparameter_tuning._strategies import STABLE_AFTER
 
-        optimizer = Optimizer(self._space.to_skopt_dimensions(), base_estimator="GP", n_initial_points=1,
-                              acq_func="EI", acq_optimizer="sampling", random_state=self._seed + self._bracket,
-                              acq_optimizer_kwargs={"n_points": 2000})
+        # The Bayesian searcher's optimizer: its GP is fit on warped scores (_optimizer.warped).
+        optimizer = ProposalOptimizer(self._space.to_skopt_dimensions(), base_estimator="GP", n_initial_points=1,
+                                      acq_func="EI", acq_optimizer="sampling", random_state=self._seed + self._bracket,
+                                      acq_optimizer_kwargs={"n_points": 2000}, local_after=STABLE_AFTER)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             optimizer.tell([[p[k] for k in names] for p, _ in points], [-s for _, s in points])
