@@ -102,7 +102,7 @@ class RandomStrategy(_ListStrategy):
 # Measured on the search-quality tasks over 10 seeds against Optuna's TPE (docs/tuning.md lists every
 # variant tried): 2,000 sampled acquisition points were as good as 10,000 and cost a third as much;
 # Sobol, Latin-hypercube initial designs and EI alone were not better on both tasks; fitting the GP
-# on Yeo-Johnson-warped scores was, on both (_optimizer.warped). Past STABLE_AFTER trials the
+# on Yeo-Johnson-warped scores was, on both (20 further seeds; _optimizer.warped). Past STABLE_AFTER trials the
 # candidates change (fewer, half near the best points: _optimizer).
 ACQ_OPTIMIZER = "sampling"
 ACQ_POINTS = 2_000
