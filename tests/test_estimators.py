@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.pipeline import Pipeline
+
+from tests.support import template_db  # noqa: F401  (fixture)
 
 from mcp_server.error_handling import InvalidRequestError
 from mcp_server.estimators import (
@@ -32,6 +36,7 @@ REQUIRED = {
     "ridge": {"regression"},
     "linear_regression": {"regression"},
     "knn": {"classification", "regression"},
+    "lightgbm": {"classification", "regression"},
 }
 # Small, fast settings so the whole registry fits in well under a few seconds.
 FAST_PARAMS = {
@@ -40,6 +45,7 @@ FAST_PARAMS = {
     "gradient_boosting": {"n_estimators": 5},
     "hist_gradient_boosting": {"max_iter": 5},
     "knn": {"n_neighbors": 3},
+    "lightgbm": {"n_estimators": 5, "min_child_samples": 2},
 }
 EVERY_ESTIMATOR_TASK = [(name, task) for name, spec in sorted(REGISTRY.items()) for task in spec.tasks]
 
@@ -218,3 +224,72 @@ def test_binary_only_scoring_is_refused_for_multiclass_targets(scoring, y, messa
     with pytest.raises(InvalidRequestError, match=message):
         check_scoring(scoring, "classification", y=y)
     assert check_scoring(scoring, "classification", y=[0, 1, 1]) == scoring
+
+
+# --- LightGBM -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_lightgbm_is_quiet_single_threaded_and_deterministic_by_default(task, capfd):
+    X, y = tiny_frame(task, n=120)
+    model = build_model("lightgbm", task, {"n_estimators": 20, "subsample": 0.7}, X=X, random_state=5)
+    params = model.named_steps["model"].get_params()
+    assert (params["n_jobs"], params["verbose"], params["random_state"]) == (1, -1, 5)
+    first = model.fit(X, y).predict(X)
+    assert capfd.readouterr().out == ""  # LightGBM's warnings would land on the MCP stdio channel
+    again = build_model("lightgbm", task, {"n_estimators": 20, "subsample": 0.7}, X=X, random_state=5)
+    np.testing.assert_array_equal(first, again.fit(X, y).predict(X))
+    other_seed = build_model("lightgbm", task, {"n_estimators": 20, "subsample": 0.7}, X=X, random_state=6).fit(X, y)
+    raw = "predict_proba" if task == "classification" else "predict"
+    assert not np.array_equal(getattr(model, raw)(X), getattr(other_seed, raw)(X))  # the seed drives the bagging
+    # The caller may give a fit more threads; nobody may make it print.
+    assert build_model("lightgbm", task, {"n_jobs": 2}).named_steps["model"].get_params()["n_jobs"] == 2
+    with pytest.raises(InvalidRequestError, match="stdout"):
+        build_model("lightgbm", task, {"verbose": 1})
+
+
+def test_lightgbm_search_space_and_cheap_start():
+    spec = get_estimator_spec("lightgbm")
+    space = default_search_space("lightgbm", "regression")
+    assert {"num_leaves", "learning_rate", "n_estimators", "min_child_samples", "subsample", "colsample_bytree",
+            "reg_lambda"} <= set(space)
+    assert space["learning_rate"]["log"] and space["reg_lambda"]["log"]
+    assert set(spec.low_cost_params) == set(space)  # the cheap start is a point of the space
+    for name, value in spec.low_cost_params.items():
+        assert space[name]["low"] <= value <= space[name]["high"]
+    with pytest.raises(Exception, match="num_leaves of lightgbm must be at most"):
+        build_model("lightgbm", "regression", {"num_leaves": 10**7})
+
+
+def test_every_portfolio_family_starts_inside_its_space():
+    for spec in REGISTRY.values():
+        space = spec.search_space
+        assert set(spec.low_cost_params) <= set(space), spec.name
+        for name, value in spec.low_cost_params.items():
+            dim = space[name]
+            assert value in dim["choices"] if dim["type"] == "categorical" else dim["low"] <= value <= dim["high"]
+        assert spec.relative_cost > 0
+
+
+def test_a_lightgbm_model_logs_and_loads_through_mlflow(tmp_path, template_db):
+    """Logged as the other estimators are (skops with the model's own trusted types), pinned, loaded back."""
+    from mlflow import MlflowClient
+
+    from mcp_server.mlflow_integration import MLflowExperimentTracker
+    from tests.support import isolated_settings
+
+    X, y = tiny_frame("classification", n=80)
+    model = build_model("lightgbm", "classification", {"n_estimators": 10, "min_child_samples": 2}, X=X).fit(X, y)
+    settings = isolated_settings(tmp_path / "home", template_db)
+    tracker = MLflowExperimentTracker("lgbm", settings.tracking_uri, settings=settings)
+    try:
+        with tracker.start_run("lgbm") as run_id:
+            uri = tracker.log_model(model, input_example=X.head(3))
+        version = tracker.register_model(uri, "lgbm-model", run_id=run_id)
+        loaded = tracker.load_model(f"models:/lgbm-model/{version}")
+        np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+        logged = MlflowClient(tracker.tracking_uri).get_logged_model(uri.removeprefix("models:/"))
+        requirements = Path(logged.artifact_location.removeprefix("file://")) / "requirements.txt"
+        assert "lightgbm==" in requirements.read_text()  # the served model installs what it unpickles
+    finally:
+        tracker.close()

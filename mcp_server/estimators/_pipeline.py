@@ -178,8 +178,10 @@ def build_model(
         merged["random_state"] = DEFAULT_RANDOM_STATE if random_state is None else random_state
     try:
         estimator = estimator_class(**merged)
-        # Surface bad values now (as the caller's error) rather than deep inside a CV fit.
-        estimator._validate_params()
+        # Surface bad values now (as the caller's error) rather than deep inside a CV fit. LightGBM
+        # states no parameter constraints: it checks its values when it fits.
+        if hasattr(estimator, "_parameter_constraints"):
+            estimator._validate_params()
     except (ValueError, TypeError) as exc:
         raise InvalidRequestError(f"invalid hyperparameters for {name} ({task}): {exc}") from None
     return Pipeline(

@@ -42,6 +42,11 @@ class EstimatorSpec:
     # Upper bounds on the hyperparameters that size the work or the memory of one fit
     # (``n_estimators=10**9`` asked gradient boosting for 7.45 GiB up front): checked in every plan.
     limits: dict[str, float] = field(default_factory=dict)
+    # The portfolio (estimator="auto", FLAML's low_cost_init_value and cost_relative2lgbm): a point
+    # of the default space that is cheap to fit and still sound, where the family's search starts,
+    # and the family's cost at that point relative to LightGBM's (measured: docs/tuning.md).
+    low_cost_params: dict[str, Any] = field(default_factory=dict)
+    relative_cost: float = 1.0
 
     @property
     def tasks(self) -> list[Task]:
@@ -131,6 +136,28 @@ _SPECS: tuple[EstimatorSpec, ...] = (
             "l2_regularization": _float(1e-6, 10.0, log=True),
         },
         limits={"max_iter": MAX_TREES, "max_leaf_nodes": 65_536, "max_depth": 200, "n_iter_no_change": 1000},
+    ),
+    EstimatorSpec(
+        name="lightgbm",
+        description="LightGBM: leaf-wise gradient boosting, the field's standard for tabular data; fast at every size.",
+        classes={"classification": "lightgbm:LGBMClassifier", "regression": "lightgbm:LGBMRegressor"},
+        # verbose=-1: LightGBM prints warnings to stdout otherwise (the MCP stdio channel). One native
+        # thread per fit unless the caller sets n_jobs: fits share the machine (architecture rule 19).
+        # subsample_freq=1 makes ``subsample`` (bagging) take effect; with subsample=1 it changes nothing.
+        default_params={"n_jobs": 1, "verbose": -1, "subsample_freq": 1},
+        search_space={
+            "n_estimators": _int(20, 1000, log=True),
+            "num_leaves": _int(4, 256, log=True),
+            "learning_rate": _float(0.01, 0.3, log=True),
+            "min_child_samples": _int(2, 100, log=True),
+            "subsample": _float(0.5, 1.0),
+            "colsample_bytree": _float(0.3, 1.0),
+            "reg_lambda": _float(1e-3, 10.0, log=True),
+        },
+        limits={"n_estimators": MAX_TREES, "num_leaves": 65_536, "max_depth": 200, "subsample_for_bin": 10_000_000},
+        low_cost_params={"n_estimators": 50, "num_leaves": 15, "learning_rate": 0.1, "min_child_samples": 20,
+                         "subsample": 1.0, "colsample_bytree": 1.0, "reg_lambda": 1.0},
+        relative_cost=1.0,
     ),
     EstimatorSpec(
         name="decision_tree",

@@ -39,10 +39,19 @@ def save_sklearn_model(model: Any, path: Path, input_example: Any = None, mlflow
         signature=signature,
         input_example=input_example,
         # Explicit requirements: inference spawns a subprocess and costs ~9 s per model.
-        pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"skops=={skops.__version__}"],
+        pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"skops=={skops.__version__}",
+                          *_library_requirements(trusted)],
         skops_trusted_types=trusted,
         mlflow_model=mlflow_model,
     )
+
+
+def _library_requirements(types: list[str]) -> list[str]:
+    """Pins for the estimator libraries beyond scikit-learn that a model's types come from (LightGBM)."""
+    from importlib.metadata import version
+
+    libraries = sorted({t.split(".", 1)[0] for t in types} & {"lightgbm"})
+    return [f"{library}=={version(library)}" for library in libraries]
 
 
 class MlflowModelStore:
