@@ -7,6 +7,7 @@ behave exactly as against a real store. Models are kept as Python objects.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import shutil
 import tempfile
@@ -296,3 +297,8 @@ class InMemoryTracker(MLflowExperimentTracker):
         client = InMemoryClient()
         self.tracking_uri = client.tracking_uri
         return client, InMemoryModelStore()
+
+    def _store_lock(self, model_name: str, deadline: float, what: str):
+        # The registry lives in this tracker: its threads, serialized by promotion_lock's
+        # process-local lock, are all that can race.
+        return contextlib.nullcontext()

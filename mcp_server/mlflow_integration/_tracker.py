@@ -18,6 +18,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 from ..error_handling import InvalidRequestError, NotFoundError
 from ..settings import Settings
 from ._compare import compare_runs, comparison_frame
+from ._lock import MUTEX_SUFFIX, LocalLocks
 from ._recovery import OWNER_TAG, TERMINATION_REASON_TAG, owned_by_dead_process, owner
 from ._types import DatasetRef, DatasetSource, MetricPoint, RunMetadata, RunStatus
 from ._writer import MAX_PARAM_LENGTH, BatchWriter, run_tags, tag_value
@@ -82,6 +84,7 @@ class MLflowExperimentTracker:
         check_experiment_name(self.experiment_name)  # refused at once, though created on first write
         self._experiment_id: str | None = None
         self._experiment_lock = threading.Lock()
+        self._promotion_locks = LocalLocks()  # this tracker's threads queue here, then on the store's lock
 
     @property
     def experiment_id(self) -> str:
@@ -351,6 +354,26 @@ class MLflowExperimentTracker:
     def set_model_alias(self, name: str, alias: str, version: int) -> None:
         self._models.set_registered_model_alias(name, alias, int(version))
 
+    @contextlib.contextmanager
+    def promotion_lock(self, model_name: str, *, timeout: float | None = None) -> Iterator[None]:
+        """Hold while an alias of ``model_name`` is read, compared and moved: one holder at a time
+        across every process sharing the store (``_lock`` says how, per store). Waits at most
+        ``timeout`` seconds (default: a dozen tracking timeouts), then ``TrackingUnavailableError``."""
+        from . import _lock
+
+        wait = _lock.wait_seconds(self.settings.tracking_timeout_seconds) if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        what = f"promoting a version of {model_name!r}"
+        with self._promotion_locks.hold(model_name, deadline, what), self._store_lock(model_name, deadline, what):
+            yield
+
+    def _store_lock(self, model_name: str, deadline: float, what: str) -> contextlib.AbstractContextManager[None]:
+        from . import _lock
+
+        stale = _lock.stale_seconds(self.settings.tracking_timeout_seconds)
+        return _lock.store_lock(self.tracking_uri, model_name, client=self._client, deadline=deadline,
+                                stale=stale, what=what)
+
     def get_model_version(self, name: str, alias_or_version: int | str) -> dict[str, Any]:
         """One registered version by number or alias; not found: the error lists what exists."""
         try:
@@ -368,7 +391,8 @@ class MLflowExperimentTracker:
 
     def list_models(self, max_results: int = 100) -> list[dict[str, Any]]:
         """Registered models, by name, each with its versions (newest last)."""
-        return [{"name": n, "versions": self._models.list_versions(n)} for n in self._models.model_names(max_results)]
+        return [{"name": n, "versions": self._models.list_versions(n)} for n in self._models.model_names(max_results)
+                if MUTEX_SUFFIX not in n]  # a promotion in progress on a server store (``_lock``)
 
     def load_model(self, model_uri: str) -> Any:
         """Load ``models:/name@alias``, ``models:/name/<version>`` or ``runs:/<id>/<path>``."""

@@ -91,21 +91,44 @@ def decide_promotion(
     force_reason: str | None = None,
 ) -> PromotionDecision:
     """Compare ``version`` with the alias holder on ``primary_metric``; move the alias if it wins
-    and is not flagged (or if ``force``); with ``promote=False`` only compare."""
+    and is not flagged (or if ``force``); with ``promote=False`` only compare.
+
+    Reading the holder, comparing and moving the alias are one compare-and-set: they run under the
+    tracker's promotion lock of the model, which holds across every process sharing the store, and
+    the holder is read inside it. Without it two promotions at once both read the old champion and
+    the later write won, the worse version included, both answering ``promoted``."""
     flags = list(dict.fromkeys(flags or []))
     higher = not lower_is_better(primary_metric)
     if new_metric is None:
         new_metric = _run_metric(tracker, tracker.get_model_version(model_name, version), primary_metric)
+    base = dict(model_name=model_name, alias=alias, version=int(version), primary_metric=primary_metric,
+                higher_is_better=higher, new_metric=new_metric, forced=force, flags=flags, force_reason=force_reason)
+    if not promote:  # nothing moves: no lock
+        return _compare_and_move(tracker, base, promote=False)
+    # The holder before waiting, only to tell a caller that lost while it waited who won meanwhile.
+    seen = _alias_holder(tracker, model_name, alias)
+    with tracker.promotion_lock(model_name):
+        decision = _compare_and_move(tracker, base, promote=True)
+    winner = decision.previous_version
+    if not decision.promoted and winner is not None and winner != (seen or {}).get("version"):
+        return decision.model_copy(update={"reason": (
+            f"v{winner} took {alias!r} while this call waited for a concurrent promotion of {model_name!r}; "
+            f"{decision.reason}")})
+    return decision
+
+
+def _compare_and_move(tracker: Tracker, base: dict[str, Any], *, promote: bool) -> PromotionDecision:
+    """One decision on the holder read now; with ``promote``, call it under the promotion lock."""
+    model_name, alias, version, metric = base["model_name"], base["alias"], base["version"], base["primary_metric"]
+    force, flags = base["forced"], base["flags"]
     holder = _alias_holder(tracker, model_name, alias)
     previous_version = holder["version"] if holder else None
-    previous_metric = _run_metric(tracker, holder, primary_metric) if holder else None
-    base = dict(model_name=model_name, alias=alias, version=int(version), primary_metric=primary_metric,
-                higher_is_better=higher, new_metric=new_metric, previous_version=previous_version,
-                previous_metric=previous_metric, forced=force, flags=flags, force_reason=force_reason)
+    previous_metric = _run_metric(tracker, holder, metric) if holder else None
+    base = {**base, "previous_version": previous_version, "previous_metric": previous_metric}
 
-    if previous_version == int(version):
+    if previous_version == version:
         return PromotionDecision(**base, promoted=True, reason=f"version {version} already holds {alias!r}")
-    wins, why = _wins(new_metric, previous_metric, previous_version, primary_metric, higher, alias)
+    wins, why = _wins(base["new_metric"], previous_metric, previous_version, metric, base["higher_is_better"], alias)
     if flags and not force:
         wins, why = False, (f"flagged ({', '.join(flags)}): a flagged model never takes {alias!r} by itself; "
                             f"fix the cause, or promote_model with force=true and a reason; comparison: {why}")
@@ -114,7 +137,7 @@ def decide_promotion(
     if not promote:
         return PromotionDecision(**base, promoted=False, reason=f"comparison only (promote=false): {why}")
     if wins:
-        tracker.set_model_alias(model_name, alias, int(version))
+        tracker.set_model_alias(model_name, alias, version)
     return PromotionDecision(**base, promoted=wins, reason=why)
 
 
@@ -211,8 +234,9 @@ def promote_model(
             "(why the warnings do not apply), which is recorded"
         )
     decision = decide_promotion(tracker, model_name, version, primary_metric=metric, alias=alias, force=force,
-                                flags=flags, force_reason=reason if force else None)
-    if info.get("run_id"):
+                                new_metric=_run_metric(tracker, info, metric), flags=flags,
+                                force_reason=reason if force else None)
+    if info.get("run_id"):  # the decision made under the lock: the tags say what stuck
         tracker.set_tags(decision.as_tags(), run_id=info["run_id"])
         tracker.flush()
     return decision
