@@ -126,6 +126,10 @@ class Settings(BaseSettings):
     max_grid_size: int = Field(default=2000, gt=0)
     max_trials: int = Field(default=500, gt=0)
     max_cv_folds: int = Field(default=20, ge=2)
+    default_time_budget_seconds: float = Field(
+        default=60.0, gt=0, le=86_400,
+        description="Wall budget of a search given neither max_trials nor timeout_seconds (search and its logging)",
+    )
     dask_scheduler_address: str | None = None
 
     # --- honest evaluation ----------------------------------------------------------------

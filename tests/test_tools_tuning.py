@@ -165,3 +165,42 @@ async def test_abandoning_a_get_job_poll_leaves_the_job_running(tool_server):
         await client.call_tool("cancel_job", {"job_id": job_id})
         final = await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 30})
         assert payload(final)["state"] == "CANCELLED"
+
+
+@pytest.fixture(scope="module")
+def budget_server(tmp_path_factory, template_db):
+    """A server whose default search budget is 6 s (the product's is 60 s)."""
+    from tests.support import isolated_settings
+    from tools.server import build_server
+
+    settings = isolated_settings(tmp_path_factory.mktemp("budget-home"), template_db, default_time_budget_seconds=6.0)
+    server = build_server(settings)
+    yield server
+    server.state.close()
+
+
+async def test_the_default_call_searches_the_families_within_the_default_budget(budget_server):
+    """Only data set, target, drop and split: estimator='auto', bounded by default_time_budget_seconds."""
+    import time
+
+    request = {"dataset": "nba_logreg", "target": "TARGET_5Yrs", "drop": ["Name"],
+               "split": {"kind": "kfold", "test_size": 0.2, "seed": 0}, "experiment_name": "auto-default"}
+    async with Client(budget_server) as client:
+        # A server that has served a search has its trial worker and imports warm; this one too.
+        warm = {**request, "estimator": "lightgbm", "max_trials": 1, "cv_folds": 2}
+        assert payload(await client.call_tool("tune_hyperparameters", {"request": warm, "wait_seconds": 40}))["done"]
+        began = time.monotonic()
+        job = payload(await client.call_tool("tune_hyperparameters", {"request": request, "wait_seconds": 40}))
+        elapsed = time.monotonic() - began
+        outcome = job["result"]
+        parent = payload(await client.call_tool("get_run", {"run_id": outcome["parent_run_id"]}))
+    assert job["state"] == "SUCCEEDED" and outcome["stopped_reason"] == "timeout"
+    families = {f["name"]: f for f in outcome["families"]}
+    assert set(families) == {"logistic_regression", "lightgbm", "hist_gradient_boosting", "extra_trees",
+                             "random_forest"}
+    tried = [f for f in families.values() if f["n_trials"]]
+    assert tried and outcome["estimator"] in families and "estimator" not in outcome["best_params"]
+    assert outcome["best_score"] == max(f["best_score"] for f in tried if f["best_score"] is not None)
+    assert parent["params"]["estimator"] == "auto"
+    # The job's own budget holds (a cold worker or data load before the job is not in it).
+    assert outcome["elapsed_seconds"] <= 6 * 1.1 and elapsed < 6 * 1.1 + 5, (outcome["elapsed_seconds"], elapsed)

@@ -122,8 +122,10 @@ def test_timeout_budget_starts_no_trial_after_the_deadline(name, n_jobs):
     summary = tuner.get_tuning_summary()
     assert summary["stopped_reason"] == StopReason.TIMEOUT.value
     assert 1 <= len(started) < 100
-    assert summary["total_trials"] == len(started)  # every trial that started finished and was recorded
-    # The deadline counts from the loop's start, after the strategy is built (Bayesian: its initial design).
+    # No fold starts past the deadline: a trial cut short there (at most one per worker) is dropped,
+    # every other trial that started finished and was recorded.
+    assert len(started) - n_jobs <= summary["total_trials"] <= len(started)
+    # The deadline counts from the search's start (run_search), before the strategy is built.
     loop_start = max(begin, min(started) - 0.01)
     # A trial starts in the loop's thread right after the deadline check (n_jobs=1), or when a worker
     # picks it up (n_jobs=2): on a loaded 2-core machine that pick-up alone has taken over 10 ms.

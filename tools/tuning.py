@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from mcp_server import rbac
 from mcp_server.evaluation import ModelWarning, SplitRecord
-from mcp_server.hyperparameter_tuning import SearchPlan, TuneRequest, TuningResult, plan_search
+from mcp_server.hyperparameter_tuning import FamilyResult, SearchPlan, TuneRequest, TuningResult, plan_search
 from mcp_server.jobs import JobContext
 from tools.app_state import AppState, state_of
 from tools.fields import StartWaitSeconds
@@ -38,6 +38,11 @@ class TuningOutcome(BaseModel):
 
     best_params: dict[str, Any] | None
     best_score: float | None
+    estimator: str | None = Field(
+        default=None, description="The estimator best_params belong to (for auto: the winning family); "
+        "run_pipeline takes this estimator with these params")
+    families: list[FamilyResult] = Field(
+        default_factory=list, description="auto: every family tried, its trials, best CV score and seconds")
     scoring: str
     strategy: str
     cv: str
@@ -59,7 +64,8 @@ class TuningOutcome(BaseModel):
     def of(cls, result: TuningResult, experiment_name: str) -> "TuningOutcome":
         summary = result.summary
         return cls(
-            best_params=result.best_params, best_score=result.best_score, scoring=summary.scoring,
+            best_params=result.best_params, best_score=result.best_score, estimator=result.estimator,
+            families=result.families, scoring=summary.scoring,
             strategy=summary.strategy, cv=summary.cv, seed=result.seed, n_trials=summary.total_trials,
             n_complete=summary.n_complete, n_failed=summary.n_failed, n_pruned=summary.n_pruned,
             stopped_reason=summary.stopped_reason.value, elapsed_seconds=round(summary.elapsed_seconds, 3),

@@ -21,6 +21,7 @@ from mcp_server.estimators._pipeline import (
     to_pipeline_params,
 )
 from mcp_server.estimators._registry import (
+    PORTFOLIO,
     REGISTRY,
     TASKS,
     EstimatorSpec,
@@ -29,6 +30,7 @@ from mcp_server.estimators._registry import (
     check_space_limits,
     check_task,
     get_estimator_spec,
+    portfolio,
 )
 from mcp_server.estimators._tasks import (
     BINARY_ONLY_SCORERS,
@@ -46,6 +48,7 @@ __all__ = [
     "MAX_CLASSES_FOR_INTEGER_TARGET",
     "MAX_ONE_HOT_CATEGORIES",
     "PARAM_PREFIX",
+    "PORTFOLIO",
     "REGISTRY",
     "TASKS",
     "EstimatorInfo",
@@ -64,6 +67,7 @@ __all__ = [
     "infer_task",
     "list_estimators",
     "param_prefix",
+    "portfolio",
     "scorers_for_task",
     "to_pipeline_params",
 ]

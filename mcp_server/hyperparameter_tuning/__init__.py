@@ -24,6 +24,7 @@ _EXPORTS = {
     "DistributionDimension": "_space",
     "EstimatorName": "_request",
     "ExecutionInterrupted": "_parallel",
+    "FamilyResult": "_types",
     "FloatDimension": "_space",
     "GridStrategy": "_strategies",
     "HalvingOptions": "_halving",
@@ -106,6 +107,7 @@ if TYPE_CHECKING:
     from mcp_server.hyperparameter_tuning._tuner import HyperparameterTuner
     from mcp_server.hyperparameter_tuning._types import (
         Direction,
+        FamilyResult,
         OnTrialError,
         StopReason,
         TrialRecord,
@@ -126,6 +128,7 @@ __all__ = [
     "Direction",
     "DistributionDimension",
     "ExecutionInterrupted",
+    "FamilyResult",
     "FloatDimension",
     "GridStrategy",
     "HalvingOptions",

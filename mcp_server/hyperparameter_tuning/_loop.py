@@ -104,6 +104,8 @@ class SearchLoop:
     on_trial: Callable[[TrialRecord, TuningProgress], Any] | None = None
     should_stop: Callable[[], bool] | None = None
     next_number: int = 0  # numbers of failed resumed trials are not reused
+    # time.monotonic() past which no trial (no fold) starts; None: the loop's start + config.timeout.
+    deadline: float | None = None
 
     def __post_init__(self) -> None:
         self.trials: list[TrialRecord] = list(self.previous)
@@ -166,7 +168,7 @@ class SearchLoop:
         cfg = self.config
         if self.should_stop is not None and self.should_stop():
             return StopReason.CANCELLED
-        if cfg.timeout is not None and time.monotonic() - started >= cfg.timeout:
+        if self._deadline is not None and time.monotonic() >= self._deadline:
             return StopReason.TIMEOUT
         if cfg.max_trials is not None and len(self.trials) >= cfg.max_trials:
             return StopReason.MAX_TRIALS
@@ -177,6 +179,10 @@ class SearchLoop:
     def run(self) -> LoopOutcome:
         cfg = self.config
         started = time.monotonic()
+        if self.deadline is not None:
+            self._deadline = self.deadline
+        else:
+            self._deadline = started + cfg.timeout if cfg.timeout is not None else None
         out = LoopOutcome(trials=self.trials, stop_reason=StopReason.EXHAUSTED)
         while True:
             reason = self._stop_before_batch(started)
@@ -202,23 +208,35 @@ class SearchLoop:
                 else:
                     stop = self._record_batch(self._evaluate(candidates), out, started)
             except ExecutionInterrupted:
-                # A stoppable executor killed the trials in flight; the recorded ones stand.
-                stop = StopReason.CANCELLED
+                # A stoppable executor killed the trials in flight (a cancel, or the deadline); the
+                # recorded ones stand.
+                cancelled = self.should_stop is not None and self.should_stop()
+                stop = StopReason.TIMEOUT if self._past_deadline() and not cancelled else StopReason.CANCELLED
             if stop is not None:
                 out.stop_reason = stop
                 break
         out.elapsed_seconds = time.monotonic() - started
         return out
 
+    def _past_deadline(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    def _not_after(self) -> float | None:
+        """The deadline on the wall clock: workers may be other processes or hosts."""
+        return None if self._deadline is None else time.time() + (self._deadline - time.monotonic())
+
     def _evaluate(self, candidates: list[dict[str, Any]]) -> list[TrialOutcome]:
         n_folds = self.evaluator.n_folds
+        not_after = self._not_after()  # no fold starts past the deadline: a trial cut short is dropped
         if self.config.pruner is None and self.batch_size > 1 and n_folds > 1:
             # Fold-level tasks balance the pool far better than whole trials of unequal cost.
-            tasks = [(run_fold, (self._evaluator_for(c), c, k)) for c in candidates for k in range(n_folds)]
+            fold_task = partial(run_fold, not_after=not_after)
+            tasks = [(fold_task, (self._evaluator_for(c), c, k)) for c in candidates for k in range(n_folds)]
             folds = self.runner(tasks)
             return [combine_folds(c, folds[i * n_folds:(i + 1) * n_folds]) for i, c in enumerate(candidates)]
         history = self._history()
-        tasks = [(run_trial, (self._evaluator_for(c), c, self.config.pruner, history, self._sign)) for c in candidates]
+        trial_task = partial(run_trial, not_after=not_after)
+        tasks = [(trial_task, (self._evaluator_for(c), c, self.config.pruner, history, self._sign)) for c in candidates]
         return self.runner(tasks)
 
     def _rolling(self) -> bool:
@@ -238,20 +256,18 @@ class SearchLoop:
         dropped, so the recorded trials are exactly the ones a sequential run would record.
         """
         n_folds = self.evaluator.n_folds
-        timeout = self.config.timeout
-        # The workers check the first fold against the wall clock (they may be other processes or hosts).
-        not_after = None if timeout is None else time.time() + timeout - (time.monotonic() - started)
+        # The workers check every fold against the wall clock (they may be other processes or hosts).
+        fold_task = partial(run_fold, not_after=self._not_after())
         halt = threading.Event()
 
         def tasks() -> Iterator[Task]:
             for params in candidates:
-                if halt.is_set() or (timeout is not None and time.monotonic() - started >= timeout):
+                if halt.is_set() or self._past_deadline():
                     return
-                yield partial(run_fold, not_after=not_after), (self.evaluator, params, 0)
-                for fold in range(1, n_folds):
+                for fold in range(n_folds):
                     if halt.is_set():
                         return
-                    yield run_fold, (self.evaluator, params, fold)
+                    yield fold_task, (self.evaluator, params, fold)
 
         folds: list[list[FoldOutcome | None]] = [[None] * n_folds for _ in candidates]
         missing = [n_folds] * len(candidates)
@@ -287,6 +303,9 @@ class SearchLoop:
     def _record_batch(self, outcomes: list[TrialOutcome], out: LoopOutcome, started: float) -> StopReason | None:
         stop: StopReason | None = None
         for outcome in outcomes:
+            if outcome.too_late:  # cut short by the deadline: not a result, and the search is over
+                stop = stop or StopReason.TIMEOUT
+                continue
             reason = self._record_one(outcome, out, started, notify=stop is None)
             if stop is None:
                 stop = reason
@@ -305,6 +324,9 @@ class SearchLoop:
         out.n_trials_run += 1
         out.n_fold_fits += len(outcome.fold_scores) + (1 if outcome.state is TrialState.FAILED else 0)
         out.n_fold_fits_saved += outcome.folds_saved
+        tell_cost = getattr(self.strategy, "tell_cost", None)  # cost-aware strategies (the portfolio)
+        if tell_cost is not None:
+            tell_cost(record.params, record.duration_seconds)
         self.strategy.tell(record.params, self._signed(record))
         self._update_best(record)
         if self.on_record is not None:

@@ -193,7 +193,9 @@ class TuningRunLogger:
         summary = result.summary
         try:
             if result.best_params is not None:
-                self.tracker.set_tags({f"best_{k}": v for k, v in result.best_params.items()}, run_id=run_id)
+                winner = {"best_estimator": result.estimator} if result.families and result.estimator else {}
+                self.tracker.set_tags({**winner, **{f"best_{k}": v for k, v in result.best_params.items()}},
+                                      run_id=run_id)
                 self.tracker.log_metrics({self.names["best"]: result.best_score}, run_id=run_id)
             metrics = {
                 "n_trials": summary.total_trials, "n_complete": summary.n_complete,

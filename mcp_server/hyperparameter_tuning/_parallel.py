@@ -170,9 +170,11 @@ class KillablePool:
         self.n_workers = n_workers
         self._should_stop = should_stop or (lambda: False)
         self._executor = _SPARE.take() if n_workers == 1 else _new_executor(n_workers)
+        self._killed = False
         _LIVE_POOLS.add(self)
 
     def kill(self) -> None:
+        self._killed = True  # never handed back as the spare
         self._executor.shutdown(wait=True, kill_workers=True)
         if self.n_workers == 1:
             import threading
@@ -182,7 +184,7 @@ class KillablePool:
     def close(self) -> None:
         # Every result is in: a warm single worker becomes the spare again, others exit in the
         # background (waiting for them cost 0.5-1.2 s).
-        if self.n_workers == 1 and _SPARE.give_back(self._executor):
+        if self.n_workers == 1 and not self._killed and _SPARE.give_back(self._executor):
             return
         self._executor.shutdown(wait=False)
 

@@ -14,6 +14,12 @@ _STYLE = {
 }
 
 
+def warm_up() -> None:
+    """Import what the figure needs (~2 s the first time): a search calls it while its trials run."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
+    from matplotlib.figure import Figure  # noqa: F401
+
+
 def optimization_history_figure(trials: Sequence[TrialRecord], *, direction: Direction, scoring: str) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

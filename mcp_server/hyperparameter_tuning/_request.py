@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from mcp_server.hyperparameter_tuning._space import SearchSpace
 
 EstimatorName = Literal[tuple(REGISTRY)]  # the allow-list: the schema shows the choices
+# What a search may name: "auto" (the portfolio of families, estimators.PORTFOLIO) or one estimator.
+EstimatorChoice = Literal[(*REGISTRY, "auto")]
 ColumnList = Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=1000)]
 ParamName = Annotated[str, Field(min_length=1, max_length=100)]
 # Hyperparameter ranges beyond these are nonsense, and unbounded numbers reach numpy's samplers.
@@ -67,18 +69,24 @@ class TuneRequest(BaseModel):
     target: str | None = Field(default=None, min_length=1, max_length=200, description="Column to predict")
     features: ColumnList | None = Field(default=None, description="Default: all other columns")
     drop: ColumnList | None = Field(default=None, description="Columns to leave out (ids, names, dates, leaks)")
-    estimator: EstimatorName = "random_forest"
-    strategy: Literal["grid", "random", "bayesian", "halving"] = Field(
-        default="random", description="halving: cheap rungs first (fewer trees, iterations or rows), the best "
-        "1/factor go on; grid candidates when every range is a list")
+    estimator: EstimatorChoice = Field(
+        default="auto", description="auto: search linear, LightGBM, HistGradientBoosting, extra trees and random "
+        "forest, cheap ones first, and report the winner (result.estimator) with its best_params; or one estimator")
+    strategy: Literal["grid", "random", "bayesian", "halving"] | None = Field(
+        default=None, description="Default: bayesian within each family for auto, random for a named estimator; "
+        "halving: cheap rungs first (fewer trees, iterations or rows), the best 1/factor go on; grid candidates "
+        "when every range is a list")
     space: dict[ParamName, ParamSpec] | None = Field(
         default=None, max_length=30,
         description="Hyperparameter -> range, e.g. {'max_depth': {'type': 'int', 'low': 2, 'high': 12}}; "
         "default: the estimator's own")
     cv_folds: int = Field(default=5, ge=2, le=20)
     scoring: str | None = Field(default=None, max_length=64, description="sklearn scorer; default per task")
-    max_trials: int = Field(default=20, ge=1, le=500, description="halving: every rung's trials count")
-    timeout_seconds: float | None = Field(default=None, gt=0, le=86_400)
+    max_trials: int | None = Field(
+        default=None, ge=1, le=500, description="Trial budget (halving: every rung's trials count); with neither "
+        "max_trials nor timeout_seconds the search runs for the server's default_time_budget_seconds (60)")
+    timeout_seconds: float | None = Field(
+        default=None, gt=0, le=86_400, description="Wall budget from the job's start, MLflow logging included")
     early_stopping_patience: int | None = Field(default=None, ge=1, le=500, description="Trials without improvement")
     pruning: Literal["none", "median", "best_margin", "noise_aware"] = Field(default="none", description="Stop bad trials between folds")
     factor: float = Field(default=3, gt=1, le=10, description="halving: keep the best 1/factor per rung")
@@ -113,7 +121,7 @@ class SearchPlan:
 
     request: TuneRequest
     task: str
-    space: dict[str, Any]  # the searched space (the estimator's default when none was given)
+    space: dict[str, Any] | None  # the searched space (the estimator's default); None: estimator='auto'
 
     def tune_arguments(self) -> dict[str, Any]:
         """The keyword arguments of ``HyperparameterTuner.tune`` for this plan (X and y aside)."""
@@ -133,7 +141,7 @@ def plan_search(request: TuneRequest, X: Any, y: Any, *, settings: Any, tracker:
     from mcp_server import estimators as registry
     from mcp_server.hyperparameter_tuning._space import SearchSpace  # imports numpy
 
-    if request.max_trials > settings.max_trials:
+    if request.max_trials is not None and request.max_trials > settings.max_trials:
         raise ResourceLimitError(
             f"max_trials must be at most {settings.max_trials} (settings.max_trials), got {request.max_trials}")
     if request.cv_folds > settings.max_cv_folds:
@@ -148,12 +156,16 @@ def plan_search(request: TuneRequest, X: Any, y: Any, *, settings: Any, tracker:
             f"cv_folds={request.cv_folds} needs at least that many labelled rows, dataset "
             f"{request.dataset!r} has {len(y)}")
     task = registry.infer_task(y)
-    space_spec = given if given is not None else registry.default_search_space(request.estimator, task)
-    space = SearchSpace(space_spec)
-    if given is None:
-        _check_grid(request, space, settings.max_grid_size)
-    registry.check_params(request.estimator, task, dict.fromkeys(space.names))
-    registry.check_space_limits(request.estimator, space)
+    if request.estimator == "auto":
+        _check_auto(request)
+        space_spec = None
+    else:
+        space_spec = given if given is not None else registry.default_search_space(request.estimator, task)
+        space = SearchSpace(space_spec)
+        if given is None:
+            _check_grid(request, space, settings.max_grid_size)
+        registry.check_params(request.estimator, task, dict.fromkeys(space.names))
+        registry.check_space_limits(request.estimator, space)
     if request.scoring is not None:
         registry.check_scoring(request.scoring, task, y=y)
     if request.resume_from is not None:
@@ -161,6 +173,12 @@ def plan_search(request: TuneRequest, X: Any, y: Any, *, settings: Any, tracker:
 
         check_resumable(tracker, request.resume_from)
     return SearchPlan(request=request, task=task, space=space_spec)
+
+
+def _check_auto(request: TuneRequest) -> None:
+    from mcp_server.hyperparameter_tuning._portfolio import check_auto
+
+    check_auto(space=request.space, strategy=request.strategy, resume_from=request.resume_from)
 
 
 def _check_grid(request: TuneRequest, space: SearchSpace, max_grid_size: int) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import statistics
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from mcp_server.hyperparameter_tuning._cv import EstimatorEvaluator
 from mcp_server.hyperparameter_tuning._loop import LoopOutcome, SearchLoop
 from mcp_server.hyperparameter_tuning._mlflow_log import TuningRunLogger, load_completed_trials
 from mcp_server.hyperparameter_tuning._parallel import execution
+from mcp_server.hyperparameter_tuning._portfolio import FAMILY_KEY, Portfolio, PortfolioEvaluator, family_results
 from mcp_server.hyperparameter_tuning._pruning import Pruner
 from mcp_server.hyperparameter_tuning._space import SearchSpace
 from mcp_server.hyperparameter_tuning._choose import make_strategy
@@ -70,6 +72,11 @@ class SearchRequest:
     near_perfect_score: float = DEFAULT_NEAR_PERFECT
     searched_data: SearchedData | None = None  # recorded as the parent's dataset input
     halving: Any = None  # HalvingOptions, for strategy="halving"
+    portfolio: Portfolio | None = None  # estimator="auto": the families searched (the evaluator is a PortfolioEvaluator)
+    # The budget (timeout) counts from here (time.monotonic(): the caller's start, data preparation
+    # included); None: from run_search's start. The search, its MLflow finish included, ends by then.
+    started_at: float | None = None
+    budget_is_default: bool = False  # timeout is settings.default_time_budget_seconds, not the caller's
 
 
 def _stop_check(should_stop: Any) -> Callable[[], bool] | None:
@@ -85,6 +92,7 @@ def _stop_check(should_stop: Any) -> Callable[[], bool] | None:
 def _parent_params(req: SearchRequest, halving: Any = None) -> dict[str, Any]:
     return {
         **({"halving": halving.parent_param()} if halving is not None else {}),
+        **({"portfolio": req.portfolio.to_json_string()} if req.portfolio is not None else {}),
         "strategy": req.strategy, "space": req.space.to_json_string(), "cv": req.cv_description,
         "scoring": req.scoring, "seed": req.seed, "direction": req.direction.value,
         "objective": req.objective, "max_trials": req.max_trials, "n_jobs": req.n_jobs,
@@ -107,17 +115,65 @@ def _plan_halving(req: SearchRequest) -> Any:
     classification = is_classifier(estimator) if estimator is not None else (
         y is not None and is_classification_target(y))
     return plan_halving(coerce_halving(req.halving), req.evaluator, req.space, seed=req.seed,
-                        max_trials=req.max_trials, repeat=req.max_trials is not None or req.timeout is not None,
+                        max_trials=req.max_trials,
+                        repeat=req.max_trials is not None or (req.timeout is not None and not req.budget_is_default),
                         classification=classification, max_grid_size=req.max_grid_size)
 
 
+# Time kept, out of a budget, for the search's MLflow finish (flush the trials, tags, summary and
+# history plot): measured 0.3-1.0 s on local sqlite on the loaded 2-core box, once matplotlib is
+# imported (docs/tuning.md); never more than 10 % of the budget.
+FINISH_RESERVE_SECONDS = 1.0
+# Share of the budget a fold running at the deadline may take to end by itself before it is killed.
+KILL_GRACE = 0.04
+# Candidates a random search bounded only by time draws (its budget ends it long before).
+TIMED_RANDOM_CANDIDATES = 500
+
+
+def search_deadline(req: SearchRequest, now: float) -> float | None:
+    """When the loop stops starting (and running) trials: the budget's end, less the finish reserve."""
+    if req.timeout is None:
+        return None
+    reserve = min(FINISH_RESERVE_SECONDS, 0.1 * req.timeout) if req.tracker is not None else 0.0
+    return (req.started_at if req.started_at is not None else now) + req.timeout - reserve
+
+
+def _stop_or_deadline(should_stop: Callable[[], bool] | None, req: SearchRequest,
+                      deadline: float | None) -> Callable[[], bool] | None:
+    """What a killable executor polls: a cancel, or the deadline passed by KILL_GRACE of the budget.
+    At the deadline no fold starts; a fold still running KILL_GRACE later is killed with its worker
+    (whose replacement starts cold: 2-8 s), so a fold that ends by itself keeps the warm worker."""
+    if deadline is None:
+        return should_stop
+    kill_at = deadline + KILL_GRACE * req.timeout
+    return lambda: (should_stop is not None and should_stop()) or time.monotonic() >= kill_at
+
+
+def _import_the_plotting_now() -> None:
+    """matplotlib takes ~2 s to import on first use: import it while the trials run, not in the
+    finish a budget must hold (in a daemon thread: the loop mostly waits on workers)."""
+    import sys
+
+    if "matplotlib.figure" not in sys.modules:
+        from mcp_server.hyperparameter_tuning import _plots
+
+        threading.Thread(target=_plots.warm_up, name="import-matplotlib", daemon=True).start()
+
+
 def run_search(req: SearchRequest) -> TuningResult:
-    n_candidates = req.max_trials if req.max_trials is not None else 0
+    deadline = search_deadline(req, time.monotonic())
+    if req.tracker is not None and req.timeout is not None:
+        _import_the_plotting_now()
+    n_candidates = req.max_trials if req.max_trials is not None else (
+        TIMED_RANDOM_CANDIDATES if req.timeout is not None and req.strategy == "random" else 0)
     halving = _plan_halving(req) if req.strategy == "halving" else None
-    strategy, fell_back = make_strategy(
-        req.strategy, req.space, n_candidates=n_candidates, seed=req.seed, max_grid_size=req.max_grid_size,
-        schedule=halving.schedule if halving is not None else None,
-    )
+    if req.portfolio is not None:
+        strategy, fell_back = req.portfolio.strategy(seed=req.seed, deadline=deadline), False
+    else:
+        strategy, fell_back = make_strategy(
+            req.strategy, req.space, n_candidates=n_candidates, seed=req.seed, max_grid_size=req.max_grid_size,
+            schedule=halving.schedule if halving is not None else None,
+        )
     evaluator = halving.evaluator if halving is not None else req.evaluator
     run_logger = TuningRunLogger(req.tracker, scoring=req.scoring) if req.tracker is not None else None
     previous: list[TrialRecord] = []
@@ -134,15 +190,16 @@ def run_search(req: SearchRequest) -> TuningResult:
         )
     try:
         fold_tasks = req.pruner is None and req.evaluator.n_folds > 1
-        prefer_processes = fold_tasks and isinstance(req.evaluator, EstimatorEvaluator)
+        prefer_processes = fold_tasks and isinstance(req.evaluator, (EstimatorEvaluator, PortfolioEvaluator))
         with execution(n_jobs=req.n_jobs, backend=req.backend, dask_address=req.dask_address,
-                       prefer_processes=prefer_processes, should_stop=_stop_check(req.should_stop)) as ex:
+                       prefer_processes=prefer_processes,
+                       should_stop=_stop_or_deadline(_stop_check(req.should_stop), req, deadline)) as ex:
             loop = SearchLoop(
                 strategy=strategy, evaluator=evaluator,
                 config=req, batch_size=ex.batch_size, runner=ex.runner, stream=ex.stream,
                 previous=previous, next_number=next_number,
                 on_record=run_logger.log_trial if run_logger else None,
-                on_trial=req.on_trial, should_stop=_stop_check(req.should_stop),
+                on_trial=req.on_trial, should_stop=_stop_check(req.should_stop), deadline=deadline,
             )
             outcome = loop.run()
             backend = ex.description
@@ -154,6 +211,7 @@ def run_search(req: SearchRequest) -> TuningResult:
                            backend=backend, n_resumed=len(previous))
     if halving is not None:
         result.summary.halving = halving.parent_param()
+    _name_the_estimator(req, result)
     if run_logger is not None:
         status = {StopReason.CANCELLED: "KILLED", StopReason.ERROR: "FAILED"}.get(outcome.stop_reason, "FINISHED")
         if result.best_trial is None and outcome.n_trials_run and outcome.stop_reason is not StopReason.CANCELLED:
@@ -167,6 +225,21 @@ def run_search(req: SearchRequest) -> TuningResult:
             f"all {outcome.n_trials_run} trials failed or were pruned; first error: {first_error}"
         )
     return result
+
+
+def _name_the_estimator(req: SearchRequest, result: TuningResult) -> None:
+    """Say which allow-listed estimator ``best_params`` belong to; a portfolio's winner comes out of
+    its params (trials keep ``estimator``: their child runs name their family), with each family's part."""
+    from mcp_server.estimators import REGISTRY
+
+    if req.portfolio is None:
+        result.estimator = req.objective if req.objective in REGISTRY else None
+        return
+    result.families = family_results(result.trials, req.portfolio.names, req.direction.sign)
+    if result.best_params is not None:
+        result.estimator = result.best_params[FAMILY_KEY]
+        result.best_params = {k: v for k, v in result.best_params.items() if k != FAMILY_KEY}
+        result.summary.best_params = dict(result.best_params)
 
 
 def _build_result(

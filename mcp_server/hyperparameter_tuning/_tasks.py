@@ -29,6 +29,7 @@ class TrialOutcome:
     n_folds: int
     error: str | None = None
     exception: BaseException | None = None
+    too_late: bool = False  # a fold would have started past the search's deadline: not a result
 
     @property
     def folds_saved(self) -> int:
@@ -41,13 +42,18 @@ def run_trial(
     pruner: Pruner | None,
     history: Sequence[Sequence[float]],
     sign: float,
+    not_after: float | None = None,
 ) -> TrialOutcome:
-    """Evaluate one candidate fold by fold (module level so loky / Dask workers can run it)."""
+    """Evaluate one candidate fold by fold (module level so loky / Dask workers can run it).
+    ``not_after`` (wall clock): no fold starts past it, and a trial cut short is ``too_late``."""
     started = time.perf_counter()
     scores: list[float] = []
     n_folds = evaluator.n_folds
     try:
         for fold in range(n_folds):
+            if not_after is not None and time.time() >= not_after:
+                return TrialOutcome(params, TrialState.FAILED, scores, time.perf_counter() - started, n_folds,
+                                    too_late=True)
             scores.append(evaluator.evaluate_fold(params, fold))
             is_last = fold == n_folds - 1
             if pruner is not None and not is_last and pruner.should_prune([sign * s for s in scores], history):
@@ -78,9 +84,9 @@ class FoldOutcome:
 def run_fold(evaluator: Any, params: dict[str, Any], fold: int, *, not_after: float | None = None) -> FoldOutcome:
     """One fold of one candidate: the unit of work when nothing needs folds in order (no pruning).
 
-    ``not_after`` (wall clock, ``time.time()``; given for a trial's first fold when the search has a
-    timeout) is checked where the fold runs: a task dispatched ahead of time that only reaches a
-    worker after the deadline does not start the trial.
+    ``not_after`` (wall clock, ``time.time()``; given for every fold when the search has a timeout)
+    is checked where the fold runs: a task dispatched ahead of time that only reaches a worker after
+    the deadline does not run, and its trial is dropped.
     """
     if not_after is not None and time.time() >= not_after:
         return FoldOutcome(None, 0.0, too_late=True)
@@ -97,6 +103,8 @@ def combine_folds(params: dict[str, Any], folds: list[FoldOutcome]) -> TrialOutc
     """The trial outcome the sequential path would have produced (it stops at the first failing fold)."""
     scores: list[float] = []
     duration = sum(f.duration_seconds for f in folds)
+    if any(f.too_late for f in folds):
+        return TrialOutcome(params, TrialState.FAILED, [], duration, len(folds), too_late=True)
     for fold in folds:
         if fold.error is not None:
             return TrialOutcome(params, TrialState.FAILED, scores, duration, len(folds),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import numbers
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,13 @@ from mcp_server.hyperparameter_tuning._cv import (
     resolve_scorer,
 )
 from mcp_server.hyperparameter_tuning._parallel import BACKENDS, DEFAULT_BACKEND, check_n_jobs
+from mcp_server.hyperparameter_tuning._portfolio import (
+    AUTO,
+    Portfolio,
+    PortfolioEvaluator,
+    check_auto,
+    plan_portfolio,
+)
 from mcp_server.hyperparameter_tuning._pruning import make_pruner
 from mcp_server.hyperparameter_tuning._search import SearchRequest, run_search
 from mcp_server.hyperparameter_tuning._space import DEFAULT_MAX_GRID_SIZE, SearchSpace
@@ -45,7 +53,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_TRIALS = 20  # random / bayesian through tune() when max_trials is not given
+# A search given neither max_trials nor a timeout runs for settings.default_time_budget_seconds.
+DEFAULT_TIME_BUDGET_SECONDS = 60.0
 
 
 class HyperparameterTuner:
@@ -128,7 +137,7 @@ class HyperparameterTuner:
     # --- declarative API ----------------------------------------------------------------------
     def tune(
         self, *, estimator: Any, X: Any, y: Any, space: Mapping[str, Any] | None = None,
-        strategy: str = "random", scoring: str | None = None, cv_folds: int = 5,
+        strategy: str | None = None, scoring: str | None = None, cv_folds: int = 5,
         max_trials: int | None = None, timeout: float | None = None, seed: int | None = None,
         n_jobs: int | None = None, on_trial: Callable | None = None, should_stop: Any = None,
         pruning: Any = None, task: str | None = None, error_score: float | str = "raise",
@@ -145,7 +154,17 @@ class HyperparameterTuner:
         every row of X is cross-validated by (stratified) k-fold. ``dataset_source`` (a
         ``DatasetSource``): the rows searched are recorded as the parent run's dataset input.
         ``strategy="halving"`` runs successive halving; ``halving`` (a ``HalvingOptions`` or dict:
-        factor, min_resource, resource, candidates, n_candidates) tunes it."""
+        factor, min_resource, resource, candidates, n_candidates) tunes it.
+
+        ``estimator="auto"`` searches a portfolio of families (linear, LightGBM, histogram gradient
+        boosting, extra trees, random forest), each from its cheap start, with ``strategy``
+        (default bayesian, or random) within a family; the result names the winning ``estimator``
+        and every family's best score. ``strategy`` defaults to random for a named estimator.
+        Budget: ``max_trials`` and/or ``timeout`` (seconds from this call, its MLflow logging
+        included); with neither, ``settings.default_time_budget_seconds`` (60)."""
+        started_at = time.monotonic()
+        auto = isinstance(estimator, str) and estimator == AUTO
+        strategy = strategy or ("bayesian" if auto else "random")
         folds = check_cv_folds(cv_folds, max_folds=self._max_cv_folds(), allow_holdout=False)
         _check_xy(X, y)
         if error_score != "raise" and not isinstance(error_score, numbers.Real):
@@ -154,16 +173,26 @@ class HyperparameterTuner:
         spec = coerce_split(split)
         data = prepare_search_data(X, y, spec, task=_task_of(estimator, y, task), n_folds=folds, seed=seed,
                                    leak_check=leak_check, settings=self.settings, dataset=dataset)
-        model, task, space, objective, X_search = _resolve_estimator(estimator, data.X, data.y, space=space,
-                                                                     task=data.task, seed=seed)
-        scoring = _resolve_scoring(scoring, task, data.y)
-        search_space = SearchSpace(space)
-        param_names = resolve_param_names(model, search_space.names)
-        evaluator = EstimatorEvaluator(model, X=X_search, y=data.y, splits=data.folds,
-                                       scorer=resolve_scorer(scoring), error_score=error_score,
-                                       param_names=param_names)
-        if max_trials is None and strategy not in ("grid", "halving"):
-            max_trials = DEFAULT_MAX_TRIALS
+        portfolio = None
+        if auto:
+            portfolio, task, objective = _plan_auto(strategy, space, resume_from, data.task), data.task, AUTO
+            scoring = _resolve_scoring(scoring, task, data.y)
+            search_space = portfolio.space()
+            evaluator = _portfolio_evaluator(portfolio, data, task=task, seed=seed, scoring=scoring,
+                                             error_score=error_score)
+            strategy = "portfolio"
+        else:
+            model, task, space, objective, X_search = _resolve_estimator(estimator, data.X, data.y, space=space,
+                                                                         task=data.task, seed=seed)
+            scoring = _resolve_scoring(scoring, task, data.y)
+            search_space = SearchSpace(space)
+            param_names = resolve_param_names(model, search_space.names)
+            evaluator = EstimatorEvaluator(model, X=X_search, y=data.y, splits=data.folds,
+                                           scorer=resolve_scorer(scoring), error_score=error_score,
+                                           param_names=param_names)
+        budget_is_default = max_trials is None and timeout is None
+        if budget_is_default:  # every search has a wall budget
+            timeout = getattr(self.settings, "default_time_budget_seconds", DEFAULT_TIME_BUDGET_SECONDS)
         warnings = data.warnings + target_warnings(data.y, task, scoring)
         return self._record(run_search(self._search_request(
                          strategy, search_space, evaluator, direction=Direction.MAXIMIZE, scoring=scoring,
@@ -171,7 +200,8 @@ class HyperparameterTuner:
                          timeout=timeout, n_jobs=n_jobs, on_trial=on_trial, should_stop=should_stop,
                          pruning=pruning, resume_from=resume_from, run_name=run_name,
                          on_trial_error=on_trial_error, early_stopping_patience=early_stopping_patience,
-                         split=data.split, warnings=warnings, halving=halving,
+                         split=data.split, warnings=warnings, halving=halving, portfolio=portfolio,
+                         started_at=started_at, budget_is_default=budget_is_default,
                          searched_data=SearchedData(dataset, dataset_source, data.X.assign(**{str(data.y.name): data.y}),
                                                     str(data.y.name)) if dataset_source is not None else None)))
 
@@ -205,10 +235,11 @@ class HyperparameterTuner:
         resume_from: str | None = None, run_name: str | None = None, on_trial_error: Any = None,
         early_stopping_patience: int | None = None, dask_address: str | None = None, backend: str | None = None,
         split: SplitRecord | None = None, warnings: list[ModelWarning] | None = None,
-        searched_data: SearchedData | None = None, halving: Any = None,
+        searched_data: SearchedData | None = None, halving: Any = None, portfolio: Any = None,
+        started_at: float | None = None, budget_is_default: bool = False,
     ) -> SearchRequest:
         """The one request the search loop runs, checked and completed with this tuner's defaults."""
-        if strategy not in STRATEGIES:
+        if strategy not in STRATEGIES and not (portfolio is not None and strategy == "portfolio"):
             raise InvalidRequestError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
         max_trials = self._check_max_trials(max_trials)
         if timeout is not None and (not isinstance(timeout, numbers.Real) or timeout <= 0):
@@ -229,7 +260,8 @@ class HyperparameterTuner:
             on_trial_error=_on_trial_error(on_trial_error) if on_trial_error is not None else self.on_trial_error,
             on_trial=on_trial, should_stop=should_stop, tracker=self._tracker(),
             resume_from=resume_from, run_name=run_name, split=split, warnings=list(warnings or []),
-            searched_data=searched_data, halving=halving,
+            searched_data=searched_data, halving=halving, portfolio=portfolio, started_at=started_at,
+            budget_is_default=budget_is_default,
             near_perfect_score=getattr(self.settings, "near_perfect_score", DEFAULT_NEAR_PERFECT),
         )
 
@@ -318,6 +350,26 @@ def _resolve_estimator(estimator: Any, X: Any, y: Any, *, space: Any, task: str,
     if space is None:
         raise InvalidRequestError("space is required when estimator is an estimator object")
     return estimator, task, space, type(estimator).__name__, X
+
+
+def _plan_auto(strategy: str, space: Any, resume_from: str | None, task: str) -> Portfolio:
+    check_auto(space=space, strategy=strategy, resume_from=resume_from)
+    return plan_portfolio(task, searcher=strategy)
+
+
+def _portfolio_evaluator(portfolio: Portfolio, data: Any, *, task: str, seed: int, scoring: str,
+                         error_score: Any) -> PortfolioEvaluator:
+    """One estimator evaluator per family, on the same rows, folds and scorer."""
+    from mcp_server import estimators as registry
+
+    scorer = resolve_scorer(scoring)
+    evaluators = {}
+    for family in portfolio.families:
+        model = registry.build_model(family.name, task, None, X=data.X, random_state=seed)
+        evaluators[family.name] = EstimatorEvaluator(
+            model, X=data.X, y=data.y, splits=data.folds, scorer=scorer, error_score=error_score,
+            param_names=resolve_param_names(model, family.space.names))
+    return PortfolioEvaluator(evaluators)
 
 
 def _resolve_scoring(scoring: str | None, task: str, y: Any) -> str:

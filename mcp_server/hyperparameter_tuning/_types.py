@@ -133,6 +133,16 @@ class TuningSummary(BaseModel):
     halving: str | None = None  # successive halving: its schedule (resource, factor, min/max resource) as JSON
 
 
+class FamilyResult(BaseModel):
+    """One model family of an ``estimator="auto"`` search: its trials and best cross-validated score."""
+
+    name: str
+    n_trials: int
+    best_score: float | None = None
+    best_trial: int | None = None
+    seconds: float = 0.0
+
+
 class TuningResult(BaseModel):
     best_params: dict[str, Any] | None
     best_score: float | None
@@ -143,6 +153,10 @@ class TuningResult(BaseModel):
     parent_run_id: str | None = None
     split: SplitRecord | None = Field(default=None, description="The holdout kept out of the search, if any")
     warnings: list[ModelWarning] = Field(default_factory=list)
+    estimator: str | None = Field(
+        default=None, description="The allow-listed estimator best_params belong to (estimator='auto': the winner)")
+    families: list[FamilyResult] = Field(
+        default_factory=list, description="estimator='auto': every family tried, its trials and best CV score")
 
     @property
     def flagged(self) -> bool:
