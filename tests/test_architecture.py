@@ -2,6 +2,7 @@
 
 - no import circle among the product's modules (function-level imports included; imports for
   type checking only are not);
+- lower layers (search spaces, the estimator registry) never import higher ones (rule 20);
 - a module imports another package's underscore modules never (package-private stays private);
 - no tracker typed ``Any`` and no SDK internals in the tool layer;
 - a tuning call reaches its first MLflow write through at most 8 calls from the tool function
@@ -107,6 +108,21 @@ def test_no_module_imports_another_packages_private_module():
                 if not (name == owner or name.startswith(owner + ".")):
                     leaks.append(f"{name} -> {dep}")
     assert leaks == []
+
+
+# Rule 20: lower layers never import higher ones, not even lazily inside a function.
+LOWER_LAYERS = {
+    "mcp_server.search_space": ("mcp_server.estimators", "mcp_server.hyperparameter_tuning",
+                                "mcp_server.training_pipeline", "tools"),
+    "mcp_server.estimators": ("mcp_server.hyperparameter_tuning", "mcp_server.training_pipeline", "tools"),
+}
+
+
+def test_lower_layers_never_import_higher_ones():
+    upward = [f"{name} -> {dep}" for name, deps in GRAPH.items() for lower, higher in LOWER_LAYERS.items()
+              if name == lower or name.startswith(lower + ".")
+              for dep in deps if any(dep == h or dep.startswith(h + ".") for h in higher)]
+    assert upward == []
 
 
 def test_trackers_are_typed_and_the_tool_layer_uses_no_sdk_internals():

@@ -297,7 +297,7 @@ def check_space_limits(name: str, space: Any) -> None:
     int/float range and every numeric choice."""
     dims = space.dimensions if hasattr(space, "dimensions") else None
     if dims is None:
-        from mcp_server.hyperparameter_tuning import SearchSpace
+        from mcp_server.search_space import SearchSpace  # below the registry (rule 20); imports numpy
 
         dims = SearchSpace(space).dimensions
     for dim in dims:
