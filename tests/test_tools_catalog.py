@@ -96,5 +96,7 @@ async def test_request_models_document_their_fields(tools):
     tune = tools["tune_hyperparameters"].input_schema
     request = tune["$defs"]["TuneRequest"]["properties"]
     assert request["cv_folds"]["minimum"] == 2 and request["cv_folds"]["maximum"] == 20
-    assert set(request["strategy"]["enum"]) == {"grid", "random", "bayesian", "halving"}
+    strategy = request["strategy"]  # optional: its default depends on the estimator
+    assert set(next(s["enum"] for s in strategy["anyOf"] if "enum" in s)) == {"grid", "random", "bayesian", "halving"}
+    assert request["estimator"]["default"] == "auto" and "lightgbm" in request["estimator"]["enum"]
     assert tune["properties"]["wait_seconds"]["anyOf"][0]["maximum"] == 50

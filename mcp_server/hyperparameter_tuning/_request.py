@@ -70,12 +70,10 @@ class TuneRequest(BaseModel):
     features: ColumnList | None = Field(default=None, description="Default: all other columns")
     drop: ColumnList | None = Field(default=None, description="Columns to leave out (ids, names, dates, leaks)")
     estimator: EstimatorChoice = Field(
-        default="auto", description="auto: search linear, LightGBM, HistGradientBoosting, extra trees and random "
-        "forest, cheap ones first, and report the winner (result.estimator) with its best_params; or one estimator")
+        default="auto", description="auto: every family, cheapest first; the winner is result.estimator")
     strategy: Literal["grid", "random", "bayesian", "halving"] | None = Field(
-        default=None, description="Default: bayesian within each family for auto, random for a named estimator; "
-        "halving: cheap rungs first (fewer trees, iterations or rows), the best 1/factor go on; grid candidates "
-        "when every range is a list")
+        default=None, description="Default: bayesian per family (auto), else random; halving: cheap rungs first, "
+        "the best 1/factor go on")
     space: dict[ParamName, ParamSpec] | None = Field(
         default=None, max_length=30,
         description="Hyperparameter -> range, e.g. {'max_depth': {'type': 'int', 'low': 2, 'high': 12}}; "
@@ -83,10 +81,10 @@ class TuneRequest(BaseModel):
     cv_folds: int = Field(default=5, ge=2, le=20)
     scoring: str | None = Field(default=None, max_length=64, description="sklearn scorer; default per task")
     max_trials: int | None = Field(
-        default=None, ge=1, le=500, description="Trial budget (halving: every rung's trials count); with neither "
-        "max_trials nor timeout_seconds the search runs for the server's default_time_budget_seconds (60)")
+        default=None, ge=1, le=500, description="Trial budget (halving: all rungs); with no timeout_seconds "
+        "either, the search runs default_time_budget_seconds (60)")
     timeout_seconds: float | None = Field(
-        default=None, gt=0, le=86_400, description="Wall budget from the job's start, MLflow logging included")
+        default=None, gt=0, le=86_400, description="Wall budget, MLflow logging included")
     early_stopping_patience: int | None = Field(default=None, ge=1, le=500, description="Trials without improvement")
     pruning: Literal["none", "median", "best_margin", "noise_aware"] = Field(default="none", description="Stop bad trials between folds")
     factor: float = Field(default=3, gt=1, le=10, description="halving: keep the best 1/factor per rung")
