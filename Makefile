@@ -3,8 +3,13 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# FLAML and AutoGluon, the baselines of benchmarks/automl.py, in a venv of their own: AutoGluon pins
+# pandas < 2.4, and the test venv keeps the project's pandas. It holds only pyproject's `automl` extra.
+AUTOML_VENV  := .venv-automl
+AUTOML_STAMP := $(AUTOML_VENV)/.installed
+ARGS ?=
 
-.PHONY: demo test test-fast bench serve install clean
+.PHONY: demo test test-fast bench bench-automl serve install clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -12,6 +17,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test,bench]"
 	@touch $(STAMP)
+
+$(AUTOML_STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(AUTOML_VENV)
+	$(AUTOML_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(AUTOML_VENV)/bin/python benchmarks/automl_baselines.py --requirements > $(AUTOML_VENV)/requirements.txt
+	$(AUTOML_VENV)/bin/python -m pip install --quiet -r $(AUTOML_VENV)/requirements.txt
+	@touch $(AUTOML_STAMP)
 
 install: $(STAMP)
 
@@ -24,11 +37,15 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not server and not postgres and not dask_cluster"
 
-bench: $(STAMP)
+bench: $(STAMP) $(AUTOML_STAMP)
 	$(PY) -m benchmarks.run
+
+# The default call vs FLAML and AutoGluon at 60 s (~45 min); e.g. ARGS="--seeds 2 --tasks rookies".
+bench-automl: $(STAMP) $(AUTOML_STAMP)
+	$(PY) -m benchmarks.automl $(ARGS)
 
 serve: $(STAMP)
 	$(VENV)/bin/nba-mcp serve
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(AUTOML_VENV) .pytest_cache

@@ -178,22 +178,29 @@ SEASON_FEATURES = [
 ]
 
 
-def load_seasons(data_dir: Path = NBA_DATA, *, n_rows: int, seed: int = 0, min_gp: int = 10):
-    """all_seasons.csv as a regression of pts. Dropped: player_id (a row index), player_name, the
-    text columns, and what is computed from points (ts_pct = pts / (2 * shot attempts); net_rating
+def seasons_frame(data_dir: Path = NBA_DATA, *, min_gp: int = 10):
+    """all_seasons.csv as a regression of pts: the features, then ``player_name`` (the group of a
+    split by player, never a feature) and ``pts``. Dropped: player_id (a row index), the text
+    columns, and what is computed from points (ts_pct = pts / (2 * shot attempts); net_rating
     counts the team's points while the player is on court). Rows with gp < min_gp are dropped
-    (small-sample noise, SOURCES.md), then ``n_rows`` are sampled. 'Undrafted' becomes NaN, which
-    HistGradientBoosting handles natively."""
+    (small-sample noise, SOURCES.md). 'Undrafted' becomes NaN, which HistGradientBoosting handles
+    natively; the season "1996-97" becomes its first year."""
     import pandas as pd
 
     frame = pd.read_csv(Path(data_dir) / SEASONS_CSV)
     frame = frame[frame["gp"] >= min_gp]
-    X = frame[SEASON_FEATURES].apply(pd.to_numeric, errors="coerce")
-    X["season_start"] = frame["season"].str[:4].astype(int)
-    if n_rows < len(X):
-        X = X.sample(n_rows, random_state=seed)
-    y = frame.loc[X.index, "pts"].to_numpy(dtype=float)
-    return X.to_numpy(dtype=float), y
+    out = frame[SEASON_FEATURES].apply(pd.to_numeric, errors="coerce")
+    out["season_start"] = frame["season"].str[:4].astype(int)
+    return out.assign(player_name=frame["player_name"], pts=frame["pts"].astype(float))
+
+
+def load_seasons(data_dir: Path = NBA_DATA, *, n_rows: int, seed: int = 0, min_gp: int = 10):
+    """``seasons_frame`` as arrays (features, pts), ``n_rows`` of them sampled."""
+    frame = seasons_frame(data_dir, min_gp=min_gp)
+    if n_rows < len(frame):
+        frame = frame.sample(n_rows, random_state=seed)
+    X = frame.drop(columns=["player_name", "pts"])
+    return X.to_numpy(dtype=float), frame["pts"].to_numpy(dtype=float)
 
 
 # --- timing and statistics ----------------------------------------------------------------------

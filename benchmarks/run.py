@@ -1,6 +1,6 @@
 """``python -m benchmarks.run`` — run the benchmarks, print each figure, write docs/benchmarks.md.
 
-    python -m benchmarks.run                         # everything, full sizes (~65 min on 2 cores)
+    python -m benchmarks.run                         # everything, full sizes (~65 min on 2 cores + ~45 min automl)
     python -m benchmarks.run --quick                 # smaller sizes, a few minutes
     python -m benchmarks.run --only pruning --only mcp_server
     python -m benchmarks.run --list
@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks import (
+    automl,
     beat_baseline,
     dask_cluster,
     equal_budget,
@@ -53,6 +54,7 @@ BENCHMARKS: dict[str, Callable[[BenchContext], Section]] = {
     dask_cluster.NAME: dask_cluster.run,
     halving.NAME: halving.run,
     equal_budget.NAME: equal_budget.run,
+    automl.NAME: automl.run,  # FLAML and AutoGluon from .venv-automl (make bench-automl); ~45 min at full size
 }
 DEFAULT_REPORT = PROJECT_ROOT / "docs" / "benchmarks.md"
 

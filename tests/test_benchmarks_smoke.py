@@ -12,6 +12,7 @@ import math
 import pytest
 
 from benchmarks._common import BenchConfig, BenchContext, Section
+from benchmarks.automl import AUTOML_PYTHON
 from benchmarks.run import BENCHMARKS, main, run_benchmarks
 from tests.support import data_folder
 
@@ -92,6 +93,15 @@ def check_equal_budget(section: Section) -> None:
         assert all(OURS_LABEL[JUDGED] in r.measure for r in judged if fragment in r.measure)
 
 
+def check_automl(section: Section) -> None:
+    # Both baselines ran in their venv and were scored on the same holdout as the default call.
+    for system in ("FLAML", "AutoGluon"):
+        assert 0 < float(row(section, f"default call vs {system}").baseline) <= 1
+    assert row(section, "default call vs FLAML").target == "≥ FLAML's median"
+    assert row(section, "default call wall time").ours.endswith(" s")
+    assert any(line.startswith("| 0 | ") for line in section.body)  # the per-seed pairs
+
+
 CHECKS = {
     "tracking_overhead": check_tracking_overhead,
     "beat_baseline": check_beat_baseline,
@@ -103,14 +113,23 @@ CHECKS = {
     "dask_cluster": check_dask_cluster,
     "halving": check_halving,
     "equal_budget": check_equal_budget,
+    "automl": check_automl,
 }
+# The AutoML comparison runs FLAML and AutoGluon from their own venv (make bench-automl), real fits
+# of a few seconds each (about a minute in all): skipped without that venv, and marked slow.
+TINY_RUNS = [
+    pytest.param(name, marks=[pytest.mark.slow, pytest.mark.skipif(
+        not AUTOML_PYTHON.is_file(), reason=f"{AUTOML_PYTHON} absent (make bench-automl creates it)")])
+    if name == "automl" else name
+    for name in BENCHMARKS
+]
 
 
 def test_every_benchmark_has_a_smoke_check():
     assert set(CHECKS) == set(BENCHMARKS)
 
 
-@pytest.mark.parametrize("name", list(BENCHMARKS))
+@pytest.mark.parametrize("name", TINY_RUNS)
 def test_benchmark_runs_in_tiny_configuration(ctx, name):
     printed: list[str] = []
     (section,) = run_benchmarks(ctx, [name], echo=printed.append)
