@@ -141,6 +141,17 @@ class Settings(BaseSettings):
     near_perfect_score: float = Field(
         default=0.99, gt=0.5, le=1.0, description="Bounded scores at or above this flag a model as too good to trust"
     )
+    max_classes: int = Field(
+        default=100, ge=2, le=10_000, description="A classification target with more classes is refused before any work"
+    )
+    max_class_share: float = Field(
+        default=0.25, gt=0, le=1.0,
+        description="A classification target with more classes than this share of its rows is refused (a label per row)",
+    )
+    holdout_reuse_limit: int = Field(
+        default=10, ge=1, le=10_000,
+        description="Models of one name evaluated on the same holdout past this count are flagged holdout_reused",
+    )
 
     # --- jobs -----------------------------------------------------------------------------
     max_concurrent_jobs: int = Field(default=2, ge=1, le=64)

@@ -6,6 +6,10 @@
   box-score columns predict ``WL`` only loosely (ROC AUC ~0.8).
 - ``player_seasons``: players over several seasons whose points depend on a per-player level: a
   random split rewards recognizing the player, a group split does not.
+- ``coarse_games``: team games with coarse features (home, opponent, game number) that repeat with
+  both labels, each row its own game: de-duplicating on features and label inverts the model.
+- ``noise_frame`` / ``inverted_frame``: no signal at all; a signal that flips sign in the last 20%
+  of the rows (a time split then tests a model below chance).
 """
 
 from __future__ import annotations
@@ -63,3 +67,42 @@ def player_seasons(n_players: int = 150, seasons: int = 6, seed: int = 0) -> pd.
                          "minutes": minutes, "height": round(height, 1), "weight": round(weight, 1),
                          "pts": max(0.0, level * minutes / 25 + rng.normal(0, 1.0))})
     return pd.DataFrame(rows)
+
+
+N_TEAMS, N_GAMES = 30, 82
+
+
+def coarse_games(seed: int = 0) -> pd.DataFrame:
+    """Team game logs with coarse features (home, opponent, game number): many rows share their
+    features and label, yet every row is its own game (its id and date differ)."""
+    rng = np.random.default_rng(seed)
+    strength = rng.normal(0, 0.6, N_TEAMS)
+    rows = []
+    for team in range(N_TEAMS):
+        for number in range(1, N_GAMES + 1):
+            opponent = int(rng.integers(N_TEAMS - 1))
+            opponent += opponent >= team
+            home = int(rng.integers(2))
+            edge = 0.35 * (2 * home - 1) + strength[team] - strength[opponent]
+            rows.append({"GAME_ID": 22300000 + team * 100 + number,
+                         "DATE": str(pd.Timestamp("2023-10-24") + pd.Timedelta(days=2 * number + team % 2))[:10],
+                         "HOME": home, "OPP": f"T{opponent:02d}", "GAME_NO": number % 4,
+                         "WL": int(rng.random() < 1 / (1 + np.exp(-edge)))})
+    return pd.DataFrame(rows)
+
+
+def noise_frame(n: int = 1200, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n), "c": rng.normal(size=n),
+                         "y": rng.integers(0, 2, n)})
+
+
+def inverted_frame(n: int = 1200, seed: int = 2) -> pd.DataFrame:
+    """x predicts y one way in the first 80% of the rows (by ``t``) and the other way after."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    x = rng.normal(size=n)
+    late = t >= 0.8 * n
+    logit = np.where(late, -2.5 * x, 2.5 * x)
+    return pd.DataFrame({"t": t, "x": x, "z": rng.normal(size=n),
+                         "y": (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)})

@@ -1,13 +1,14 @@
 """An agent's session over stdio on a game-log CSV that tries to fool the server: an index column,
 a date column and the score columns that decide the result.
 
-validate_data names all three with the drop to make; the naive run_pipeline call is stopped (and
-its model is not champion); a leak_check='warn' call trains but is flagged and not promoted; the
+validate_data names all three with the drop to make; the naive run_pipeline call is stopped (its
+job FAILED, a tool error; no model registered); a leak_check='warn' call trains but is flagged and not promoted; the
 corrected call (drop + time split) succeeds with no warning and becomes champion."""
 
 from __future__ import annotations
 
 import json
+import re
 
 import sys
 from pathlib import Path
@@ -16,12 +17,20 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from tests._leaky_frames import write_game_log
-from tests.support import payload, isolated_settings, server_env, shared_template
+from tests.support import error_text, payload, isolated_settings, server_env, shared_template
 
 pytestmark = pytest.mark.anyio
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 NAIVE = {"dataset": "games", "target": "WL", "model_name": "games-wl", "experiment_name": "honest-e2e", "cv_folds": 3}
+
+
+async def finished(client, answer) -> dict:
+    """The job's final view: polled with get_job while a loaded machine keeps it past the first wait."""
+    job = payload(answer)
+    while not job["done"]:
+        job = payload(await client.call_tool("get_job", {"job_id": job["job_id"], "wait_seconds": 30}))
+    return job
 
 
 async def test_an_agent_on_a_leaky_game_log_is_not_fooled(tmp_path_factory):
@@ -39,13 +48,16 @@ async def test_an_agent_on_a_leaky_game_log_is_not_fooled(tmp_path_factory):
             or {("identifier_column", "Unnamed: 0"), ("datetime_column", "Date"), ("pair_leak", "OPP_PTS")} <= by_rule
         assert report["suggested_drop"] == ["Unnamed: 0", "GAME_ID", "Date", "PTS", "OPP_PTS"] and not report["passed"]
 
-        naive = payload(await client.call_tool("run_pipeline", {"request": NAIVE}))["result"]
-        assert naive["status"] == "FAILED" and naive["failed_stage"] == "data_validation"
-        assert "data checks stopped this job before training" in naive["error"]
-        assert "drop=['Unnamed: 0', 'GAME_ID', 'Date', 'PTS', 'OPP_PTS']" in naive["error"]
+        # Stopped by the leak screen: a tool error (the job FAILED), as a stopped tuning job is.
+        stopped = error_text(await client.call_tool("run_pipeline", {"request": NAIVE}))
+        assert "data checks stopped this job before training" in stopped
+        assert "drop=['Unnamed: 0', 'GAME_ID', 'Date', 'PTS', 'OPP_PTS']" in stopped
+        job = payload(await client.call_tool("get_job", {"job_id": re.search(r"job ([0-9a-f]+) failed", stopped)[1]}))
+        naive = job["result"]
+        assert job["state"] == "FAILED" and naive["status"] == "FAILED" and naive["failed_stage"] == "data_validation"
         assert naive["model_version"] is None and naive["promotion"] is None
 
-        warned = payload(await client.call_tool("run_pipeline", {"request": {**NAIVE, "leak_check": "warn"}}))
+        warned = await finished(client, await client.call_tool("run_pipeline", {"request": {**NAIVE, "leak_check": "warn"}}))
         result = warned["result"]
         assert result["status"] == "COMPLETED" and result["flagged"]
         assert {"leak_suspect", "near_perfect_score"} <= {w["code"] for w in result["warnings"]}
@@ -53,14 +65,14 @@ async def test_an_agent_on_a_leaky_game_log_is_not_fooled(tmp_path_factory):
         assert any("flagged: leak_suspect" in event for event in warned["recent_events"])
 
         honest = {"drop": ["Unnamed: 0", "GAME_ID", "PTS", "OPP_PTS"], "split": {"kind": "time", "column": "Date"}}
-        tuned = payload(await client.call_tool("tune_hyperparameters", {"request": {
+        tuned = (await finished(client, await client.call_tool("tune_hyperparameters", {"request": {
             "dataset": "games", "target": "WL", "estimator": "random_forest", "max_trials": 2, "cv_folds": 3,
             "seed": 1, "experiment_name": "honest-e2e", **honest,
-            "space": {"max_depth": {"type": "int", "low": 2, "high": 6}}}}))["result"]
+            "space": {"max_depth": {"type": "int", "low": 2, "high": 6}}}})))["result"]
         assert tuned["warnings"] == [] and not tuned["flagged"] and tuned["split"]["n_test"] > 0
         assert "TimeSeriesSplit" in tuned["cv"]
 
-        fixed = payload(await client.call_tool("run_pipeline", {"request": {
+        fixed = await finished(client, await client.call_tool("run_pipeline", {"request": {
             **NAIVE, **honest, "params": tuned["best_params"]}}))
         result = fixed["result"]
         assert result["split"]["test_digest"] == tuned["split"]["test_digest"]  # the rows the search never saw

@@ -204,3 +204,27 @@ async def test_the_default_call_searches_the_families_within_the_default_budget(
     assert parent["params"]["estimator"] == "auto"
     # The job's own budget holds (a cold worker or data load before the job is not in it).
     assert outcome["elapsed_seconds"] <= 6 * 1.1 and elapsed < 6 * 1.1 + 5, (outcome["elapsed_seconds"], elapsed)
+
+
+async def test_run_pipeline_from_search_trains_exactly_the_winner_on_the_searched_holdout(tool_server):
+    search = {"dataset": "breast_cancer", "estimator": "decision_tree", "max_trials": 3, "cv_folds": 3, "seed": 2,
+              "split": {"test_size": 0.25, "seed": 5}, "experiment_name": "from-search"}
+    async with Client(tool_server) as client:
+        job = payload(await client.call_tool("tune_hyperparameters", {"request": search}))
+        tuned = job["result"]
+        by_run = payload(await client.call_tool("run_pipeline", {"request": {
+            "from_search": tuned["parent_run_id"], "model_name": "from-search", "experiment_name": "from-search"}}))
+        by_job = payload(await client.call_tool("run_pipeline", {"request": {
+            "from_search": job["job_id"], "model_name": "from-search", "experiment_name": "from-search",
+            "promote": False}}))
+        clash = await client.call_tool("run_pipeline", {"request": {
+            "from_search": tuned["parent_run_id"], "estimator": "random_forest"}})
+        run = payload(await client.call_tool("get_run", {"run_id": by_run["result"]["run_id"]}))
+    trained = by_run["result"]
+    assert trained["status"] == "COMPLETED" and "test_roc_auc" in trained["metrics"]
+    # The holdout the search kept out, and the winner's own hyperparameters under their names.
+    assert trained["split"]["test_digest"] == tuned["split"]["test_digest"]
+    assert run["params"]["estimator"] == "decision_tree"
+    assert {k: run["params"][k] for k in tuned["best_params"]} == {k: str(v) for k, v in tuned["best_params"].items()}
+    assert by_job["result"]["split"]["test_digest"] == tuned["split"]["test_digest"]
+    assert "estimator='random_forest' (the search: 'decision_tree')" in error_text(clash)

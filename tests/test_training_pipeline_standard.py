@@ -4,6 +4,7 @@ failure and cancellation."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pydantic
 import pytest
@@ -42,6 +43,11 @@ def data_dir(tmp_path_factory):
     )
     # Binary, honest and imperfect (roc_auc ~0.8): box scores without the points.
     game_log().drop(columns=["PTS", "OPP_PTS", "Date", "GAME_ID"]).to_csv(folder / "games.csv", index=False)
+    # Regression with a clear gap between a stump and a linear model on 600 test rows.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 3))
+    pd.DataFrame({"x1": x[:, 0], "x2": x[:, 1], "x3": x[:, 2],
+                  "y": x[:, 0] + 0.5 * x[:, 1] + rng.normal(size=3000)}).to_csv(folder / "linear.csv", index=False)
     return folder
 
 
@@ -76,9 +82,9 @@ def run_count(tracker) -> int:
             [("decision_tree", STUMP), ("logistic_regression", {}), ("decision_tree", STUMP)],
             "roc_auc",
         ),
-        # Regression: rmse, lower is better.
+        # Regression: rmse, lower is better (the ridge beats the stump far beyond the holdout's noise).
         (
-            dict(dataset="sklearn:diabetes", target="target"),
+            dict(dataset="linear", target="y"),
             [("decision_tree", STUMP), ("ridge", {}), ("decision_tree", STUMP)],
             "rmse",
         ),
@@ -120,7 +126,7 @@ def test_champion_moves_only_to_a_better_model_and_the_comparison_is_recorded(
     # The worse version can still be made champion explicitly, but only with force.
     refused = promote_model(tracker, model_name, 3)
     assert not refused.promoted and refused.primary_metric == primary_metric
-    forced = promote_model(tracker, model_name, 3, force=True)
+    forced = promote_model(tracker, model_name, 3, force=True, reason="testing the forced path")
     assert forced.promoted and forced.forced and forced.previous_version == 2
     assert tracker.get_model_version(model_name, "champion")["version"] == 3
     worse_tags = tracker.get_run(worse.run_id).tags
@@ -144,7 +150,8 @@ def test_standard_run_logs_params_metrics_plot_model_and_validation(tracker, set
     result = run(tracker, settings, dataset="sklearn:diabetes", target="target", estimator="ridge",
                  model_name="diabetes-ridge", seed=3, split={"test_size": 0.25})
     assert result.status is PipelineStatus.COMPLETED and result.task == "regression"
-    assert set(result.metrics) == {"test_rmse", "test_mae", "test_r2", "cv_rmse_mean", "cv_rmse_std"}
+    assert set(result.metrics) == {"test_rmse", "test_mae", "test_r2", "cv_rmse_mean", "cv_rmse_std",
+                                   "test_rmse_stderr", "baseline_test_rmse"}
     assert result.n_test == pytest.approx(0.25 * 442, abs=1) and result.n_train + result.n_test == 442
     assert {"residuals.png", "validation.json"} <= set(result.artifacts)
     assert result.model_uri.startswith("models:/m-")  # a logged model, linked to the run
@@ -284,7 +291,8 @@ def test_standard_pipeline_in_mock_mode(settings):
                  params=SMALL_FOREST, model_name="iris")
     assert result.status is PipelineStatus.COMPLETED
     assert result.primary_metric == "accuracy"  # multiclass default
-    assert set(result.metrics) == {"test_accuracy", "test_f1", "test_roc_auc", "test_log_loss", "cv_accuracy_mean", "cv_accuracy_std"}
+    assert set(result.metrics) == {"test_accuracy", "test_f1", "test_roc_auc", "test_log_loss", "cv_accuracy_mean",
+                                   "cv_accuracy_std", "test_accuracy_stderr", "baseline_test_accuracy"}
     # Iris is easy: a perfect holdout roc_auc is flagged; the version is registered, not promoted.
     assert [w.code for w in result.warnings] == ["near_perfect_score"] and result.metrics["test_roc_auc"] >= 0.99
     assert not result.promotion.promoted and result.model_version == 1

@@ -141,7 +141,7 @@ async def session(params: StdioServerParameters, dataset: str, data_dir: Path | 
         say(f"  passed={report['passed']} issues={report['summary']}")
         for issue in report["issues"]:
             if issue["rule"] in ("identifier_column", "entity_column", "datetime_column", "derived_column",
-                                 "target_copy", "target_leak", "pair_leak"):
+                                 "target_copy", "target_leak", "pair_leak", "linear_leak"):
                 say(f"   - [{issue['severity']}] {issue['message']}")
         entities = [i["column"] for i in report["issues"] if i["rule"] == "entity_column"]
         groups = [c for c in entities if c.endswith("_id")] or entities
@@ -154,9 +154,9 @@ async def session(params: StdioServerParameters, dataset: str, data_dir: Path | 
 
         # 2. The call an agent that knows nothing would make: every column, a random split.
         say("\nA naive call: every other column as a feature, a random split.")
-        naive = await job_result(client, await call(client, "run_pipeline", {"request": pipeline}))
-        if naive["status"] == "FAILED":
-            say(f"  stopped: {naive['error']}")
+        naive = await client.call_tool("run_pipeline", {"request": pipeline})
+        if naive.is_error:  # stopped by the leak screen: its job FAILED, with the fix
+            say(f"  stopped: {naive.content[0].text}")
             forced = await job_result(client, await call(client, "run_pipeline", {"request": {
                 **pipeline, "leak_check": "warn", "run_name": f"{model_name}-naive"}}))
             say(f"  trained anyway: {short({k: v for k, v in forced['metrics'].items() if not k.startswith('cv_')})}")
@@ -164,6 +164,7 @@ async def session(params: StdioServerParameters, dataset: str, data_dir: Path | 
                 f"v{forced['model_version']} registered, champion: {forced['promotion']['promoted']} "
                 f"({forced['promotion']['reason'][:120]}…)")
         else:
+            naive = await job_result(client, json.loads(naive.content[0].text))
             say(f"  status {naive['status']}, warnings: {[w['code'] for w in naive['warnings']]}")
 
         # 3. The honest call: the columns the server named left out, a split by entity.

@@ -31,6 +31,5 @@ MAX_WAIT_SECONDS = 50
 WaitSeconds = Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS, description="Wait up to this long for the job (s)")]
 StartWaitSeconds = Annotated[
     float | None,
-    Field(ge=0, le=MAX_WAIT_SECONDS, description="Wait up to this long for the result (default 40 s); "
-          "if the job is still running you get its job_id: poll get_job"),
+    Field(ge=0, le=MAX_WAIT_SECONDS, description="Seconds to wait for the result (default 40); then poll get_job"),
 ]

@@ -134,9 +134,9 @@ async def register_model(ctx: Context, run_id: RunId, model_name: ModelName) -> 
 
 @ml_tool(permission=rbac.Permission.WRITE, annotations=DESTRUCTIVE)
 async def promote_model(ctx: Context, request: PromoteRequest) -> PromotionDecision:
-    """Give a model version an alias (default 'champion') if it beats the current holder on the primary metric.
+    """Give a model version an alias (default 'champion') if it beats the holder beyond the holdout's noise.
 
-    A flagged version (its run has warnings) moves only with force=true and a reason, both recorded.
+    A flagged version moves only with force=true and a reason, both recorded.
     """
     app = state_of(ctx)
 

@@ -14,6 +14,7 @@ from mcp_server import rbac
 from mcp_server.evaluation import ModelWarning, SplitRecord
 from mcp_server.hyperparameter_tuning import FamilyResult, SearchPlan, TuneRequest, TuningResult, plan_search
 from mcp_server.jobs import JobContext
+from mcp_server.training_pipeline import SEARCH_REQUEST_FILE
 from tools.app_state import AppState, state_of
 from tools.fields import StartWaitSeconds
 from tools.jobs import JobView, start_job
@@ -100,6 +101,9 @@ def tuning_work(app: AppState, search: SearchPlan, X: Any, y: Any):
             on_trial=lambda _trial, progress: job.report(progress.n_trials_done, progress.max_trials, progress.message()),
             dataset_source=app.catalog.source(request.dataset),
         )
+        if result.parent_run_id:  # what run_pipeline(from_search=…) reads back: the data, split and folds searched
+            app.tracker(experiment).log_dict(request.model_dump(mode="json"), SEARCH_REQUEST_FILE,
+                                             run_id=result.parent_run_id)
         if result.warnings:
             codes = ", ".join(dict.fromkeys(w.code for w in result.warnings))
             job.report(result.summary.total_trials, request.max_trials,
@@ -111,9 +115,9 @@ def tuning_work(app: AppState, search: SearchPlan, X: Any, y: Any):
 
 @ml_tool(permission=rbac.Permission.EXECUTE, annotations=CREATES)
 async def tune_hyperparameters(request: TuneRequest, ctx: Context, wait_seconds: StartWaitSeconds = None) -> JobView:
-    """Search an estimator's hyperparameters by cross-validation on a data set, logging every trial to MLflow.
+    """Find the best model and hyperparameters by cross-validation on a data set, every trial logged to MLflow.
 
-    Returns the best params and score when done within wait_seconds, else a job id to poll with get_job.
+    Returns the winner and its params when done within wait_seconds, else a job id for get_job.
     """
     app = state_of(ctx)
     resume = request.resume_from

@@ -7,6 +7,7 @@
   stop a job (or, with ``leak_check='warn'``, become warnings).
 - ``ModelWarning``: why a score should not be trusted as it stands. A result with warnings is
   flagged; a flagged model never takes an alias by itself.
+- ``check_target``: dates, identifiers, free text and labels-per-row refused as targets at plan time.
 - ``attach_profile`` / ``row_warnings``: the training data's ranges and categories, saved with the
   model, so predictions on unseen values come back with per-row warnings.
 """
@@ -49,10 +50,14 @@ from mcp_server.evaluation._split import (
     row_digest,
     time_order,
 )
+from mcp_server.evaluation._target import check_target
 from mcp_server.evaluation._warnings import (
     DEFAULT_NEAR_PERFECT,
+    DUPLICATE_SHARE,
     ModelWarning,
     WarningCode,
+    below_baseline_cv,
+    below_baseline_holdout,
     cv_test_gap,
     entity_overlap,
     holdout_warnings,
@@ -64,6 +69,9 @@ from mcp_server.evaluation._warnings import (
 
 __all__ = [
     "DEFAULT_NEAR_PERFECT",
+    "DUPLICATE_SHARE",
+    "below_baseline_cv",
+    "below_baseline_holdout",
     "FLAGGED_TAG",
     "SPLIT_TAG",
     "TEST_DIGEST_TAG",
@@ -83,6 +91,7 @@ __all__ = [
     "apply_leak_check",
     "attach_profile",
     "check_split",
+    "check_target",
     "coerce_split",
     "cv_folds",
     "cv_splitter",

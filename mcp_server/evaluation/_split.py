@@ -40,14 +40,14 @@ _YEAR_PREFIX = re.compile(r"^\s*(\d{4})(\b|[-/])")  # "1996-97" NBA seasons, "20
 
 
 class SplitSpec(BaseModel):
-    """How rows are divided: the holdout (test) part and the cross-validation folds of the rest."""
+    # How rows are divided: the holdout (test) part and the cross-validation folds of the rest. A comment,
+    # not a docstring: the requests' split fields say it, and the schema of every job tool inlines this one.
 
     model_config = ConfigDict(extra="forbid")
 
     kind: SplitKind = Field(
         default="kfold",
-        description="kfold: random (stratified for classes); group: whole groups (e.g. a player) on one "
-        "side; time: train on the past, validate/test on later rows",
+        description="kfold: random (stratified); group: a group (a player) on one side; time: test on later rows",
     )
     column: str | None = Field(
         default=None, min_length=1, max_length=200,
@@ -55,7 +55,7 @@ class SplitSpec(BaseModel):
     )
     test_size: float = Field(
         default=DEFAULT_TEST_SIZE, ge=0.0, le=0.5,
-        description="Holdout fraction, never seen by tuning; 0 opts out (no holdout, recorded as such)",
+        description="Holdout fraction, never seen by tuning; 0: none (recorded)",
     )
     seed: int = Field(default=0, ge=0, le=2**32 - 1, description="Seed of the holdout draw")
     gap: int = Field(default=0, ge=0, le=100_000, description="time only: rows left out between train and test")

@@ -11,6 +11,10 @@ accuracy_on_imbalanced  accuracy judged on classes where always answering the ma
 many_classes            a classification target with hundreds of classes (an id or a number?)
 entity_overlap          a random split put the same entity (player, game) on both sides of the holdout
 no_holdout              the search saw every row (``test_size=0``): no later test score on this data is honest
+below_baseline          the model does not beat a trivial one (prior class / mean) on the same rows by more
+                        than their noise, or ranks below chance
+duplicate_rows          the job dropped more than ``DUPLICATE_SHARE`` of the rows as full-row duplicates
+holdout_reused          models of one name were judged on the same holdout more than ``holdout_reuse_limit`` times
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ if TYPE_CHECKING:
 
 WarningCode = Literal[
     "leak_suspect", "near_perfect_score", "cv_test_gap", "small_test_set", "accuracy_on_imbalanced",
-    "many_classes", "entity_overlap", "no_holdout",
+    "many_classes", "entity_overlap", "no_holdout", "below_baseline", "duplicate_rows", "holdout_reused",
 ]
 DEFAULT_NEAR_PERFECT = 0.99
 # Higher-is-better scores bounded by 1: the ones where "too good to be true" has a meaning.
@@ -39,6 +43,8 @@ IMBALANCED_MAJORITY = 0.8
 MANY_CLASSES = 100
 GAP_ABSOLUTE = 0.05
 GAP_RELATIVE_ERROR = 0.25  # error metrics: test worse than CV by more than this fraction
+DUPLICATE_SHARE = 0.05
+BASELINE_FOLD_Z = 2.0  # fold differences: the mean must exceed this many standard errors
 
 
 class ModelWarning(BaseModel):
@@ -143,3 +149,53 @@ def leak_suspects(findings: list[Issue]) -> list[ModelWarning]:
     """Error-level data findings kept as warnings (``leak_check='warn'``)."""
     return [ModelWarning(code="leak_suspect", message=issue.message, columns=issue.drop or [issue.column or ""])
             for issue in findings if issue.severity == "error"]
+
+
+def below_baseline_cv(scoring: str, fold_scores: list[float], baseline_fold_scores: list[float] | None,
+                      *, higher_is_better: bool = True) -> list[ModelWarning]:
+    """The best trial against a trivial model on the same folds: flagged unless the paired fold
+    differences are above zero by more than ``BASELINE_FOLD_Z`` standard errors."""
+    import math
+    import statistics
+
+    if not baseline_fold_scores or not fold_scores:
+        return []
+    pairs = [(a, b) for a, b in zip(fold_scores, baseline_fold_scores, strict=False)
+             if a is not None and b is not None and math.isfinite(a) and math.isfinite(b)]
+    if len(pairs) < 2:
+        return []
+    sign = 1.0 if higher_is_better else -1.0
+    differences = [sign * (a - b) for a, b in pairs]
+    mean = statistics.fmean(differences)
+    stderr = statistics.stdev(differences) / math.sqrt(len(differences))
+    if mean > BASELINE_FOLD_Z * stderr and mean > 0:
+        return []
+    model = statistics.fmean(a for a, _ in pairs)
+    baseline = statistics.fmean(b for _, b in pairs)
+    return [ModelWarning(
+        code="below_baseline",
+        message=f"the best cross-validated {scoring} {model:.4g} does not beat a trivial model (prior class / mean: "
+                f"{baseline:.4g}) on the same {len(pairs)} folds by more than their spread (difference "
+                f"{mean:+.3g} ± {stderr:.2g} per fold): the features carry little signal here; try other features "
+                "or estimators, check the class balance and the split, or get more data")]
+
+
+def below_baseline_holdout(metric: str, score: float, baseline: float, low: float, high: float, *,
+                           rows: int, baseline_name: str, chance: float | None) -> list[ModelWarning]:
+    """The holdout score against a trivial model on the same rows; ``low``/``high``: a paired
+    bootstrap interval of (model − baseline), oriented so that positive is better."""
+    if chance is not None and score < chance:
+        return [ModelWarning(
+            code="below_baseline",
+            message=f"test {metric} {score:.4g} on the holdout ({rows} rows) is below chance ({chance:g}): the model "
+                    "ranks the classes the wrong way round, so something between training and test rows differs "
+                    "(labels inverted by the preprocessing, a shifted time period, duplicates); check the data and "
+                    "the split before using it")]
+    if low > 0:
+        return []
+    return [ModelWarning(
+        code="below_baseline",
+        message=f"test {metric} {score:.4g} does not beat a trivial model ({baseline_name}: {baseline:.4g}) on the same "
+                f"{rows} holdout rows by more than their noise (paired bootstrap 90% interval of the gain "
+                f"{low:+.3g} to {high:+.3g}): the features carry little signal here; try other features or estimators, "
+                "check the class balance and the split, or get more data")]

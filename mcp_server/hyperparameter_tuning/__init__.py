@@ -30,6 +30,8 @@ _EXPORTS = {
     "HalvingOptions": "_halving",
     "HalvingStrategy": "_halving",
     "HyperparameterTuner": "_tuner",
+    "KIND_TAG": "_mlflow_log",
+    "PARENT_KIND": "_mlflow_log",
     "IntDimension": "_space",
     "MedianPruner": "_pruning",
     "NoiseAwarePruner": "_pruning",
@@ -73,6 +75,7 @@ if TYPE_CHECKING:
     from mcp_server.hyperparameter_tuning._cv import SearchData, make_splitter, prepare_search_data
     from mcp_server.hyperparameter_tuning._halving import HalvingOptions, HalvingStrategy
     from mcp_server.hyperparameter_tuning._loop import SearchCancelled
+    from mcp_server.hyperparameter_tuning._mlflow_log import KIND_TAG, PARENT_KIND
     from mcp_server.hyperparameter_tuning._parallel import ExecutionInterrupted, run_stoppable, shutdown_workers
     from mcp_server.hyperparameter_tuning._request import (
         ColumnList,
@@ -134,6 +137,8 @@ __all__ = [
     "HalvingOptions",
     "HalvingStrategy",
     "HyperparameterTuner",
+    "KIND_TAG",
+    "PARENT_KIND",
     "IntDimension",
     "MedianPruner",
     "NoiseAwarePruner",

@@ -229,6 +229,25 @@ def resolve_scorer(scoring: str) -> Any:
     return get_scorer(scoring)
 
 
+def baseline_fold_scores(y: Any, folds: list, task: str, scoring: str) -> list[float] | None:
+    """A trivial model (prior class probabilities / the mean) scored by ``scoring`` on each of
+    ``folds``: the bar a tuned model must clear. None when the scorer cannot score it."""
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+
+    X = np.zeros((len(y), 1))  # the trivial model never looks at the features
+    y = np.asarray(y)
+    trivial = DummyClassifier(strategy="prior") if task == "classification" else DummyRegressor(strategy="mean")
+    scorer = resolve_scorer(scoring)
+    scores = []
+    try:
+        for train, valid in folds:
+            fitted = trivial.fit(X[train], y[train])
+            scores.append(float(scorer(fitted, X[valid], y[valid])))
+    except (ValueError, TypeError, AttributeError):  # e.g. a scorer needing a decision the dummy lacks
+        return None
+    return scores
+
+
 @dataclass
 class SearchData:
     """The rows a search may use, its folds, and what was found on the way (the holdout stays out)."""

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mcp_server.error_handling import InvalidRequestError, ResourceLimitError
 from mcp_server.estimators import REGISTRY
-from mcp_server.evaluation import LeakCheck, SplitSpec, check_split
+from mcp_server.evaluation import LeakCheck, SplitSpec, check_split, check_target
 
 if TYPE_CHECKING:
     from mcp_server.mlflow_integration import Tracker
@@ -92,8 +92,7 @@ class TuneRequest(BaseModel):
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1, description="Default: drawn and recorded")
     split: SplitSpec = Field(
         default_factory=SplitSpec,
-        description="Holdout kept out of the search and folds of the rest, e.g. {'kind': 'group', 'column': "
-        "'player_id'}; run_pipeline with the same split tests on that holdout")
+        description="Holdout kept out and folds of the rest, e.g. {'kind': 'group', 'column': 'player_id'}")
     leak_check: LeakCheck = Field(default="stop", description="stop: leaking columns stop the job; warn: flag")
     experiment_name: str | None = Field(default=None, min_length=1, max_length=200)
     run_name: str | None = Field(default=None, min_length=1, max_length=200)
@@ -154,6 +153,7 @@ def plan_search(request: TuneRequest, X: Any, y: Any, *, settings: Any, tracker:
             f"cv_folds={request.cv_folds} needs at least that many labelled rows, dataset "
             f"{request.dataset!r} has {len(y)}")
     task = registry.infer_task(y)
+    check_target(y, task=task, settings=settings)
     if request.estimator == "auto":
         _check_auto(request)
         space_spec = None

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mcp_server.error_handling import ExecutionError, InvalidRequestError
-from mcp_server.evaluation import DEFAULT_NEAR_PERFECT, ModelWarning, SplitRecord, near_perfect
+from mcp_server.evaluation import DEFAULT_NEAR_PERFECT, ModelWarning, SplitRecord, below_baseline_cv, near_perfect
 from mcp_server.hyperparameter_tuning._cv import EstimatorEvaluator
 from mcp_server.hyperparameter_tuning._loop import LoopOutcome, SearchLoop
 from mcp_server.hyperparameter_tuning._mlflow_log import TuningRunLogger, load_completed_trials
@@ -77,6 +77,7 @@ class SearchRequest:
     # included); None: from run_search's start. The search, its MLflow finish included, ends by then.
     started_at: float | None = None
     budget_is_default: bool = False  # timeout is settings.default_time_budget_seconds, not the caller's
+    baseline_fold_scores: list[float] | None = None  # a trivial model on the same folds: the bar to clear
 
 
 def _stop_check(should_stop: Any) -> Callable[[], bool] | None:
@@ -272,5 +273,8 @@ def _build_result(
         best_params=summary.best_params, best_score=summary.best_score, best_trial=best,
         trials=trials, summary=summary, seed=req.seed, parent_run_id=parent_run_id, split=req.split,
         warnings=[*req.warnings, *near_perfect(req.scoring, summary.best_score, req.near_perfect_score,
-                                               measured_on=measured_on)],
+                                               measured_on=measured_on),
+                  *below_baseline_cv(req.scoring, list(best.fold_scores) if best else [], req.baseline_fold_scores,
+                                     higher_is_better=req.direction is Direction.MAXIMIZE)],
+        baseline_score=statistics.fmean(req.baseline_fold_scores) if req.baseline_fold_scores else None,
     )

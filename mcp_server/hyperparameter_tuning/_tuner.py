@@ -22,6 +22,7 @@ from mcp_server.evaluation import (
 )
 from mcp_server.hyperparameter_tuning._cv import (
     MAX_CV_FOLDS,
+    baseline_fold_scores,
     CallableEvaluator,
     EstimatorEvaluator,
     check_callables,
@@ -202,6 +203,7 @@ class HyperparameterTuner:
                          on_trial_error=on_trial_error, early_stopping_patience=early_stopping_patience,
                          split=data.split, warnings=warnings, halving=halving, portfolio=portfolio,
                          started_at=started_at, budget_is_default=budget_is_default,
+                         baseline_fold_scores=baseline_fold_scores(data.y, data.folds, task, scoring),
                          searched_data=SearchedData(dataset, dataset_source, data.X.assign(**{str(data.y.name): data.y}),
                                                     str(data.y.name)) if dataset_source is not None else None)))
 
@@ -237,6 +239,7 @@ class HyperparameterTuner:
         split: SplitRecord | None = None, warnings: list[ModelWarning] | None = None,
         searched_data: SearchedData | None = None, halving: Any = None, portfolio: Any = None,
         started_at: float | None = None, budget_is_default: bool = False,
+        baseline_fold_scores: list[float] | None = None,
     ) -> SearchRequest:
         """The one request the search loop runs, checked and completed with this tuner's defaults."""
         if strategy not in STRATEGIES and not (portfolio is not None and strategy == "portfolio"):
@@ -261,7 +264,7 @@ class HyperparameterTuner:
             on_trial=on_trial, should_stop=should_stop, tracker=self._tracker(),
             resume_from=resume_from, run_name=run_name, split=split, warnings=list(warnings or []),
             searched_data=searched_data, halving=halving, portfolio=portfolio, started_at=started_at,
-            budget_is_default=budget_is_default,
+            budget_is_default=budget_is_default, baseline_fold_scores=baseline_fold_scores,
             near_perfect_score=getattr(self.settings, "near_perfect_score", DEFAULT_NEAR_PERFECT),
         )
 

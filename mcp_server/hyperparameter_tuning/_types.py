@@ -157,6 +157,8 @@ class TuningResult(BaseModel):
         default=None, description="The allow-listed estimator best_params belong to (estimator='auto': the winner)")
     families: list[FamilyResult] = Field(
         default_factory=list, description="estimator='auto': every family tried, its trials and best CV score")
+    baseline_score: float | None = Field(
+        default=None, description="A trivial model (prior class / mean) cross-validated on the same folds and scoring")
 
     @property
     def flagged(self) -> bool:

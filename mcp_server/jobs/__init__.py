@@ -14,6 +14,7 @@ the rest wait in FIFO order. Cancellation and timeouts are cooperative: the work
 from mcp_server.jobs._manager import JobContext, JobManager
 from mcp_server.jobs._types import (
     JobCancelledError,
+    JobFailedError,
     JobEvent,
     JobProgress,
     JobSnapshot,
@@ -22,6 +23,7 @@ from mcp_server.jobs._types import (
 
 __all__ = [
     "JobCancelledError",
+    "JobFailedError",
     "JobContext",
     "JobEvent",
     "JobManager",

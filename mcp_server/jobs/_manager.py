@@ -22,6 +22,7 @@ from mcp_server.error_handling import (
 from mcp_server.jobs._types import (
     JobCancelledError,
     JobEvent,
+    JobFailedError,
     JobProgress,
     JobSnapshot,
     JobState,
@@ -338,6 +339,9 @@ class JobManager:
             failed = False
         except JobCancelledError:
             failed = False
+        except JobFailedError as exc:
+            failed, error, result = True, str(exc), exc.result
+            logger.info("job %s (%s) failed: %s", job.job_id, job.kind, exc)
         except MCPServerError as exc:
             failed, error = True, str(exc)
             logger.info("job %s (%s) failed: %s", job.job_id, job.kind, exc)
@@ -365,7 +369,7 @@ class JobManager:
             elif job.cancel_requested:
                 self._finish(job, JobState.CANCELLED, result=result, error=error)
             elif failed:
-                self._finish(job, JobState.FAILED, error=error)
+                self._finish(job, JobState.FAILED, result=result, error=error)
             else:
                 self._finish(job, JobState.SUCCEEDED, result=result)
             if not self._closed:

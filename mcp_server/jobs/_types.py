@@ -26,6 +26,16 @@ class JobCancelledError(MCPServerError):
     """Raised by work that notices its job was cancelled (``JobContext.should_stop()``)."""
 
 
+class JobFailedError(MCPServerError):
+    """Raised by work that ended without doing its job but has a result worth keeping (a pipeline
+    stopped by validation: its run id, stages and findings). The job ends FAILED with this message
+    as its error and ``result`` as its result."""
+
+    def __init__(self, message: str, *, result: Any = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
 @dataclass(frozen=True)
 class JobProgress:
     current: float = 0.0

@@ -206,6 +206,15 @@ class InMemoryClient:
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, dest / source.name)
 
+    def download_artifacts(self, run_id: str, path: str, dst_path: str) -> str:
+        with self._lock:
+            info = self._info(run_id)
+        source = Path(info.artifact_uri.removeprefix("file://")) / path
+        target = Path(dst_path) / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+        return str(target)
+
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
         """Every artifact of the run, flat (the tracker walks folders; here there are none)."""
         with self._lock:

@@ -327,6 +327,14 @@ class MLflowExperimentTracker:
             local.write_bytes(data)
             self._call("log_artifact", target, str(local), folder or None)
 
+    def load_dict(self, run_id: str, artifact_file: str) -> Any:
+        """A JSON artifact of the run (``log_dict``'s counterpart); ``NotFoundError`` when absent."""
+        if artifact_file not in self.list_artifacts(run_id):
+            raise NotFoundError(f"run {run_id} has no artifact {artifact_file!r}")
+        with tempfile.TemporaryDirectory(prefix="nba-mcp-artifact-") as tmp:
+            local = self._call("download_artifacts", run_id, artifact_file, tmp)
+            return json.loads(Path(local).read_text())
+
     def list_artifacts(self, run_id: str) -> list[str]:
         paths: list[str] = []
         stack = [None]

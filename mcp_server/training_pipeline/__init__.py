@@ -13,6 +13,8 @@ For declarative use (the MCP layer): ``run_standard_pipeline(StandardPipelineReq
 ``promote_model``, ``predict``, ``predict_proba`` and ``prediction_warnings``. See docs/pipeline.md.
 """
 
+from mcp_server.training_pipeline._from_search import SEARCH_REQUEST_FILE, request_from_search
+from mcp_server.training_pipeline._noise import BaselineScore
 from mcp_server.training_pipeline._evaluation import (
     CLASSIFICATION_METRICS,
     REGRESSION_METRICS,
@@ -64,6 +66,9 @@ __all__ = [
     "STAGE_OUTPUT_NAMES",
     "PipelinePlan",
     "PipelineResult",
+    "BaselineScore",
+    "request_from_search",
+    "SEARCH_REQUEST_FILE",
     "PipelineRun",
     "PipelineStage",
     "PipelineStatus",

@@ -8,6 +8,7 @@ Metric names (what a primary_metric may be):
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from mcp_server.estimators import Task
@@ -29,56 +30,81 @@ def default_primary_metric(task: Task, n_classes: int) -> str:
 
 def evaluate_model(model: Any, X_test: Any, y_test: Any, task: Task) -> tuple[dict[str, float], Any]:
     """(metrics, matplotlib figure): a confusion matrix or a residual plot."""
+    outputs = model_outputs(model, X_test, y_test, task)
+    return outputs.metrics(), holdout_figure(outputs)
+
+
+def holdout_figure(outputs: ModelOutputs) -> Any:
+    """A confusion matrix (classification) or a residual plot (regression) of ``outputs``."""
+    if outputs.task == "classification":
+        return _confusion_figure(outputs.y, outputs.predictions, outputs.classes)
+    return _residual_figure(outputs.y, outputs.predictions)
+
+
+@dataclass(frozen=True)
+class ModelOutputs:
+    """What a model said about a set of rows: enough to compute any metric on any subset of them
+    (a bootstrap resample, the same rows as another model) without calling the model again."""
+
+    task: Task
+    y: Any  # numpy array
+    predictions: Any
+    probabilities: Any = None  # (rows, classes), classifiers with predict_proba
+    decision: Any = None  # binary decision_function, when there are no probabilities
+    classes: list[Any] = field(default_factory=list)
+
+    def metrics(self, rows: Any = None) -> dict[str, float]:
+        """Every metric of the task on ``rows`` (positions; default all) that can be computed there."""
+        names = CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
+        values = {name: self.metric(name, rows) for name in names}
+        return {k: v for k, v in values.items() if v is not None}
+
+    def metric(self, name: str, rows: Any = None) -> float | None:
+        """``name`` on ``rows``; None where it is undefined (ROC AUC without every class, log loss
+        without probabilities)."""
+        import numpy as np
+        from sklearn import metrics as m
+
+        pick = (lambda a: a) if rows is None else (lambda a: None if a is None else a[rows])
+        y, predicted = pick(self.y), pick(self.predictions)
+        if self.task == "regression":
+            scorers = {"rmse": m.root_mean_squared_error, "mae": m.mean_absolute_error, "r2": m.r2_score}
+            return float(scorers[name](y, predicted)) if name in scorers else None
+        binary = len(self.classes) <= 2
+        if name == "accuracy":
+            return float(m.accuracy_score(y, predicted))
+        if name == "f1":
+            kwargs = {"pos_label": self.classes[-1]} if binary else {"average": "macro"}
+            return float(m.f1_score(y, predicted, zero_division=0, **kwargs))
+        probabilities, decision = pick(self.probabilities), pick(self.decision)
+        if name == "log_loss":
+            return None if probabilities is None else float(m.log_loss(y, probabilities, labels=self.classes))
+        if name != "roc_auc" or len(np.unique(y)) != len(self.classes):  # ROC AUC needs every class
+            return None
+        if probabilities is not None:
+            return float(m.roc_auc_score(y, probabilities[:, 1]) if binary
+                         else m.roc_auc_score(y, probabilities, multi_class="ovr", labels=self.classes))
+        return float(m.roc_auc_score(y, decision)) if binary and decision is not None else None
+
+
+def model_outputs(model: Any, X: Any, y: Any, task: Task) -> ModelOutputs:
+    """Predictions (and class probabilities or decision values) of ``model`` on ``X``."""
     import numpy as np
 
-    predictions = model.predict(X_test)
-    if task == "classification":
-        classes = list(getattr(model, "classes_", np.unique(y_test)))
-        return (
-            _classification_metrics(model, X_test, y_test, predictions, classes),
-            _confusion_figure(y_test, predictions, classes),
-        )
-    return _regression_metrics(y_test, predictions), _residual_figure(y_test, predictions)
-
-
-def _classification_metrics(
-    model: Any, X_test: Any, y_test: Any, predictions: Any, classes: list[Any]
-) -> dict[str, float]:
-    import numpy as np
-    from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
-
-    binary = len(classes) <= 2
-    metrics = {"accuracy": accuracy_score(y_test, predictions)}
-    if binary:
-        metrics["f1"] = f1_score(y_test, predictions, pos_label=classes[-1], zero_division=0)
-    else:
-        metrics["f1"] = f1_score(y_test, predictions, average="macro", zero_division=0)
-    scores = None
+    y_values = np.asarray(y)
+    predictions = np.asarray(model.predict(X))
+    if task == "regression":
+        return ModelOutputs(task, y_values, predictions)
+    classes = list(getattr(model, "classes_", np.unique(y_values)))
+    probabilities = decision = None
     if hasattr(model, "predict_proba"):
         try:
-            scores = model.predict_proba(X_test)
+            probabilities = np.asarray(model.predict_proba(X))
         except AttributeError:  # e.g. SVC(probability=False) exposes the method but refuses it
-            scores = None
-    if scores is not None:
-        metrics["log_loss"] = log_loss(y_test, scores, labels=classes)
-        if len(np.unique(y_test)) == len(classes):  # ROC AUC needs every class in the test set
-            metrics["roc_auc"] = (
-                roc_auc_score(y_test, scores[:, 1]) if binary
-                else roc_auc_score(y_test, scores, multi_class="ovr", labels=classes)
-            )
-    elif binary and hasattr(model, "decision_function"):
-        metrics["roc_auc"] = roc_auc_score(y_test, model.decision_function(X_test))
-    return {k: float(v) for k, v in metrics.items()}
-
-
-def _regression_metrics(y_test: Any, predictions: Any) -> dict[str, float]:
-    from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
-
-    return {
-        "rmse": float(root_mean_squared_error(y_test, predictions)),
-        "mae": float(mean_absolute_error(y_test, predictions)),
-        "r2": float(r2_score(y_test, predictions)),
-    }
+            probabilities = None
+    if probabilities is None and len(classes) <= 2 and hasattr(model, "decision_function"):
+        decision = np.asarray(model.decision_function(X))
+    return ModelOutputs(task, y_values, predictions, probabilities, decision, classes)
 
 
 def _new_figure(width: float, height: float):
@@ -141,15 +167,9 @@ def cross_validate_metric(
     scores = []
     for train, valid in folds:
         fitted = clone(model).fit(X.iloc[train], y.iloc[train])
-        X_valid, y_valid = X.iloc[valid], y.iloc[valid]
-        predictions = fitted.predict(X_valid)
-        if task == "classification":
-            classes = list(getattr(fitted, "classes_", np.unique(y_valid)))
-            values = _classification_metrics(fitted, X_valid, y_valid, predictions, classes)
-        else:
-            values = _regression_metrics(y_valid, predictions)
-        if metric in values:
-            scores.append(values[metric])
+        value = model_outputs(fitted, X.iloc[valid], y.iloc[valid], task).metric(metric)
+        if value is not None:
+            scores.append(value)
     if not scores:
         return float("nan"), float("nan")
     return float(np.mean(scores)), float(np.std(scores))

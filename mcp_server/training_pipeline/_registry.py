@@ -1,8 +1,9 @@
 """Champion promotion in the MLflow model registry, and predictions from registered models.
 
-A version takes the ``champion`` alias only when it is strictly better than the current champion
-on the primary metric, read from each version's source run (lower is better for loss/error
-metrics such as rmse, mae and log_loss), and is not flagged: a version whose run carries warnings
+A version takes the ``champion`` alias only when it is better than the current champion on the
+primary metric, read from each version's source run (lower is better for loss/error metrics such
+as rmse, mae and log_loss), by more than the holdout's noise and not worse in cross-validation
+beyond the folds' spread (``_evidence``), and is not flagged: a version whose run carries warnings
 (``evaluation.warnings``: near-perfect score, leak suspects, CV/test gap, …) never takes an alias by
 itself; ``force=True`` with a ``reason`` does it, and both are recorded. Every decision says why,
 promoted or not.
@@ -17,9 +18,13 @@ from pydantic import BaseModel, Field
 
 from mcp_server.error_handling import InvalidRequestError, NotFoundError
 from mcp_server.mlflow_integration import lower_is_better
+from mcp_server.training_pipeline._evidence import Evidence, beats_beyond_noise
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mcp_server.mlflow_integration import Tracker
+    from mcp_server.training_pipeline._noise import PairedGain
 
 CHAMPION_ALIAS = "champion"
 PRIMARY_METRIC_TAG = "primary_metric"  # on model versions
@@ -89,9 +94,14 @@ def decide_promotion(
     force: bool = False,
     flags: list[str] | None = None,
     force_reason: str | None = None,
+    evidence: Evidence | None = None,
+    paired: Callable[[dict[str, Any]], PairedGain | None] | None = None,
 ) -> PromotionDecision:
     """Compare ``version`` with the alias holder on ``primary_metric``; move the alias if it wins
-    and is not flagged (or if ``force``); with ``promote=False`` only compare.
+    beyond the noise (``beats_beyond_noise``) and is not flagged (or if ``force``); with
+    ``promote=False`` only compare. ``evidence``: the version's figures (default: read from its
+    run); ``paired(holder)``: its gain over the holder on the same holdout rows, where the caller can
+    score both.
 
     Reading the holder, comparing and moving the alias are one compare-and-set: they run under the
     tracker's promotion lock of the model, which holds across every process sharing the store, and
@@ -104,11 +114,11 @@ def decide_promotion(
     base = dict(model_name=model_name, alias=alias, version=int(version), primary_metric=primary_metric,
                 higher_is_better=higher, new_metric=new_metric, forced=force, flags=flags, force_reason=force_reason)
     if not promote:  # nothing moves: no lock
-        return _compare_and_move(tracker, base, promote=False)
+        return _compare_and_move(tracker, base, promote=False, evidence=evidence, paired=paired)
     # The holder before waiting, only to tell a caller that lost while it waited who won meanwhile.
     seen = _alias_holder(tracker, model_name, alias)
     with tracker.promotion_lock(model_name):
-        decision = _compare_and_move(tracker, base, promote=True)
+        decision = _compare_and_move(tracker, base, promote=True, evidence=evidence, paired=paired)
     winner = decision.previous_version
     if not decision.promoted and winner is not None and winner != (seen or {}).get("version"):
         return decision.model_copy(update={"reason": (
@@ -117,7 +127,8 @@ def decide_promotion(
     return decision
 
 
-def _compare_and_move(tracker: Tracker, base: dict[str, Any], *, promote: bool) -> PromotionDecision:
+def _compare_and_move(tracker: Tracker, base: dict[str, Any], *, promote: bool, evidence: Evidence | None = None,
+                      paired: Any = None) -> PromotionDecision:
     """One decision on the holder read now; with ``promote``, call it under the promotion lock."""
     model_name, alias, version, metric = base["model_name"], base["alias"], base["version"], base["primary_metric"]
     force, flags = base["forced"], base["flags"]
@@ -129,6 +140,14 @@ def _compare_and_move(tracker: Tracker, base: dict[str, Any], *, promote: bool) 
     if previous_version == version:
         return PromotionDecision(**base, promoted=True, reason=f"version {version} already holds {alias!r}")
     wins, why = _wins(base["new_metric"], previous_metric, previous_version, metric, base["higher_is_better"], alias)
+    if wins and holder and not force:  # better on the plain value: better beyond the noise too?
+        new = evidence or Evidence.of_metrics(_source_metrics(tracker, tracker.get_model_version(model_name, version)),
+                                              metric)
+        wins, note = beats_beyond_noise(new, Evidence.of_metrics(_source_metrics(tracker, holder), metric),
+                                        higher_is_better=base["higher_is_better"],
+                                        paired=paired(holder) if paired else None,
+                                        old_name=f"{alias} v{previous_version}")
+        why = f"{why}; {note}"
     if flags and not force:
         wins, why = False, (f"flagged ({', '.join(flags)}): a flagged model never takes {alias!r} by itself; "
                             f"fix the cause, or promote_model with force=true and a reason; comparison: {why}")
@@ -184,6 +203,14 @@ def registration_metric(run: Any) -> tuple[str | None, float | None]:
     """The primary metric of a pipeline run (its param) and the run's holdout value of it."""
     metric = run.params.get(PRIMARY_METRIC_PARAM) or run.tags.get(PIPELINE_PRIMARY_METRIC_TAG)
     return metric, holdout_metric(run.metrics, metric) if metric else None
+
+
+def _source_metrics(tracker: Tracker, version_info: dict[str, Any]) -> dict[str, float]:
+    """The metrics of the run a version came from (empty when it has none)."""
+    try:
+        return tracker.get_run(version_info["run_id"]).metrics if version_info.get("run_id") else {}
+    except NotFoundError:
+        return {}
 
 
 def _run_metric(tracker: Tracker, version_info: dict[str, Any], metric: str) -> float | None:

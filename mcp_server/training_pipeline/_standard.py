@@ -16,12 +16,22 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from mcp_server.error_handling import InvalidRequestError
 from mcp_server.hyperparameter_tuning import ColumnList, EstimatorName, ParamName
-from mcp_server.evaluation import DEFAULT_NEAR_PERFECT, LeakCheck, ModelWarning, SplitRecord, SplitSpec, check_split
+from mcp_server.evaluation import (
+    DEFAULT_NEAR_PERFECT,
+    LeakCheck,
+    ModelWarning,
+    SplitRecord,
+    SplitSpec,
+    check_split,
+    check_target,
+)
 from mcp_server.training_pipeline._evaluation import default_primary_metric, metric_names
+from mcp_server.training_pipeline._from_search import request_from_search
+from mcp_server.training_pipeline._noise import BaselineScore
 from mcp_server.training_pipeline._pipeline import StageCallback, TrainingPipeline
 from mcp_server.mlflow_integration import NOTE_TAG
 from mcp_server.training_pipeline._registry import PromotionDecision, check_model_name
@@ -37,11 +47,14 @@ ParamValue = Annotated[str, Field(max_length=6000)] | int | Annotated[float, Fie
 
 
 class StandardPipelineRequest(BaseModel):
-    """What to train, on which data, and how to judge it (the ``run_pipeline`` tool's input)."""
+    """What to train, on which data, and how to judge it."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())
 
-    dataset: str = Field(min_length=1, max_length=200, description="A name from list_datasets")
+    from_search: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{12}([0-9a-f]{20})?$",
+        description="A tuning job id or parent_run_id: train its winner on its data and split")
+    dataset: str | None = Field(default=None, min_length=1, max_length=200, description="A name from list_datasets")
     target: str | None = Field(default=None, min_length=1, max_length=200, description="Column to predict")
     features: ColumnList | None = Field(default=None, description="Default: all but target and drop")
     drop: ColumnList = Field(
@@ -52,10 +65,11 @@ class StandardPipelineRequest(BaseModel):
     params: dict[ParamName, ParamValue] = Field(
         default_factory=dict, max_length=50, description="Hyperparameters, e.g. a tuning job's best_params")
     task: Literal["classification", "regression"] | None = Field(default=None, description="Default: inferred")
-    drop_duplicates: bool = Field(default=True, description="Drop repeated rows before the split")
+    drop_duplicates: bool = Field(
+        default=True, description="Drop rows repeated in every column")
     split: SplitSpec = Field(
         default_factory=SplitSpec,
-        description="Holdout and folds; use the tuning job's split so the test rows are ones it never saw")
+        description="Holdout and folds: the tuning job's split tests on rows it never saw")
     cv_folds: int | None = Field(default=5, ge=2, le=20, description="CV on the training part, beside the test score")
     leak_check: LeakCheck = Field(default="stop", description="stop: leaking columns stop the run; warn: flag")
     seed: int = Field(default=0, ge=0, le=2**32 - 1, description="Seed of the estimator (the split has its own)")
@@ -67,6 +81,12 @@ class StandardPipelineRequest(BaseModel):
     promote: bool = Field(default=True, description="Make the new version champion if it wins and is not flagged")
     experiment_name: str | None = Field(default=None, min_length=1, max_length=200)
     run_name: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _data_named(self) -> StandardPipelineRequest:
+        if self.dataset is None and self.from_search is None:
+            raise ValueError("dataset is required (or from_search, which brings the search's data set)")
+        return self
 
 
 class PipelineResult(BaseModel):
@@ -84,6 +104,8 @@ class PipelineResult(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict, description="Test metrics, and cv_<metric>_mean / _std")
     warnings: list[ModelWarning] = Field(default_factory=list, description="Why not to trust the score as it stands")
     split: SplitRecord | None = None
+    baseline: BaselineScore | None = Field(default=None, description="A trivial model on the same rows")
+    duplicates_dropped: int | None = Field(default=None, description="Full-row duplicates left out of train and test")
     stages: list[StageResult] = Field(default_factory=list)
     model_name: str
     model_version: int | None = None
@@ -135,17 +157,19 @@ def run_standard_pipeline(
 
     catalog = catalog or DatasetCatalog(settings)
     validator = validator or DataValidationPipeline.for_settings(settings)
+    if request.from_search and plan is None:
+        request = request_from_search(request, tracker)
     frame = catalog.load(request.dataset)  # refuses names that leave the data folders (cached)
     if plan is None:
         request = request.model_copy(update={"target": catalog.target_for(request.dataset, request.target)})
-        plan = plan_pipeline(request, frame, validator=validator)
+        plan = plan_pipeline(request, frame, validator=validator, settings=settings)
     request = request.model_copy(update={"target": plan.target})
     captured: dict[str, Any] = {}
     pipeline = TrainingPipeline(plan.model_name, _config(request, plan), tracker, enable_mlflow=True, settings=settings)
     near = getattr(settings, "near_perfect_score", DEFAULT_NEAR_PERFECT)
     isolate = bool(getattr(settings, "isolate_trials", False))  # fits in workers that cancel can kill
     stages = standard_stages(request, plan, validator, captured, near_perfect_score=near,
-                             source=catalog.source(request.dataset), isolate=isolate)
+                             source=catalog.source(request.dataset), isolate=isolate, settings=settings)
     for stage, func in stages.items():
         pipeline.add_stage(stage, func)
     run = pipeline.execute(
@@ -169,6 +193,8 @@ def run_standard_pipeline(
         metrics=run.metrics,
         warnings=captured.get("warnings", []),
         split=captured.get("split"),
+        baseline=captured.get("baseline"),
+        duplicates_dropped=prepared.get("duplicates_dropped"),
         stages=run.stage_results,
         model_name=plan.model_name,
         model_version=registration.get("version"),
@@ -182,14 +208,19 @@ def run_standard_pipeline(
     )
 
 
-def plan_pipeline(request: StandardPipelineRequest, frame: Any, *, validator: Any = None) -> PipelinePlan:
+def plan_pipeline(
+    request: StandardPipelineRequest, frame: Any, *, validator: Any = None, settings: Any = None
+) -> PipelinePlan:
     """Check ``request`` (its target set) against the data set ``frame`` and settle features, task,
     params, primary metric and model name; raises ``InvalidRequestError`` naming the field on any
-    mistake. ``validator`` (a ``DataValidationPipeline``) checks that a named schema exists."""
+    mistake. ``validator`` (a ``DataValidationPipeline``) checks that a named schema exists; ``settings``
+    bound the target's classes."""
     from mcp_server.estimators import check_params, get_estimator_spec, infer_task
 
     if request.target is None:
         raise InvalidRequestError("target is required: name the column to predict")
+    if request.dataset is None:
+        raise InvalidRequestError("dataset is required (or from_search, which brings the search's)")
 
     columns = [str(c) for c in frame.columns]
     _require_columns("target", [request.target], columns)
@@ -215,6 +246,7 @@ def plan_pipeline(request: StandardPipelineRequest, frame: Any, *, validator: An
     if y.empty:
         raise InvalidRequestError(f"target {request.target!r} has no values")
     task = infer_task(y, task=request.task)
+    check_target(frame[request.target], task=task, settings=settings)
     get_estimator_spec(request.estimator).estimator_class(task)  # unknown or unsuitable: raise
     params = check_params(request.estimator, task, request.params)
     n_classes = int(y.nunique()) if task == "classification" else 0

@@ -18,6 +18,10 @@ from mcp_server.evaluation import (
     entity_columns,
     entity_overlap,
     evaluation_tags,
+    DUPLICATE_SHARE,
+    TEST_DIGEST_TAG,
+    ModelWarning,
+    below_baseline_holdout,
     holdout_rows,
     holdout_warnings,
     is_bounded_score,
@@ -27,7 +31,10 @@ from mcp_server.evaluation import (
     target_warnings,
 )
 from mcp_server.mlflow_integration import lower_is_better
-from mcp_server.training_pipeline._evaluation import cross_validate_metric, evaluate_model
+from mcp_server.training_pipeline._evaluation import cross_validate_metric, holdout_figure, model_outputs
+from mcp_server.training_pipeline._evidence import Evidence, paired_with_holder
+from mcp_server.training_pipeline._importance import leaning_columns
+from mcp_server.training_pipeline._noise import CHANCE, BaselineScore, baseline_outputs, bootstrap_stderr, paired_gain
 from mcp_server.training_pipeline._registry import PRIMARY_METRIC_TAG, decide_promotion
 from mcp_server.training_pipeline._types import PipelineStage
 
@@ -39,6 +46,20 @@ MAX_LISTED_ISSUES = 5
 
 def fit_model(model: Any, X: Any, y: Any) -> Any:
     return model.fit(X, y)
+
+
+def drop_duplicate_records(train: Any, test: Any) -> tuple[Any, Any, int]:
+    """(train, test, rows dropped) without full-row duplicates of the original data: every column
+    counts, so two games with the same coarse features are two rows. Within each side the first copy
+    stays; a test row repeating a training record in full leaves the holdout (it would be scored on
+    memory). Training rows never leave because of the holdout, so it cannot change what is learnt."""
+    import pandas as pd
+
+    kept_train = train[~train.duplicated(keep="first")]
+    seen = set(pd.util.hash_pandas_object(kept_train, index=False))
+    repeats = test.duplicated(keep="first") | pd.util.hash_pandas_object(test, index=False).isin(seen)
+    kept_test = test[~repeats.to_numpy()]
+    return kept_train, kept_test, len(train) + len(test) - len(kept_train) - len(kept_test)
 
 
 def _stoppable(isolate: bool, should_stop: Any, fn: Any, *args: Any) -> Any:
@@ -56,7 +77,7 @@ def _stoppable(isolate: bool, should_stop: Any, fn: Any, *args: Any) -> Any:
 
 def standard_stages(
     request: StandardPipelineRequest, plan: PipelinePlan, validator: Any, captured: dict[str, Any], *,
-    near_perfect_score: float, source: Any, isolate: bool = False,
+    near_perfect_score: float, source: Any, isolate: bool = False, settings: Any = None,
 ) -> dict[PipelineStage, Any]:
     spec, target = request.split, request.target
     captured["warnings"] = warnings = []
@@ -84,19 +105,21 @@ def standard_stages(
         captured["split"] = record
         train, test = rows.loc[record.train_rows], rows.loc[record.test_rows]
         duplicates = 0
-        if request.drop_duplicates:  # a row repeated in train and test would be scored on memory
-            keys = [*plan.features, target]
-            deduped_test = test.drop_duplicates(subset=keys)
-            seen = set(pd.util.hash_pandas_object(deduped_test[keys], index=False))
-            deduped_train = train.drop_duplicates(subset=keys)
-            deduped_train = deduped_train[~pd.util.hash_pandas_object(deduped_train[keys], index=False).isin(seen)]
-            duplicates = len(train) + len(test) - len(deduped_train) - len(deduped_test)
-            train, test = deduped_train, deduped_test
+        if request.drop_duplicates:
+            train, test, duplicates = drop_duplicate_records(train, test)
+            share = duplicates / max(1, len(rows))
+            if share > DUPLICATE_SHARE:
+                warnings.append(ModelWarning(
+                    code="duplicate_rows",
+                    message=f"{duplicates} of the {len(rows)} labelled rows ({share:.0%}) repeat another row in every "
+                            "column and were dropped before training and testing: check how the file was built; "
+                            "drop_duplicates=false keeps them"))
         used = [*plan.features, target]
         tracker.log_dataset(train[used], name=request.dataset, source=source, context="training", targets=target,
                             run_id=run_id)
         tracker.log_dataset(test[used], name=f"{request.dataset} (holdout)", source=source, context="evaluation",
                             targets=target, run_id=run_id)
+        captured["test_rows"] = test  # every column: the champion may use other features than this model
         warnings.extend(holdout_warnings(record, test[target], plan.task))
         warnings.extend(entity_overlap(data, record, entity_columns(data, exclude={target})))
         return {"X_train": train[plan.features], "X_test": test[plan.features],
@@ -113,10 +136,13 @@ def standard_stages(
         return attach_profile(model, prepared_data["X_train"])
 
     def evaluate(trained_model, prepared_data, tracker, run_id, should_stop):
-        holdout_scores, figure = evaluate_model(trained_model, prepared_data["X_test"], prepared_data["y_test"], plan.task)
+        X_test, y_test = prepared_data["X_test"], prepared_data["y_test"]
+        outputs = model_outputs(trained_model, X_test, y_test, plan.task)
+        captured["outputs"] = outputs  # the deploy stage compares the champion on these very rows
+        holdout_scores = outputs.metrics()
         metrics = dict(holdout_scores)
         plot = "confusion_matrix.png" if plan.task == "classification" else "residuals.png"
-        tracker.log_figure(figure, plot, run_id=run_id)
+        tracker.log_figure(holdout_figure(outputs), plot, run_id=run_id)
         metric = plan.primary_metric
         if metric not in metrics:
             raise ExecutionError(
@@ -130,20 +156,62 @@ def standard_stages(
                 metric=metric), trained_model, prepared_data["X_train"], prepared_data["y_train"],
                 prepared_data["split_train"])
             metrics |= {f"cv_{metric}_mean": cv_mean, f"cv_{metric}_std": cv_std}
-        holdout = f"the holdout ({len(prepared_data['y_test'])} rows)"
+        holdout = f"the holdout ({len(y_test)} rows)"
         bounded = [m for m in (metric, *metrics) if is_bounded_score(m) and not m.startswith("cv_")]
         for name in dict.fromkeys(bounded):  # one warning: the first bounded metric past the bar
             found = near_perfect(name, metrics[name], near_perfect_score, measured_on=holdout)
             if found:
-                warnings.extend(found)
+                warnings.extend(w.model_copy(update={"columns": leaning_columns(trained_model, X_test, y_test)})
+                                for w in found)
                 break
         warnings.extend(cv_test_gap(metric, cv_mean, cv_std, metrics[metric],
                                                lower_is_better=lower_is_better(metric)))
         warnings.extend(target_warnings(prepared_data["y_train"], plan.task, metric))
+        baseline = compare_with_baseline(outputs, prepared_data, metric)
+        captured["baseline"] = baseline
+        if not baseline.beaten:
+            warnings.extend(below_baseline_holdout(
+                metric, holdout_scores[metric], baseline.score, baseline.gain_low, baseline.gain_high,
+                rows=baseline.rows, baseline_name=baseline.model, chance=baseline.chance))
+        warnings.extend(holdout_reuse(tracker, run_id))
         record_evaluation(tracker, run_id, split=captured.get("split"), warnings=warnings)
-        # Holdout scores as test_<metric>, beside cv_<metric>_mean / _std (docs/tracking.md).
+        # Holdout scores as test_<metric>, beside cv_<metric>_mean / _std (docs/tracking.md); the
+        # trivial model's as baseline_test_<metric>, the noise of the primary one as its stderr.
+        stderr = bootstrap_stderr(outputs, metric, seed=request.seed)
         return {**{f"test_{k}": v for k, v in holdout_scores.items()},
+                **({f"test_{metric}_stderr": stderr} if stderr is not None else {}),
+                f"baseline_test_{metric}": baseline.score,
                 **{k: v for k, v in metrics.items() if k.startswith("cv_")}}
+
+    def compare_with_baseline(outputs, prepared_data, metric) -> BaselineScore:
+        name, trivial = baseline_outputs(prepared_data["X_train"], prepared_data["y_train"],
+                                         prepared_data["X_test"], prepared_data["y_test"], plan.task)
+        higher = not lower_is_better(metric)
+        gain = paired_gain(outputs, trivial, metric, higher_is_better=higher, seed=request.seed)
+        score, chance = outputs.metric(metric), CHANCE.get(metric)
+        above_chance = chance is None or score is None or score >= chance
+        return BaselineScore(
+            metric=metric, model=name, score=trivial.metric(metric), chance=chance, rows=len(outputs.y),
+            gain=gain.gain if gain else None, gain_low=gain.low if gain else None,
+            gain_high=gain.high if gain else None, beaten=bool(gain and gain.significant and above_chance))
+
+    def holdout_reuse(tracker, run_id):
+        """Count the runs of this model name judged on this very holdout (same test-row digest)."""
+        split = captured.get("split")
+        limit = getattr(settings, "holdout_reuse_limit", None) if settings is not None else None
+        if split is None or not limit:
+            return []
+        # Runs before this one (its own digest tag is written after this check), in every experiment.
+        found = tracker.search_runs(f"params.model_name = '{plan.model_name}' and "
+                                    f"tags.`{TEST_DIGEST_TAG}` = '{split.test_digest}'", max_results=limit + 1)
+        uses = len(found) + 1
+        if uses <= limit:
+            return []
+        return [ModelWarning(
+            code="holdout_reused",
+            message=f"{uses} runs of {plan.model_name!r} were judged on this same holdout (limit {limit}): picking "
+                    "among them on it fits its noise, so its score of the winner is optimistic; draw a fresh "
+                    "holdout (another split.seed) to measure the chosen model")]
 
     def register(model_uri, evaluation, tracker, run_id):
         metric = f"test_{plan.primary_metric}"
@@ -162,10 +230,17 @@ def standard_stages(
         return {"model_name": plan.model_name, "version": version}
 
     def deploy(registration, evaluation, tracker, run_id):
+        metric = plan.primary_metric
+        higher = not lower_is_better(metric)
+
+        def paired(holder):  # the champion scored on this run's very holdout rows
+            return paired_with_holder(tracker, plan.model_name, holder, captured["outputs"], captured["test_rows"],
+                                      target, metric, higher_is_better=higher, seed=request.seed)
+
         decision = decide_promotion(
-            tracker, plan.model_name, registration["version"], primary_metric=plan.primary_metric,
-            new_metric=evaluation[f"test_{plan.primary_metric}"], promote=request.promote,
-            flags=[w.code for w in warnings],
+            tracker, plan.model_name, registration["version"], primary_metric=metric,
+            new_metric=evaluation[f"test_{metric}"], promote=request.promote,
+            flags=[w.code for w in warnings], evidence=Evidence.of_metrics(evaluation, metric), paired=paired,
         )
         captured["promotion"] = decision
         tracker.set_tags(decision.as_tags(), run_id=run_id)
