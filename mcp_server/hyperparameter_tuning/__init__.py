@@ -22,6 +22,8 @@ _EXPORTS = {
     "ColumnList": "_request",
     "Direction": "_types",
     "DistributionDimension": "_space",
+    "EnsembleMember": "_types",
+    "EnsembleResult": "_types",
     "EstimatorName": "_request",
     "ExecutionInterrupted": "_parallel",
     "FamilyResult": "_types",

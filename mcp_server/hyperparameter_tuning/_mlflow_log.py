@@ -221,6 +221,15 @@ class TuningRunLogger:
                 run_id=run_id,
             )
             self.tracker.log_dict(result.model_dump(mode="json", exclude={"trials"}), "summary.json", run_id=run_id)
+            if result.ensemble is not None:  # it beat the best trial on the same folds: from_search trains it
+                ensemble = result.ensemble
+                self.tracker.log_metrics({f"ensemble_cv_{self.scoring}": ensemble.cv_score,
+                                          f"ensemble_cv_{self.scoring}_std": ensemble.cv_std,
+                                          f"ensemble_best_member_cv_{self.scoring}": ensemble.best_member_cv_score},
+                                         run_id=run_id)
+                self.tracker.set_tags({"ensemble_weights": ", ".join(
+                    f"{name} {weight:.2f}" for name, weight in ensemble.weights().items())}, run_id=run_id)
+                self.tracker.log_dict(ensemble.model_dump(mode="json"), "ensemble.json", run_id=run_id)
             record_evaluation(self.tracker, run_id, split=result.split, warnings=result.warnings)
             figure = optimization_history_figure(result.trials, direction=summary.direction, scoring=self.scoring)
             self.tracker.log_figure(figure, "optimization_history.png", run_id=run_id)

@@ -161,8 +161,38 @@ def _import_the_plotting_now() -> None:
         threading.Thread(target=_plots.warm_up, name="import-matplotlib", daemon=True).start()
 
 
+def _ensemble_reserve(req: SearchRequest) -> float:
+    """Seconds an auto search keeps, out of its budget, for its ensemble (``_ensemble``)."""
+    from mcp_server.hyperparameter_tuning._ensemble import BUDGET_SHARE
+
+    return BUDGET_SHARE * req.timeout if req.portfolio is not None and req.timeout is not None else 0.0
+
+
+def _add_ensemble(req: SearchRequest, result: TuningResult, outcome: LoopOutcome, deadline: float | None) -> None:
+    """estimator='auto': the weighted ensemble of the best trials, if it beats the best one on the folds."""
+    if req.portfolio is None or outcome.error is not None or outcome.stop_reason is StopReason.CANCELLED:
+        return
+    from mcp_server.hyperparameter_tuning._cv import resolve_scorer
+    from mcp_server.hyperparameter_tuning._ensemble import build_ensemble
+
+    try:
+        result.ensemble = build_ensemble(result.trials, req.evaluator, scorer=resolve_scorer(req.scoring),
+                                         sign=req.direction.sign, task=_task(req.evaluator), deadline=deadline,
+                                         should_stop=_stop_check(req.should_stop))
+    except Exception:  # the search's own winner stands
+        logger.exception("the ensemble of the search's best trials could not be built")
+
+
+def _task(evaluator: PortfolioEvaluator) -> str:
+    from sklearn.base import is_classifier
+
+    first = next(iter(evaluator.evaluators.values()))
+    return "classification" if is_classifier(first.estimator) else "regression"
+
+
 def run_search(req: SearchRequest) -> TuningResult:
-    deadline = search_deadline(req, time.monotonic())
+    full_deadline = search_deadline(req, time.monotonic())
+    deadline = None if full_deadline is None else full_deadline - _ensemble_reserve(req)
     if req.tracker is not None and req.timeout is not None:
         _import_the_plotting_now()
     n_candidates = req.max_trials if req.max_trials is not None else (
@@ -213,6 +243,7 @@ def run_search(req: SearchRequest) -> TuningResult:
     if halving is not None:
         result.summary.halving = halving.parent_param()
     _name_the_estimator(req, result)
+    _add_ensemble(req, result, outcome, full_deadline)
     if run_logger is not None:
         status = {StopReason.CANCELLED: "KILLED", StopReason.ERROR: "FAILED"}.get(outcome.stop_reason, "FINISHED")
         if result.best_trial is None and outcome.n_trials_run and outcome.stop_reason is not StopReason.CANCELLED:

@@ -143,6 +143,39 @@ class FamilyResult(BaseModel):
     seconds: float = 0.0
 
 
+class EnsembleMember(BaseModel):
+    """One model of a weighted ensemble: an allow-listed estimator, its params and its weight."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    estimator: str = Field(min_length=1, max_length=100)
+    params: dict[str, Any] = Field(default_factory=dict, max_length=50)
+    weight: float = Field(gt=0, le=1)
+    trial: int | None = Field(default=None, description="The search trial it comes from")
+    cv_score: float | None = Field(default=None, description="Its own score on the search's folds")
+
+
+class EnsembleResult(BaseModel):
+    """A weighted ensemble of a search's best trials (greedy selection on their out-of-fold
+    predictions) that beat the best of them on the search's folds."""
+
+    members: list[EnsembleMember]
+    cv_score: float = Field(description="Mean over the search's folds of the ensemble's score, as trials are scored")
+    cv_std: float
+    fold_scores: list[float]
+    best_member_cv_score: float = Field(description="The best single member, scored on the same predictions")
+    best_member_fold_scores: list[float]
+    best_member_trial: int
+    n_candidates: int = Field(description="Trials whose out-of-fold predictions were computed")
+    rounds: int
+    seconds: float
+
+    def weights(self) -> dict[str, float]:
+        """``{"<estimator>#<trial>": weight}``, heaviest first."""
+        ordered = sorted(self.members, key=lambda m: -m.weight)
+        return {f"{m.estimator}#{m.trial}": m.weight for m in ordered}
+
+
 class TuningResult(BaseModel):
     best_params: dict[str, Any] | None
     best_score: float | None
@@ -159,6 +192,9 @@ class TuningResult(BaseModel):
         default_factory=list, description="estimator='auto': every family tried, its trials and best CV score")
     baseline_score: float | None = Field(
         default=None, description="A trivial model (prior class / mean) cross-validated on the same folds and scoring")
+    ensemble: EnsembleResult | None = Field(
+        default=None, description="estimator='auto': the weighted ensemble of the best trials, when it beat the best "
+        "single trial on the same folds (run_pipeline(from_search=...) then trains it)")
 
     @property
     def flagged(self) -> bool:

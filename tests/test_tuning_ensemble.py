@@ -1,0 +1,115 @@
+"""Ensembles from out-of-fold predictions: Caruana's greedy selection, and the auto search's ensemble."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mcp_server.hyperparameter_tuning import HyperparameterTuner
+from mcp_server.hyperparameter_tuning._ensemble import fold_scorer, greedy_selection
+
+
+def _neg_mse(y):
+    return lambda predictions: -float(np.mean((predictions[0] - y) ** 2))
+
+
+# --- the selection, on known out-of-fold predictions -------------------------------------------------
+
+
+def test_opposite_errors_are_blended_half_and_half_and_the_best_prefix_is_kept():
+    y = np.linspace(0, 1, 20)
+    error = np.sin(np.arange(20))
+    candidates = [[y + error], [y - error]]
+    weights, trajectory = greedy_selection(candidates, _neg_mse(y), rounds=7)
+    assert weights.tolist() == [0.5, 0.5]
+    assert len(trajectory) == 7 and trajectory[1] == pytest.approx(0.0)
+    assert trajectory[2] < trajectory[1]  # a third pick unbalances it: that suffix is dropped
+
+
+def test_selection_is_with_replacement():
+    y = np.linspace(-1, 1, 30)
+    error = np.cos(np.arange(30))
+    # 2/3 of A and 1/3 of B cancel the error exactly; A is the better single model.
+    weights, _ = greedy_selection([[y + error], [y - 2 * error]], _neg_mse(y), rounds=10)
+    assert weights.tolist() == pytest.approx([2 / 3, 1 / 3])
+    assert weights.sum() == pytest.approx(1.0)
+
+
+def test_ties_go_to_a_model_already_chosen():
+    y = np.arange(10.0)
+    same = y + 1.0
+    # Three equal candidates: without the rule every round could pick another one.
+    weights, trajectory = greedy_selection([[same], [same.copy()], [same.copy()]], _neg_mse(y), rounds=6)
+    assert weights.tolist() == [1.0, 0.0, 0.0]
+    assert len(set(trajectory)) == 1
+
+
+def test_a_useless_candidate_gets_no_weight():
+    y = np.linspace(0, 1, 40)
+    good, noise = y + 0.01, np.random.default_rng(0).normal(size=40)
+    weights, _ = greedy_selection([[good], [noise]], _neg_mse(y), rounds=5)
+    assert weights.tolist() == [1.0, 0.0]
+
+
+def test_fold_scores_are_the_scorers_on_each_folds_rows():
+    from sklearn.metrics import get_scorer, log_loss, roc_auc_score
+
+    classes = np.array(["a", "b"])
+    y_folds = [np.array(["a", "b", "b", "a"]), np.array(["b", "a", "b"])]
+    proba = [np.array([[0.8, 0.2], [0.3, 0.7], [0.4, 0.6], [0.6, 0.4]]),
+             np.array([[0.1, 0.9], [0.7, 0.3], [0.6, 0.4]])]
+    auc = fold_scorer(get_scorer("roc_auc"), y_folds, classes)(proba)
+    assert auc == pytest.approx([roc_auc_score(y == "b", p[:, 1]) for y, p in zip(y_folds, proba)])
+    loss = fold_scorer(get_scorer("neg_log_loss"), y_folds, classes)(proba)
+    assert loss == pytest.approx([-log_loss(y, p, labels=classes) for y, p in zip(y_folds, proba)])
+    accuracy = fold_scorer(get_scorer("accuracy"), y_folds, classes)(proba)
+    assert accuracy == pytest.approx([1.0, 2 / 3])
+
+
+# --- after an auto search ----------------------------------------------------------------------------
+
+
+def _linear_plus_interaction(n=300, seed=0):
+    """A linear part (trees fit it in steps) plus an interaction (no linear model fits it)."""
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(rng.uniform(-1, 1, size=(n, 5)), columns=[f"x{i}" for i in range(5)])
+    y = 3 * X["x0"] + 2 * X["x1"] - 2 * X["x2"] + 3 * X["x3"] * X["x4"] + rng.normal(scale=0.2, size=n)
+    return X, y.rename("y")
+
+
+def _linear_only(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(rng.uniform(-1, 1, size=(n, 5)), columns=[f"x{i}" for i in range(5)])
+    y = X.to_numpy() @ np.array([3.0, 2.0, -2.0, 1.0, 0.5]) + rng.normal(scale=0.8, size=n)
+    return X, pd.Series(y, name="y")
+
+
+def test_an_ensemble_of_linear_and_trees_beats_each_on_a_sum_of_both():
+    X, y = _linear_plus_interaction()
+    result = HyperparameterTuner(enable_mlflow=False).tune(estimator="auto", X=X, y=y, max_trials=6, cv_folds=3,
+                                                           seed=0)
+    ensemble = result.ensemble
+    assert ensemble is not None
+    assert sum(m.weight for m in ensemble.members) == pytest.approx(1.0)
+    assert len(ensemble.members) >= 2 and {m.estimator for m in ensemble.members} >= {"ridge"}
+    assert ensemble.cv_score > ensemble.best_member_cv_score >= result.best_score - 1e-9
+    assert ensemble.cv_score == pytest.approx(np.mean(ensemble.fold_scores))
+    # The refits are the trials' own fits on the search's folds: the same scores.
+    best = next(t for t in result.trials if t.number == ensemble.best_member_trial)
+    assert ensemble.best_member_fold_scores == pytest.approx(best.fold_scores)
+
+
+def test_no_ensemble_when_one_family_is_all_it_takes():
+    X, y = _linear_only()
+    result = HyperparameterTuner(enable_mlflow=False).tune(estimator="auto", X=X, y=y, max_trials=6, cv_folds=3,
+                                                           seed=0)
+    assert result.estimator == "ridge"
+    assert result.ensemble is None
+
+
+def test_a_named_estimator_builds_no_ensemble():
+    X, y = _linear_plus_interaction(200)
+    result = HyperparameterTuner(enable_mlflow=False).tune(estimator="ridge", X=X, y=y, max_trials=2, cv_folds=3,
+                                                           seed=0)
+    assert result.ensemble is None
