@@ -27,6 +27,7 @@ from benchmarks import (
     parallel_scaling,
     pruning,
     search_quality,
+    shared_cores,
     tracking_overhead,
 )
 from benchmarks._common import (
@@ -54,6 +55,7 @@ BENCHMARKS: dict[str, Callable[[BenchContext], Section]] = {
     dask_cluster.NAME: dask_cluster.run,
     halving.NAME: halving.run,
     equal_budget.NAME: equal_budget.run,
+    shared_cores.NAME: shared_cores.run,
     automl.NAME: automl.run,  # FLAML and AutoGluon from .venv-automl (make bench-automl); ~45 min at full size
 }
 DEFAULT_REPORT = PROJECT_ROOT / "docs" / "benchmarks.md"

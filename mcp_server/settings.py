@@ -28,6 +28,7 @@ from pydantic_settings import (
 
 from mcp_server._package_data import PACKAGED_DEFAULTS
 from mcp_server.error_handling import ConfigurationError
+from mcp_server.threads import usable_cores
 
 CONFIG_ENV_VAR = "NBA_MCP_CONFIG"
 # Path fields that a config file may give relative to its own folder.
@@ -155,6 +156,11 @@ class Settings(BaseSettings):
 
     # --- jobs -----------------------------------------------------------------------------
     max_concurrent_jobs: int = Field(default=2, ge=1, le=64)
+    cores: int = Field(
+        default_factory=usable_cores, ge=1, le=65_536,
+        description="Cores the server's fits share: concurrent jobs x parallel trials x threads per fit stays "
+        "within them (default: the cores this process may use)",
+    )
     max_queued_jobs: int = Field(default=100, ge=0, le=10_000, description="Jobs that may wait beyond the running ones")
     job_timeout_seconds: float = Field(default=3600.0, gt=0)
     default_wait_seconds: float = Field(default=40.0, ge=0, le=50)

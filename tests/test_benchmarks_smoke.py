@@ -93,6 +93,11 @@ def check_equal_budget(section: Section) -> None:
         assert all(OURS_LABEL[JUDGED] in r.measure for r in judged if fragment in r.measure)
 
 
+def check_shared_cores(section: Section) -> None:
+    judged = row(section, "two HistGradientBoosting tuning jobs at once")
+    assert judged.target == "≤ 2.2×" and float(judged.ratio.rstrip("×")) > 0
+
+
 def check_automl(section: Section) -> None:
     # Both baselines ran in their venv and were scored on the same holdout as the default call.
     for system in ("FLAML", "AutoGluon"):
@@ -113,6 +118,7 @@ CHECKS = {
     "dask_cluster": check_dask_cluster,
     "halving": check_halving,
     "equal_budget": check_equal_budget,
+    "shared_cores": check_shared_cores,
     "automl": check_automl,
 }
 # The AutoML comparison runs FLAML and AutoGluon from their own venv (make bench-automl), real fits

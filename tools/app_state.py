@@ -35,6 +35,7 @@ class AppState:
             max_queued=settings.max_queued_jobs,
             max_per_owner=settings.max_jobs_per_principal,
             stop_grace=settings.job_stop_grace_seconds,
+            cores=settings.cores,
         )
         self.started_at = time.time()
         self.tool_permissions: dict[str, rbac.Permission] = {}

@@ -1,6 +1,8 @@
 """Where trials run: in this thread, in a joblib pool (threads or loky processes), or on a Dask cluster.
 
 Only evaluation travels; results come back to the loop, which records and logs in this process.
+Every task runs with its native thread pools bounded (``mcp_server.threads``, architecture rule 19):
+the job's share divided among the search's parallel trials, or on Dask the worker machine's share.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from mcp_server.error_handling import ConfigurationError, InvalidRequestError
@@ -21,6 +24,7 @@ from mcp_server.hyperparameter_tuning._tasks import (
     run_sequentially,
     stream_sequentially,
 )
+from mcp_server.threads import call_limited, fit_threads, thread_env, threads_per_fit, usable_cores
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +93,25 @@ def _joblib_runners(parallel, *, wrap=None) -> tuple[BatchRunner, StreamRunner]:
     return run, stream
 
 
+def _bounded(tasks: Iterable[Task], threads: int) -> Iterator[Task]:
+    """Each task under the fit's thread limit, wherever it lands (lazily: the loop's task stream is)."""
+    return ((call_limited, (threads, fn, *args)) for fn, args in tasks)
+
+
+def _dask_worker_threads() -> int:
+    """Threads per fit on a Dask worker: its tasks share the worker's machine (``nthreads`` at once),
+    whatever the server's cores; the server cannot know that machine."""
+    from distributed import get_worker
+
+    try:
+        running = get_worker().state.nthreads
+    except ValueError:  # not inside a worker (a synchronous scheduler): one fit at a time
+        running = 1
+    return threads_per_fit(usable_cores(), parallel=running)
+
+
 def _local_nested_parallelism(fn, *args):
-    """Run a task with the estimator's own n_jobs on local threads.
+    """Run a task with the estimator's own n_jobs on local threads, native pools bounded.
 
     joblib runs Dask tasks inside ``parallel_config(backend="dask")``, so an estimator's inner
     Parallel (RandomForest with n_jobs=None) was dispatched back to the cluster; measured here,
@@ -99,14 +120,16 @@ def _local_nested_parallelism(fn, *args):
     import joblib
 
     with joblib.parallel_config(backend="threading"):
-        return fn(*args)
+        return call_limited(_dask_worker_threads(), fn, *args)
 
 
 @contextmanager
 def execution(
     *, n_jobs: int, backend: str = DEFAULT_BACKEND, dask_address: str | None = None, prefer_processes: bool = False,
-    should_stop: Callable[[], bool] | None = None,
+    should_stop: Callable[[], bool] | None = None, threads: int | None = None,
 ) -> Iterator[Execution]:
+    """``threads``: native threads per fit; default: the current job's share over ``n_jobs`` fits."""
+    threads = threads if threads is not None else fit_threads(max(1, n_jobs))
     if dask_address:
         with _dask_execution(dask_address, n_jobs) as ex:
             yield ex
@@ -114,20 +137,24 @@ def execution(
     if backend not in BACKENDS:
         raise InvalidRequestError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend == "process":
-        with _killable_execution(n_jobs, should_stop) as ex:
+        with _killable_execution(n_jobs, should_stop, threads) as ex:
             yield ex
         return
     if n_jobs == 1:
-        yield Execution(run_sequentially, 1, "sequential")
+        yield Execution(lambda tasks: run_sequentially(list(_bounded(tasks, threads))), 1, "sequential",
+                        lambda tasks: stream_sequentially(_bounded(tasks, threads)))
         return
     if backend == "auto":
         backend = "loky" if prefer_processes else "threading"
     from joblib import Parallel
+    from joblib.parallel import LokyBackend
 
+    # loky sets the thread variables in its workers' environment before they import anything.
+    chosen = LokyBackend(inner_max_num_threads=threads) if backend == "loky" else backend
     # One pool reused for every call of the search.
-    with Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered",
+    with Parallel(n_jobs=n_jobs, backend=chosen, return_as="generator_unordered",
                   pre_dispatch=PRE_DISPATCH, batch_size=TASKS_PER_DISPATCH) as parallel:
-        runner, stream = _joblib_runners(parallel)
+        runner, stream = _joblib_runners(parallel, wrap=partial(call_limited, threads))
         yield Execution(runner, n_jobs, f"joblib-{backend}(n_jobs={n_jobs})", stream)
 
 
@@ -166,10 +193,10 @@ class KillablePool:
     clear message instead of hanging it.
     """
 
-    def __init__(self, n_workers: int, should_stop: Callable[[], bool] | None) -> None:
-        self.n_workers = n_workers
+    def __init__(self, n_workers: int, should_stop: Callable[[], bool] | None, threads: int = 1) -> None:
+        self.n_workers, self.threads = n_workers, threads  # threads: native threads per fit
         self._should_stop = should_stop or (lambda: False)
-        self._executor = _SPARE.take() if n_workers == 1 else _new_executor(n_workers)
+        self._executor = _SPARE.take(threads) if n_workers == 1 else _new_executor(n_workers, threads)
         self._killed = False
         _LIVE_POOLS.add(self)
 
@@ -179,12 +206,13 @@ class KillablePool:
         if self.n_workers == 1:
             import threading
 
-            threading.Thread(target=_SPARE.refill, name="warm-spare-worker", daemon=True).start()
+            threading.Thread(target=_SPARE.refill, args=(self.threads,), name="warm-spare-worker",
+                             daemon=True).start()
 
     def close(self) -> None:
         # Every result is in: a warm single worker becomes the spare again, others exit in the
         # background (waiting for them cost 0.5-1.2 s).
-        if self.n_workers == 1 and not self._killed and _SPARE.give_back(self._executor):
+        if self.n_workers == 1 and not self._killed and _SPARE.give_back(self._executor, self.threads):
             return
         self._executor.shutdown(wait=False)
 
@@ -222,7 +250,7 @@ class KillablePool:
                     exhausted = True
                     break
                 index, (fn, args) = item
-                pending[self._executor.submit(fn, *args)] = index
+                pending[self._executor.submit(call_limited, self.threads, fn, *args)] = index
             if not pending:
                 return
             done, _ = wait(pending, timeout=STOP_POLL_SECONDS, return_when=FIRST_COMPLETED)
@@ -251,10 +279,11 @@ def _warm_worker() -> bool:
     return True
 
 
-def _new_executor(n_workers: int, *, idle_timeout: float | None = None):
+def _new_executor(n_workers: int, threads: int, *, idle_timeout: float | None = None):
     from joblib.externals.loky.process_executor import ProcessPoolExecutor
 
-    executor = ProcessPoolExecutor(max_workers=n_workers, timeout=idle_timeout)
+    # The thread variables are set before the worker imports numpy: its pools start at that size.
+    executor = ProcessPoolExecutor(max_workers=n_workers, timeout=idle_timeout, env=thread_env(threads))
     for _ in range(n_workers):
         executor.submit(_warm_worker)  # start the workers and their imports now, in parallel with the caller
     return executor
@@ -266,28 +295,33 @@ class _SpareExecutor:
 
         self._lock = threading.Lock()
         self._ready = None
+        self._threads = 0  # the native threads per fit the spare's worker was started with
         self._closed = False  # the process is shutting down: no new spare
 
-    def take(self):
-        """The warm executor if one is ready, else a new one."""
+    def take(self, threads: int):
+        """The warm executor if one is ready for ``threads`` per fit, else a new one."""
         with self._lock:
             executor, self._ready = self._ready, None
+            stale = executor is not None and self._threads != threads
+        if stale:  # its worker's environment was set for another share: a new one starts right
+            executor.shutdown(wait=False, kill_workers=True)
+            executor = None
         if executor is None:
-            executor = _new_executor(1, idle_timeout=SPARE_IDLE_SECONDS)
+            executor = _new_executor(1, threads, idle_timeout=SPARE_IDLE_SECONDS)
         return executor
 
-    def refill(self) -> None:
+    def refill(self, threads: int) -> None:
         """Start warming a spare now (after a kill: the next queued job should not start cold)."""
         with self._lock:
             if self._ready is None and not self._closed:
-                self._ready = _new_executor(1, idle_timeout=SPARE_IDLE_SECONDS)
+                self._ready, self._threads = _new_executor(1, threads, idle_timeout=SPARE_IDLE_SECONDS), threads
 
-    def give_back(self, executor) -> bool:
+    def give_back(self, executor, threads: int) -> bool:
         """Keep a healthy, finished executor as the spare if there is none; False: the caller closes it."""
         with self._lock:
             if self._ready is not None or self._closed:
                 return False
-            self._ready = executor
+            self._ready, self._threads = executor, threads
             return True
 
     def close(self, *, final: bool = False) -> None:
@@ -315,8 +349,10 @@ def shutdown_workers(*, final: bool = False) -> None:
 
 
 @contextmanager
-def _killable_execution(n_jobs: int, should_stop: Callable[[], bool] | None) -> Iterator[Execution]:
-    pool = KillablePool(max(1, n_jobs), should_stop)
+def _killable_execution(
+    n_jobs: int, should_stop: Callable[[], bool] | None, threads: int
+) -> Iterator[Execution]:
+    pool = KillablePool(max(1, n_jobs), should_stop, threads)
     started = time.perf_counter()
     try:
         yield Execution(pool.run, pool.n_workers, f"process(n_jobs={pool.n_workers})", pool.stream)
@@ -329,8 +365,11 @@ def _killable_execution(n_jobs: int, should_stop: Callable[[], bool] | None) -> 
         logger.debug("killable pool lived %.2f s", time.perf_counter() - started)
 
 
-def run_stoppable(fn: Callable[..., Any], *args: Any, should_stop: Callable[[], bool] | None) -> Any:
+def run_stoppable(
+    fn: Callable[..., Any], *args: Any, should_stop: Callable[[], bool] | None, threads: int | None = None
+) -> Any:
     """``fn(*args)`` in a killable worker process (``fn`` at module level, arguments picklable);
-    ``ExecutionInterrupted`` as soon as ``should_stop()`` turns true, the worker killed."""
-    with _killable_execution(1, should_stop) as ex:
+    ``ExecutionInterrupted`` as soon as ``should_stop()`` turns true, the worker killed.
+    ``threads``: the fit's native threads; default: the current job's whole share."""
+    with _killable_execution(1, should_stop, threads if threads is not None else fit_threads(1)) as ex:
         return ex.runner([(fn, args)])[0]

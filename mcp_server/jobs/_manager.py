@@ -27,6 +27,7 @@ from mcp_server.jobs._types import (
     JobSnapshot,
     JobState,
 )
+from mcp_server.threads import job_share, limit_threads, threads_per_fit, usable_cores
 
 logger = logging.getLogger("mcp_server.jobs")
 
@@ -97,7 +98,9 @@ class JobManager:
         max_events: int = 1000,
         max_per_owner: int | None = None,
         stop_grace: float | None = 10.0,
+        cores: int | None = None,
     ) -> None:
+        """``cores``: the cores the jobs share (settings.cores; default: this machine's usable cores)."""
         if max_concurrent < 1:
             raise InvalidRequestError(f"max_concurrent must be at least 1, got {max_concurrent}")
         if job_timeout is not None and job_timeout <= 0:
@@ -109,6 +112,8 @@ class JobManager:
         self.max_events = max_events
         self.max_per_owner = max_per_owner
         self.stop_grace = stop_grace
+        # Each running job's share of the native threads (architecture rule 19): its fits divide it.
+        self.threads_per_job = threads_per_fit(cores or usable_cores(), concurrent_jobs=max_concurrent)
         self._jobs: collections.OrderedDict[str, _Job] = collections.OrderedDict()
         self._pending: collections.deque[str] = collections.deque()
         self._running = 0
@@ -325,6 +330,12 @@ class JobManager:
             if not self._closed:
                 self._start_pending()
 
+    def _call(self, job: _Job) -> Any:
+        # The job's share holds for every fit it starts, and bounds its own thread's pools too
+        # (leak screens, Bayesian proposals and unisolated fits run there).
+        with job_share(self.threads_per_job), limit_threads(self.threads_per_job):
+            return job.fn(JobContext(job, self))
+
     def _run(self, job: _Job) -> None:
         # Runs in the job's own thread, without the lock.
         timer = None
@@ -335,7 +346,7 @@ class JobManager:
         result: Any = None
         error: str | None = None
         try:
-            result = job.context.run(job.fn, JobContext(job, self))
+            result = job.context.run(self._call, job)
             failed = False
         except JobCancelledError:
             failed = False

@@ -63,14 +63,19 @@ def drop_duplicate_records(train: Any, test: Any) -> tuple[Any, Any, int]:
 
 
 def _stoppable(isolate: bool, should_stop: Any, fn: Any, *args: Any) -> Any:
-    """``fn(*args)``, in a worker process that cancel and timeouts kill when ``isolate`` (the server)."""
+    """``fn(*args)``, in a worker process that cancel and timeouts kill when ``isolate`` (the server).
+
+    Either way its fits (one at a time) get the job's whole share of native threads (rule 19)."""
+    from mcp_server.threads import current_share, limit_threads
+
     if not isolate:
-        return fn(*args)
+        with limit_threads(current_share()):
+            return fn(*args)
     from mcp_server.hyperparameter_tuning import ExecutionInterrupted, run_stoppable
     from mcp_server.training_pipeline._stages import StageCancelled
 
     try:
-        return run_stoppable(fn, *args, should_stop=should_stop)
+        return run_stoppable(fn, *args, should_stop=should_stop, threads=current_share())
     except ExecutionInterrupted:
         raise StageCancelled() from None
 
