@@ -559,6 +559,8 @@ def _chosen(outcome: Outcome) -> str:
 
 
 def _weights(weights: Any) -> str:
+    if isinstance(weights, dict) and "members" in weights:  # the tuning result's ensemble
+        weights = {f"{m['estimator']}#{m.get('trial')}": m["weight"] for m in weights["members"]}
     if isinstance(weights, dict):
         return ", ".join(f"{k} {float(v):.2f}" for k, v in sorted(weights.items(), key=lambda kv: -float(kv[1])))
     if isinstance(weights, list):

@@ -113,3 +113,51 @@ def test_a_named_estimator_builds_no_ensemble():
     result = HyperparameterTuner(enable_mlflow=False).tune(estimator="ridge", X=X, y=y, max_trials=2, cv_folds=3,
                                                            seed=0)
     assert result.ensemble is None
+
+
+# --- the ensemble as one model ------------------------------------------------------------------------
+
+
+def test_a_weighted_ensemble_classifier_averages_its_members_probabilities_and_pickles():
+    import pickle
+
+    from mcp_server.estimators import build_ensemble_model, build_model
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=200), "b": rng.normal(size=200), "team": rng.choice(["BOS", "LAL"], 200)})
+    y = pd.Series(np.where(X["a"] + X["b"] > 0, "win", "loss"))
+    members = [("lightgbm", {"n_estimators": 20}, 0.75), ("logistic_regression", {}, 0.25)]
+    model = build_ensemble_model(members, "classification", X=X).fit(X, y)
+    assert list(model.classes_) == ["loss", "win"] and list(model.feature_names_in_) == ["a", "b", "team"]
+    alone = [build_model(name, "classification", params, X=X).fit(X, y).predict_proba(X) for name, params, _ in members]
+    assert model.predict_proba(X) == pytest.approx(0.75 * alone[0] + 0.25 * alone[1])
+    assert (pickle.loads(pickle.dumps(model)).predict(X) == model.predict(X)).all()
+
+
+def test_an_ensemble_request_is_checked():
+    from pydantic import ValidationError
+
+    from mcp_server.training_pipeline import StandardPipelineRequest
+
+    members = [{"estimator": "ridge", "params": {"alpha": 1.0}, "weight": 0.5},
+               {"estimator": "lightgbm", "params": {}, "weight": 0.5}]
+    request = StandardPipelineRequest(dataset="d.csv", target="y", estimator="ensemble", ensemble=members)
+    assert [m.estimator for m in request.ensemble] == ["ridge", "lightgbm"]
+    for wrong in ({"estimator": "ensemble"}, {"ensemble": members},
+                  {"estimator": "ensemble", "ensemble": members, "params": {"alpha": 1.0}},
+                  {"estimator": "ensemble", "ensemble": members[:1]},
+                  {"estimator": "ensemble", "ensemble": [{**members[0], "weight": 0}, members[1]]}):
+        with pytest.raises(ValidationError):
+            StandardPipelineRequest(dataset="d.csv", target="y", **wrong)
+
+
+def test_an_ensemble_members_params_are_checked_before_any_run():
+    from mcp_server.error_handling import InvalidRequestError
+    from mcp_server.training_pipeline import StandardPipelineRequest, plan_pipeline
+
+    X, y = _linear_plus_interaction(60)
+    members = [{"estimator": "ridge", "params": {"max_depth": 3}, "weight": 0.5},
+               {"estimator": "lightgbm", "params": {}, "weight": 0.5}]
+    request = StandardPipelineRequest(dataset="d.csv", target="y", estimator="ensemble", ensemble=members)
+    with pytest.raises(InvalidRequestError, match="max_depth"):
+        plan_pipeline(request, X.assign(y=y))

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from mcp_server import rbac
 from mcp_server.evaluation import ModelWarning, SplitRecord
-from mcp_server.hyperparameter_tuning import FamilyResult, SearchPlan, TuneRequest, TuningResult, plan_search
+from mcp_server.hyperparameter_tuning import EnsembleResult, FamilyResult, SearchPlan, TuneRequest, TuningResult, plan_search
 from mcp_server.jobs import JobContext
 from mcp_server.training_pipeline import SEARCH_REQUEST_FILE
 from tools.app_state import AppState, state_of
@@ -44,6 +44,9 @@ class TuningOutcome(BaseModel):
         "run_pipeline takes this estimator with these params")
     families: list[FamilyResult] = Field(
         default_factory=list, description="auto: every family tried, its trials, best CV score and seconds")
+    ensemble: EnsembleResult | None = Field(
+        default=None, description="auto: a weighted ensemble of the best trials that beat the best one on the same "
+        "folds (members, weights, CV scores); run_pipeline(from_search=...) then trains it")
     scoring: str
     strategy: str
     cv: str
@@ -66,7 +69,7 @@ class TuningOutcome(BaseModel):
         summary = result.summary
         return cls(
             best_params=result.best_params, best_score=result.best_score, estimator=result.estimator,
-            families=result.families, scoring=summary.scoring,
+            families=result.families, ensemble=result.ensemble, scoring=summary.scoring,
             strategy=summary.strategy, cv=summary.cv, seed=result.seed, n_trials=summary.total_trials,
             n_complete=summary.n_complete, n_failed=summary.n_failed, n_pruned=summary.n_pruned,
             stopped_reason=summary.stopped_reason.value, elapsed_seconds=round(summary.elapsed_seconds, 3),

@@ -187,3 +187,31 @@ def build_model(
     return Pipeline(
         [("preprocess", build_preprocessor(X=X, scale=spec.needs_scaling)), ("model", estimator)]
     )
+
+
+def build_ensemble_model(
+    members: list[tuple[str, dict[str, Any] | None, float]],
+    task: str,
+    *,
+    X: pd.DataFrame | None = None,
+    random_state: int | None = None,
+) -> Any:
+    """A weighted ensemble of allow-listed estimators, each ``(name, params, weight)`` in its own
+    ``build_model`` pipeline: soft voting (weighted class probabilities) for classification, the
+    weighted mean for regression — how a search's ensemble was scored on its folds."""
+    from sklearn.ensemble import VotingClassifier, VotingRegressor
+
+    if len(members) < 2:
+        raise InvalidRequestError(f"an ensemble needs at least 2 members, got {len(members)}")
+    weights = [float(weight) for _, _, weight in members]
+    if any(not weight > 0 for weight in weights):
+        raise InvalidRequestError(f"ensemble weights must be > 0, got {weights}")
+    task = check_task(task)
+    named = [(f"m{index}_{name}", build_model(name, task, params, X=X, random_state=random_state))
+             for index, (name, params, _) in enumerate(members)]
+    if task == "classification":
+        for label, model in named:
+            if not hasattr(model[-1], "predict_proba"):
+                raise InvalidRequestError(f"ensemble member {label} gives no class probabilities to average")
+        return VotingClassifier(named, voting="soft", weights=weights)
+    return VotingRegressor(named, weights=weights)

@@ -2,8 +2,9 @@
 
 A search records its request (``request.json``) and its outcome (``summary.json``) on its parent
 run. The pipeline takes from them the data set, target, features, drop, split and folds, and the
-winner (its estimator and best params), so the model trained is exactly the one the search chose,
-tested on the holdout the search never saw — without an agent copying params by hand (and getting
+winner (its estimator and best params, or its weighted ensemble when that beat the best trial on
+the search's folds), so the model trained is exactly the one the search chose, tested on the
+holdout the search never saw — without an agent copying params by hand (and getting
 a type or a name wrong). A field the caller sets that contradicts the search is refused.
 """
 
@@ -46,6 +47,10 @@ def request_from_search(request: StandardPipelineRequest, tracker: Tracker) -> S
     if found["estimator"] in (None, "auto"):
         raise InvalidRequestError(f"search {parent!r} recorded no winning estimator; train with estimator and params")
     found["params"] = summary["best_params"] or {}
+    if summary.get("ensemble"):  # the ensemble beat the best single trial on the search's folds: train it
+        found["estimator"], found["params"] = "ensemble", {}
+        found["ensemble"] = [{k: m[k] for k in ("estimator", "params", "weight", "trial")}
+                             for m in summary["ensemble"]["members"]]
     given = request.model_dump(exclude_unset=True)
     clashes = [k for k, v in found.items() if k in given and _differs(given[k], v)]
     if clashes:

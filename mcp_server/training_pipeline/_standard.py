@@ -12,6 +12,7 @@ a dataset path leaving the data folders) raise before any run is created.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from mcp_server.error_handling import InvalidRequestError
-from mcp_server.hyperparameter_tuning import ColumnList, EstimatorName, ParamName
+from mcp_server.hyperparameter_tuning import ColumnList, EnsembleMember, EstimatorName, ParamName
 from mcp_server.evaluation import (
     DEFAULT_NEAR_PERFECT,
     LeakCheck,
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
     from mcp_server.mlflow_integration import Tracker
 
 
+ENSEMBLE = "ensemble"  # the estimator of a request that trains a weighted ensemble (its members say which)
+MAX_ENSEMBLE_MEMBERS = 10
+
 # Bounded like the tuning request, and like MLflow's own limit on a param value (6000 characters).
 ParamValue = Annotated[str, Field(max_length=6000)] | int | Annotated[float, Field(allow_inf_nan=False)] | bool | None
 
@@ -61,9 +65,14 @@ class StandardPipelineRequest(BaseModel):
         default_factory=list, validation_alias=AliasChoices("drop", "drop_columns"),
         description="Columns never used as features (ids, names, dates, leaks)",
     )
-    estimator: EstimatorName = "random_forest"
+    estimator: EstimatorName | Literal["ensemble"] = Field(
+        default="random_forest", description="An allow-listed estimator, or 'ensemble' with ensemble members")
     params: dict[ParamName, ParamValue] = Field(
         default_factory=dict, max_length=50, description="Hyperparameters, e.g. a tuning job's best_params")
+    ensemble: list[EnsembleMember] | None = Field(
+        default=None, min_length=2, max_length=MAX_ENSEMBLE_MEMBERS,
+        description="estimator='ensemble': its members (estimator, params, weight), e.g. a search's ensemble; "
+                    "from_search fills it when the search's ensemble won")
     task: Literal["classification", "regression"] | None = Field(default=None, description="Default: inferred")
     drop_duplicates: bool = Field(
         default=True, description="Drop rows repeated in every column")
@@ -86,6 +95,10 @@ class StandardPipelineRequest(BaseModel):
     def _data_named(self) -> StandardPipelineRequest:
         if self.dataset is None and self.from_search is None:
             raise ValueError("dataset is required (or from_search, which brings the search's data set)")
+        if (self.estimator == ENSEMBLE) != (self.ensemble is not None):
+            raise ValueError("estimator='ensemble' and ensemble members go together: give both or neither")
+        if self.ensemble is not None and self.params:
+            raise ValueError("an ensemble's hyperparameters are its members' params; leave params empty")
         return self
 
 
@@ -247,8 +260,14 @@ def plan_pipeline(
         raise InvalidRequestError(f"target {request.target!r} has no values")
     task = infer_task(y, task=request.task)
     check_target(frame[request.target], task=task, settings=settings)
-    get_estimator_spec(request.estimator).estimator_class(task)  # unknown or unsuitable: raise
-    params = check_params(request.estimator, task, request.params)
+    if request.ensemble is not None:
+        for member in request.ensemble:  # unknown or unsuitable estimators and params: raise now
+            get_estimator_spec(member.estimator).estimator_class(task)
+            check_params(member.estimator, task, member.params)
+        params: dict[str, Any] = {}
+    else:
+        get_estimator_spec(request.estimator).estimator_class(task)  # unknown or unsuitable: raise
+        params = check_params(request.estimator, task, request.params)
     n_classes = int(y.nunique()) if task == "classification" else 0
     if task == "classification":
         counts = y.value_counts()
@@ -267,7 +286,8 @@ def plan_pipeline(
     if request.schema_name is not None and validator is not None:
         validator.load_schema(request.schema_name)  # unknown schema: the caller's mistake, raise now
     return PipelinePlan(target=request.target, features=features, task=task, params=params, primary_metric=primary,
-                        model_name=model_name, hyperparameters=effective_hyperparameters(request.estimator, task, params))
+                        model_name=model_name, hyperparameters=(
+                            {} if request.ensemble is not None else effective_hyperparameters(request.estimator, task, params)))
 
 
 # Constructor arguments that change how a fit runs, not what it learns (the seed is its own param).
@@ -294,7 +314,10 @@ def _plain(value: Any) -> bool:
 def _note(request: StandardPipelineRequest, plan: PipelinePlan) -> str:
     split = request.split
     how = f"split by {split.column}" if split.column else f"{split.kind} split"
-    tuned = f", hyperparameters {', '.join(f'{k}={v}' for k, v in plan.params.items())}" if plan.params else ", default hyperparameters"
+    if request.ensemble is not None:
+        tuned = ", weighted ensemble of " + ", ".join(f"{m.estimator} {m.weight:.2f}" for m in request.ensemble)
+    else:
+        tuned = f", hyperparameters {', '.join(f'{k}={v}' for k, v in plan.params.items())}" if plan.params else ", default hyperparameters"
     return (f"{request.estimator} {plan.task} of {request.target} on {request.dataset} ({len(plan.features)} features, "
             f"{how}, holdout {split.test_size:g}{tuned}); primary metric {plan.primary_metric}.")
 
@@ -319,4 +342,6 @@ def _config(request: StandardPipelineRequest, plan: PipelinePlan) -> dict[str, A
         "leak_check": request.leak_check, "seed": request.seed,
         "schema": request.schema_name, "model_name": plan.model_name,
         "primary_metric": plan.primary_metric, "promote": request.promote,
+        **({"ensemble": json.dumps([m.model_dump(include={"estimator", "params", "weight"}) for m in request.ensemble],
+                                   sort_keys=True)} if request.ensemble is not None else {}),
     }

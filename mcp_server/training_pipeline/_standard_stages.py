@@ -133,10 +133,14 @@ def standard_stages(
                 "rows_without_target": int(len(data) - len(rows)), "duplicates_dropped": int(duplicates)}
 
     def train(prepared_data, should_stop):
-        from mcp_server.estimators import build_model
+        from mcp_server.estimators import build_ensemble_model, build_model
 
-        model = build_model(request.estimator, plan.task, plan.params, X=prepared_data["X_train"],
-                            random_state=request.seed)
+        if request.ensemble is not None:  # one model: the members' pipelines, weighted
+            model = build_ensemble_model([(m.estimator, m.params, m.weight) for m in request.ensemble], plan.task,
+                                         X=prepared_data["X_train"], random_state=request.seed)
+        else:
+            model = build_model(request.estimator, plan.task, plan.params, X=prepared_data["X_train"],
+                                random_state=request.seed)
         model = _stoppable(isolate, should_stop, fit_model, model, prepared_data["X_train"], prepared_data["y_train"])
         return attach_profile(model, prepared_data["X_train"])
 
