@@ -95,7 +95,7 @@ def test_a_model_that_does_not_beat_the_trivial_one_is_flagged_and_not_promoted(
     assert result.baseline.rows == result.n_test
     assert not result.promotion.promoted and "below_baseline" in result.promotion.reason
     stored = tracker.get_run(result.run_id)
-    assert stored.metrics["baseline_test_roc_auc"] == pytest.approx(0.5)
+    assert stored.metrics["trivial_test_roc_auc"] == pytest.approx(0.5)
     assert stored.metrics["test_roc_auc_stderr"] > 0
 
 
@@ -164,7 +164,7 @@ def test_a_pipeline_stopped_by_the_leak_screen_ends_its_job_failed(settings, tra
         job_id = app.jobs.submit("pipeline", pipeline_work(app, request, checked), {})
         snapshot = app.jobs.wait(job_id, timeout=120)
         assert snapshot.state is JobState.FAILED
-        assert "stopped the pipeline" in snapshot.error and "Fix: drop=" in snapshot.error
+        assert "the pipeline stopped: stage data_validation failed" in snapshot.error and "Fix: drop=" in snapshot.error
         assert snapshot.result["status"] == "FAILED" and snapshot.result["failed_stage"] == "data_validation"
     finally:
         app.close()

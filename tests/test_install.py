@@ -71,7 +71,7 @@ def test_the_wheel_ships_config_and_no_test_support(installed):
 
 
 def test_demo_runs_from_an_unrelated_folder(installed):
-    done = run([str(installed["venv"] / "bin" / "nba-mcp"), "demo", "--trials", "3"], cwd=installed["cwd"],
+    done = run([str(installed["venv"] / "bin" / "nba-mcp"), "demo", "--budget", "6"], cwd=installed["cwd"],
                env=installed["env"])
     out = done.stdout
     # The built-in NBA data set, from the wheel, offline; its attribution travels with it.

@@ -34,7 +34,7 @@ MODEL_METRIC = re.compile(r"^(test_|cv_)")
 def demo_store(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("demo-home")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "tools.cli", "demo", "--data-home", str(home), "--trials", "4"],
+    done = subprocess.run([sys.executable, "-m", "tools.cli", "demo", "--data-home", str(home), "--budget", "8"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return home / "mlflow.db"
@@ -104,7 +104,9 @@ def test_pipeline_runs_and_tuning_parents_list_their_data_set(client):
             assert ("nba:raptor (holdout)", "evaluation") in inputs
     for run in [parent, *by_kind["pipeline"], *by_kind["tuning_trial"]]:  # every run names data and target
         assert run.data.params["dataset"] == "nba:raptor" and run.data.params["target"] == "predator_total"
-        assert run.data.params["estimator"] == "random_forest"
+    assert parent.data.params["estimator"] == "auto"  # the default call; its trials name their family
+    assert {t.data.params["estimator"] for t in by_kind["tuning_trial"]} <= {
+        "logistic_regression", "ridge", "lightgbm", "hist_gradient_boosting", "extra_trees", "random_forest"}
 
 
 def test_every_run_says_who_through_what_and_what_it_is(client):
@@ -145,14 +147,17 @@ def test_pipeline_metrics_start_with_the_model_and_runs_compare_without_blanks(c
             assert {"test_rmse", "cv_rmse_mean", "cv_rmse_std"} <= set(names)
             assert "features" not in run.data.params and int(run.data.params["n_features"]) > 0
     tuned, baseline = pipelines[f"{MODEL_NAME}-tuned"], pipelines[f"{MODEL_NAME}-baseline"]
-    assert set(tuned.data.params) == set(baseline.data.params)  # same columns in the compare view
+    # The compare view: the same data, split and evaluation columns (hyperparameters are the estimator's own).
+    assert {"dataset", "target", "estimator", "split.kind", "n_features", "primary_metric", "cv_folds"} <= (
+        set(tuned.data.params) & set(baseline.data.params))
     (parent,) = by_kind["tuning_search"]
     searched = {k.removeprefix("best_") for k in parent.data.tags if k.startswith("best_") and k != "best_trial"
                 and k != "best_trial_run_id"}
     assert searched and searched <= set(tuned.data.params)
     assert {k: tuned.data.params[k] for k in searched} == {k: parent.data.tags[f"best_{k}"] for k in searched}
     assert not any(k.startswith("params.") for k in tuned.data.params)
-    for trial in by_kind["tuning_trial"]:  # trials log the same hyperparameter names
-        assert searched <= set(trial.data.params)
+    for trial in by_kind["tuning_trial"]:  # trials of the winning family log the same hyperparameter names
+        if trial.data.params["estimator"] == tuned.data.params["estimator"]:
+            assert searched <= set(trial.data.params)
     scoring = parent.data.params["scoring"]
     assert f"best_cv_{scoring}" in parent.data.metrics and f"cv_{scoring}_mean" not in parent.data.metrics

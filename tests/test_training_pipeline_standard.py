@@ -151,7 +151,7 @@ def test_standard_run_logs_params_metrics_plot_model_and_validation(tracker, set
                  model_name="diabetes-ridge", seed=3, split={"test_size": 0.25})
     assert result.status is PipelineStatus.COMPLETED and result.task == "regression"
     assert set(result.metrics) == {"test_rmse", "test_mae", "test_r2", "cv_rmse_mean", "cv_rmse_std",
-                                   "test_rmse_stderr", "baseline_test_rmse"}
+                                   "test_rmse_stderr", "trivial_test_rmse"}
     assert result.n_test == pytest.approx(0.25 * 442, abs=1) and result.n_train + result.n_test == 442
     assert {"residuals.png", "validation.json"} <= set(result.artifacts)
     assert result.model_uri.startswith("models:/m-")  # a logged model, linked to the run
@@ -292,7 +292,7 @@ def test_standard_pipeline_in_mock_mode(settings):
     assert result.status is PipelineStatus.COMPLETED
     assert result.primary_metric == "accuracy"  # multiclass default
     assert set(result.metrics) == {"test_accuracy", "test_f1", "test_roc_auc", "test_log_loss", "cv_accuracy_mean",
-                                   "cv_accuracy_std", "test_accuracy_stderr", "baseline_test_accuracy"}
+                                   "cv_accuracy_std", "test_accuracy_stderr", "trivial_test_accuracy"}
     # Iris is easy: a perfect holdout roc_auc is flagged; the version is registered, not promoted.
     assert [w.code for w in result.warnings] == ["near_perfect_score"] and result.metrics["test_roc_auc"] >= 0.99
     assert not result.promotion.promoted and result.model_version == 1

@@ -269,7 +269,7 @@ def demo(args: argparse.Namespace) -> int:
     configure_logging("WARNING")
     from tools.demo import run_demo
 
-    return run_demo(dataset=args.dataset, target=args.target, trials=args.trials, data_home=args.data_home)
+    return run_demo(dataset=args.dataset, target=args.target, budget=args.budget, data_home=args.data_home)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -290,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
                              help="a data set name or a CSV path (default: the built-in NBA RAPTOR ratings)")
     demo_parser.add_argument("--target", default=None,
                              help="target column (default: predator_total for nba:raptor, 'target' for sklearn sets)")
-    demo_parser.add_argument("--trials", type=int, default=12, help="tuning trials (default 12)")
+    demo_parser.add_argument("--budget", type=float, default=None,
+                             help="the server's default tuning budget in seconds (default: its setting, 60)")
     demo_parser.add_argument("--data-home", default=None, help="where the MLflow store lives (default: data_home)")
     demo_parser.set_defaults(handler=demo)
 

@@ -7,8 +7,10 @@ impact rating) from his box-score impact, minutes, possessions and pace:
 
 list → describe → validate (the server names the player columns and the additive leaks) → a naive
 call, stopped by the data checks → the same call forced to train anyway, flagged and not promoted →
-tune with a group-by-player split → train a baseline and the tuned model on the holdout the search
-never saw → compare → promote the winner → predict for real player-seasons → open the MLflow UI.
+a baseline forest with a group-by-player split, champion → the default tuning call (the server picks
+the model within its budget) → ``run_pipeline(from_search=…)`` trains the winner on the holdout the
+search never saw, champion only if better beyond that holdout's noise → predict for real
+player-seasons → open the MLflow UI.
 
 Any other data set (``--dataset``: a catalog name, ``sklearn:iris``, or a CSV path) follows the same
 script, driven by what the server reports: it drops ``suggested_drop`` and splits by the first
@@ -33,12 +35,6 @@ DEFAULT_TARGET = "predator_total"
 # columns: they share the target's inputs (PREDATOR blends box-score and on/off information).
 RAPTOR_FEATURES = ["season", "poss", "mp", "raptor_box_offense", "raptor_box_defense", "pace_impact"]
 RAPTOR_EXAMPLES = [("Nikola Jokic", 2022), ("Stephen Curry", 2016), ("Rudy Gobert", 2019)]
-DEMO_SPACE = {
-    "n_estimators": {"type": "int", "low": 50, "high": 200, "log": True},
-    "max_depth": {"type": "categorical", "choices": [None, 6, 12, 24]},
-    "min_samples_leaf": {"type": "int", "low": 1, "high": 20},
-    "max_features": {"type": "categorical", "choices": ["sqrt", 1.0]},
-}
 
 
 class DemoError(RuntimeError):
@@ -77,11 +73,13 @@ def resolve_dataset(dataset: str) -> tuple[str, Path | None]:
     return dataset, None
 
 
-def server_parameters(data_home: Path, extra_data_dir: Path | None) -> StdioServerParameters:
+def server_parameters(data_home: Path, extra_data_dir: Path | None, budget: float | None = None) -> StdioServerParameters:
     from mcp_server.settings import Settings
 
     # The server's stderr is shown with ours: keep it to warnings so the session reads cleanly.
     env = {"NBA_MCP_DATA_HOME": str(data_home), "PYTHONUNBUFFERED": "1", "NBA_MCP_LOG_LEVEL": "WARNING"}
+    if budget is not None:  # the server's default budget: the demo's call stays the default call
+        env["NBA_MCP_DEFAULT_TIME_BUDGET_SECONDS"] = str(budget)
     if extra_data_dir is not None:
         dirs = [str(d) for d in Settings().data_dirs] + [str(extra_data_dir)]
         env["NBA_MCP_DATA_DIRS"] = json.dumps(dirs)
@@ -112,12 +110,18 @@ def example_rows(dataset: str, frame, n: int = 3):
     return frame.sample(n, random_state=0)
 
 
+def describe_run(label: str, result: dict[str, Any]) -> None:
+    baseline = result.get("baseline") or {}
+    say(f"  {label}: run {result['run_id']}, v{result['model_version']}: {short(result['metrics'])}; trivial model "
+        f"{baseline.get('score', float('nan')):.4f}; warnings: {[w['code'] for w in result['warnings']] or 'none'}; "
+        f"test rows {result['split']['n_test']} (digest {result['split']['test_digest']})")
+
+
 def short(metrics: dict[str, float]) -> str:
     return ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
 
 
-async def session(params: StdioServerParameters, dataset: str, data_dir: Path | None, target: str | None,
-                  trials: int) -> None:
+async def session(params: StdioServerParameters, dataset: str, data_dir: Path | None, target: str | None) -> None:
     async with Client(params) as client:
         tools = await client.list_tools()
         say(f"Connected over stdio: {len(tools.tools)} tools ({', '.join(t.name for t in tools.tools)})")
@@ -167,44 +171,41 @@ async def session(params: StdioServerParameters, dataset: str, data_dir: Path | 
             naive = await job_result(client, json.loads(naive.content[0].text))
             say(f"  status {naive['status']}, warnings: {[w['code'] for w in naive['warnings']]}")
 
-        # 3. The honest call: the columns the server named left out, a split by entity.
+        # 3. The honest call: the columns the server named left out, a split by entity, and nothing
+        # else: the server picks the estimator and its hyperparameters within its default budget.
         chosen = {"features": features} if features else {"drop": drop or None}
         chosen = {k: v for k, v in chosen.items() if v}
         say(f"\nThe corrected setup: {json.dumps(chosen)}; split {json.dumps(split)}")
         experiment = await call(client, "start_experiment", {"request": {"name": EXPERIMENT}})
         say(f"  experiment {experiment['name']!r} (id {experiment['experiment_id']}, "
             f"{'created' if experiment['created'] else 'reused'})")
-        tune_request = {"dataset": dataset, "target": target, **chosen, "split": split, "estimator": "random_forest",
-                        "strategy": "random", "space": DEMO_SPACE, "cv_folds": 3, "max_trials": trials, "seed": 42,
-                        "experiment_name": EXPERIMENT}
+        baseline = await job_result(client, await call(client, "run_pipeline", {"request": {
+            **pipeline, **chosen, "split": split, "run_name": f"{model_name}-baseline"}}, progress_callback=on_progress))
+        if baseline["status"] != "COMPLETED":
+            raise DemoError(f"pipeline baseline {baseline['status']}: {baseline['error']}")
+        describe_run("baseline (a random forest with its defaults)", baseline)
+
+        say("\nThe default call: data set, target, columns and split; the server picks the model.")
+        tune_request = {"dataset": dataset, "target": target, **chosen, "split": split, "experiment_name": EXPERIMENT}
         tuned = await job_result(client, await call(client, "tune_hyperparameters", {"request": tune_request},
                                                     progress_callback=on_progress), on_progress)
-        say(f"  best {tuned['scoring']} {tuned['best_score']:.4f} ({tuned['cv']}) after {tuned['n_trials']} trials "
-            f"with {tuned['best_params']}; holdout of {tuned['split']['n_test']} rows kept out "
-            f"(digest {tuned['split']['test_digest']})")
+        families = ", ".join(f"{f['name']} {f['best_score']:.4f} ({f['n_trials']} trials)"
+                             for f in tuned.get("families", []) if f.get("best_score") is not None)
+        say(f"  winner {tuned['estimator']}: best {tuned['scoring']} {tuned['best_score']:.4f} ({tuned['cv']}) after "
+            f"{tuned['n_trials']} trials in {tuned['elapsed_seconds']:.0f} s; families: {families or 'one'}; holdout of "
+            f"{tuned['split']['n_test']} rows kept out (digest {tuned['split']['test_digest']})")
 
-        runs = {}
-        for label, params in (("baseline", {}), ("tuned", tuned["best_params"])):
-            request = {**pipeline, **chosen, "split": split, "params": params, "promote": False,
-                       "run_name": f"{model_name}-{label}"}
-            result = await job_result(client, await call(client, "run_pipeline", {"request": request},
-                                                         progress_callback=on_progress))
-            if result["status"] != "COMPLETED":
-                raise DemoError(f"pipeline {label} {result['status']}: {result['error']}")
-            runs[label] = result
-            say(f"  {label}: run {result['run_id']}, {model_name} v{result['model_version']}: {short(result['metrics'])}; "
-                f"warnings: {[w['code'] for w in result['warnings']] or 'none'}; test rows {result['split']['n_test']} "
-                f"(digest {result['split']['test_digest']})")
-
-        comparison = await call(client, "compare_runs", {"run_ids": [runs["baseline"]["run_id"], runs["tuned"]["run_id"]]})
-        metric = f"test_{runs['tuned']['primary_metric']}"
-        line = comparison["metrics"][metric]
-        say(f"  {metric}: tuned − baseline = {line['diff'][runs['tuned']['run_id']]:+.4f}; "
-            f"differing params: {', '.join(comparison['params_differ']) or 'none'}")
-        winner = "tuned" if line["best_run"] == runs["tuned"]["run_id"] else "baseline"
-        decision = await call(client, "promote_model", {"request": {"model_name": model_name,
-                                                                    "version": runs[winner]["model_version"]}})
-        say(f"  {winner} v{decision['version']} → champion: {decision['promoted']} ({decision['reason']})")
+        found = await job_result(client, await call(client, "run_pipeline", {"request": {
+            "from_search": tuned["parent_run_id"], "model_name": model_name, "experiment_name": EXPERIMENT,
+            "run_name": f"{model_name}-tuned"}}, progress_callback=on_progress))
+        if found["status"] != "COMPLETED":
+            raise DemoError(f"pipeline of the search's winner {found['status']}: {found['error']}")
+        describe_run(f"the search's winner ({tuned['estimator']}, from_search)", found)
+        comparison = await call(client, "compare_runs", {"run_ids": [baseline["run_id"], found["run_id"]]})
+        metric = f"test_{found['primary_metric']}"
+        say(f"  {metric}: winner − baseline = {comparison['metrics'][metric]['diff'][found['run_id']]:+.4f} on the "
+            f"same {found['split']['n_test']} rows; champion: v{found['promotion']['version']} "
+            f"{'promoted' if found['promotion']['promoted'] else 'not promoted'} ({found['promotion']['reason']})")
 
         # 4. Use it.
         frame = load_frame(dataset, data_dir)
@@ -222,7 +223,7 @@ async def session(params: StdioServerParameters, dataset: str, data_dir: Path | 
         say(f"  server {health['version']} status={health['status']} tools called={sum(t['calls'] for t in health['tools'].values())}")
 
 
-def run_demo(*, dataset: str, target: str | None, trials: int, data_home: str | None) -> int:
+def run_demo(*, dataset: str, target: str | None, budget: float | None, data_home: str | None) -> int:
     from mcp_server.settings import Settings
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -232,7 +233,7 @@ def run_demo(*, dataset: str, target: str | None, trials: int, data_home: str | 
         target = DEFAULT_TARGET
     say(f"nba-mcp demo on {name!r}; MLflow store: sqlite:///{home / 'mlflow.db'}")
     try:
-        anyio.run(session, server_parameters(home, data_dir), name, data_dir, target, trials)
+        anyio.run(session, server_parameters(home, data_dir, budget), name, data_dir, target)
     except DemoError as exc:
         say(f"\nDemo stopped: {exc}")
         return 1

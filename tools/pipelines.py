@@ -122,7 +122,7 @@ def pipeline_work(app: AppState, request: StandardPipelineRequest, checked: Pipe
         )
         outcome = PipelineOutcome.of(result, experiment).model_dump(mode="json")
         if result.status is PipelineStatus.FAILED:  # the job did not do its job: its state says so
-            raise JobFailedError(f"stage {result.failed_stage} stopped the pipeline: {result.error}", result=outcome)
+            raise JobFailedError(f"the pipeline stopped: {result.error}", result=outcome)
         if result.warnings:
             codes = ", ".join(dict.fromkeys(w.code for w in result.warnings))
             job.report(len(result.stages), len(result.stages), f"done: {result.status.value}; flagged: {codes}")

@@ -204,7 +204,7 @@ class TuningRunLogger:
                 "n_fold_fits_saved": summary.n_fold_fits_saved,
             }
             if result.baseline_score is not None:  # a trivial model on the same folds: the bar to clear
-                metrics[f"baseline_cv_{self.scoring}"] = result.baseline_score
+                metrics[f"trivial_cv_{self.scoring}"] = result.baseline_score
             if summary.mean_score is not None:  # over the trials, not over one trial's folds
                 metrics.update({self.names["trials_mean"]: summary.mean_score,
                                 self.names["trials_std"]: summary.std_score or 0.0})

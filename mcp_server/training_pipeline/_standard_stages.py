@@ -185,11 +185,12 @@ def standard_stages(
         warnings.extend(holdout_reuse(tracker, run_id))
         record_evaluation(tracker, run_id, split=captured.get("split"), warnings=warnings)
         # Holdout scores as test_<metric>, beside cv_<metric>_mean / _std (docs/tracking.md); the
-        # trivial model's as baseline_test_<metric>, the noise of the primary one as its stderr.
+        # trivial model's as trivial_test_<metric> (sorted after the model's own in the UI), the noise of
+        # the primary one as its stderr.
         stderr = bootstrap_stderr(outputs, metric, seed=request.seed)
         return {**{f"test_{k}": v for k, v in holdout_scores.items()},
                 **({f"test_{metric}_stderr": stderr} if stderr is not None else {}),
-                f"baseline_test_{metric}": baseline.score,
+                f"trivial_test_{metric}": baseline.score,
                 **{k: v for k, v in metrics.items() if k.startswith("cv_")}}
 
     def compare_with_baseline(outputs, prepared_data, metric) -> BaselineScore:
