@@ -202,6 +202,7 @@ def test_halving_regression_over_boosting_iterations():
         estimator=HistGradientBoostingRegressor(max_iter=40, early_stopping=False, random_state=0), X=X_r, y=y_r,
         space={"learning_rate": {"type": "float", "low": 0.01, "high": 0.5, "log": True}}, strategy="halving",
         scoring="r2", cv_folds=3, seed=0, halving={"n_candidates": 9},
+        max_trials=9 + 3,  # one bracket, without the default time budget (60 s) cutting it on a loaded box
     )
     assert sorted({t.resource for t in result.trials}) == [13, 40]
     assert result.summary.total_trials == 9 + 3
