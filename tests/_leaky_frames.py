@@ -10,6 +10,9 @@
   both labels, each row its own game: de-duplicating on features and label inverts the model.
 - ``noise_frame`` / ``inverted_frame``: no signal at all; a signal that flips sign in the last 20%
   of the rows (a time split then tests a model below chance).
+- ``shooting_log``: one row per team per game with both teams' shooting counts (field goals, threes
+  and free throws made, for and against), the scores dropped: the six counts still rebuild both
+  scores exactly, so a weighted sum of them decides the game though no one column or pair does.
 """
 
 from __future__ import annotations
@@ -67,6 +70,44 @@ def player_seasons(n_players: int = 150, seasons: int = 6, seed: int = 0) -> pd.
                          "minutes": minutes, "height": round(height, 1), "weight": round(weight, 1),
                          "pts": max(0.0, level * minutes / 25 + rng.normal(0, 1.0))})
     return pd.DataFrame(rows)
+
+
+SHOOTING_COLUMNS = ["fgm", "fg3m", "ftm", "opp_fgm", "opp_fg3m", "opp_ftm"]
+
+
+def shooting_log(n_games: int = 2500, seed: int = 0, *, target: str = "win") -> pd.DataFrame:
+    """One row per team per game (~5000 rows): ``fgm`` (threes included), ``fg3m``, ``ftm`` of the
+    team and ``opp_*`` of its opponent, with points ``2 * (fgm - fg3m) + 3 * fg3m + ftm`` in every
+    row; the scores themselves are dropped. ``target``: ``win`` (1 when the team scored more; no
+    ties) or ``margin`` (its points minus the opponent's). Beside them: ``home``, ``rest_days``,
+    ``game_number``, ``opponent_id`` (weak or no signal), a ``game_date`` and a ``row_id`` index."""
+    if target not in ("win", "margin"):
+        raise ValueError(f"target must be 'win' or 'margin', got {target!r}")
+    rng = np.random.default_rng(seed)
+    dates = pd.date_range("2021-10-19", periods=n_games // 12 + 1, freq="D")
+    played = np.zeros(30, dtype=int)
+    rows = []
+    for game in range(n_games):
+        teams = rng.choice(30, 2, replace=False)  # the first is at home
+        fg3m = rng.poisson(12, 2)
+        fgm = rng.poisson(29, 2) + fg3m
+        ftm = rng.poisson([18, 16])  # a little home advantage at the line
+        pts = 2 * (fgm - fg3m) + 3 * fg3m + ftm
+        if pts[0] == pts[1]:
+            continue  # overtime would decide it: no ties in basketball
+        played[teams] += 1
+        for side in (0, 1):
+            other = 1 - side
+            rows.append({
+                "game_date": dates[game // 12].strftime("%Y-%m-%d"), "home": int(side == 0),
+                "rest_days": int(rng.integers(0, 4)), "game_number": int(played[teams[side]]),
+                "opponent_id": int(teams[other]),
+                "fgm": int(fgm[side]), "fg3m": int(fg3m[side]), "ftm": int(ftm[side]),
+                "opp_fgm": int(fgm[other]), "opp_fg3m": int(fg3m[other]), "opp_ftm": int(ftm[other]),
+                target: int(pts[side] > pts[other]) if target == "win" else int(pts[side] - pts[other]),
+            })
+    frame = pd.DataFrame(rows)
+    return frame.rename_axis("row_id").reset_index()
 
 
 N_TEAMS, N_GAMES = 30, 82

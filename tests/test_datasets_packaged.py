@@ -60,6 +60,20 @@ def test_schema_names_players_time_and_the_additive_leaks(catalog):
     assert not result.find("unexpected_columns") and not result.find("dtype")
 
 
+def test_raptor_blended_from_its_box_and_on_off_parts_is_a_linear_leak(catalog):
+    # raptor_offense = 0.85 * raptor_box_offense + 0.21 * raptor_onoff_offense (residual sd 1% of its own):
+    # no sum or difference, so no pair finding; the pair the screen finds (total - defense) is one way,
+    # the blend is another, and dropping the pair alone would leave the blend in.
+    result = DataValidationPipeline().validate(catalog.load("nba:raptor"), "nba:raptor", target="raptor_offense")
+    assert [set(i.drop) for i in result.find("pair_leak")] == [{"raptor_total", "raptor_defense"}]
+    (blend,) = result.find("linear_leak")
+    assert set(blend.drop) == {"raptor_box_offense", "raptor_onoff_offense"} and blend.score >= 0.999
+    # The box-score features the examples train on are honest for PREDATOR: nothing found among them.
+    screened = DataValidationPipeline().validate(catalog.load("nba:raptor"), "nba:raptor", target="predator_total",
+                                                 features=BOX)
+    assert not [i for i in screened.issues if i.rule.endswith(("_leak", "_copy"))]
+
+
 def test_a_pipeline_records_the_data_set_and_its_holdout_as_inputs(tmp_path):
     settings = Settings(data_home=tmp_path, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     tracker = MLflowExperimentTracker("packaged", settings=settings)

@@ -9,9 +9,13 @@ import pytest
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris, load_wine
 
 from mcp_server.data_validation_pipeline import DataValidationPipeline
-from tests._leaky_frames import player_seasons, read_game_log
+from mcp_server.data_validation_pipeline._target_leaks import leak_findings
+from mcp_server.error_handling import InvalidRequestError
+from mcp_server.evaluation import apply_leak_check, leak_errors, screen_features
+from tests._leaky_frames import SHOOTING_COLUMNS, player_seasons, read_game_log, shooting_log
 
-LEAK_RULES = {"identifier_column", "datetime_column", "entity_column", "target_copy", "target_leak", "pair_leak"}
+LEAK_RULES = {"identifier_column", "datetime_column", "entity_column", "target_copy", "target_leak", "pair_leak",
+              "linear_leak"}
 
 
 def _by_rule(result) -> dict[str, list]:
@@ -113,3 +117,59 @@ def test_entities_repeat_and_categories_do_not():
     result = DataValidationPipeline().validate(seasons, "t", target="pts")
     assert [i.column for i in result.find("entity_column")] == ["player_name"]
     assert "split={'kind': 'group', 'column': 'player_name'}" in result.find("entity_column")[0].message
+
+
+@pytest.mark.parametrize(("target", "task", "metric"), [("win", "classification", "roc_auc"),
+                                                        ("margin", "regression", "r2")])
+def test_shooting_counts_that_rebuild_both_scores_are_a_linear_leak(target, task, metric):
+    games = shooting_log(target=target)
+    honest = [c for c in games.columns if c not in (target, "row_id", "game_date")]
+    # No single column or pair gives it away: the single-column and pair screens alone see nothing.
+    assert leak_findings(games, target, honest, task=task, threshold=0.98, max_rows=10_000, linear=False) == []
+    result = DataValidationPipeline().validate(games, "games", target=target)
+    (leak,) = result.find("linear_leak")
+    assert leak.severity == "error" and set(leak.drop) == set(SHOOTING_COLUMNS) and leak.score >= 0.999
+    assert leak.message.startswith("columns ") and f"together predict {target!r}" in leak.message
+    assert metric in leak.message and leak.message.endswith(f"drop them (drop=[{', '.join(map(repr, leak.drop))}])")
+    assert not result.find("pair_leak") and not result.find("target_leak") and not result.passed
+    assert result.suggested_drop == ["row_id", "game_date", *leak.drop]
+    # Without the six counts the rest (home, rest days, game number, opponent) leaks nothing.
+    rest = DataValidationPipeline().validate(games.drop(columns=SHOOTING_COLUMNS), "games", target=target)
+    assert not [i for i in rest.issues if i.rule in LEAK_RULES - {"identifier_column", "datetime_column"}]
+
+
+def test_a_partial_rebuild_is_strong_but_not_a_leak():
+    games = shooting_log(target="win").drop(columns=["opp_ftm"])  # one count missing: the result is uncertain
+    result = DataValidationPipeline().validate(games, "games", target="win")
+    assert not result.find("linear_leak") and not result.find("pair_leak")
+
+
+def test_a_linear_leak_stops_a_job_with_the_columns_to_drop():
+    games = shooting_log(target="win")
+    features = [c for c in games.columns if c not in ("win", "row_id", "game_date")]
+    findings = leak_errors(screen_features(games, "win", features, dataset="games"))
+    assert [(i.rule, set(i.drop)) for i in findings] == [("linear_leak", set(SHOOTING_COLUMNS))]
+    with pytest.raises(InvalidRequestError) as stopped:
+        apply_leak_check(findings, "stop")
+    assert "data checks stopped this job before training" in str(stopped.value)
+    assert f"Fix: drop={findings[0].drop!r}" in str(stopped.value)
+    (warning,) = apply_leak_check(findings, "warn")
+    assert warning.code == "leak_suspect" and set(warning.columns) == set(SHOOTING_COLUMNS)
+
+
+def test_a_leak_one_pair_explains_is_not_named_again(tmp_path):
+    games = read_game_log(tmp_path)  # PTS - OPP_PTS decides WL: a pair leak, and the linear model sees it too
+    result = DataValidationPipeline().validate(games, "games", target="WL")
+    assert [set(i.drop) for i in result.find("pair_leak")] == [{"PTS", "OPP_PTS"}]
+    assert not result.find("linear_leak")
+
+
+def test_wide_noise_with_a_real_signal_is_no_linear_leak():
+    rng = np.random.default_rng(3)
+    n, width = 2000, 250  # more columns than the linear screen takes: the most predictive alone go first
+    frame = pd.DataFrame(rng.normal(size=(n, width)), columns=[f"x{i}" for i in range(width)])
+    frame["y"] = (frame["x0"] + 0.5 * frame["x1"] + 0.2 * rng.normal(size=n) > 0).astype(int)
+    assert not DataValidationPipeline().validate(frame, "wide", target="y").find("linear_leak")
+    frame["y"] = (frame["x0"] + 0.5 * frame["x1"] - 0.7 * frame["x2"] > 0).astype(int)  # exactly a weighted sum
+    (leak,) = DataValidationPipeline().validate(frame, "wide", target="y").find("linear_leak")
+    assert set(leak.drop) == {"x0", "x1", "x2"}

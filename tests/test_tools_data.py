@@ -6,9 +6,32 @@ import pytest
 from mcp import Client
 
 from mcp_server import rbac
-from tests.support import payload, NOBODY, VIEWER, error_text, template_db, tool_server, tool_settings  # noqa: F401
+from tests._leaky_frames import SHOOTING_COLUMNS, shooting_log
+from tests.support import (  # noqa: F401
+    NOBODY,
+    VIEWER,
+    data_folder,
+    error_text,
+    isolated_settings,
+    payload,
+    template_db,
+    tool_server,
+    tool_settings,
+)
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def games_server(tmp_path_factory, template_db):
+    """A server whose data folder holds ``shooting.csv``: both teams' shooting counts rebuild the scores."""
+    from tools.server import build_server
+
+    folder = tmp_path_factory.mktemp("games")
+    shooting_log(target="win").to_csv(folder / "shooting.csv", index=False)
+    server = build_server(isolated_settings(tmp_path_factory.mktemp("home"), template_db, data_dirs=[folder]))
+    yield server
+    server.state.close()
 
 
 async def test_list_datasets_shows_files_and_builtins(tool_server):
@@ -77,3 +100,58 @@ async def test_viewer_may_read_data_and_a_roleless_principal_may_not(tool_server
         async with Client(tool_server) as client:
             assert (await client.list_tools()).tools == []
             assert error_text(await client.call_tool("list_datasets", {})).endswith("permission denied")
+
+
+async def test_validate_data_names_the_columns_that_rebuild_the_answer_together(games_server):
+    async with Client(games_server) as client:
+        table = payload(await client.call_tool("validate_data", {"request": {"dataset": "shooting", "target": "win"}}))
+        described = payload(await client.call_tool("describe_dataset", {"name": "shooting", "target": "win"}))
+    (leak,) = [i for i in table["issues"] if i["rule"] == "linear_leak"]
+    assert leak["severity"] == "error" and set(leak["drop"]) == set(SHOOTING_COLUMNS) and not table["passed"]
+    assert table["suggested_drop"] == ["row_id", "game_date", *leak["drop"]]
+    assert not [i for i in table["issues"] if i["rule"] in ("pair_leak", "target_leak")]
+    assert [set(f["drop"]) for f in described["findings"] if f["rule"] == "linear_leak"] == [set(SHOOTING_COLUMNS)]
+
+
+@pytest.mark.parametrize(
+    ("job", "errors"),
+    [
+        # A job's columns: the identifier and the date dropped, the six counts left in.
+        ({"drop": ["row_id", "game_date"]}, {"linear_leak"}),
+        # The date as the time split's column is never a feature; the row id is (an error, not a warning).
+        ({"split": {"kind": "time", "column": "game_date"}}, {"identifier_column", "linear_leak"}),
+        ({"drop_columns": ["row_id", "game_date", *SHOOTING_COLUMNS]}, set()),
+        ({"features": ["home", "rest_days", "game_number", "opponent_id"]}, set()),
+        ({"features": ["home", "fgm", "ftm"]}, set()),
+    ],
+)
+async def test_validate_data_checks_the_columns_a_job_would_train_on(games_server, job, errors):
+    request = {"dataset": "shooting", "target": "win", **job}
+    async with Client(games_server) as client:
+        report = payload(await client.call_tool("validate_data", {"request": request}))
+    assert {i["rule"] for i in report["issues"] if i["severity"] == "error"} == errors
+    assert report["passed"] == (not errors)
+    assert not [i for i in report["issues"] if i["column"] == "game_date" and "split" in job]
+
+
+@pytest.mark.parametrize(
+    ("job", "expected"),
+    [
+        ({"features": ["home", "nope"]}, "features names unknown column(s) 'nope'; valid columns: row_id, game_date"),
+        ({"drop": ["zz"]}, "drop names unknown column(s) 'zz'; valid columns: row_id"),
+        ({"features": ["home", "win"]}, "features must not include the target column 'win'"),
+        ({"split": {"kind": "group", "column": "nope"}}, "split.column 'nope' is not a column; valid columns: row_id"),
+        ({"split": {"kind": "time", "column": "game_date"}, "features": ["home", "game_date"]},
+         "features must not include the split column 'game_date'"),
+        ({"split": {"kind": "group", "column": "win"}}, "split.column must not be the target 'win'"),
+        ({"split": {"kind": "group"}}, "split.column is required for kind 'group'"),
+        ({"split": {"kind": "random"}}, "invalid split: kind: Input should be 'kfold', 'group' or 'time'"),
+        ({"drop": [*SHOOTING_COLUMNS, "row_id", "game_date", "home", "rest_days", "game_number", "opponent_id"]},
+         "no feature columns left"),
+    ],
+)
+async def test_validate_data_refuses_a_job_it_could_not_train(games_server, job, expected):
+    async with Client(games_server) as client:
+        text = error_text(await client.call_tool("validate_data", {"request": {"dataset": "shooting", "target": "win",
+                                                                                **job}}))
+    assert expected in text

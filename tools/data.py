@@ -1,14 +1,15 @@
 """Data tools: list_datasets, describe_dataset, validate_data."""
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import anyio
 from mcp.server.mcpserver import Context
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from mcp_server import rbac
 from mcp_server.data_validation_pipeline import DataValidationPipeline, ValidationResult
-from mcp_server.datasets import DatasetDescription
+from mcp_server.datasets import DatasetDescription, job_features
+from mcp_server.evaluation import SplitSpec, check_split, coerce_split
 from tools.app_state import state_of
 from tools.fields import DatasetName, TargetColumn
 from tools.registration import READ_ONLY, ml_tool
@@ -26,14 +27,30 @@ class DatasetList(BaseModel):
     datasets: list[DatasetEntry]
 
 
+# Column names, bounded; each must be a column of the data set (job_features says which are not).
+Columns = Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=1000)]
+
+
 class ValidateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # With features, drop or split: exactly the columns a job with the same arguments trains on. The
+    # split is checked as a SplitSpec (coerce_split) but not inlined in the schema, and empty lists
+    # mean "not given": tools/list stays within its 24,000 characters.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
     dataset: DatasetName
     target: TargetColumn = None
     schema_name: str | None = Field(
         default=None, min_length=1, max_length=100, description="A packaged schema, e.g. 'player_stats'"
     )
+    features: Columns = Field(default_factory=list)
+    drop: Columns = Field(default_factory=list, validation_alias=AliasChoices("drop", "drop_columns"))
+    split: dict[str, Any] = Field(
+        default_factory=dict, max_length=5, description="e.g. {'kind': 'group', 'column': 'team'}")
     fail_on_warnings: bool = False
+
+    @property
+    def for_job(self) -> bool:
+        """Features, drop or split given: check what a job would train on, not the whole table."""
+        return bool(self.features or self.drop or self.split)
 
 
 @ml_tool(permission=rbac.Permission.READ, annotations=READ_ONLY)
@@ -56,13 +73,25 @@ async def describe_dataset(name: DatasetName, ctx: Context, target: TargetColumn
 async def validate_data(request: ValidateRequest, ctx: Context) -> ValidationResult:
     """Check a data set before training: schema, types, missing values, duplicates, identifier and date columns, and (with a target) target leaks.
 
-    Errors mean the data cannot be trained on as declared; suggested_drop lists the columns to leave out.
+    Given a job's features, drop and split, checks just the columns it trains on; suggested_drop lists what to leave out.
     """
 
     def validate() -> ValidationResult:
-        frame = state_of(ctx).catalog.load(request.dataset)
-        pipeline = DataValidationPipeline({"fail_on_warnings": request.fail_on_warnings})
-        return pipeline.validate(frame, request.dataset, schema=request.schema_name, target=request.target)
+        app = state_of(ctx)
+        frame = app.catalog.load(request.dataset)
+        settings = app.settings
+        pipeline = DataValidationPipeline({"fail_on_warnings": request.fail_on_warnings,
+                                           "leak_threshold": settings.leak_threshold,
+                                           "leak_screen_rows": settings.leak_screen_rows})
+        target, features = request.target, None
+        if request.for_job:  # the job's columns: identifiers, dates, entities and leaks among them are errors
+            target = app.catalog.target_for(request.dataset, request.target)
+            split = coerce_split(request.split or None) or SplitSpec()
+            features = job_features(frame, target, request.features or None, request.drop,
+                                    split_column=split.column)
+            check_split(split, frame, target=target, n_folds=None)
+        return pipeline.validate(frame, request.dataset, schema=request.schema_name, target=target,
+                                 features=features)
 
     return await anyio.to_thread.run_sync(validate)
 

@@ -5,9 +5,10 @@
 
 Severities (errors fail validation, warnings and info do not unless ``fail_on_warnings``):
 
-Leak checks (``_leakage``, ``_target_leaks``): identifier, date and entity columns, columns derived from two others,
-and features that alone predict the target (a copy, a near-perfect single column, a difference or
-ratio of two). Without ``features`` they describe the data (identifiers and dates are warnings);
+Leak checks (``_leakage``, ``_target_leaks``, ``_linear_leaks``): identifier, date and entity
+columns, columns derived from two others, and features that alone predict the target (a copy, a
+near-perfect single column, a difference or ratio of two, a weighted sum of several under a sparse
+linear model). Without ``features`` they describe the data (identifiers and dates are warnings);
 with ``features`` (a job's columns) identifiers, dates and leaks among them are errors.
 
 error    the data cannot be trained on as declared: fewer rows than ``min_rows``, a required

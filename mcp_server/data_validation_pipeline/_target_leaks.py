@@ -1,9 +1,10 @@
-"""Features that give the target away: a copy of it, one column that predicts it almost alone, or a
-difference, sum or ratio of two that does.
+"""Features that give the target away: a copy of it, one column that predicts it almost alone, a
+difference, sum or ratio of two that does, or a weighted sum of several (``_linear_leaks``).
 
 target_copy  a feature that is the target re-encoded (one-to-one)
 target_leak  a feature that alone predicts the target almost perfectly (cross-validated)
 pair_leak    a difference, sum or ratio of two features that alone predicts the target
+linear_leak  a sparse linear model of the numeric features not named above predicts it (stricter bar)
 
 The single-feature screen is a per-bin model: a numeric column is cut into quantile bins (text into
 its most frequent values), each bin predicts the training folds' target mean, scored by 3-fold CV
@@ -17,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mcp_server.data_validation_pipeline._leakage import MIN_ROWS, quoted
+from mcp_server.data_validation_pipeline._linear_leaks import linear_leaks
 from mcp_server.data_validation_pipeline._result import Issue
 from mcp_server.data_validation_pipeline._schema import dtype_kind
 
@@ -140,9 +142,10 @@ def _is_target_copy(x: pd.Series, y: pd.Series) -> bool:
 
 def leak_findings(
     df: pd.DataFrame, target: str, features: list[str], *, task: str, threshold: float, max_rows: int,
-    seed: int = 0,
+    seed: int = 0, linear: bool = True,
 ) -> list[Issue]:
-    """Features (and pairs of numeric features) that alone predict ``target`` at ``threshold`` or better."""
+    """Features (and pairs of numeric features) that alone predict ``target`` at ``threshold`` or better,
+    and (``linear``) numeric features that do together under a linear model."""
     import numpy as np
 
     labelled = np.flatnonzero(df[target].notna().to_numpy())
@@ -175,8 +178,12 @@ def leak_findings(
                         f"drop it (drop=[{quoted(name)}])"))
         elif dtype_kind(series) in {"int", "float"}:
             numeric_scores[name] = score
-    issues += _pair_leaks(rows, target, numeric_scores, scorer, task=task, threshold=threshold)
-    return issues
+    pairs = _pair_leaks(rows, target, numeric_scores, scorer, task=task, threshold=threshold)
+    if not linear:
+        return issues + pairs
+    paired = {c for issue in pairs for c in issue.drop}  # a leak already named is not named again
+    unexplained = {c: s for c, s in numeric_scores.items() if c not in paired}
+    return issues + pairs + linear_leaks(rows, target, unexplained, scorer, threshold=threshold)
 
 
 def _combine(op: str, x: np.ndarray, z: np.ndarray) -> np.ndarray:

@@ -32,6 +32,7 @@ from mcp_server.datasets._describe import (
     DatasetDescription,
     TargetSummary,
     describe_frame,
+    job_features,
     load_xy,
 )
 
@@ -50,5 +51,6 @@ __all__ = [
     "DatasetInfo",
     "TargetSummary",
     "describe_frame",
+    "job_features",
     "load_xy",
 ]

@@ -46,7 +46,7 @@ class TargetSummary(BaseModel):
 
 # What describe reports from the leak checks: what a column is, and target leaks when a target is named.
 FINDING_RULES = ("identifier_column", "datetime_column", "entity_column", "derived_column",
-                 "target_copy", "target_leak", "pair_leak")
+                 "target_copy", "target_leak", "pair_leak", "linear_leak")
 
 
 class DatasetDescription(BaseModel):
@@ -158,6 +158,35 @@ def _check_columns(names: list[str], frame: pd.DataFrame, *, field: str) -> None
             f"{field} names unknown column(s) {', '.join(map(repr, missing))}; "
             f"valid columns: {bounded_list(valid)}"
         )
+
+
+def job_features(
+    df: pd.DataFrame,
+    target: str,
+    features: list[str] | None = None,
+    drop: list[str] | None = None,
+    *,
+    split_column: str | None = None,
+) -> list[str]:
+    """The columns a tuning or pipeline job trains on: ``features`` as given (default: every column
+    but the target and the split column) minus ``drop``. Raises naming the field on an unknown
+    column, on the target or the split column among ``features``, or when nothing is left."""
+    _check_columns([target], df, field="target")
+    if features is not None:
+        _check_columns(list(features), df, field="features")
+        if target in features:
+            raise InvalidRequestError(f"features must not include the target column {target!r}")
+        if split_column is not None and split_column in features:
+            raise InvalidRequestError(
+                f"features must not include the split column {split_column!r}: it only decides the folds")
+    if drop:
+        _check_columns(list(drop), df, field="drop")
+    columns = (list(dict.fromkeys(features)) if features is not None
+               else [str(c) for c in df.columns if c not in (target, split_column)])
+    columns = [c for c in columns if c not in set(drop or ())]
+    if not columns:
+        raise InvalidRequestError("no feature columns left after removing the target, the split column and drop")
+    return columns
 
 
 def load_xy(

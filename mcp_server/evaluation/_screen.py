@@ -1,9 +1,10 @@
 """The first step of every tuning and pipeline job: screen the columns a model will use.
 
-Identifier, date and entity columns among the features, and features (or pairs) that predict the
-target almost alone, are error-level findings. With ``leak_check='stop'`` (the default) they stop the job
-before any training, with the columns to drop; with ``'warn'`` the job goes on and its result
-carries ``leak_suspect`` warnings, so its model is flagged and never promoted by itself.
+Identifier, date and entity columns among the features, and features (pairs, or a weighted sum of
+several) that predict the target almost alone, are error-level findings. With ``leak_check='stop'``
+(the default) they stop the job before any training, with the columns to drop; with ``'warn'`` the
+job goes on and its result carries ``leak_suspect`` warnings, so its model is flagged and never
+promoted by itself.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 LeakCheck = Literal["stop", "warn"]
 _DROP_ADVICE = re.compile(r"; drop (?:it|them)\b")
 LEAK_RULES = frozenset({"identifier_column", "datetime_column", "entity_column", "target_copy", "target_leak",
-                        "pair_leak"})
+                        "pair_leak", "linear_leak"})
 
 
 def screen_features(
