@@ -28,8 +28,9 @@ beforehand, so the same leak is never reported twice.
 
 Cost is bounded: the screen's sampled rows, at least ``MIN_ROWS`` of them, at most
 ``MAX_COLUMNS`` columns (the most predictive alone first) and one per ``ROWS_PER_COLUMN`` rows,
-limited solver iterations (a fit that has not converged still gives its weights). It adds 4–30% to
-the leak screen (benchmark ``honest_evaluation``); the first call imports scikit-learn's linear models.
+limited solver iterations (a fit that has not converged still gives its weights). It adds 8–40% to
+the leak screen (benchmark ``honest_evaluation``: 1.39x on the game log it exists for, 1.14x on
+``all_seasons``, 1.09x on 100k rows x 52 columns); the first call imports scikit-learn's linear models.
 """
 
 from __future__ import annotations
