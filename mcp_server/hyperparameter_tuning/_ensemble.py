@@ -7,7 +7,8 @@ AutoGluon's ``greedy_ensemble/ensemble_selection.py`` (and auto-sklearn's) is th
 2. ``out_of_fold``: each candidate refitted on exactly the search's folds (its family's pipeline,
    as the evaluator fits it), predicting each fold's validation rows — class probabilities for a
    classifier, predictions for a regressor. Group and time folds stay what they were. Candidates
-   whose cost (their trial's) would not end before the deadline are skipped.
+   whose cost (their trial's) would not end before the deadline are skipped. The refits run one
+   at a time in the calling thread, native pools bounded to the job's share.
 3. ``greedy_selection``: ``ROUNDS`` rounds of adding, with replacement, the candidate that makes the
    averaged ensemble score best; ties go to a candidate already chosen (then to the better single
    model); only the best prefix of the trajectory is kept; weights = counts / total.
@@ -31,6 +32,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from mcp_server.hyperparameter_tuning._cv import take
 from mcp_server.hyperparameter_tuning._portfolio import FAMILY_KEY, split_family
 from mcp_server.hyperparameter_tuning._types import EnsembleMember, EnsembleResult, TrialRecord, TrialState
+from mcp_server.threads import fit_threads, limit_threads
 
 logger = logging.getLogger(__name__)
 
@@ -189,8 +191,9 @@ def build_ensemble(trials: Sequence[TrialRecord], evaluator: Any, *, scorer: Any
                         deadline - time.monotonic())
             continue
         try:
-            found = out_of_fold(evaluator, trial.params, classes=classes, deadline=deadline,
-                                should_stop=should_stop)
+            with limit_threads(fit_threads(1)):  # one fit at a time: the job's share (rule 19)
+                found = out_of_fold(evaluator, trial.params, classes=classes, deadline=deadline,
+                                    should_stop=should_stop)
         except Exception as exc:  # a candidate that fit in the search but not here: leave it out
             logger.warning("ensemble: trial %d could not be refitted: %r", trial.number, exc)
             continue
