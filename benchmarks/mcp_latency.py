@@ -38,7 +38,10 @@ SPAWN_TARGET = 1.5
 P50_TARGET = 0.050
 READ_TOOLS = ("get_run", "search_runs", "compare_runs")
 HTTP_TOKEN = "bench-token-0123456789abcdef"
-TOOLS_LIST_BUDGET = 24_000
+# 24,000 until run_pipeline took a search's ensemble (its members' schema) and validate_data a job's
+# columns and split (issues 27, 28): 24,703 measured then, descriptions already trimmed; the budget
+# keeps a margin for one more field, no more.
+TOOLS_LIST_BUDGET = 25_000
 
 MINIMAL_SERVER = (
     "from mcp.server import MCPServer\n"

@@ -61,8 +61,9 @@ def _generated_titles(schema) -> list[str]:
     return own + [t for key, value in schema.items() if key != "default" for t in _generated_titles(value)]
 
 
-# What an agent pays to read the tools: every tool, under this many characters of tools/list.
-TOOLS_LIST_BUDGET = 24_000
+# What an agent pays to read the tools: every tool, under this many characters of tools/list (the
+# benchmark's budget, benchmarks/mcp_latency.py, says why it is no longer 24,000).
+TOOLS_LIST_BUDGET = 25_000
 
 
 async def test_tools_list_fits_the_budget(tool_server):

@@ -144,15 +144,16 @@ class FamilyResult(BaseModel):
 
 
 class EnsembleMember(BaseModel):
-    """One model of a weighted ensemble: an allow-listed estimator, its params and its weight."""
+    # One model of a weighted ensemble: an allow-listed estimator, its params and its weight. A comment,
+    # not a docstring: run_pipeline's schema inlines this model.
 
     model_config = ConfigDict(extra="forbid")
 
     estimator: str = Field(min_length=1, max_length=100)
     params: dict[str, Any] = Field(default_factory=dict, max_length=50)
     weight: float = Field(gt=0, le=1)
-    trial: int | None = Field(default=None, description="The search trial it comes from")
-    cv_score: float | None = Field(default=None, description="Its own score on the search's folds")
+    trial: int | None = None  # the search trial it comes from
+    cv_score: float | None = None  # its own score on the search's folds
 
 
 class EnsembleResult(BaseModel):

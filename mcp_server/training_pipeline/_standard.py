@@ -56,7 +56,7 @@ class StandardPipelineRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())
 
     from_search: str | None = Field(
-        default=None, pattern=r"^[0-9a-f]{12}([0-9a-f]{20})?$",
+        default=None, pattern=r"^[0-9a-f]{12}([0-9a-f]{20})?$", max_length=32,
         description="A tuning job id or parent_run_id: train its winner on its data and split")
     dataset: str | None = Field(default=None, min_length=1, max_length=200, description="A name from list_datasets")
     target: str | None = Field(default=None, min_length=1, max_length=200, description="Column to predict")
@@ -71,8 +71,7 @@ class StandardPipelineRequest(BaseModel):
         default_factory=dict, max_length=50, description="Hyperparameters, e.g. a tuning job's best_params")
     ensemble: list[EnsembleMember] | None = Field(
         default=None, min_length=2, max_length=MAX_ENSEMBLE_MEMBERS,
-        description="estimator='ensemble': its members (estimator, params, weight), e.g. a search's ensemble; "
-                    "from_search fills it when the search's ensemble won")
+        description="estimator='ensemble': its members; from_search fills it")
     task: Literal["classification", "regression"] | None = Field(default=None, description="Default: inferred")
     drop_duplicates: bool = Field(
         default=True, description="Drop rows repeated in every column")
