@@ -68,12 +68,12 @@ def test_demo_plays_the_whole_session_on_an_nba_csv(data_home):
     env = {k: v for k, v in os.environ.items() if not k.startswith("NBA_MCP_")}
     completed = subprocess.run(
         [sys.executable, "-m", "tools.cli", "demo", "--dataset", str(data_folder() / "nba_logreg.csv"),
-         "--target", "TARGET_5Yrs", "--trials", "3", "--data-home", str(data_home)],
+         "--target", "TARGET_5Yrs", "--budget", "6", "--data-home", str(data_home)],
         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=240,
     )
     out = completed.stdout
     assert completed.returncode == 0, out + completed.stderr
     for expected in ("→ validate_data", "column 'Name' is an identifier", "data checks stopped this job",
-                     "drop=['Name']", "flagged: leak_suspect", "… trial 3/3, best roc_auc", "→ compare_runs",
-                     "→ promote_model", "predicted TARGET_5Yrs", "mlflow ui --backend-store-uri sqlite:///"):
+                     "drop=['Name']", "flagged: leak_suspect", "→ tune_hyperparameters", "winner ",
+                     "→ compare_runs", "from_search", "predicted TARGET_5Yrs", "mlflow ui --backend-store-uri sqlite:///"):
         assert expected in out, expected

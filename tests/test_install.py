@@ -80,7 +80,8 @@ def test_demo_runs_from_an_unrelated_folder(installed):
     # flagged and not promoted when forced; the champion is the corrected, group-split model.
     for expected in ("column 'player_name' identifies repeating entities", "column 'player_id' identifies",
                      "'raptor_total' = 'raptor_offense' + 'raptor_defense'", "stopped: ", "flagged: leak_suspect",
-                     "champion: False", "→ champion: True", "Nikola Jokic 2022: predicted predator_total"):
+                     "champion: False", "baseline (a random forest", "the search's winner", "champion: v",
+                     "Nikola Jokic 2022: predicted predator_total"):
         assert expected in out, expected
     from mlflow import MlflowClient
 
