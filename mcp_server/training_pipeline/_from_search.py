@@ -40,7 +40,7 @@ def request_from_search(request: StandardPipelineRequest, tracker: Tracker) -> S
     except NotFoundError:
         raise InvalidRequestError(f"search {parent!r} has not finished, or was run by an earlier release that did not "
                                   "record its request; train with estimator and params instead") from None
-    if not summary.get("best_params") and summary.get("best_params") != {}:
+    if summary.get("best_params") is None:
         raise InvalidRequestError(f"search {parent!r} has no complete trial: there is no winner to train")
     found: dict[str, Any] = {k: searched.get(k) for k in _FROM_REQUEST if searched.get(k) is not None}
     found["estimator"] = summary.get("estimator") or searched.get("estimator")

@@ -208,7 +208,7 @@ def standard_stages(
     def holdout_reuse(tracker, run_id):
         """Count the runs of this model name judged on this very holdout (same test-row digest)."""
         split = captured.get("split")
-        limit = getattr(settings, "holdout_reuse_limit", None) if settings is not None else None
+        limit = getattr(settings, "holdout_reuse_limit", None)
         if split is None or not limit:
             return []
         # Runs before this one (its own digest tag is written after this check), in every experiment.
