@@ -79,6 +79,7 @@ def check_dask_cluster(section: Section) -> None:
 
 def check_halving(section: Section) -> None:
     assert row(section, "(primary)").target == "≤ 0.25×"
+    assert "default factor (5)" in row(section, "(primary)").measure  # the default earns its place
     assert row(section, "HalvingGridSearchCV").ratio.endswith(("×", "∞"))
     assert row(section, "every seed").passed in (True, False)
 

@@ -173,7 +173,8 @@ def test_tune_with_halving_over_trees_reports_rungs_and_picks_a_full_resource_be
     result = HyperparameterTuner(enable_mlflow=False).tune(
         estimator=RandomForestClassifier(n_estimators=30, random_state=0), X=X, y=Y,
         space={"max_depth": [1, 2, 4, 8], "min_samples_leaf": [1, 5, 20]}, strategy="halving", scoring="roc_auc",
-        cv_folds=3, seed=1, on_trial=lambda trial, progress: messages.append(progress.message()),
+        halving={"factor": 3}, cv_folds=3, seed=1,
+        on_trial=lambda trial, progress: messages.append(progress.message()),
     )
     rungs = sorted({(t.rung, t.resource) for t in result.trials})
     assert rungs == [(0, 10), (1, 30)]

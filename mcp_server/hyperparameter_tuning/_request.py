@@ -87,7 +87,7 @@ class TuneRequest(BaseModel):
         default=None, gt=0, le=86_400, description="Wall budget, MLflow logging included")
     early_stopping_patience: int | None = Field(default=None, ge=1, le=500, description="Trials without improvement")
     pruning: Literal["none", "median", "best_margin", "noise_aware"] = Field(default="none", description="Stop bad trials between folds")
-    factor: float = Field(default=3, gt=1, le=10, description="halving: keep the best 1/factor per rung")
+    factor: float | None = Field(default=None, gt=1, le=10, description="halving: keep the best 1/factor per rung; default 5, or 3 where 5 leaves one rung")
     min_resource: int | None = Field(default=None, ge=1, le=10**7, description="halving: first rung's resource")
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1, description="Default: drawn and recorded")
     split: SplitSpec = Field(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from mcp_server.hyperparameter_tuning._halving._schedule import (
     DEFAULT_FACTOR,
     DEFAULT_MIN_ROWS,
     DEFAULT_MIN_TREES,
+    FALLBACK_FACTOR,
     MIN_ROWS_PER_CLASS,
     PERCENT,
     ROWS,
@@ -106,6 +108,26 @@ def plan_halving(
 ) -> HalvingPlan:
     """Choose the resource and rung schedule for this estimator and data, or say why halving cannot run."""
     check_grid_candidates(options, space, max_grid_size=max_grid_size)
+    plan = functools.partial(_plan, evaluator=evaluator, space=space, seed=seed, max_trials=max_trials,
+                             repeat=repeat, classification=classification)
+    if options.factor is not None:
+        return plan(options)
+    # No factor named: 5 (faster to the best on the seed grid), unless 5 would change the resource
+    # or leave fewer than two rungs; then 3, so small data and short forests still halve.
+    estimator = getattr(evaluator, "estimator", None)
+    same_resource = len({choose_resource(estimator, space, options.resource, factor=factor,
+                                         min_resource=options.min_resource)
+                         for factor in (DEFAULT_FACTOR, FALLBACK_FACTOR)}) == 1
+    if same_resource:
+        try:
+            return plan(replace(options, factor=DEFAULT_FACTOR))
+        except InvalidRequestError:
+            pass
+    return plan(replace(options, factor=FALLBACK_FACTOR))
+
+
+def _plan(options: HalvingOptions, *, evaluator: Any, space: SearchSpace, seed: int, max_trials: int | None,
+          repeat: bool, classification: bool) -> HalvingPlan:
     splits = getattr(evaluator, "splits", None)
     if not splits or evaluator.n_folds < 2:
         raise InvalidRequestError("halving compares candidates by cross-validation and needs cv_folds >= 2")
