@@ -265,9 +265,11 @@ def test_every_portfolio_family_starts_inside_its_space():
     for spec in REGISTRY.values():
         space = spec.search_space
         assert set(spec.low_cost_params) <= set(space), spec.name
-        for name, value in spec.low_cost_params.items():
-            dim = space[name]
-            assert value in dim["choices"] if dim["type"] == "categorical" else dim["low"] <= value <= dim["high"]
+        for start in (spec.low_cost_params, spec.strong_params):
+            assert set(start) <= set(space), spec.name
+            for name, value in start.items():
+                dim = space[name]
+                assert value in dim["choices"] if dim["type"] == "categorical" else dim["low"] <= value <= dim["high"]
         assert spec.relative_cost > 0
 
 

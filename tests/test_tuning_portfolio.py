@@ -60,6 +60,22 @@ def test_every_family_starts_cheap_cheapest_first_then_proposes_inside_its_space
     assert chosen.count("logistic_regression") > len(chosen) / 2, chosen
 
 
+def test_a_family_with_a_strong_preset_tries_it_second():
+    from mcp_server.hyperparameter_tuning._portfolio import Portfolio
+
+    lightgbm = next(f for f in _plan("regression").families if f.name == "lightgbm")
+    assert lightgbm.strong and lightgbm.space.contains(lightgbm.strong)
+    strategy = Portfolio((lightgbm,)).strategy(seed=0)
+    asked = []
+    for score in (-2.0, -1.0, -1.5):
+        (candidate,) = strategy.ask(1)
+        strategy.tell_cost(candidate, 1.0)
+        strategy.tell(candidate, score)
+        asked.append({k: v for k, v in candidate.items() if k != "estimator"})
+    assert asked[:2] == [lightgbm.start, lightgbm.strong]
+    assert asked[2] not in (lightgbm.start, lightgbm.strong)  # then its own searcher
+
+
 def test_same_seed_same_proposals():
     def run(seed):
         strategy, asked = _plan("regression").strategy(seed=seed), []

@@ -12,7 +12,8 @@ budgets and the MLflow layout are the ones every search uses; every trial is a c
 Which family goes next (FLAML's estimated cost for improvement, ``flaml/automl``, written anew):
 
 * every family starts at its cheap configuration (``EstimatorSpec.low_cost_params``), cheapest
-  family first (``EstimatorSpec.relative_cost``);
+  family first (``EstimatorSpec.relative_cost``); a family with a strong preset
+  (``EstimatorSpec.strong_params``) tries it as its second point;
 * then each family's ECI (seconds) is ``max(time since its best was found, time the last
   improvement took, its mean trial cost)``; a family behind the overall best also needs
   ``2 * gap / (its last gain per second)`` (twice its spent time while it has never improved); the
@@ -57,9 +58,15 @@ class Family:
     space: SearchSpace
     start: dict[str, Any]
     relative_cost: float = 1.0
+    strong: dict[str, Any] = field(default_factory=dict)  # the second point, when the family has one
+
+    @property
+    def starts(self) -> list[dict[str, Any]]:
+        return [self.start, self.strong] if self.strong else [self.start]
 
     def to_json(self) -> dict[str, Any]:
-        return {"space": self.space.to_json(), "start": self.start, "relative_cost": self.relative_cost}
+        return {"space": self.space.to_json(), "start": self.start, "strong": self.strong,
+                "relative_cost": self.relative_cost}
 
 
 @dataclass(frozen=True)
@@ -119,7 +126,7 @@ def plan_portfolio(task: str, *, searcher: str = "bayesian") -> Portfolio:
             logger.warning("estimator family %s is left out of the portfolio: %s", spec.name, exc)
             continue
         families.append(Family(spec.name, SearchSpace(spec.search_space), dict(spec.low_cost_params),
-                               spec.relative_cost))
+                               spec.relative_cost, dict(spec.strong_params)))
     return Portfolio(tuple(families), searcher=searcher)
 
 
@@ -228,8 +235,9 @@ class PortfolioStrategy:
     # --- choice of the family -----------------------------------------------------------------
     def _next_params(self, family: str) -> dict[str, Any] | None:
         state = self._state[family]
-        if state.asked == 0:
-            return dict(self._families[family].start)
+        starts = self._families[family].starts
+        if state.asked < len(starts):
+            return dict(starts[state.asked])
         asked = self._searchers[family].ask(1)
         return asked[0] if asked else None
 
