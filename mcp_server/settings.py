@@ -182,7 +182,15 @@ class Settings(BaseSettings):
     http_body_timeout_seconds: float = Field(
         default=10.0, gt=0, le=600, description="A request body must arrive within this time (else 408)"
     )
-    max_data_columns: int = Field(default=2000, gt=0, description="Columns of a data file, checked from its header")
+    max_data_columns: int = Field(
+        default=2000, gt=0, description="Columns of a data file, counted by the parser that loads it (header and rows)")
+    max_data_cell_chars: int = Field(
+        default=10_000, gt=0, le=100_000_000, description="Characters of one cell or column name of a data file")
+    max_data_parse_seconds: float = Field(
+        default=60.0, gt=0, le=3600, description="A data file still being parsed after this long is refused")
+    max_frame_cache_bytes: int = Field(
+        default=512_000_000, ge=0,
+        description="Memory of the loaded data frames kept for reuse (least recently used dropped first; 0: none)")
 
     # --- access control and audit ---------------------------------------------------------
     roles_file: Path | None = Field(default=None, description="Default: the packaged roles.toml")

@@ -1,5 +1,6 @@
 """Data tools: list_datasets, describe_dataset, validate_data."""
 
+import threading
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -11,6 +12,7 @@ from mcp_server.data_validation_pipeline import DataValidationPipeline, Validati
 from mcp_server.datasets import DatasetDescription, job_features
 from mcp_server.evaluation import SplitSpec, check_split, coerce_split
 from tools.app_state import state_of
+from tools.blocking import run_stoppable
 from tools.fields import DatasetName, TargetColumn
 from tools.registration import READ_ONLY, ml_tool
 
@@ -66,7 +68,7 @@ async def list_datasets(ctx: Context) -> DatasetList:
 @ml_tool(permission=rbac.Permission.READ, annotations=READ_ONLY)
 async def describe_dataset(name: DatasetName, ctx: Context, target: TargetColumn = None) -> DatasetDescription:
     """Summarize a data set: rows, columns with types and ranges, the target's task, and columns to drop or split by."""
-    return await anyio.to_thread.run_sync(lambda: state_of(ctx).catalog.describe(name, target))
+    return await run_stoppable(lambda stop: state_of(ctx).catalog.describe(name, target, stop=stop))
 
 
 @ml_tool(permission=rbac.Permission.READ, annotations=READ_ONLY)
@@ -76,9 +78,9 @@ async def validate_data(request: ValidateRequest, ctx: Context) -> ValidationRes
     Given a job's features, drop and split, checks just the columns it trains on; suggested_drop lists what to leave out.
     """
 
-    def validate() -> ValidationResult:
+    def validate(stop: threading.Event) -> ValidationResult:
         app = state_of(ctx)
-        frame = app.catalog.load(request.dataset)
+        frame = app.catalog.load(request.dataset, stop=stop)
         settings = app.settings
         pipeline = DataValidationPipeline({"fail_on_warnings": request.fail_on_warnings,
                                            "leak_threshold": settings.leak_threshold,
@@ -93,7 +95,7 @@ async def validate_data(request: ValidateRequest, ctx: Context) -> ValidationRes
         return pipeline.validate(frame, request.dataset, schema=request.schema_name, target=target,
                                  features=features)
 
-    return await anyio.to_thread.run_sync(validate)
+    return await run_stoppable(validate)
 
 
 TOOLS = (list_datasets, describe_dataset, validate_data)

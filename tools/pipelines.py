@@ -4,9 +4,9 @@ The request is the domain's ``StandardPipelineRequest``; ``plan_pipeline`` check
 data before a job is queued, and the job runs that plan.
 """
 
+import threading
 from typing import Any, Literal
 
-import anyio
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
 
@@ -27,6 +27,7 @@ from mcp_server.training_pipeline import (
 )
 from mcp_server.error_handling import InvalidRequestError
 from tools.app_state import AppState, state_of
+from tools.blocking import run_stoppable
 from tools.fields import StartWaitSeconds
 from tools.jobs import JobView, start_job
 from tools.registration import CREATES, ml_tool
@@ -84,14 +85,15 @@ class PipelineOutcome(BaseModel):
         )
 
 
-def plan(app: AppState, request: StandardPipelineRequest) -> tuple[StandardPipelineRequest, PipelinePlan]:
+def plan(app: AppState, request: StandardPipelineRequest,
+         stop: threading.Event | None = None) -> tuple[StandardPipelineRequest, PipelinePlan]:
     """The request with its target settled (and, with from_search, the search's data and winner),
     and its plan checked against the data (blocking)."""
     if request.from_search:
         parent = search_run_id(app, request.from_search)
         tracker = app.tracker(request.experiment_name or app.settings.experiment_name)
         request = request_from_search(request.model_copy(update={"from_search": parent}), tracker)
-    frame = app.catalog.load(request.dataset)  # the data set first: a bad name is the first thing to say
+    frame = app.catalog.load(request.dataset, stop=stop)  # the data set first: a bad name is the first thing to say
     request = request.model_copy(update={"target": app.catalog.target_for(request.dataset, request.target)})
     return request, plan_pipeline(request, frame, validator=DataValidationPipeline.for_settings(app.settings),
                                   settings=app.settings)
@@ -138,7 +140,7 @@ async def run_pipeline(request: StandardPipelineRequest, ctx: Context, wait_seco
     One MLflow run; returns metrics and the promotion, or a job id. Stopped by data checks: FAILED, fix in error.
     """
     app = state_of(ctx)
-    request, checked = await anyio.to_thread.run_sync(lambda: plan(app, request))
+    request, checked = await run_stoppable(lambda stop: plan(app, request, stop))
     return await start_job(app, "pipeline", pipeline_work(app, request, checked), request, wait_seconds, ctx)
 
 

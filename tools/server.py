@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
-import anyio
 from mcp.server import MCPServer
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver.exceptions import ResourceError
@@ -27,12 +26,14 @@ from mcp_server.error_handling import (
     ConfigurationError,
     InvalidRequestError,
     NotFoundError,
+    ResourceLimitError,
     configure_error_handling,
 )
 from mcp_server.settings import Settings
 from tools import data, experiments, health, jobs, models, pipelines, tuning
 from tools.app_state import AppState
 from tools.arguments import ArgumentCheck
+from tools.blocking import run_stoppable
 from tools.health import server_version
 from tools.identity import IdentityMiddleware, SettingsTokenVerifier
 from tools.registration import make_tool, tool_spec
@@ -152,7 +153,7 @@ def _register_resources(server: MCPServer, state: AppState) -> None:
         _require_read()
         from tools.identity import shown_path
 
-        def read() -> str:
+        def read(_stop) -> str:
             run = state.tracker().get_run(run_id)
             return run.model_copy(update={"artifact_uri": shown_path(run.artifact_uri)}).model_dump_json(indent=2)
 
@@ -168,10 +169,10 @@ def _register_resources(server: MCPServer, state: AppState) -> None:
     async def dataset_schema_resource(name: str) -> str:
         _require_read()
 
-        def read() -> str:
+        def read(stop) -> str:
             from mcp_server.data_validation_pipeline import infer_schema
 
-            schema = infer_schema(state.catalog.load(name), state.catalog.builtin_target(name), name=name)
+            schema = infer_schema(state.catalog.load(name, stop=stop), state.catalog.builtin_target(name), name=name)
             return json.dumps(schema.model_dump(mode="json", exclude_none=True), indent=2)
 
         return await _read_or_raise(read)
@@ -179,8 +180,8 @@ def _register_resources(server: MCPServer, state: AppState) -> None:
 
 async def _read_or_raise(read) -> str:
     try:
-        return await anyio.to_thread.run_sync(read)
-    except (NotFoundError, InvalidRequestError) as exc:
+        return await run_stoppable(read)
+    except (NotFoundError, InvalidRequestError, ResourceLimitError) as exc:
         raise ResourceError(str(exc)) from exc
 
 

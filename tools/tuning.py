@@ -4,9 +4,9 @@ The request is the domain's ``TuneRequest``; ``plan_search`` checks it against t
 job is queued (a call that would fail fails here, naming the field), and the job runs that plan.
 """
 
+import threading
 from typing import Any
 
-import anyio
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
 
@@ -16,6 +16,7 @@ from mcp_server.hyperparameter_tuning import EnsembleResult, FamilyResult, Searc
 from mcp_server.jobs import JobContext
 from mcp_server.training_pipeline import SEARCH_REQUEST_FILE
 from tools.app_state import AppState, state_of
+from tools.blocking import run_stoppable
 from tools.fields import StartWaitSeconds
 from tools.jobs import JobView, start_job
 from tools.registration import CREATES, ml_tool
@@ -80,10 +81,10 @@ class TuningOutcome(BaseModel):
         )
 
 
-def plan(app: AppState, request: TuneRequest) -> tuple[SearchPlan, Any, Any]:
+def plan(app: AppState, request: TuneRequest, stop: threading.Event | None = None) -> tuple[SearchPlan, Any, Any]:
     """(plan, X, y): the request checked against its data (blocking; the catalog caches the data)."""
     X, y = app.catalog.training_data(request.dataset, request.target, request.features, request.drop,
-                                     keep=request.split.column)
+                                     keep=request.split.column, stop=stop)
     tracker = app.tracker(request.experiment_name) if request.resume_from else None
     return plan_search(request, X, y, settings=app.settings, tracker=tracker), X, y
 
@@ -127,7 +128,7 @@ async def tune_hyperparameters(request: TuneRequest, ctx: Context, wait_seconds:
     if resume is not None:
         app.claim_resume(resume)  # two resumes of one search would both run its remaining trials
     try:
-        search, X, y = await anyio.to_thread.run_sync(lambda: plan(app, request))
+        search, X, y = await run_stoppable(lambda stop: plan(app, request, stop))
     except BaseException:
         if resume is not None:
             app.release_resume(resume)

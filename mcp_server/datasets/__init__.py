@@ -9,9 +9,13 @@ when no file has that name. The first folder in ``data_dirs`` that has the name 
 
 Safety: a name that resolves outside every data folder (``..``, absolute paths, symlinks pointing
 out) is refused with the same message whether or not the target exists. ``max_data_bytes`` is
-checked on the file size before reading, ``max_data_rows`` while reading.
+checked on the file size before reading; columns, rows, cell size, bytes and parse time are
+enforced by the parser that loads the frame (``_csv.read_csv_bounded``: one set of options, a
+bounded stream, ragged rows refused naming the line). Loaded frames are cached within
+``max_frame_cache_bytes``.
 
-CSV parsing keeps pandas' defaults on purpose. For the NBA files this means: in
+CSV parsing keeps pandas' defaults on purpose (but ``index_col=False``: a first data row wider
+than the header is refused, never turned into an index). For the NBA files this means: in
 ``all_seasons.csv`` the draft columns stay strings because of ``"Undrafted"`` (so the
 drafted/undrafted target can still be derived, and the model one-hot encodes them) and the
 literal ``None`` in ``college`` becomes NaN (it means "no college"; pandas >= 2 does that by

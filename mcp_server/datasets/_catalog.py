@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
+from mcp_server.datasets._csv import CsvLimits, check_cells, read_csv_bounded
 from mcp_server.datasets._describe import DatasetDescription, bounded_list, describe_frame, load_xy
-from mcp_server.datasets._packaged import NBA_PREFIX, PACKAGED_DATASETS, packaged_dataset, read_packaged
+from mcp_server.datasets._packaged import NBA_PREFIX, PACKAGED_DATASETS, packaged_dataset
 from mcp_server.error_handling import (
     ExecutionError,
     InvalidRequestError,
@@ -38,7 +40,6 @@ SKLEARN_DATASETS: dict[str, tuple[str, str]] = {
 FILE_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 TARGET_COLUMN = "target"
 MAX_LISTED_FILES = 1000
-CACHE_SIZE = 8
 
 
 class DatasetInfo(BaseModel):
@@ -51,13 +52,28 @@ class DatasetInfo(BaseModel):
 
 
 class DatasetCatalog:
-    """Finds, loads (with a small (path, mtime) cache) and describes data sets."""
+    """Finds, loads (with a (path, mtime) cache bounded in bytes) and describes data sets.
+
+    ``stop``: an event the caller sets when it gives up (a client that cancelled); a read in
+    progress then ends within one 256 KiB block of the file."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._data_dirs = [Path(d).resolve() for d in settings.data_dirs]
-        self._cache: OrderedDict[tuple[str, int, int], pd.DataFrame] = OrderedDict()
+        # key -> (frame, its bytes); the total stays within settings.max_frame_cache_bytes
+        self._cache: OrderedDict[tuple[str, int, int], tuple[pd.DataFrame, int]] = OrderedDict()
+        self._cached_bytes = 0
         self._lock = threading.Lock()
+
+    @property
+    def cached_bytes(self) -> int:
+        """Memory of the frames kept for reuse (bounded by settings.max_frame_cache_bytes)."""
+        return self._cached_bytes
+
+    def _csv_limits(self) -> CsvLimits:
+        s = self._settings
+        return CsvLimits(max_bytes=s.max_data_bytes, max_rows=s.max_data_rows, max_columns=s.max_data_columns,
+                         max_cell_chars=s.max_data_cell_chars, max_seconds=s.max_data_parse_seconds)
 
     # --- discovery -----------------------------------------------------------------------
     def list(self) -> list[DatasetInfo]:
@@ -142,29 +158,27 @@ class DatasetCatalog:
         return None
 
     # --- loading -------------------------------------------------------------------------
-    def load(self, name: str) -> pd.DataFrame:
+    def load(self, name: str, *, stop: threading.Event | None = None) -> pd.DataFrame:
         """A fresh copy of the data set (callers may mutate it)."""
         if isinstance(name, str) and name.startswith(NBA_PREFIX):
-            return self._load_packaged(name)
+            return self._load_packaged(name, stop)
         builtin = self._builtin_name(name)
         if builtin is not None:
             return self._load_sklearn(name, builtin)
-        return self._load_file(name, self.resolve_path(name))
+        return self._load_file(name, self.resolve_path(name), stop)
 
-    def _load_packaged(self, name: str) -> pd.DataFrame:
+    def _load_packaged(self, name: str, stop: threading.Event | None) -> pd.DataFrame:
         dataset = packaged_dataset(name)
         if dataset is None:
             raise NotFoundError(
                 f"dataset {name!r} not found; packaged datasets: {', '.join(d.full_name for d in PACKAGED_DATASETS.values())}"
             )
-        key = (dataset.full_name, 0, 0)
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key].copy()
-        frame = read_packaged(dataset)
-        self._remember(key, frame)
-        return frame.copy()
+
+        def read() -> pd.DataFrame:
+            with dataset.resource.open("rb") as handle:  # the same reader and limits as any file
+                return read_csv_bounded(handle, name=name, limits=self._csv_limits(), stop=stop)
+
+        return self._cached((dataset.full_name, 0, 0), read)
 
     def _builtin_name(self, name: str) -> str | None:
         """The built-in data set ``name`` stands for, or None if it names a file (or nothing)."""
@@ -199,10 +213,11 @@ class DatasetCatalog:
         return target
 
     def training_data(self, name: str, target: str | None, features: list[str] | None = None,
-                      drop: list[str] | None = None, *, keep: str | None = None) -> tuple[pd.DataFrame, pd.Series]:
+                      drop: list[str] | None = None, *, keep: str | None = None,
+                      stop: threading.Event | None = None) -> tuple[pd.DataFrame, pd.Series]:
         """(X, y) of a data set (blocking). ``keep``: a column X holds even if ``features``/``drop``
         leave it out (a split's group or time column: it decides folds, never a feature)."""
-        frame = self.load(name)
+        frame = self.load(name, stop=stop)
         X, y = load_xy(frame, self.target_for(name, target), features, drop)
         if keep is not None and keep not in X.columns and keep in frame.columns:
             X = X.assign(**{keep: frame.loc[X.index, keep]})
@@ -214,101 +229,89 @@ class DatasetCatalog:
                 f"dataset {name!r} not found; built-in datasets: "
                 + ", ".join(f"{SKLEARN_PREFIX}{n}" for n in SKLEARN_DATASETS)
             )
-        key = (f"{SKLEARN_PREFIX}{builtin}", 0, 0)
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key].copy()
         import sklearn.datasets
 
-        loader = getattr(sklearn.datasets, SKLEARN_DATASETS[builtin][0])
-        frame = loader(as_frame=True).frame
-        frame = frame.rename(columns={frame.columns[-1]: TARGET_COLUMN})
-        self._check_rows(name, len(frame))
-        self._remember(key, frame)
-        return frame.copy()
+        def read() -> pd.DataFrame:
+            loader = getattr(sklearn.datasets, SKLEARN_DATASETS[builtin][0])
+            frame = loader(as_frame=True).frame
+            frame = frame.rename(columns={frame.columns[-1]: TARGET_COLUMN})
+            self._check_rows(name, len(frame))
+            return frame
 
-    def _load_file(self, name: str, path: Path) -> pd.DataFrame:
+        return self._cached((f"{SKLEARN_PREFIX}{builtin}", 0, 0), read)
+
+    def _load_file(self, name: str, path: Path, stop: threading.Event | None) -> pd.DataFrame:
         stat = path.stat()
         limit = self._settings.max_data_bytes
         if stat.st_size > limit:
             raise ResourceLimitError(
                 f"dataset {name!r} is {stat.st_size} bytes, above max_data_bytes={limit}"
             )
-        key = (str(path), stat.st_mtime_ns, stat.st_size)
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key].copy()
-        frame = self._read(name, path)
-        self._remember(key, frame)
-        return frame.copy()
+        return self._cached((str(path), stat.st_mtime_ns, stat.st_size), lambda: self._read(name, path, stop))
 
-    def _read(self, name: str, path: Path) -> pd.DataFrame:
-        import pandas as pd
-
-        max_rows = self._settings.max_data_rows
+    def _read(self, name: str, path: Path, stop: threading.Event | None) -> pd.DataFrame:
         file_format = FILE_FORMATS[path.suffix.lower()]
-        self._check_columns(name, path, file_format)
         try:
             if file_format == "csv":
-                # Read one row past the limit: enough to know it is exceeded, no more.
-                frame = pd.read_csv(path, nrows=max_rows + 1)
+                with open(path, "rb") as handle:
+                    frame = read_csv_bounded(handle, name=name, limits=self._csv_limits(), stop=stop)
             else:
-                import pyarrow.parquet as pq
-
-                self._check_rows(name, pq.ParquetFile(path).metadata.num_rows)
-                frame = pd.read_parquet(path)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise InvalidRequestError(f"dataset {name!r} is not a readable CSV file: {exc}") from None
+                frame = self._read_parquet(name, path)
         except OSError as exc:
             raise ExecutionError(f"dataset {name!r} could not be read: {exc.strerror or exc}") from None
-        except ResourceLimitError:
-            raise
-        except Exception as exc:  # pyarrow raises its own ArrowInvalid & co for broken files
-            raise InvalidRequestError(
-                f"dataset {name!r} is not a readable {file_format} file: {type(exc).__name__}: {exc}"
-            ) from None
-        self._check_rows(name, len(frame), read_was_capped=file_format == "csv")
         if frame.shape[1] == 0:
             raise InvalidRequestError(f"dataset {name!r} has no columns")
         return frame
 
-    def _check_columns(self, name: str, path: Path, file_format: str) -> None:
-        """Refuse a file wider than max_data_columns from its header, before parsing any row: a
-        1,000,000-column CSV of 12 MB took 288 s and 2.1 GB to describe."""
-        limit = self._settings.max_data_columns
-        if file_format == "csv":
-            n_columns = _csv_header_width(path, max_bytes=self._settings.max_data_bytes)
-        else:
-            import pyarrow.parquet as pq
+    def _read_parquet(self, name: str, path: Path) -> pd.DataFrame:
+        """Rows and columns from the file's metadata (what pyarrow reads by), before any row is read."""
+        import pandas as pd
+        import pyarrow.parquet as pq
 
-            try:
-                n_columns = pq.ParquetFile(path).metadata.num_columns
-            except Exception:  # noqa: BLE001 - a broken file is reported by the read that follows
-                return
-        if n_columns > limit:
-            raise ResourceLimitError(
-                f"dataset {name!r} has {n_columns} columns, above max_data_columns={limit} (counted from its header)"
-            )
+        try:
+            metadata = pq.ParquetFile(path).metadata
+            if metadata.num_columns > self._settings.max_data_columns:
+                raise ResourceLimitError(f"dataset {name!r} has {metadata.num_columns} columns, above "
+                                         f"max_data_columns={self._settings.max_data_columns}")
+            self._check_rows(name, metadata.num_rows)
+            frame = pd.read_parquet(path)
+        except (ResourceLimitError, OSError):
+            raise
+        except Exception as exc:  # pyarrow raises its own ArrowInvalid & co for broken files
+            raise InvalidRequestError(
+                f"dataset {name!r} is not a readable parquet file: {type(exc).__name__}: {exc}"
+            ) from None
+        check_cells(frame, name=name, max_chars=self._settings.max_data_cell_chars)
+        return frame
 
-    def _check_rows(self, name: str, n_rows: int, *, read_was_capped: bool = False) -> None:
+    def _check_rows(self, name: str, n_rows: int) -> None:
         limit = self._settings.max_data_rows
         if n_rows > limit:
-            # A capped CSV read stops one row past the limit, so the true count is unknown.
-            shown = f"more than {limit}" if read_was_capped else str(n_rows)
-            raise ResourceLimitError(f"dataset {name!r} has {shown} rows, above max_data_rows={limit}")
+            raise ResourceLimitError(f"dataset {name!r} has {n_rows} rows, above max_data_rows={limit}")
 
-    def _remember(self, key: tuple[str, int, int], frame: pd.DataFrame) -> None:
+    def _cached(self, key: tuple[str, int, int], read: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+        """A copy of the cached frame under ``key``, else of ``read()``'s, remembered within the
+        cache's byte bound (a frame larger than the bound is not kept)."""
         with self._lock:
-            self._cache[key] = frame
-            self._cache.move_to_end(key)
-            while len(self._cache) > CACHE_SIZE:
-                self._cache.popitem(last=False)
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key][0].copy()
+        frame = read()
+        size = int(frame.memory_usage(index=True, deep=True).sum())
+        limit = self._settings.max_frame_cache_bytes
+        with self._lock:
+            if size <= limit and key not in self._cache:
+                self._cache[key] = (frame, size)
+                self._cached_bytes += size
+                while self._cached_bytes > limit:
+                    _, (_, dropped) = self._cache.popitem(last=False)
+                    self._cached_bytes -= dropped
+        return frame.copy()
 
     # --- description ---------------------------------------------------------------------
     def describe(
-        self, name_or_df: str | pd.DataFrame, target: str | None = None, *, name: str | None = None
+        self, name_or_df: str | pd.DataFrame, target: str | None = None, *, name: str | None = None,
+        stop: threading.Event | None = None,
     ) -> DatasetDescription:
         """A compact summary of columns, the target (if given) and duplicates."""
         import pandas as pd
@@ -316,7 +319,7 @@ class DatasetCatalog:
         if isinstance(name_or_df, pd.DataFrame):
             frame, label = name_or_df, name or "<dataframe>"
         else:
-            frame, label = self.load(name_or_df), name or name_or_df
+            frame, label = self.load(name_or_df, stop=stop), name or name_or_df
             if target is None:
                 target = self.builtin_target(name_or_df)
         description = describe_frame(frame, name=label, target=target)
@@ -324,26 +327,3 @@ class DatasetCatalog:
         if packaged is not None:
             description.description, description.attribution = packaged.description, packaged.attribution
         return description
-
-
-
-
-def _csv_header_width(path: Path, *, max_bytes: int, chunk: int = 1 << 20) -> int:
-    """Fields in a CSV file's first line, read in chunks up to its end (never the rows after it)."""
-    import csv
-
-    head = bytearray()
-    with open(path, "rb") as handle:
-        while len(head) < max_bytes:
-            block = handle.read(chunk)
-            if not block:
-                break
-            end = block.find(b"\n")
-            if end >= 0:
-                head += block[:end]
-                break
-            head += block
-    line = head.decode("utf-8", errors="replace").rstrip("\r")
-    if not line:
-        return 0
-    return len(next(csv.reader([line]), []))

@@ -10,8 +10,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
-    import pandas as pd
-
 NBA_PREFIX = "nba:"
 
 
@@ -62,9 +60,3 @@ def packaged_dataset(name: str) -> PackagedDataset | None:
         return PACKAGED_DATASETS.get(name.removeprefix(NBA_PREFIX))
     return None
 
-
-def read_packaged(dataset: PackagedDataset) -> pd.DataFrame:
-    import pandas as pd
-
-    with dataset.resource.open("rb") as handle:
-        return pd.read_csv(handle)

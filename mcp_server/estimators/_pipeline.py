@@ -81,9 +81,13 @@ def to_pipeline_params(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def check_params(name: str, task: str, params: dict[str, Any] | None) -> dict[str, Any]:
+def check_params(name: str, task: str, params: dict[str, Any] | None, *,
+                 max_threads: int | None = None) -> dict[str, Any]:
     """Validate hyperparameter names (with or without ``model__``) against the estimator;
-    return them without the prefix. Unknown names are refused with the valid ones."""
+    return them without the prefix. Unknown names are refused with the valid ones; so are numbers
+    sent as strings (no allow-listed estimator takes a numeric string, and ``"1000000000"`` went
+    past the bounds to fail inside the fit) and work-sizing values past their bounds, threads
+    included (``check_limits``; ``max_threads``: threads one fit may use)."""
     spec = get_estimator_spec(name)
     task = check_task(task)
     valid = spec.valid_params(task)
@@ -101,7 +105,7 @@ def check_params(name: str, task: str, params: dict[str, Any] | None) -> dict[st
                 f"valid hyperparameters: {', '.join(allowed)}"
             )
         cleaned[bare] = value
-    check_limits(name, cleaned)
+    check_limits(name, cleaned, max_threads=max_threads)
     return cleaned
 
 

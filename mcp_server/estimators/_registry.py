@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mcp_server.error_handling import InvalidRequestError, ResourceLimitError
+from mcp_server.threads import fit_threads
 
 Task = Literal["classification", "regression"]
 TASKS: tuple[Task, ...] = ("classification", "regression")
@@ -257,6 +258,13 @@ _SPECS: tuple[EstimatorSpec, ...] = (
 
 REGISTRY: dict[str, EstimatorSpec] = {spec.name: spec for spec in _SPECS}
 
+# Parameters that size a fit's thread pool, under every name an estimator library uses (scikit-learn's
+# n_jobs, LightGBM's num_threads and its aliases, XGBoost's nthread, CatBoost's thread_count):
+# ``params: {"n_jobs": 100000}`` started 14,661 threads. Each must be an integer from 1 to the
+# threads one fit may use (architecture rule 19), whatever the estimator.
+THREAD_PARAMS = frozenset({"n_jobs", "num_threads", "num_thread", "nthread", "nthreads", "n_threads",
+                           "thread_count"})
+
 # The families estimator="auto" searches, per task (FLAML's default learners, scikit-learn's own
 # linear models and forests): one linear model with scaling, three tree ensembles, two boosters.
 PORTFOLIO: dict[Task, tuple[str, ...]] = {
@@ -286,28 +294,61 @@ def check_task(task: str) -> Task:
     return task  # type: ignore[return-value]
 
 
-def check_limits(name: str, params: dict[str, Any]) -> None:
-    """Refuse a value past the estimator's documented bound (``EstimatorSpec.limits``), naming it."""
+def check_limits(name: str, params: dict[str, Any], *, max_threads: int | None = None) -> None:
+    """Refuse a number sent as a string (for any hyperparameter), and a work-sizing value
+    (``EstimatorSpec.limits``, ``THREAD_PARAMS``) that is past its bound or not a number (``"n_estimators": "1000000000"`` passed unchecked and failed inside the
+    fit), naming the field, the rule and the value. ``max_threads``: threads one fit may use
+    (default: the current job's share, or this machine's usable cores outside a job)."""
     spec = get_estimator_spec(name)
     for key, value in params.items():
-        limit = spec.limits.get(key)
-        if limit is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, str) and _is_number_text(value):
+            raise InvalidRequestError(
+                f"hyperparameter {key!r} of {name} must be a number, not a string: got {value!r}; "
+                "send numbers without quotes")
+        if key in THREAD_PARAMS:
+            _check_threads(name, key, value, fit_threads() if max_threads is None else max_threads)
             continue
+        limit = spec.limits.get(key)
+        if limit is None or value is None:  # None: the estimator's own default (max_depth=None: grown to purity)
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            raise InvalidRequestError(
+                f"{key} of {name} must be a number at most {limit:,}, got {value!r} ({type(value).__name__}); "
+                "send numbers without quotes")
         if value > limit:
             raise ResourceLimitError(
                 f"{key} of {name} must be at most {limit:,} (it sizes the work and memory of one fit), got {value!r}"
             )
 
 
-def check_space_limits(name: str, space: Any) -> None:
-    """The same bounds on a search space (a ``SearchSpace`` or its dict form): the top of every
-    int/float range and every numeric choice."""
+def _is_number_text(value: str) -> bool:
+    """'1000000000', ' 5 ', '1e9', 'nan': text a caller meant as a number (no estimator here takes one)."""
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_threads(name: str, key: str, value: Any, max_threads: int) -> None:
+    if value is None:  # the estimator's default: one thread (scikit-learn) or the bounded pool (LightGBM)
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= max_threads:
+        raise ResourceLimitError(
+            f"{key} of {name} must be an integer from 1 to {max_threads} (the threads one fit may use on this "
+            f"server: cores / max_concurrent_jobs / parallel trials), got {value!r}")
+
+
+def check_space_limits(name: str, space: Any, *, max_threads: int | None = None) -> None:
+    """The same bounds on a search space (a ``SearchSpace`` or its dict form): both ends of every
+    int/float range and every choice."""
     dims = space.dimensions if hasattr(space, "dimensions") else None
     if dims is None:
         from mcp_server.search_space import SearchSpace  # below the registry (rule 20); imports numpy
 
         dims = SearchSpace(space).dimensions
     for dim in dims:
-        values = list(getattr(dim, "choices", ())) + [getattr(dim, "high", None)]
+        values = list(getattr(dim, "choices", ())) + [getattr(dim, "low", None), getattr(dim, "high", None)]
         for value in values:
-            check_limits(name, {dim.name: value})
+            if value is not None or hasattr(dim, "choices"):
+                check_limits(name, {dim.name: value}, max_threads=max_threads)

@@ -137,6 +137,7 @@ def plan_search(request: TuneRequest, X: Any, y: Any, *, settings: Any, tracker:
     tracker; raise the error the search would raise first, naming the field."""
     from mcp_server import estimators as registry
     from mcp_server.hyperparameter_tuning._space import SearchSpace  # imports numpy
+    from mcp_server.threads import threads_per_fit
 
     if request.max_trials is not None and request.max_trials > settings.max_trials:
         raise ResourceLimitError(
@@ -163,7 +164,9 @@ def plan_search(request: TuneRequest, X: Any, y: Any, *, settings: Any, tracker:
         if given is None:
             _check_grid(request, space, settings.max_grid_size)
         registry.check_params(request.estimator, task, dict.fromkeys(space.names))
-        registry.check_space_limits(request.estimator, space)
+        # Trials of a tool's search run one at a time, each with its job's share of the cores.
+        registry.check_space_limits(request.estimator, space, max_threads=threads_per_fit(
+            settings.cores, concurrent_jobs=settings.max_concurrent_jobs))
     if request.scoring is not None:
         registry.check_scoring(request.scoring, task, y=y)
     if request.resume_from is not None:

@@ -228,6 +228,7 @@ def plan_pipeline(
     mistake. ``validator`` (a ``DataValidationPipeline``) checks that a named schema exists; ``settings``
     bound the target's classes."""
     from mcp_server.estimators import check_params, get_estimator_spec, infer_task
+    from mcp_server.threads import threads_per_fit
 
     if request.target is None:
         raise InvalidRequestError("target is required: name the column to predict")
@@ -259,14 +260,17 @@ def plan_pipeline(
         raise InvalidRequestError(f"target {request.target!r} has no values")
     task = infer_task(y, task=request.task)
     check_target(frame[request.target], task=task, settings=settings)
+    # A fit's threads: its job's share of the server's cores (the JobManager's rule); None: this process's.
+    max_threads = (threads_per_fit(settings.cores, concurrent_jobs=settings.max_concurrent_jobs)
+                   if settings is not None else None)
     if request.ensemble is not None:
         for member in request.ensemble:  # unknown or unsuitable estimators and params: raise now
             get_estimator_spec(member.estimator).estimator_class(task)
-            check_params(member.estimator, task, member.params)
+            check_params(member.estimator, task, member.params, max_threads=max_threads)
         params: dict[str, Any] = {}
     else:
         get_estimator_spec(request.estimator).estimator_class(task)  # unknown or unsuitable: raise
-        params = check_params(request.estimator, task, request.params)
+        params = check_params(request.estimator, task, request.params, max_threads=max_threads)
     n_classes = int(y.nunique()) if task == "classification" else 0
     if task == "classification":
         counts = y.value_counts()
