@@ -87,7 +87,10 @@ async def test_threads_within_the_share_are_accepted(params_server):
         result = await client.call_tool(*_pipeline("random_forest", {"n_jobs": 2, "n_estimators": 5}))
         assert not result.is_error, result.content[0].text
         job = payload(result)
-        done = payload(await client.call_tool("get_job", {"job_id": job["job_id"], "wait_seconds": 30}))
+        for _ in range(6):  # a loaded 2-core machine can take minutes; the state is what is judged
+            done = payload(await client.call_tool("get_job", {"job_id": job["job_id"], "wait_seconds": 50}))
+            if done["done"]:
+                break
     assert done["state"] == "SUCCEEDED", done
 
 
