@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import pydantic
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 
+from mcp_server.error_handling import error_recorder
 from tools.errors import ArgumentProblem, ErrorCode, ToolErrorDetail
+
+logger = logging.getLogger(__name__)
 
 # Names agents reach for that mean one of ours (tools/list shows ours; these are not aliases).
 SYNONYMS = {
@@ -213,4 +217,12 @@ class ArgumentCheck:
                 except pydantic.ValidationError as exc:
                     detail = validation_error_detail(exc, schema=tool.parameters, arguments=arguments, tool=tool.name)
                     return detail.to_result()
+                except Exception as exc:  # noqa: BLE001 - a validator that crashed: a server fault, with an id
+                    error_id = error_recorder.record(exc, context=f"arguments of {tool.name}").error_id
+                    logger.error("checking the arguments of %s crashed [error id %s]", tool.name, error_id, exc_info=exc)
+                    return ToolErrorDetail(
+                        code=ErrorCode.INTERNAL, error_id=error_id,
+                        message=f"internal error while checking the arguments of {tool.name} (error id {error_id}); "
+                                "the details are in the server log",
+                    ).to_result()
         return await call_next(ctx)
