@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -258,20 +259,34 @@ def http_server(data_home, tmp_path_factory):
     served.stop()
 
 
-def walk_errors(call_tool, tools: list[dict]) -> int:
+FIGURES: dict[str, dict] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def print_figures():
+    yield
+    if FIGURES:
+        print("\nerror-shape figures:", json.dumps(FIGURES))
+
+
+def walk_errors(call_tool, tools: list[dict], transport: str) -> int:
     """Every tool with a bad argument, an unknown tool and a missing job; returns the calls made."""
     calls = bad_calls(tools)
+    started = time.perf_counter()
     for tool, arguments, field in calls:
         check_bad_call(call_tool(tool, arguments), tool, arguments, field)
     assert error_of(call_tool("get_jobs", {}))["did_you_mean"] == "get_job"
     assert error_of(call_tool("get_job", {"job_id": "0123456789ab"}))["code"] == "not_found"
-    return len(calls) + 2
+    made = len(calls) + 2
+    FIGURES[transport] = {"tools": len(tools), "error_calls": made, "parsed_as_json": made,
+                          "ms_per_call": round(1000 * (time.perf_counter() - started) / made, 1)}
+    return made
 
 
 def test_every_tool_error_over_stdio_is_json(data_home, tmp_path):
     server = RawStdioServer(server_env(data_home), tmp_path / "stdio.log")
     try:
-        made = walk_errors(server.call_tool, server.request("tools/list", {})["tools"])
+        made = walk_errors(server.call_tool, server.request("tools/list", {})["tools"], "stdio 2025-06-18")
     finally:
         server.stop()
     assert made > 30
@@ -282,7 +297,7 @@ def test_every_tool_error_over_http_is_json(http_server, version):
     developer = RawHttpSession(http_server.url, DEVELOPER_TOKEN, version)
     viewer = RawHttpSession(http_server.url, VIEWER_TOKEN, version)
     try:
-        made = walk_errors(developer.call_tool, developer.request("tools/list", {})["result"]["tools"])
+        made = walk_errors(developer.call_tool, developer.request("tools/list", {})["result"]["tools"], f"http {version}")
         denied = viewer.call_tool("cancel_job", {"job_id": "0123456789ab"})
     finally:
         developer.close()

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 import pydantic
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import MCPError
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, TextContent
 from mcp_types import ToolAnnotations
@@ -113,7 +114,8 @@ def _unexpected(exc: BaseException, tool: str) -> tuple[str, str | None]:
 
 # Each row: the exception class, its error code, how its message is told. First match wins, so a
 # subclass comes before its base. A plain ToolError is what a tool raises for failed work it waited
-# for (a job that failed within the wait). Anything else is internal.
+# for (a job that failed within the wait). A pydantic ValidationError (a domain model built from the
+# arguments refused them) is invalid_argument with its fields (``tool_error``); anything else is internal.
 ERROR_TABLE: tuple[tuple[type[BaseException], ErrorCode, Callable[[BaseException, str], tuple[str, str | None]]], ...] = (
     (PermissionDeniedError, ErrorCode.PERMISSION_DENIED, _denied),
     (ConflictError, ErrorCode.CONFLICT, _as_stated),
@@ -226,6 +228,8 @@ def _error_mapped(fn: F, name: str) -> F:
         nonlocal fields
         try:
             return await fn(*args, **kwargs)
+        except MCPError:
+            raise  # a protocol error stays one (the SDK answers it as a JSON-RPC error)
         except Exception as exc:
             if fields is None:
                 fields = argument_fields(fn)  # on the first error, not at import: startup stays fast
