@@ -42,7 +42,8 @@ from tests.support.raw_http import HttpServedProcess, RawHttpSession
 from tests.support.stdio import RawStdioServer
 from tools import tuning
 from tools.errors import ErrorCode, ErrorShape
-from tools.registration import argument_fields, ml_tool, tool_error
+from tools.error_table import argument_fields, tool_error
+from tools.registration import ml_tool
 from tools.server import build_server
 
 pytestmark = pytest.mark.anyio

@@ -30,7 +30,8 @@ from mcp_server.error_handling import (
     handle_errors,
 )
 from mcp_server.settings import TokenEntry
-from tools.registration import READ_ONLY, ml_tool, tool_error_message, tool_spec
+from tools.error_table import tool_error_message
+from tools.registration import READ_ONLY, ml_tool, tool_spec
 from tools.identity import SettingsTokenVerifier
 from tools.server import build_server
 from tests.support import error_of, payload, NOBODY, VIEWER, isolated_settings, template_db  # noqa: F401  (fixture)

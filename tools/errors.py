@@ -12,7 +12,7 @@ name or choice), ``fix`` (what to send instead), ``error_id`` (quote it: the ser
 details), ``problems`` (each problem, when the arguments have several).
 
 Who builds them: ``tools.arguments`` (arguments that do not validate, unknown tools) and
-``tools.registration`` (the exception tree, in one table). ``ErrorShape`` is the net under both:
+``tools.error_table`` (the exception tree, in one table, for every tool ``ml_tool`` wraps). ``ErrorShape`` is the net under both:
 an error result the SDK made itself (a crash outside our wrappers) is put in the same shape.
 """
 
