@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import pydantic
 import pytest
 from mcp import Client
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent
 
 from mcp_server import rbac
@@ -63,11 +64,26 @@ async def explode() -> str:
     raise RuntimeError("secret internal detail")
 
 
+class Touchy(pydantic.BaseModel):
+    x: int
+
+    @pydantic.field_validator("x")
+    @classmethod
+    def crash(cls, value: int) -> int:
+        raise RuntimeError("secret validator detail")  # not a ValueError: pydantic lets it through
+
+
+@ml_tool(permission=rbac.Permission.READ)
+async def touchy(request: Touchy) -> str:
+    """Never runs: checking its arguments crashes."""
+    return "ran"
+
+
 @pytest.fixture(scope="module")
 def server(tool_settings):
     from tools.server import TOOLS
 
-    built = build_server(tool_settings, tools=[*TOOLS, explode])
+    built = build_server(tool_settings, tools=[*TOOLS, explode, touchy])
     yield built
     built.state.close()
 
@@ -173,6 +189,15 @@ async def test_a_crash_is_internal_with_the_id_it_was_recorded_under(server):
                                 "the details are in the server log")
 
 
+async def test_a_crash_while_checking_arguments_is_internal_too(server):
+    async with Client(server) as client:
+        crash = await client.call_tool("touchy", {"request": {"x": 1}})
+    error = error_of(crash)
+    assert error["code"] == "internal" and "secret" not in crash.content[0].text
+    assert error["error_id"] == error_recorder.recent(1)[0].error_id
+    assert error["message"].startswith("internal error while checking the arguments of touchy (error id ")
+
+
 # --- the table: each class of the tree to one code --------------------------------------------------
 
 
@@ -199,6 +224,7 @@ def _validation_error() -> pydantic.ValidationError:
         (ResourceLimitError("max_trials=900 is above max_trials_limit=500"), "limit_exceeded", "request.max_trials", False),
         (ExecutionError("stage train failed: ValueError"), "execution_failed", None, True),
         (TrackingUnavailableError("tracking store unavailable: refused"), "unavailable", None, True),
+        (ToolError("job 0123456789ab failed: data checks stopped this job"), "execution_failed", None, False),
         (ConfigurationError("bad roles file"), "internal", None, True),
         (KeyError("boom"), "internal", None, True),
     ],
