@@ -19,7 +19,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.support import payload, free_port, isolated_settings, server_env, shared_template
+from tests.support import error_of, payload, free_port, isolated_settings, server_env, shared_template
 
 pytestmark = pytest.mark.anyio
 
@@ -146,14 +146,14 @@ async def test_http_viewer_is_denied_and_developer_succeeds(http_server):
         denied = await client.call_tool("cancel_job", {"job_id": "abc"})
         health = await client.call_tool("server_health", {})
     assert "cancel_job" not in names and "server_health" in names
-    assert denied.is_error and denied.content[0].text.endswith("permission denied")
+    assert error_of(denied) == {"code": "permission_denied", "message": "permission denied"}
     assert payload(health)["status"] == "ok"
 
     async with Client(streamable_http_client(http_server.base + "/mcp", http_client=authed(DEVELOPER_TOKEN))) as client:
         names = {t.name for t in (await client.list_tools()).tools}
         missing = await client.call_tool("cancel_job", {"job_id": "abc"})
     assert "cancel_job" in names
-    assert missing.is_error and "job_id 'abc' does not name a known job" in missing.content[0].text
+    assert error_of(missing) == {"code": "not_found", "message": "job_id 'abc' does not name a known job", "field": "job_id"}
     status, body = http_get(http_server.base + "/metrics")
     assert b'operation="tool.cancel_job"' in body
 

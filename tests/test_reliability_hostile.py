@@ -33,7 +33,7 @@ from mcp import Client, StdioServerParameters
 from tests._hostile_strategies import is_invalid, schema_violation, unbounded_nodes
 from mcp_server import rbac
 from tools.server import build_server
-from tests.support import payload, ADMIN, data_folder_with_escapes, isolated_settings, server_env, shared_template
+from tests.support import error_text, payload, ADMIN, data_folder_with_escapes, isolated_settings, server_env, shared_template
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_EXAMPLES = 1700
@@ -145,7 +145,7 @@ def write_figures(root: Path) -> None:
 def check_refused(result, tool: str, args: dict, fields: tuple[str, ...], category: str) -> None:
     FIGURES[category] += 1
     FIGURES["by_tool"][tool] = FIGURES["by_tool"].get(tool, 0) + 1
-    text = result.content[0].text if result.content else ""
+    text = error_text(result) if result.is_error else (result.content[0].text if result.content else "")
     ok = result.is_error and any(f.lower() in text.lower() for f in fields)
     if not ok:
         FIGURES["failures"].append({"tool": tool, "fields": fields, "text": text[:300],

@@ -25,6 +25,7 @@ from mcp_server.settings import Settings
 from tools import identity
 from tools.server import build_server
 from tests.support import (
+    error_of,
     payload,
     ANALYST,
     VIEWER,
@@ -127,7 +128,7 @@ async def test_denials_read_the_same_for_existing_and_missing_things(secured):
                         except Exception as exc:  # noqa: BLE001 - the denial is what we compare
                             resources.append(str(exc))
         assert first.is_error and second.is_error
-        assert text_of(first) == text_of(second) == f"Error executing tool {tool}: permission denied"
+        assert error_of(first) == error_of(second) == {"code": "permission_denied", "message": "permission denied"}
         if resources:
             assert len(resources) == 2 and resources[0] == resources[1] and "permission denied" in resources[0]
         compared += 1

@@ -25,7 +25,7 @@ from mcp_server.jobs import JobManager, JobState
 from mcp_server.mlflow_integration import OWNER_TAG
 from mcp_server.mlflow_integration import _recovery as recovery
 from tools.server import build_server
-from tests.support import payload, isolated_settings, shared_template
+from tests.support import error_of, error_text, payload, isolated_settings, shared_template
 
 pytestmark = pytest.mark.anyio
 VIEWER = rbac.Principal("vera", {"viewer"})
@@ -57,7 +57,7 @@ def test_thirty_experiments_do_not_keep_thirty_writer_threads(server):
 async def test_experiment_names_that_escape_the_artifact_root_are_refused(server, name):
     async with Client(server) as client:
         result = await client.call_tool("start_experiment", {"request": {"name": name}})
-    assert result.is_error and "experiment name" in result.content[0].text, result.content[0].text
+    assert "experiment name" in error_text(result), result.content[0].text
 
 
 async def test_a_viewer_sees_no_absolute_server_paths(server):
@@ -91,7 +91,7 @@ async def test_end_run_ends_a_stuck_run_and_the_search_resumes(server):
     with rbac.acting_as(VIEWER):
         async with Client(server) as client:
             denied = await client.call_tool("end_run", {"run_id": stuck})
-    assert denied.is_error and "permission denied" in denied.content[0].text.lower()
+    assert error_of(denied)["code"] == "permission_denied"
     mine = tracker.create_run(run_name="mine")  # opened by this process: its job must be cancelled instead
     with rbac.acting_as(DEVELOPER):
         async with Client(server) as client:
@@ -100,8 +100,8 @@ async def test_end_run_ends_a_stuck_run_and_the_search_resumes(server):
             own = await client.call_tool("end_run", {"run_id": mine})
     assert not ended.is_error, ended.content[0].text
     assert payload(ended)["status"] == "KILLED"
-    assert again.is_error and "only a RUNNING run can be ended" in again.content[0].text
-    assert own.is_error and "cancel that job" in own.content[0].text
+    assert "only a RUNNING run can be ended" in error_text(again) and error_of(again)["code"] == "failed_precondition"
+    assert "cancel that job" in error_text(own) and error_of(own)["code"] == "failed_precondition"
     run = tracker.get_run(stuck)
     assert run.status.value == "KILLED" and "ended by dev" in run.tags["nba_mcp.termination_reason"]
     tracker.end_run("FINISHED", run_id=mine)
@@ -215,7 +215,7 @@ async def test_two_concurrent_resumes_of_one_search_never_duplicate_trials(serve
     runs, _ = tracker.search_runs_page(f"tags.mlflow.parentRunId = '{parent}'", 100)
     numbers = sorted(int(r.tags["nba_mcp.trial_number"]) for r in runs)
     assert len(accepted) == 1 and len(refused) == 1, [a.content[0].text for a in answers]
-    assert "being resumed" in refused[0].content[0].text or "RUNNING" in refused[0].content[0].text
+    assert "being resumed" in error_text(refused[0]) or "RUNNING" in error_text(refused[0])
     assert numbers == list(range(12)), numbers
 
 

@@ -30,6 +30,7 @@ from tests.support.stdio import RawStdioServer
 from tests.test_reliability_crash import parent_run, running_runs, store_rows
 from tools.server import build_server
 from tests.support import (
+    error_text,
     payload,  # noqa: F401  (template_db, tool_settings: fixtures)
     free_port,
     isolated_settings,
@@ -93,10 +94,10 @@ async def test_plan_refuses_hyperparameters_that_size_a_fit_past_their_bound(too
         result = await client.call_tool(tool, arguments)
         elapsed = time.perf_counter() - started
         jobs = structured(await client.call_tool("list_jobs", {}))
-    assert result.is_error and expected in result.content[0].text, result.content[0].text
+    assert expected in error_text(result), result.content[0].text
     assert jobs["jobs"] == []  # refused before any job was queued
     assert elapsed < 5
-    FIGURES.setdefault("bound_refusals", []).append({"tool": tool, "message": result.content[0].text[:160],
+    FIGURES.setdefault("bound_refusals", []).append({"tool": tool, "message": error_text(result)[:160],
                                                       "seconds": round(elapsed, 3)})
 
 
@@ -324,7 +325,7 @@ def test_stop_during_a_long_trial_ends_every_run_and_resume_works(transport, how
                  30, "the resumed parent to be RUNNING")
         twice = second.call_tool("tune_hyperparameters",
                                  {"request": {**SLOW_SEARCH, "resume_from": parent}, "wait_seconds": 0})
-        refusal = twice["content"][0]["text"]
+        refusal = error_text(twice)
         assert twice.get("isError") and ("RUNNING" in refusal or "already being resumed" in refusal), twice
         second.call_tool("cancel_job", {"job_id": resumed["job_id"]})
         cancelled = wait_for(lambda: structured(second.call_tool("get_job", {"job_id": resumed["job_id"]}))

@@ -30,10 +30,11 @@ from mcp_server.error_handling import (
     handle_errors,
 )
 from mcp_server.settings import TokenEntry
-from tools.registration import READ_ONLY, ml_tool, tool_error_message, tool_spec
+from tools.error_table import tool_error_message
+from tools.registration import READ_ONLY, ml_tool, tool_spec
 from tools.identity import SettingsTokenVerifier
 from tools.server import build_server
-from tests.support import payload, NOBODY, VIEWER, isolated_settings, template_db  # noqa: F401  (fixture)
+from tests.support import error_of, payload, NOBODY, VIEWER, isolated_settings, template_db  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.anyio
 
@@ -157,9 +158,9 @@ async def test_unexpected_error_is_sanitized_and_server_keeps_serving(settings):
     server = build_server(settings, tools=[explode, ml_tool(permission=rbac.Permission.READ)(echo)])
     async with Client(server) as client:
         result = await client.call_tool("explode", {})
-        assert result.is_error
-        text = result.content[0].text
-        assert "secret" not in text and "internal error while running explode (error id " in text
+        error = error_of(result)
+        assert "secret" not in result.content[0].text and "internal error while running explode (error id " in error["message"]
+        assert error["code"] == "internal" and f"(error id {error['error_id']})" in error["message"]
         assert payload(await client.call_tool("echo", {"text": "ok"})) == {"text": "ok"}
 
 
@@ -187,8 +188,9 @@ print(sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules))
 async def test_invalid_arguments_name_field_rule_and_value(server, mode):
     async with Client(server, mode=mode) as client:
         result = await client.call_tool("list_jobs", {"limit": 1000})
-    text = result.content[0].text
-    assert result.is_error
+    error = error_of(result)
+    text = error["message"]
+    assert error["code"] == "invalid_argument" and error["field"] == "limit"
     assert "limit" in text and "less than or equal to 100" in text and "(got 1000)" in text and "errors.pydantic.dev" not in text
 
 
@@ -203,7 +205,7 @@ async def test_viewer_sees_only_read_tools_and_is_denied_execute(server, mode):
     permissions = server.state.tool_permissions
     assert names == {n for n, p in permissions.items() if p is rbac.Permission.READ}
     assert "cancel_job" not in names
-    assert denied.is_error and denied.content[0].text.endswith("permission denied")
+    assert error_of(denied) == {"code": "permission_denied", "message": "permission denied"}
 
 
 async def test_local_principal_applies_without_a_transport_identity(server):
@@ -221,7 +223,7 @@ async def test_identity_comes_from_the_access_token(server, mode):
             denied = await client.call_tool("cancel_job", {"job_id": "abc"})
     finally:
         auth_context_var.reset(reset)
-    assert "cancel_job" not in names and denied.content[0].text.endswith("permission denied")
+    assert "cancel_job" not in names and error_of(denied) == {"code": "permission_denied", "message": "permission denied"}
 
 
 async def test_token_verifier_maps_hashed_and_plaintext_tokens(tmp_path):

@@ -78,7 +78,7 @@ class AppState:
 
     def claim_resume(self, run_id: str) -> None:
         """Refuse a second resume of a search whose resume this server has accepted and not finished."""
-        from mcp_server.error_handling import InvalidRequestError
+        from mcp_server.error_handling import ConflictError
 
         # Claimed while a call checks and queues it, then by the queued or running job itself.
         with self._lock:
@@ -87,7 +87,7 @@ class AppState:
                 for s in self.jobs.list(kind="tune", limit=self.jobs.max_kept)
             )
             if busy:
-                raise InvalidRequestError(
+                raise ConflictError(
                     f"resume_from={run_id!r} is already being resumed by another job; wait for it to end"
                 )
             self._resuming.add(run_id)

@@ -54,8 +54,13 @@ async def call(client: Client, tool: str, args: dict[str, Any], **kwargs: Any) -
     show_call(tool, args)
     result = await client.call_tool(tool, args, **kwargs)
     if result.is_error:
-        raise DemoError(result.content[0].text)
+        raise DemoError(error_message(result))
     return json.loads(result.content[0].text)  # every tool answers one JSON text
+
+
+def error_message(result: Any) -> str:
+    """The message of an error result (one JSON text: {"error": {"code", "message", ...}})."""
+    return json.loads(result.content[0].text)["error"]["message"]
 
 
 async def job_result(client: Client, job: dict[str, Any], on_progress: Any = None) -> dict[str, Any]:
@@ -160,7 +165,7 @@ async def session(params: StdioServerParameters, dataset: str, data_dir: Path | 
         say("\nA naive call: every other column as a feature, a random split.")
         naive = await client.call_tool("run_pipeline", {"request": pipeline})
         if naive.is_error:  # stopped by the leak screen: its job FAILED, with the fix
-            say(f"  stopped: {naive.content[0].text}")
+            say(f"  stopped: {error_message(naive)}")
             forced = await job_result(client, await call(client, "run_pipeline", {"request": {
                 **pipeline, "leak_check": "warn", "run_name": f"{model_name}-naive"}}))
             say(f"  trained anyway: {short({k: v for k, v in forced['metrics'].items() if not k.startswith('cv_')})}")

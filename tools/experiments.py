@@ -11,7 +11,7 @@ from mcp.types import CallToolResult, ImageContent, TextContent
 from pydantic import BaseModel, ConfigDict, Field
 
 from mcp_server import rbac
-from mcp_server.error_handling import InvalidRequestError, NotFoundError
+from mcp_server.error_handling import FailedPreconditionError, InvalidRequestError, NotFoundError
 from tools.app_state import AppState, state_of
 from tools.fields import ExperimentName, KeyName, ParamValue, RunId, TagValue
 from tools.identity import shown_path
@@ -310,9 +310,9 @@ async def end_run(
         tracker = app.tracker()
         run = tracker.get_run(run_id)
         if run.status.value != "RUNNING":
-            raise InvalidRequestError(f"run {run_id} is {run.status.value}; only a RUNNING run can be ended")
+            raise FailedPreconditionError(f"run {run_id} is {run.status.value}; only a RUNNING run can be ended")
         if run.tags.get(OWNER_TAG) == owner():
-            raise InvalidRequestError(
+            raise FailedPreconditionError(
                 f"run {run_id} belongs to a job of this server: cancel that job (list_jobs, cancel_job) instead"
             )
         who = principal.id if principal else "unknown"

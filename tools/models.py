@@ -7,7 +7,7 @@ from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
 
 from mcp_server import rbac, training_pipeline
-from mcp_server.error_handling import InvalidRequestError
+from mcp_server.error_handling import FailedPreconditionError
 from mcp_server.evaluation import RowWarning
 from mcp_server.training_pipeline import (
     MODEL_URI_TAG,
@@ -118,7 +118,7 @@ async def register_model(ctx: Context, run_id: RunId, model_name: ModelName) -> 
         run = tracker.get_run(run_id)
         model_uri = run.tags.get(MODEL_URI_TAG)
         if not model_uri:
-            raise InvalidRequestError(
+            raise FailedPreconditionError(
                 f"run_id {run_id!r} has no logged model (no {MODEL_URI_TAG} tag); train one with run_pipeline"
             )
         metric, value = training_pipeline.registration_metric(run)

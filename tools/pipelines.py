@@ -25,7 +25,7 @@ from mcp_server.training_pipeline import (
     request_from_search,
     run_standard_pipeline,
 )
-from mcp_server.error_handling import InvalidRequestError
+from mcp_server.error_handling import FailedPreconditionError
 from tools.app_state import AppState, state_of
 from tools.blocking import run_stoppable
 from tools.fields import StartWaitSeconds
@@ -106,7 +106,7 @@ def search_run_id(app: AppState, reference: str) -> str:
     snapshot = app.jobs.get(reference)  # unknown: NotFoundError naming the id
     result = snapshot.result if isinstance(snapshot.result, dict) else {}
     if snapshot.kind != "tune" or not result.get("parent_run_id"):
-        raise InvalidRequestError(f"from_search job {reference!r} is a {snapshot.kind} job in state "
+        raise FailedPreconditionError(f"from_search job {reference!r} is a {snapshot.kind} job in state "
                                   f"{snapshot.state.value}; name a finished tuning job or its parent_run_id")
     return result["parent_run_id"]
 

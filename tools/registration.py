@@ -2,8 +2,11 @@
 
 Order, outermost first (fixed, so every tool behaves the same way):
 
+0. the answer: an error mapped below leaves as a result, one JSON text with ``isError`` true
+   (``tools.errors``), after monitoring has counted it as a failed call;
 1. monitoring: counts the call, its latency and whether it failed (``tool.<name>`` in the metrics);
-2. error mapping: turns the domain exception tree into MCP tool errors (``ERROR_TABLE``);
+2. error mapping: turns the domain exception tree into error details (``tools.error_table``:
+   each class to one ``tools.errors.ErrorCode``);
 3. permission check: the caller's principal (set by the transport, see ``tools.identity``) must
    hold ``permission``, else ``PermissionDeniedError`` (audited by ``mcp_server.rbac``);
 4. attribution: MLflow runs the call creates name the tool (``mlflow.source.name``) and the
@@ -25,26 +28,17 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pydantic
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import MCPError
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, TextContent
 from mcp_types import ToolAnnotations
 
 from mcp_server import rbac
-from mcp_server.error_handling import (
-    ConfigurationError,
-    ExecutionError,
-    InvalidRequestError,
-    NotFoundError,
-    PermissionDeniedError,
-    ResourceLimitError,
-    TrackingUnavailableError,
-    error_id_of,
-    error_recorder,
-)
+from mcp_server.error_handling import ConfigurationError
 from mcp_server.mlflow_integration import recording_as
 from mcp_server.monitoring import metrics
-from tools.arguments import describe_validation_error
+from tools.error_table import argument_fields, tool_error
+from tools.errors import ToolErrorDetail
 
 logger = logging.getLogger(__name__)
 
@@ -68,64 +62,6 @@ class ToolSpec:
     title: str | None
 
 
-# --- the one mapping table: domain error -> what the client reads ----------------------------
-
-_DENIED = "permission denied"
-
-
-def _as_stated(exc: BaseException, _tool: str) -> str:
-    """The caller can fix it: our messages already name the field, the rule and the value."""
-    return str(exc)
-
-
-def _denied(_exc: BaseException, _tool: str) -> str:
-    return _DENIED  # never say which permission or role was missing
-
-
-def _error_id(exc: BaseException, tool: str) -> str:
-    """The id ``exc`` was recorded under: the one ``handle_errors`` gave it, else a new record's."""
-    return error_id_of(exc) or error_recorder.record(exc, context=f"tool {tool}").error_id
-
-
-def _recorded(exc: BaseException, tool: str) -> str:
-    """Server-side trouble the caller cannot fix: recorded with an id, message kept short."""
-    error_id = _error_id(exc, tool)
-    logger.warning("tool %s failed [error id %s]: %s", tool, error_id, exc)
-    return f"{exc} (error id {error_id})"
-
-
-def _invalid_arguments(exc: BaseException, _tool: str) -> str:
-    # A domain model built from tool arguments rejected them: field, rule and value, no URLs.
-    assert isinstance(exc, pydantic.ValidationError)
-    return describe_validation_error(exc)
-
-
-ERROR_TABLE: tuple[tuple[type[BaseException], Callable[[BaseException, str], str]], ...] = (
-    (PermissionDeniedError, _denied),
-    (InvalidRequestError, _as_stated),
-    (NotFoundError, _as_stated),
-    (ResourceLimitError, _as_stated),
-    (pydantic.ValidationError, _invalid_arguments),
-    (ExecutionError, _recorded),
-    (TrackingUnavailableError, _recorded),
-)
-
-
-def tool_error_message(exc: BaseException, tool: str) -> str:
-    """The client-facing message for ``exc`` raised by ``tool`` (records unexpected errors)."""
-    for error_type, render in ERROR_TABLE:
-        if isinstance(exc, error_type):
-            return render(exc, tool)
-    # ConfigurationError and anything outside the tree: details stay in the server log.
-    error_id = _error_id(exc, tool)
-    logger.error("unexpected error in tool %s [error id %s]", tool, error_id, exc_info=exc)
-    kind = "server configuration error" if isinstance(exc, ConfigurationError) else "internal error"
-    return (
-        f"{kind} while running {tool} (error id {error_id}); "
-        "the details are in the server log"
-    )
-
-
 # --- the three layers ------------------------------------------------------------------------
 
 
@@ -138,17 +74,42 @@ def _monitored(fn: F, name: str) -> F:
     return monitored  # type: ignore[return-value]
 
 
+class _ErrorResult(Exception):
+    """Carries a mapped error out through monitoring (which counts it as failed) to ``_answered``."""
+
+    def __init__(self, detail: ToolErrorDetail) -> None:
+        super().__init__(detail.message)
+        self.detail = detail
+
+
 def _error_mapped(fn: F, name: str) -> F:
+    fields: frozenset[str] | None = None
+
     @functools.wraps(fn)
     async def error_mapped(*args: Any, **kwargs: Any) -> Any:
+        nonlocal fields
         try:
             return await fn(*args, **kwargs)
-        except ToolError:
-            raise
+        except MCPError:
+            raise  # a protocol error stays one (the SDK answers it as a JSON-RPC error)
         except Exception as exc:
-            raise ToolError(tool_error_message(exc, name)) from exc
+            if fields is None:
+                fields = argument_fields(fn)  # on the first error, not at import: startup stays fast
+            raise _ErrorResult(tool_error(exc, name, fields)) from exc
 
     return error_mapped  # type: ignore[return-value]
+
+
+def _answered(fn: F) -> F:
+    @functools.wraps(fn)
+    async def answered(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fn(*args, **kwargs)
+        except _ErrorResult as failed:
+            # One compact JSON text with isError, as a result is one JSON text (tools.errors).
+            return failed.detail.to_result()
+
+    return answered  # type: ignore[return-value]
 
 
 def _as_json(fn: F) -> F:
@@ -193,7 +154,7 @@ def ml_tool(
             # A sync tool runs in a worker thread the client cannot interrupt.
             raise ConfigurationError(f"tool {fn.__name__} must be declared async def")
         name = fn.__name__
-        wrapped = _monitored(_error_mapped(_permission_checked(_attributed(_as_json(fn), name), permission), name), name)
+        wrapped = _answered(_monitored(_error_mapped(_permission_checked(_attributed(_as_json(fn), name), permission), name), name))
         setattr(wrapped, ML_TOOL_ATTRIBUTE, ToolSpec(permission, annotations, title))
         return wrapped
 

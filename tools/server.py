@@ -3,7 +3,7 @@
 ``TOOLS`` is the one list of served tools: module-level ``ml_tool`` functions, each declaring its
 permission (``build_server`` refuses a tool without one). Tools reach the server's state through
 the lifespan context (``tools.app_state.state_of(ctx)``). Arguments are checked before a tool
-runs (``tools.arguments``). Identity comes from the transport (``tools.identity``): stdio serves
+runs (``tools.arguments``); every failed call is answered as one JSON text (``tools.errors``). Identity comes from the transport (``tools.identity``): stdio serves
 the configured local principal, HTTP and SSE require a bearer token. Heavy libraries load on
 first use, inside tools.
 """
@@ -34,6 +34,7 @@ from tools import data, experiments, health, jobs, models, pipelines, tuning
 from tools.app_state import AppState
 from tools.arguments import ArgumentCheck
 from tools.blocking import run_stoppable
+from tools.errors import ErrorShape
 from tools.health import server_version
 from tools.identity import IdentityMiddleware, SettingsTokenVerifier
 from tools.registration import make_tool, tool_spec
@@ -108,7 +109,7 @@ def build_server(
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         tools=served,
-        middleware=[IdentityMiddleware(settings, state.tool_permissions),
+        middleware=[ErrorShape(), IdentityMiddleware(settings, state.tool_permissions),
                     ArgumentCheck({tool.name: tool for tool in served})],
         log_level=settings.log_level,
         **auth_kwargs,

@@ -2,6 +2,8 @@
 
     MCPServerError                      base of everything we raise on purpose
     ├── InvalidRequestError (ValueError)    the caller can fix it: names the field, the rule, the value
+    │   ├── ConflictError                   it clashes with other work (exists already, held by another job)
+    │   └── FailedPreconditionError         the named thing is not in the state this needs (run not RUNNING)
     ├── NotFoundError (LookupError)         a named dataset, run, model or job does not exist
     ├── PermissionDeniedError (PermissionError)  the principal may not do this (message never leaks more)
     ├── ResourceLimitError                  a configured limit (rows, bytes, grid size, jobs) was exceeded
@@ -9,7 +11,8 @@
     ├── TrackingUnavailableError            the MLflow tracking store cannot be reached in time
     └── ConfigurationError                  the server's own configuration is wrong
 
-The MCP layer maps this tree to tool errors in one table; anything outside it is "unexpected".
+The MCP layer maps this tree to tool errors in one table (each class to one error code, see
+``tools.errors``); anything outside it is "unexpected".
 
 Helpers (all work on sync and async functions and keep the wrapped signature):
 
@@ -25,7 +28,9 @@ from __future__ import annotations
 from mcp_server.error_handling._decorator import handle_errors
 from mcp_server.error_handling._exceptions import (
     ConfigurationError,
+    ConflictError,
     ExecutionError,
+    FailedPreconditionError,
     InvalidRequestError,
     MCPServerError,
     NotFoundError,
@@ -54,10 +59,12 @@ from mcp_server.error_handling._retry import (
 __all__ = [
     "DEFAULT_RETRY_ON",
     "ConfigurationError",
+    "ConflictError",
     "ErrorNotifier",
     "ErrorRecord",
     "ErrorRecorder",
     "ExecutionError",
+    "FailedPreconditionError",
     "InvalidRequestError",
     "MCPServerError",
     "NotFoundError",

@@ -11,6 +11,14 @@ class InvalidRequestError(MCPServerError, ValueError):
     """The request is invalid and the caller can fix it."""
 
 
+class ConflictError(InvalidRequestError):
+    """The request clashes with other work on the same thing (it exists already, another job holds it)."""
+
+
+class FailedPreconditionError(InvalidRequestError):
+    """The named thing is not in the state this needs (a run not RUNNING, a search not finished)."""
+
+
 class NotFoundError(MCPServerError, LookupError):
     """A named resource does not exist."""
 

@@ -33,7 +33,7 @@ from mlflow.entities import (
 from mlflow.store.entities.paged_list import PagedList
 from mlflow.utils.search_utils import SearchUtils
 
-from ..error_handling import InvalidRequestError, NotFoundError
+from ..error_handling import ConflictError, InvalidRequestError, NotFoundError
 from ._tracker import MLflowExperimentTracker
 from ._types import now_ms
 
@@ -67,7 +67,7 @@ class InMemoryClient:
     def create_experiment(self, name: str, artifact_location: str | None = None, tags=None) -> str:
         with self._lock:
             if self.get_experiment_by_name(name):
-                raise InvalidRequestError(f"experiment {name!r} already exists")
+                raise ConflictError(f"experiment {name!r} already exists")
             exp_id = str(next(self._ids))
             location = artifact_location or (self._artifact_dir / exp_id).as_uri()
             self._experiments[exp_id] = Experiment(

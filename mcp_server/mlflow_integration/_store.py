@@ -14,7 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..error_handling import InvalidRequestError, NotFoundError, TrackingUnavailableError
+from ..error_handling import ConflictError, InvalidRequestError, NotFoundError, TrackingUnavailableError
 
 _migrated: set[str] = set()
 # Tracking server URI -> (monotonic time until which it is not asked again, why it failed), after
@@ -164,7 +164,9 @@ def store_errors() -> Iterator[None]:
         # MLflow reports some missing things (e.g. an unknown alias) as invalid parameters.
         if code == "RESOURCE_DOES_NOT_EXIST" or "not found" in message.lower():
             raise NotFoundError(_first_line(message)) from None
-        if code in {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "BAD_REQUEST"}:
+        if code == "RESOURCE_ALREADY_EXISTS":
+            raise ConflictError(_first_line(message)) from None
+        if code in {"INVALID_PARAMETER_VALUE", "BAD_REQUEST"}:
             raise InvalidRequestError(_first_line(message)) from None
         if "API request to" in message or "Max retries exceeded" in message:
             raise TrackingUnavailableError(f"tracking store unavailable: {_first_line(message)}") from None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mcp_server.error_handling import InvalidRequestError, NotFoundError
+from mcp_server.error_handling import FailedPreconditionError, InvalidRequestError, NotFoundError
 
 if TYPE_CHECKING:
     from mcp_server.mlflow_integration import Tracker
@@ -38,10 +38,10 @@ def request_from_search(request: StandardPipelineRequest, tracker: Tracker) -> S
     try:
         searched, summary = tracker.load_dict(parent, SEARCH_REQUEST_FILE), tracker.load_dict(parent, SEARCH_SUMMARY_FILE)
     except NotFoundError:
-        raise InvalidRequestError(f"search {parent!r} has not finished, or was run by an earlier release that did not "
+        raise FailedPreconditionError(f"search {parent!r} has not finished, or was run by an earlier release that did not "
                                   "record its request; train with estimator and params instead") from None
     if summary.get("best_params") is None:
-        raise InvalidRequestError(f"search {parent!r} has no complete trial: there is no winner to train")
+        raise FailedPreconditionError(f"search {parent!r} has no complete trial: there is no winner to train")
     found: dict[str, Any] = {k: searched.get(k) for k in _FROM_REQUEST if searched.get(k) is not None}
     found["estimator"] = summary.get("estimator") or searched.get("estimator")
     if found["estimator"] in (None, "auto"):

@@ -193,6 +193,25 @@ def payload(result) -> Any:
     return json.loads(result.content[0].text)
 
 
+ERROR_KEYS = {"code", "message", "field", "did_you_mean", "fix", "error_id", "problems"}
+
+
+def error_of(result) -> dict[str, Any]:
+    """The ``error`` object of an error result (a ``CallToolResult`` or a raw JSON-RPC ``result``
+    dict), checked against the shape every tool error has: one JSON text, ``isError`` true, a known
+    code, a message, no other keys."""
+    from tools.errors import ErrorCode
+
+    is_error = result.get("isError") if isinstance(result, dict) else result.is_error
+    assert is_error, result
+    content = result["content"] if isinstance(result, dict) else [c.model_dump() for c in result.content]
+    assert len(content) == 1 and content[0]["type"] == "text", content
+    error = json.loads(content[0]["text"])["error"]
+    assert error["code"] in set(ErrorCode) and isinstance(error["message"], str) and error["message"], error
+    assert set(error) <= ERROR_KEYS, error
+    return error
+
+
 def error_text(result) -> str:
-    assert result.is_error, result.content
-    return result.content[0].text
+    """The message of an error result (see ``error_of``)."""
+    return error_of(result)["message"]

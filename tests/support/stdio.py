@@ -13,14 +13,28 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mcp_types import CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, PROTOCOL_VERSION_META_KEY
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
 from tests.support.data import PROJECT_ROOT
+
+CLIENT_INFO = {"name": "raw-test-client", "version": "1"}
+
+
+def envelope(protocol_version: str) -> dict[str, Any]:
+    """The ``_meta`` every request of the stateless protocol (2026-07-28) carries."""
+    return {PROTOCOL_VERSION_META_KEY: protocol_version, CLIENT_CAPABILITIES_META_KEY: {},
+            CLIENT_INFO_META_KEY: CLIENT_INFO}
 
 
 class RawStdioServer:
     """``nba-mcp serve`` over stdio, spoken to with raw JSON-RPC lines (so the test owns the pid)."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, *, wrapper: tuple[str, ...] = ()) -> None:
-        """``wrapper``: a command the server runs under (e.g. ``unshare --pid …``)."""
+    def __init__(self, env: dict[str, str], log_path: Path, *, wrapper: tuple[str, ...] = (),
+                 protocol_version: str = "2025-06-18") -> None:
+        """``wrapper``: a command the server runs under (e.g. ``unshare --pid …``). A handshake-era
+        ``protocol_version`` is negotiated with ``initialize`` (its result: ``self.initialized``); a
+        stateless one (2026-07-28) rides in every request's ``_meta``, after ``server/discover``."""
         self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop() / kill()
         self.proc = subprocess.Popen(
             [*wrapper, sys.executable, "-m", "tools.cli", "serve"], cwd=PROJECT_ROOT, env=env,
@@ -29,9 +43,13 @@ class RawStdioServer:
         self._lines: queue.Queue[bytes] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self._next_id = 0
-        self.request("initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
-                                    "clientInfo": {"name": "raw-test-client", "version": "1"}}, timeout=120)
-        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        self.meta = envelope(protocol_version) if protocol_version in MODERN_PROTOCOL_VERSIONS else None
+        if self.meta is None:
+            self.initialized = self.request("initialize", {"protocolVersion": protocol_version, "capabilities": {},
+                                                           "clientInfo": CLIENT_INFO}, timeout=120)
+            self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        else:
+            self.initialized = self.request("server/discover", {}, timeout=120)
 
     def _read(self) -> None:
         for line in self.proc.stdout:
@@ -43,6 +61,8 @@ class RawStdioServer:
 
     def request(self, method: str, params: dict, timeout: float = 90) -> dict:
         self._next_id += 1
+        if self.meta is not None:
+            params = {**params, "_meta": self.meta}
         line = json.dumps({"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params})
         message = self.exchange(line.encode(), self._next_id, timeout)
         assert "error" not in message, message
