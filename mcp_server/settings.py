@@ -215,7 +215,7 @@ class Settings(BaseSettings):
         "At the limit a new connection displaces the oldest one still waiting for its headers",
     )
     http_fd_reserve: int = Field(
-        default=128, ge=16, le=100_000,
+        default=256, ge=64, le=100_000,
         description="File descriptors kept for the server's own files, pipes and worker processes: "
         "connections stop at RLIMIT_NOFILE minus this",
     )

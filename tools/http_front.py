@@ -12,7 +12,8 @@ What uvicorn 0.55 offers and what we add (its h11 protocol, subclassed; httptool
 - connection limit: uvicorn's ``limit_concurrency`` answers 503 only after the headers, with the
   descriptor already spent. Here at most ``http_max_connections`` connections stay open, and never
   more than RLIMIT_NOFILE minus ``http_fd_reserve`` (descriptors for the store, logs and worker
-  pipes). At the limit a new connection displaces the oldest one that carries no request in
+  pipes), and asyncio's accept burst is an eighth of that reserve. At the limit a new
+  connection displaces the oldest one that carries no request in
   progress (waiting for its headers, or idle between requests): a flood of half-open connections
   cannot keep a developer's ``initialize`` or ``/health`` out. Only when every connection carries
   a request is the new one refused (503, closed);
@@ -28,7 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import resource
+import socket
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -46,6 +49,30 @@ BODY_CUTOFF_GRACE_SECONDS = 1.0
 _REFUSED_BODY = b'{"error": "too_many_connections", "error_description": "settings.http_max_connections reached"}'
 _REFUSED = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\n"
             b"retry-after: 2\r\ncontent-length: %d\r\n\r\n%s" % (len(_REFUSED_BODY), _REFUSED_BODY))
+
+
+# The kernel's queue of connections waiting to be accepted: long, so a flood does not make a
+# client's SYN wait for a retransmission (1 s) while the server catches up.
+LISTEN_BACKLOG = 2048
+
+
+def accept_burst(settings: Any) -> int:
+    """How many connections asyncio accepts in one go before any reaches ``connection_made`` (where
+    the limit is applied). asyncio takes it from the ``backlog`` argument: an eighth of the reserve, so a
+    burst never exhausts the descriptors (uvicorn's default, 2,048, did under a 1,024 limit); the
+    kernel queue is lengthened again to ``LISTEN_BACKLOG`` once listening."""
+    return max(16, min(LISTEN_BACKLOG, settings.http_fd_reserve // 8))
+
+
+def lengthen_listen_queue(servers: list[asyncio.base_events.Server]) -> None:
+    for server in servers:
+        for transport_socket in server.sockets:
+            listening = socket.socket(transport_socket.family, transport_socket.type,
+                                      fileno=os.dup(transport_socket.fileno()))
+            try:
+                listening.listen(LISTEN_BACKLOG)  # the same socket: listen() again only resizes its queue
+            finally:
+                listening.close()
 
 
 def connection_limit(settings: Any) -> int:
@@ -129,7 +156,13 @@ class FrontProtocol(H11Protocol):
 
     def _close_now(self) -> None:
         self._disarm()
-        self.transport.abort()  # the descriptor is released now, not after a lingering close
+        self.transport.abort()
+        # asyncio closes the socket one loop iteration later; under a flood that lag (a whole accept
+        # burst of displaced connections) exhausted the descriptors. abort() has already taken the
+        # socket out of the selector, and the transport's own close later is a no-op.
+        sock = getattr(self.transport, "_sock", None)
+        if sock is not None:
+            sock.close()
 
     # --- deadlines ----------------------------------------------------------------------------
 
@@ -221,22 +254,27 @@ def serve_http(server: Any, settings: Any, *, transport: str, host: str, port: i
     import anyio
     import uvicorn
 
-    from tools.http_guard import RedactTokens
+    from tools.http_guard import RedactTokens, SummarizeDenials
 
     app = http_app(server, settings, transport=transport, host=host, port=port)
     limits = front_limits(settings)
     # log_config=None: uvicorn's loggers propagate to our handlers (its default access log would
     # write to stdout).
     logging.getLogger("uvicorn.access").addFilter(RedactTokens())
+    # The SDK logs every failed tool call; a principal retrying a denied one must not flood the log.
+    logging.getLogger("mcp.server.mcpserver.server").addFilter(
+        SummarizeDenials(settings.log_repeat_interval_seconds))
     config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on",
                             http=front_protocol(limits),
                             timeout_keep_alive=settings.http_keep_alive_timeout_seconds,
+                            backlog=accept_burst(settings),
                             timeout_graceful_shutdown=2)
 
     class FrontServer(server_class):  # type: ignore[misc, valid-type]
         async def startup(self, sockets=None) -> None:
             install_accept_error_log(asyncio.get_running_loop(), limits)
             await super().startup(sockets)
+            lengthen_listen_queue(getattr(self, "servers", []))
 
     logger.info("serving %s on http://%s:%d (at most %d connections)", transport, host, port, limits.max_connections)
     anyio.run(FrontServer(config).serve)

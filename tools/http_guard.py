@@ -38,6 +38,7 @@ from typing import Any
 import anyio
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
+from mcp_server import rbac
 from mcp_server.log_bounds import RepeatedEvents
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,25 @@ class RedactTokens(logging.Filter):
         if isinstance(record.msg, str):
             record.msg = _TOKEN_IN_QUERY.sub(r"\1[redacted]", record.msg)
         return True
+
+
+class SummarizeDenials(logging.Filter):
+    """Filter for the SDK's tool-failure log lines: a permission denial is written once per principal
+    and interval, the rest counted into one summary line (the audit log keeps the same count)."""
+
+    def __init__(self, interval: float) -> None:
+        super().__init__()
+        self.denials = RepeatedEvents(interval, self._summary)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage().lower()
+        if "permission denied" not in text and "permission_denied" not in text:
+            return True
+        principal = rbac.current_principal()
+        return self.denials.admit(principal.id if principal else None)
+
+    def _summary(self, principal: Any, count: int, _details: dict[str, int], seconds: float) -> None:
+        logging.getLogger(__name__).info("denied %d more tool calls of %s in %.0f s", count, principal, seconds)
 
 
 class RequestGuard:
