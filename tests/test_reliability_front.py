@@ -69,7 +69,9 @@ def spawn(root: Path, tmp_path_factory, *, nofile: int | None = None, **variable
 def front(tmp_path_factory):
     root = tmp_path_factory.mktemp("front")
     proc, port, log, home = spawn(root, tmp_path_factory, NBA_MCP_MAX_REQUESTS_PER_PRINCIPAL="6",
-                                  NBA_MCP_LOG_REPEAT_INTERVAL_SECONDS="3600")
+                                  NBA_MCP_LOG_REPEAT_INTERVAL_SECONDS="3600",
+                                  NBA_MCP_LOG_FILE=str(root / "logs" / "server.log"),
+                                  NBA_MCP_LOG_MAX_BYTES="10000", NBA_MCP_LOG_BACKUPS="2")
     yield proc, port, log, home
     stop_process(proc)
 
@@ -262,6 +264,10 @@ def test_repeated_denials_of_one_principal_write_one_audit_line_not_one_each(fro
     assert len(denied) == 1 and denied[0]["allowed"] is False, audit_lines[:5]
     log_growth = log.stat().st_size - log_before
     assert log_growth / calls < 120, log_growth  # the access log line, nothing per denial besides
+    # The log file (settings.log_file) rotated at 10 kB, two backups kept.
+    rotated = sorted(p.name for p in (log.parent / "logs").iterdir())
+    assert rotated == ["server.log", "server.log.1", "server.log.2"], rotated
+    assert all(p.stat().st_size <= 10_000 for p in (log.parent / "logs").iterdir())
     FIGURES["repeated_denials"] = {"calls": calls, "calls_per_second": round(calls / seconds, 1),
                                    "audit_lines_written": len(denied), "server_log_bytes_per_call":
                                    round(log_growth / calls, 1)}
