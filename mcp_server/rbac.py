@@ -9,7 +9,8 @@ context and ``user_id`` is passed, the principal is looked up in ``Settings.user
 context wins when both exist, so a caller cannot raise its rights by naming another user.
 
 Every decision made by ``require_permission`` is appended to a JSON-lines audit log
-(``Settings.audit_log_path``) once ``configure_rbac(settings)`` has run; until then auditing is off.
+(``Settings.audit_log_path``, rotated by size; repeated denials of one principal summarized per
+interval) once ``configure_rbac(settings)`` has run; until then auditing is off.
 A denial always raises ``PermissionDeniedError("permission denied")``: the message never says
 whether the resource exists or which permission was missing.
 """
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from mcp_server._package_data import PACKAGED_ROLES
 from mcp_server.error_handling import ConfigurationError, PermissionDeniedError
+from mcp_server.log_bounds import RepeatedEvents, RotatingAppender
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -164,11 +166,19 @@ def principal_for_user(user_id: str) -> Principal:
 
 
 class AuditLog:
-    """Appends one JSON line per access decision; thread-safe; off when ``path`` is None."""
+    """Appends one JSON line per access decision; thread-safe; off when ``path`` is None.
 
-    def __init__(self, path: Path | None = None) -> None:
+    The file is rotated by size (``max_bytes``, ``backups`` files kept). Denials are summarized per
+    principal: the first in each ``repeat_interval`` seconds is written in full, the rest as one line
+    ``{"allowed": false, "repeated": <count>, "actions": {action: count}}`` when the interval ends.
+    Allowed decisions are always written one by one.
+    """
+
+    def __init__(self, path: Path | None = None, *, max_bytes: int = 50_000_000, backups: int = 5,
+                 repeat_interval: float = 60.0) -> None:
         self.path = path
-        self._lock = threading.Lock()
+        self._file = RotatingAppender(path, max_bytes=max_bytes, backups=backups) if path is not None else None
+        self._denials = RepeatedEvents(repeat_interval, self._write_denial_summary)
 
     def record(
         self, *, principal: Principal | None, permission: Permission, action: str, allowed: bool
@@ -181,19 +191,34 @@ class AuditLog:
             "action": action,
             "allowed": allowed,
         }
-        if self.path is None:
+        if self._file is None:
             return entry
-        line = json.dumps(entry) + "\n"
+        if not allowed and not self._denials.admit(entry["principal"], action):
+            return entry  # counted; written in the interval's summary line
+        self._write(entry)
+        return entry
+
+    def flush(self) -> None:
+        """Write pending denial summaries now (shutdown, tests)."""
+        self._denials.flush()
+
+    def _write_denial_summary(self, principal: Any, count: int, actions: dict[str, int], seconds: float) -> None:
+        self._write({
+            "time": datetime.now(timezone.utc).isoformat(),
+            "principal": principal,
+            "allowed": False,
+            "repeated": count,
+            "actions": actions,
+            "seconds": round(seconds, 1),
+        })
+
+    def _write(self, entry: dict[str, Any]) -> None:
+        assert self._file is not None
         try:
-            with self._lock:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                # One write per line in append mode: whole lines even with other processes.
-                with self.path.open("a", encoding="utf-8") as handle:
-                    handle.write(line)
+            self._file.append(json.dumps(entry) + "\n")
         except OSError:
             # A full disk must not turn into an outage; the decision itself still stands.
             logger.exception("could not append to audit log %s", self.path)
-        return entry
 
 
 # --- module state and configuration ------------------------------------------------------------
@@ -237,7 +262,9 @@ def configure_rbac(settings: Settings) -> RoleTable:
         logger.warning("role %r is not defined in %s: it grants nothing", role, roles_file)
     with _state_lock:
         _state.role_table = table
-        _state.audit_log = AuditLog(settings.audit_log_path)
+        _state.audit_log = AuditLog(settings.audit_log_path, max_bytes=settings.audit_log_max_bytes,
+                                    backups=settings.audit_log_backups,
+                                    repeat_interval=settings.log_repeat_interval_seconds)
         _state.user_roles = user_roles
     return table
 

@@ -32,7 +32,7 @@ from mcp_server.threads import usable_cores
 
 CONFIG_ENV_VAR = "NBA_MCP_CONFIG"
 # Path fields that a config file may give relative to its own folder.
-_FILE_RELATIVE_PATHS = ("data_home", "artifact_root", "audit_log_path", "roles_file")
+_FILE_RELATIVE_PATHS = ("data_home", "artifact_root", "audit_log_path", "roles_file", "log_file")
 
 
 def default_data_home() -> Path:
@@ -192,6 +192,42 @@ class Settings(BaseSettings):
         default=512_000_000, ge=0,
         description="Memory of the loaded data frames kept for reuse (least recently used dropped first; 0: none)")
 
+    # --- admission per principal (HTTP): what one token may hold at once -------------------
+    max_requests_per_principal: int = Field(
+        default=32, ge=1, le=100_000,
+        description="HTTP requests of one principal being served at once (long-lived GET streams aside); "
+        "more -> 429 naming this setting",
+    )
+    max_body_bytes_per_principal: int = Field(
+        default=16 * 1024 * 1024, ge=64 * 1024, le=1 << 34,
+        description="Request body bytes one principal may have in flight (being received or served); "
+        "more -> 429 naming this setting",
+    )
+    max_read_calls_per_principal: int = Field(
+        default=2, ge=1, le=1_000,
+        description="Calls that load a data file (describe_dataset, validate_data, the dataset schema resource) "
+        "one principal may run at once; further calls wait their turn",
+    )
+
+    # --- the HTTP front: connections and timeouts ------------------------------------------
+    http_header_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=600, description="A request's line and headers must arrive within this time "
+        "(else the connection is closed)",
+    )
+    http_keep_alive_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=3600, description="An idle keep-alive connection is closed after this time"
+    )
+    http_max_connections: int = Field(
+        default=1000, ge=8, le=1_000_000,
+        description="Open HTTP connections; also held below the descriptor limit minus http_fd_reserve. "
+        "At the limit a new connection displaces the oldest one still waiting for its headers",
+    )
+    http_fd_reserve: int = Field(
+        default=256, ge=64, le=100_000,
+        description="File descriptors kept for the server's own files, pipes and worker processes: "
+        "connections stop at RLIMIT_NOFILE minus this",
+    )
+
     # --- access control and audit ---------------------------------------------------------
     roles_file: Path | None = Field(default=None, description="Default: the packaged roles.toml")
     audit_log_path: Path | None = Field(default=None, description="Default: <data_home>/audit.jsonl")
@@ -212,12 +248,26 @@ class Settings(BaseSettings):
     recent_errors_limit: int = Field(default=100, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # --- logs that cannot fill a disk ------------------------------------------------------
+    log_file: Path | None = Field(
+        default=None, description="Also write the server log to this file, rotated by size (default: stderr only)"
+    )
+    log_max_bytes: int = Field(default=20_000_000, ge=10_000, description="Server log file size before rotation")
+    log_backups: int = Field(default=5, ge=1, le=1000, description="Rotated server log files kept")
+    audit_log_max_bytes: int = Field(default=50_000_000, ge=10_000, description="Audit log size before rotation")
+    audit_log_backups: int = Field(default=5, ge=1, le=1000, description="Rotated audit log files kept")
+    log_repeat_interval_seconds: float = Field(
+        default=60.0, gt=0, le=86_400,
+        description="Repeated denials of one principal (and repeated accept errors) are written once, then "
+        "summarized with a count once per interval",
+    )
+
     # --- HTTP transport -------------------------------------------------------------------
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8765, ge=0, le=65535)
     allowed_origins: list[str] = Field(default_factory=list)
 
-    @field_validator("data_home", "artifact_root", "audit_log_path", "roles_file", mode="after")
+    @field_validator("data_home", "artifact_root", "audit_log_path", "roles_file", "log_file", mode="after")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None

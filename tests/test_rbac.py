@@ -236,9 +236,13 @@ def test_audit_appends_are_whole_lines_under_threads(settings) -> None:
         thread.start()
     for thread in threads:
         thread.join()
+    audit_log().flush()
     entries = audit_entries(settings)
-    assert len(entries) == 400
     assert sum(entry["allowed"] for entry in entries) == 200
+    # Repeated denials of one principal: the first in full, the other 199 as one line with a count.
+    denied = [entry for entry in entries if not entry["allowed"]]
+    assert [entry.get("repeated", 1) for entry in denied] == [1, 199]
+    assert denied[1]["principal"] == "mallory" and denied[1]["actions"] == {denied[0]["action"]: 199}
 
 
 def test_configure_rbac_uses_the_settings_roles_file(tmp_path, caplog) -> None:

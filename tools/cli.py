@@ -35,9 +35,18 @@ def quiet_mlflow() -> None:
     os.environ.update(QUIET_MLFLOW_ENV)
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, settings=None) -> None:
+    """Logs to stderr; with ``settings.log_file`` also to that file, rotated by size
+    (``log_max_bytes``, ``log_backups`` kept) so a flood of requests cannot fill the disk."""
+    from logging.handlers import RotatingFileHandler
+
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if settings is not None and settings.log_file is not None:
+        settings.log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(RotatingFileHandler(settings.log_file, maxBytes=settings.log_max_bytes,
+                                            backupCount=settings.log_backups, encoding="utf-8"))
     logging.basicConfig(
-        stream=sys.stderr,
+        handlers=handlers,
         level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         force=True,
@@ -49,7 +58,7 @@ def serve(args: argparse.Namespace) -> int:
     from mcp_server.mlflow_integration import ensure_sqlite_migrated
 
     settings = Settings()
-    configure_logging(args.log_level or settings.log_level)
+    configure_logging(args.log_level or settings.log_level, settings)
     transport = args.transport
     host = args.host or settings.http_host
     port = args.port if args.port is not None else settings.http_port
@@ -170,51 +179,16 @@ def recover_orphaned_runs(settings) -> None:
         reap()
 
 
-# Far above any valid call (the tools' schemas bound every field); refused before JSON parsing.
-MAX_REQUEST_BYTES = 8 * 1024 * 1024
-
-
-def http_app(server, settings, *, transport: str, host: str, port: int):
-    """The app for the HTTP transports: Host checks on every path, the token before the body,
-    bounded and timed request bodies, sessions capped per principal (``tools.http_guard``)."""
-    from tools.http_guard import RequestGuard
-    from tools.identity import SettingsTokenVerifier
-    from tools.server import http_transport_security
-
-    security = http_transport_security(settings, host, port)
-    session_manager = None
-    if transport == "sse":
-        app = server.sse_app(transport_security=security, host=host)
-    else:
-        app = server.streamable_http_app(
-            transport_security=security, host=host, max_request_body_size=MAX_REQUEST_BYTES,
-            session_idle_timeout=settings.session_idle_timeout_seconds, max_sessions=settings.max_sessions,
-        )
-        session_manager = getattr(server._lowlevel_server, "_session_manager", None)  # noqa: SLF001
-    return RequestGuard(app, verifier=SettingsTokenVerifier(settings), settings=settings,
-                        allowed_hosts=security.allowed_hosts, max_body_bytes=MAX_REQUEST_BYTES,
-                        session_manager=session_manager)
-
-
 def run_http(server, settings, *, transport: str, host: str, port: int) -> None:
-    import anyio
-    import uvicorn
+    from tools.http_front import serve_http
 
     if host not in LOOPBACK_HOSTS:
         logger.warning(
-            "binding %s: the server is reachable from other machines; every request still needs a token",
+            "binding %s: the server is reachable from other machines; every request still needs a token, "
+            "and traffic is plain HTTP unless a TLS-terminating proxy stands in front (docs/deployment.md)",
             host,
         )
-    app = http_app(server, settings, transport=transport, host=host, port=port)
-    # log_config=None: uvicorn's loggers propagate to our stderr handler (its default access
-    # log would write to stdout).
-    from tools.http_guard import RedactTokens
-
-    logging.getLogger("uvicorn.access").addFilter(RedactTokens())
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on",
-                            timeout_keep_alive=5, timeout_graceful_shutdown=2)
-    logger.info("serving %s on http://%s:%d", transport, host, port)
-    anyio.run(_Uvicorn(config).serve)
+    serve_http(server, settings, transport=transport, host=host, port=port, server_class=_uvicorn_server_class())
 
 
 def _uvicorn_server_class():
@@ -231,10 +205,6 @@ def _uvicorn_server_class():
             yield
 
     return Server
-
-
-def _Uvicorn(config):  # noqa: N802 - reads like the class it builds
-    return _uvicorn_server_class()(config)
 
 
 def claude_config(_args: argparse.Namespace) -> int:

@@ -3,27 +3,53 @@
 In order, for every HTTP request:
 1. ``Host`` must be one of ours (421), on every path: ``/health`` and ``/metrics`` too, so a DNS
    rebinding page cannot read them.
-2. On the MCP paths the bearer token is checked from the headers (401) *before a byte of the body is
-   read*: 60 unauthenticated connections used to cost 8.6 MB each.
-3. The body is read with a size bound (413, declared or streamed) and a time bound (408), then
-   handed to the app.
-4. A request that would open a session (streamable HTTP POST without a session id, or an SSE
+2. OAuth discovery paths (``/.well-known/oauth-protected-resource``, ``…/oauth-authorization-server``,
+   ``…/openid-configuration``, with any suffix) answer 404 at once while no identity provider is
+   configured: this server takes static bearer tokens, and a client must not start an OAuth flow.
+3. On the MCP paths the bearer token is checked from the headers (401) *before a byte of the body is
+   read*: 60 unauthenticated connections used to cost 8.6 MB each. The 401 names the realm in
+   ``WWW-Authenticate`` (``error="invalid_token"`` when a token was sent and is wrong) and its JSON
+   body says how to send a token.
+4. A session id must name an open session of the same principal (else 404, before the body): a
+   made-up id used to skip the session cap and let 40 slow 8 MB bodies pin 420 MB.
+   A request that would open a session (streamable HTTP POST without a session id, or an SSE
    stream) is refused (429, naming ``max_sessions_per_principal``) once its principal has that many
    open: one token opening sessions in a loop cannot lock the others out.
+5. Admission per principal (429 naming the setting, with ``Retry-After``): requests being served
+   at once (``max_requests_per_principal``; long-lived GET streams are bounded by the session cap
+   instead) and request body bytes in flight (``max_body_bytes_per_principal``, reserved from the
+   declared length before reading, counted as chunks arrive otherwise).
+6. The body is read with a size bound (413, declared or streamed) and a time bound (408), then
+   handed to the app.
+
+Refusals made before the body was read close the connection, so a client cannot keep trickling it.
+Refusals are logged once per principal and interval, then summarized with a count
+(``settings.log_repeat_interval_seconds``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections import Counter
 from typing import Any
 
 import anyio
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+
+from mcp_server import rbac
+from mcp_server.log_bounds import RepeatedEvents
 
 logger = logging.getLogger(__name__)
 
 MCP_PATHS = ("/mcp", "/sse", "/messages")
+OAUTH_DISCOVERY_PATHS = ("/.well-known/oauth-protected-resource", "/.well-known/oauth-authorization-server",
+                         "/.well-known/openid-configuration")
+REALM = "nba-mcp"
+HOW_TO_AUTHENTICATE = ("send the header 'Authorization: Bearer <token>' with a token the server's operator "
+                       "issued (static bearer tokens; this server runs no OAuth authorization server)")
+RETRY_AFTER_SECONDS = b"2"
 _TOKEN_IN_QUERY = re.compile(r"((?:access_token|token|api_key)=)[^&\s\"]+", re.IGNORECASE)
 
 
@@ -39,16 +65,41 @@ class RedactTokens(logging.Filter):
         return True
 
 
+class SummarizeDenials(logging.Filter):
+    """Filter for the SDK's tool-failure log lines: a permission denial is written once per principal
+    and interval, the rest counted into one summary line (the audit log keeps the same count)."""
+
+    def __init__(self, interval: float) -> None:
+        super().__init__()
+        self.denials = RepeatedEvents(interval, self._summary)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage().lower()
+        if "permission denied" not in text and "permission_denied" not in text:
+            return True
+        principal = rbac.current_principal()
+        return self.denials.admit(principal.id if principal else None)
+
+    def _summary(self, principal: Any, count: int, _details: dict[str, int], seconds: float) -> None:
+        logging.getLogger(__name__).info("denied %d more tool calls of %s in %.0f s", count, principal, seconds)
+
+
 class RequestGuard:
     def __init__(self, app: Any, *, verifier: Any, settings: Any, allowed_hosts: list[str],
-                 max_body_bytes: int, session_manager: Any = None) -> None:
+                 max_body_bytes: int, session_manager: Any = None, resource_metadata_url: str | None = None) -> None:
         self.app = app
         self.verifier = verifier
         self.settings = settings
         self.allowed_hosts = set(allowed_hosts)
         self.max_body_bytes = max_body_bytes
         self.session_manager = session_manager
+        # Set once an identity provider publishes Protected Resource Metadata: 401s point to it and
+        # the discovery paths reach the app.
+        self.resource_metadata_url = resource_metadata_url
         self.sse_streams: Counter[str] = Counter()
+        self.requests: Counter[str] = Counter()
+        self.body_bytes: Counter[str] = Counter()
+        self.refusals = RepeatedEvents(settings.log_repeat_interval_seconds, _log_refusal_summary)
         if session_manager is not None:
             _cap_sessions_per_principal(session_manager, settings.max_sessions_per_principal)
 
@@ -58,75 +109,153 @@ class RequestGuard:
         headers = dict(scope.get("headers") or [])
         host = headers.get(b"host", b"").decode("latin-1")
         if host not in self.allowed_hosts:
-            return await _respond(send, 421, "Invalid Host header")
+            return await _respond(send, 421, "misdirected_request", "Invalid Host header")
         path = scope.get("path", "")
+        if path.startswith(OAUTH_DISCOVERY_PATHS) and self.resource_metadata_url is None:
+            return await _respond(send, 404, "not_found", "no OAuth metadata here: " + HOW_TO_AUTHENTICATE)
         if not path.startswith(MCP_PATHS):
             return await self.app(scope, receive, send)
-        principal = await self._principal(headers)
+        principal, token_sent = await self._principal(headers)
         if principal is None:
-            return await _respond(send, 401, "a valid bearer token is required", {b"www-authenticate": b"Bearer"})
+            return await self._unauthorized(scope, send, token_sent)
+        method = scope.get("method")
         cap = self.settings.max_sessions_per_principal
-        if scope.get("method") == "GET" and path.startswith("/sse"):
+        if method == "GET" and path.startswith("/sse"):
             if self.sse_streams[principal] >= cap:
-                return await _too_many(send, principal, cap)
+                return await self._too_many_sessions(send, principal, cap)
             self.sse_streams[principal] += 1
             try:
                 return await self.app(scope, receive, send)
             finally:
                 self.sse_streams[principal] -= 1
-        if (scope.get("method") == "POST" and path.startswith("/mcp") and b"mcp-session-id" not in headers
-                and self.session_manager is not None and self.open_sessions(principal) >= cap):
-            return await _too_many(send, principal, cap)
-        if scope.get("method") in ("POST", "PUT", "PATCH"):
-            return await self._with_bounded_body(headers, scope, receive, send)
-        return await self.app(scope, receive, send)
+        if self.session_manager is not None and path.startswith("/mcp") and _stateful(headers):
+            session_id = headers.get(b"mcp-session-id")
+            if session_id is not None and not self.owns_session(principal, session_id.decode("latin-1")):
+                # What the SDK answers for an unknown session, but before the body is read.
+                return await _respond(send, 404, "session_not_found", "Session not found: initialize a new session")
+            if session_id is None and method == "POST" and self.open_sessions(principal) >= cap:
+                return await self._too_many_sessions(send, principal, cap)
+        if method == "GET":
+            return await self.app(scope, receive, send)  # a long-lived stream, one per session at most
+        limit = self.settings.max_requests_per_principal
+        if self.requests[principal] >= limit:
+            return await self._too_many(send, principal, "max_requests_per_principal",
+                                        f"at most {limit} requests of one principal are served at once")
+        self.requests[principal] += 1
+        try:
+            if method in ("POST", "PUT", "PATCH"):
+                return await self._with_bounded_body(principal, headers, scope, receive, send)
+            return await self.app(scope, receive, send)
+        finally:
+            self.requests[principal] -= 1
 
     def open_sessions(self, principal: str) -> int:
         owners = getattr(self.session_manager, "_session_owners", {})
         return sum(1 for ctx in list(owners.values()) if _subject(ctx) == principal)
 
-    async def _principal(self, headers: dict[bytes, bytes]) -> str | None:
+    def owns_session(self, principal: str, session_id: str) -> bool:
+        owners = getattr(self.session_manager, "_session_owners", {})
+        return session_id in owners and _subject(owners[session_id]) == principal
+
+    async def _principal(self, headers: dict[bytes, bytes]) -> tuple[str | None, bool]:
+        """(principal or None, whether a bearer token was sent at all)."""
         value = headers.get(b"authorization", b"").decode("latin-1")
         scheme, _, token = value.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            return None
+        if scheme.lower() != "bearer" or not token.strip():
+            return None, False
         access = await self.verifier.verify_token(token.strip())
-        return None if access is None else (access.subject or access.client_id)
+        return (None if access is None else (access.subject or access.client_id)), True
 
-    async def _with_bounded_body(self, headers, scope, receive, send) -> None:
+    async def _unauthorized(self, scope, send, token_sent: bool) -> None:
+        challenge = f'Bearer realm="{REALM}"'
+        if token_sent:
+            description = "the bearer token is not valid (unknown, or no longer configured); " + HOW_TO_AUTHENTICATE
+            challenge += f', error="invalid_token", error_description="{_quoted(description)}"'
+            client = (scope.get("client") or ("?",))[0]
+            if self.refusals.admit(("bad token", client)):
+                logger.info("refused a bearer token from %s (no configured token matches)", client)
+        else:
+            description = "a valid bearer token is required: " + HOW_TO_AUTHENTICATE
+            challenge += f', error_description="{_quoted(description)}"'
+        if self.resource_metadata_url is not None:
+            challenge += f', resource_metadata="{self.resource_metadata_url}"'
+        await _respond(send, 401, "invalid_token" if token_sent else "unauthorized", description,
+                       {b"www-authenticate": challenge.encode("latin-1")})
+
+    async def _too_many_sessions(self, send, principal: str, cap: int) -> None:
+        await self._too_many(send, principal, "max_sessions_per_principal",
+                             f"too many open sessions for this principal: at most {cap}",
+                             "close one (DELETE) or wait for it to expire")
+
+    async def _too_many(self, send, principal: str, setting: str, what: str, advice: str = "retry later") -> None:
+        if self.refusals.admit(principal, setting):
+            logger.warning("refused a request of %s: %s (%s)", principal, what, setting)
+        await _respond(send, 429, "too_many_requests", f"{what} (settings.{setting}); {advice}",
+                       {b"retry-after": RETRY_AFTER_SECONDS})
+
+    async def _with_bounded_body(self, principal: str, headers, scope, receive, send) -> None:
         declared = headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
-            return await _respond(send, 413, f"request body larger than {self.max_body_bytes} bytes")
-        chunks: list[bytes] = []
-        size = 0
-        timeout = self.settings.http_body_timeout_seconds
+            return await _respond(send, 413, "payload_too_large",
+                                  f"request body larger than {self.max_body_bytes} bytes")
+        budget = self.settings.max_body_bytes_per_principal
+        reserved = int(declared) if declared.isdigit() else 0
+        if self.body_bytes[principal] + reserved > budget:
+            return await self._too_many(send, principal, "max_body_bytes_per_principal",
+                                        f"at most {budget} bytes of request bodies of one principal in flight")
+        self.body_bytes[principal] += reserved
+        held = reserved
         try:
-            with anyio.fail_after(timeout):
-                more = True
-                while more:
-                    message = await receive()
-                    if message["type"] != "http.request":
-                        return  # the client went away
-                    chunk = message.get("body", b"")
-                    size += len(chunk)
-                    if size > self.max_body_bytes:
-                        return await _respond(send, 413, f"request body larger than {self.max_body_bytes} bytes")
-                    chunks.append(chunk)
-                    more = message.get("more_body", False)
-        except TimeoutError:
-            return await _respond(send, 408, f"request body not received within {timeout:g} s "
-                                             "(settings.http_body_timeout_seconds)")
-        body = b"".join(chunks)
-        replayed = False
+            chunks: list[bytes] = []
+            size = 0
+            timeout = self.settings.http_body_timeout_seconds
+            try:
+                with anyio.fail_after(timeout):
+                    more = True
+                    while more:
+                        message = await receive()
+                        if message["type"] != "http.request":
+                            return  # the client went away
+                        chunk = message.get("body", b"")
+                        size += len(chunk)
+                        if size > self.max_body_bytes:
+                            return await _respond(send, 413, "payload_too_large",
+                                                  f"request body larger than {self.max_body_bytes} bytes")
+                        if size > held:  # undeclared (chunked) or longer than declared
+                            self.body_bytes[principal] += size - held
+                            held = size
+                            if self.body_bytes[principal] > budget:
+                                return await self._too_many(
+                                    send, principal, "max_body_bytes_per_principal",
+                                    f"at most {budget} bytes of request bodies of one principal in flight")
+                        chunks.append(chunk)
+                        more = message.get("more_body", False)
+            except TimeoutError:
+                return await _respond(send, 408, "request_timeout", f"request body not received within {timeout:g} s "
+                                                                    "(settings.http_body_timeout_seconds)")
+            body = b"".join(chunks)
+            chunks.clear()
+            replayed = False
 
-        async def replay():
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
+            async def replay():
+                nonlocal replayed
+                if replayed:
+                    return await receive()
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
 
-        await self.app(scope, replay, send)
+            await self.app(scope, replay, send)
+        finally:
+            self.body_bytes[principal] -= held
+            if self.body_bytes[principal] <= 0:
+                del self.body_bytes[principal]
+
+
+def _stateful(headers: dict[bytes, bytes]) -> bool:
+    """Whether the SDK routes this request to its session-keeping path (no protocol header, or one of
+    the initialize-handshake versions); later protocol versions are stateless and ignore session ids."""
+    version = headers.get(b"mcp-protocol-version")
+    return version is None or version.decode("latin-1") in HANDSHAKE_PROTOCOL_VERSIONS
 
 
 def _cap_sessions_per_principal(manager: Any, cap: int) -> None:
@@ -153,16 +282,24 @@ def _subject(ctx: Any) -> str | None:
     return getattr(ctx, "subject", None) or getattr(ctx, "client_id", None)
 
 
-async def _too_many(send, principal: str, cap: int) -> None:
-    logger.warning("refused a session for %s: %d open (max_sessions_per_principal)", principal, cap)
-    await _respond(send, 429, f"too many open sessions for this principal: at most {cap} "
-                              "(settings.max_sessions_per_principal); close one (DELETE) or wait for it to expire",
-                   {b"retry-after": b"5"})
+def _log_refusal_summary(key: Any, count: int, details: dict[str, int], seconds: float) -> None:
+    if isinstance(key, tuple):  # ("bad token", client address)
+        logger.info("refused %d more bearer tokens from %s in %.0f s", count, key[1], seconds)
+    else:
+        logger.warning("refused %d more requests of %s in %.0f s: %s", count, key, seconds,
+                       ", ".join(f"{setting} x{n}" for setting, n in sorted(details.items())))
 
 
-async def _respond(send, status: int, text: str, extra: dict[bytes, bytes] | None = None) -> None:
-    body = text.encode()
-    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
-               *((extra or {}).items())]
+def _quoted(text: str) -> str:
+    """``text`` as an RFC 9110 quoted-string body (no quotes or backslashes to escape)."""
+    return text.replace("\\", "/").replace('"', "'")
+
+
+async def _respond(send, status: int, error: str, text: str, extra: dict[bytes, bytes] | None = None) -> None:
+    """A JSON refusal (``{"error": …, "error_description": …}``, as OAuth errors read) that closes the
+    connection: the request's body, if any, is never read."""
+    body = json.dumps({"error": error, "error_description": text}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"connection", b"close"), *((extra or {}).items())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

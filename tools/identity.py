@@ -54,7 +54,7 @@ class SettingsTokenVerifier:
             if hmac.compare_digest(digest, entry[0]) and match is None:
                 match = entry
         if match is None:
-            logger.info("rejected a bearer token (no configured token matches)")
+            logger.debug("rejected a bearer token (no configured token matches)")  # the HTTP guard logs it, summarized
             return None
         _, principal, roles = match
         return AccessToken(

@@ -31,6 +31,7 @@ from mcp_server.error_handling import (
 )
 from mcp_server.settings import Settings
 from tools import data, experiments, health, jobs, models, pipelines, tuning
+from tools.admission import ReadCallLimit
 from tools.app_state import AppState
 from tools.arguments import ArgumentCheck
 from tools.blocking import run_stoppable
@@ -110,7 +111,8 @@ def build_server(
         lifespan=lifespan,
         tools=served,
         middleware=[ErrorShape(), IdentityMiddleware(settings, state.tool_permissions),
-                    ArgumentCheck({tool.name: tool for tool in served})],
+                    ArgumentCheck({tool.name: tool for tool in served}),
+                    ReadCallLimit(settings.max_read_calls_per_principal)],
         log_level=settings.log_level,
         **auth_kwargs,
     )
