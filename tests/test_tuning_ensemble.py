@@ -87,7 +87,8 @@ def _linear_only(n=400, seed=0):
 
 def test_an_ensemble_of_linear_and_trees_beats_each_on_a_sum_of_both():
     X, y = _linear_plus_interaction()
-    result = HyperparameterTuner(enable_mlflow=False).tune(estimator="auto", X=X, y=y, max_trials=6, cv_folds=3,
+    # Five trials: every family's cheap start (LightGBM's strong preset, next, fits this alone).
+    result = HyperparameterTuner(enable_mlflow=False).tune(estimator="auto", X=X, y=y, max_trials=5, cv_folds=3,
                                                            seed=0)
     ensemble = result.ensemble
     assert ensemble is not None
@@ -98,6 +99,37 @@ def test_an_ensemble_of_linear_and_trees_beats_each_on_a_sum_of_both():
     # The refits are the trials' own fits on the search's folds: the same scores.
     best = next(t for t in result.trials if t.number == ensemble.best_member_trial)
     assert ensemble.best_member_fold_scores == pytest.approx(best.fold_scores)
+
+
+def test_no_ensemble_without_the_searchs_best_trial():
+    """A blend of lesser trials is never judged against a lesser member: if the best trial cannot be
+    refitted before the deadline, the best trial stands (all_seasons kept a worse ensemble that way)."""
+    import time
+    from types import SimpleNamespace
+
+    from sklearn.metrics import get_scorer
+    from sklearn.model_selection import KFold
+
+    from mcp_server.hyperparameter_tuning._ensemble import build_ensemble
+    from mcp_server.hyperparameter_tuning._portfolio import plan_portfolio
+    from mcp_server.hyperparameter_tuning._tuner import _portfolio_evaluator
+
+    X, y = _linear_plus_interaction()
+    # Five trials: every family's cheap start (LightGBM's strong preset, next, fits this alone).
+    result = HyperparameterTuner(enable_mlflow=False).tune(estimator="auto", X=X, y=y, max_trials=5, cv_folds=3,
+                                                           seed=0)
+    data = SimpleNamespace(X=X, y=y, folds=list(KFold(3, shuffle=True, random_state=0).split(X)))
+    evaluator = _portfolio_evaluator(plan_portfolio("regression"), data, task="regression", seed=0,
+                                     scoring="neg_root_mean_squared_error", error_score=np.nan)
+
+    def ensemble(trials):
+        return build_ensemble(trials, evaluator, scorer=get_scorer("neg_root_mean_squared_error"), sign=1.0,
+                              task="regression", deadline=time.monotonic() + 60)
+
+    assert ensemble(result.trials) is not None  # the blend wins with every trial refitted
+    best = max((t for t in result.trials if t.score is not None), key=lambda t: t.score)
+    slow = [t.model_copy(update={"duration_seconds": 1e6}) if t is best else t for t in result.trials]
+    assert ensemble(slow) is None
 
 
 def test_no_ensemble_when_one_family_is_all_it_takes():

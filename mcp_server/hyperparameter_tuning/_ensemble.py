@@ -186,17 +186,22 @@ def build_ensemble(trials: Sequence[TrialRecord], evaluator: Any, *, scorer: Any
         if should_stop is not None and should_stop():
             return None
         cost = COST_SLACK * trial.duration_seconds
+        found = None
         if deadline is not None and time.monotonic() + cost > deadline:
             logger.info("ensemble: trial %d left out (~%.1f s, %.1f s left)", trial.number, cost,
                         deadline - time.monotonic())
-            continue
-        try:
-            with limit_threads(fit_threads(1)):  # one fit at a time: the job's share (rule 19)
-                found = out_of_fold(evaluator, trial.params, classes=classes, deadline=deadline,
-                                    should_stop=should_stop)
-        except Exception as exc:  # a candidate that fit in the search but not here: leave it out
-            logger.warning("ensemble: trial %d could not be refitted: %r", trial.number, exc)
-            continue
+        else:
+            try:
+                with limit_threads(fit_threads(1)):  # one fit at a time: the job's share (rule 19)
+                    found = out_of_fold(evaluator, trial.params, classes=classes, deadline=deadline,
+                                        should_stop=should_stop)
+            except Exception as exc:  # a candidate that fit in the search but not here: leave it out
+                logger.warning("ensemble: trial %d could not be refitted: %r", trial.number, exc)
+        if found is None and trial is candidates[0]:
+            # Without the search's best trial the blend is judged against a lesser member and can
+            # "win" while worse than the best (all_seasons: 1.094 beat its members, not LightGBM's 0.981).
+            logger.info("ensemble: the search's best trial %d could not be refitted in time; it stands", trial.number)
+            return None
         if found is not None:
             members.append(trial)
             predictions.append(found)
