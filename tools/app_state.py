@@ -37,6 +37,9 @@ class AppState:
             stop_grace=settings.job_stop_grace_seconds,
             cores=settings.cores,
         )
+        from mcp_server import workers
+
+        workers.configure(memory_limit_mb=settings.worker_memory_limit_mb)  # the workers started from now on
         self.started_at = time.time()
         self.tool_permissions: dict[str, rbac.Permission] = {}
         self._lock = threading.Lock()

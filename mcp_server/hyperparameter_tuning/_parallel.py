@@ -230,9 +230,11 @@ class KillablePool:
             self._check_stop()
             from mcp_server.error_handling import ExecutionError
 
+            from mcp_server.workers import memory_limit_message
+
             raise ExecutionError(
                 f"a trial's worker process died ({type(exc).__name__}: {exc}); "
-                "a fit may have run out of memory: lower the sizes in the search space"
+                f"a fit may have run out of memory: {memory_limit_message()}"
             ) from None
 
     def stream(self, tasks: Iterable[Task]) -> Iterator[tuple[int, Any]]:
@@ -250,7 +252,7 @@ class KillablePool:
                     exhausted = True
                     break
                 index, (fn, args) = item
-                pending[self._executor.submit(call_limited, self.threads, fn, *args)] = index
+                pending[self._executor.submit(_in_worker, self.threads, fn, *args)] = index
             if not pending:
                 return
             done, _ = wait(pending, timeout=STOP_POLL_SECONDS, return_when=FIRST_COMPLETED)
@@ -279,14 +281,85 @@ def _warm_worker() -> bool:
     return True
 
 
-def _new_executor(n_workers: int, threads: int, *, idle_timeout: float | None = None):
+def _in_worker(threads: int, fn: Callable[..., Any], *args: Any) -> Any:
+    """A task as a worker runs it: native pools bounded, a MemoryError naming the memory limit."""
+    from mcp_server.workers import explain_memory_errors
+
+    return explain_memory_errors(call_limited, threads, fn, *args)
+
+
+class _SpawnerThread:
+    """One thread that lives as long as the server and starts every worker process.
+
+    A worker's parent-death signal (``mcp_server.workers``) fires when the *thread* that forked it
+    exits, not only the process: workers started from a job thread or a short-lived helper thread
+    would be killed when that thread ends. So every spawn (loky's ``_adjust_process_count``, also
+    called later to replace a worker) runs here, and the signal fires only with the server.
+    """
+
+    def __init__(self) -> None:
+        import queue
+        import threading
+
+        self._calls: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread: Any = None
+
+    def run(self, fn: Callable[[], Any]) -> Any:
+        import threading
+        from concurrent.futures import Future
+
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="worker-spawner", daemon=True)
+                self._thread.start()
+        if threading.current_thread() is self._thread:
+            return fn()
+        done: Future = Future()
+        self._calls.put((fn, done))
+        return done.result()
+
+    def _serve(self) -> None:
+        while True:
+            fn, done = self._calls.get()
+            try:
+                done.set_result(fn())
+            except BaseException as exc:  # noqa: BLE001 - handed back to the caller
+                done.set_exception(exc)
+
+
+_SPAWNER = _SpawnerThread()
+
+
+def _executor_class():
     from joblib.externals.loky.process_executor import ProcessPoolExecutor
 
+    class WorkerPoolExecutor(ProcessPoolExecutor):
+        """loky's executor whose workers are started by ``_SPAWNER`` (the caller holds loky's
+        process-management lock meanwhile, which the spawn itself never takes)."""
+
+        def _adjust_process_count(self) -> None:
+            _SPAWNER.run(super()._adjust_process_count)
+
+    return WorkerPoolExecutor
+
+
+def _new_executor(n_workers: int, threads: int, *, idle_timeout: float | None = None):
+    from mcp_server.workers import init_worker, initializer_args
+
     # The thread variables are set before the worker imports numpy: its pools start at that size.
-    executor = ProcessPoolExecutor(max_workers=n_workers, timeout=idle_timeout, env=thread_env(threads))
+    # init_worker: the worker dies with this process and its memory is bounded (mcp_server.workers).
+    executor = _executor_class()(max_workers=n_workers, timeout=idle_timeout, env=thread_env(threads),
+                                 initializer=init_worker, initargs=initializer_args())
     for _ in range(n_workers):
         executor.submit(_warm_worker)  # start the workers and their imports now, in parallel with the caller
     return executor
+
+
+def _worker_key(threads: int) -> tuple:
+    from mcp_server.workers import initializer_args
+
+    return threads, initializer_args()[1]
 
 
 class _SpareExecutor:
@@ -295,15 +368,15 @@ class _SpareExecutor:
 
         self._lock = threading.Lock()
         self._ready = None
-        self._threads = 0  # the native threads per fit the spare's worker was started with
+        self._key: tuple = ()  # what the spare's worker was started with (threads per fit, memory limit)
         self._closed = False  # the process is shutting down: no new spare
 
     def take(self, threads: int):
         """The warm executor if one is ready for ``threads`` per fit, else a new one."""
         with self._lock:
             executor, self._ready = self._ready, None
-            stale = executor is not None and self._threads != threads
-        if stale:  # its worker's environment was set for another share: a new one starts right
+            stale = executor is not None and self._key != _worker_key(threads)
+        if stale:  # its worker was started for another share or limit: a new one starts right
             executor.shutdown(wait=False, kill_workers=True)
             executor = None
         if executor is None:
@@ -314,14 +387,15 @@ class _SpareExecutor:
         """Start warming a spare now (after a kill: the next queued job should not start cold)."""
         with self._lock:
             if self._ready is None and not self._closed:
-                self._ready, self._threads = _new_executor(1, threads, idle_timeout=SPARE_IDLE_SECONDS), threads
+                self._ready = _new_executor(1, threads, idle_timeout=SPARE_IDLE_SECONDS)
+                self._key = _worker_key(threads)
 
     def give_back(self, executor, threads: int) -> bool:
         """Keep a healthy, finished executor as the spare if there is none; False: the caller closes it."""
         with self._lock:
             if self._ready is not None or self._closed:
                 return False
-            self._ready, self._threads = executor, threads
+            self._ready, self._key = executor, _worker_key(threads)
             return True
 
     def close(self, *, final: bool = False) -> None:
