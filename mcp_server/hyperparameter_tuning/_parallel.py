@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from mcp_server.error_handling import ConfigurationError, InvalidRequestError
+from mcp_server.error_handling import ConfigurationError, ExecutionError, InvalidRequestError
 from mcp_server.hyperparameter_tuning._tasks import (
     BatchRunner,
     Task,
@@ -171,6 +171,7 @@ def _dask_execution(address: str, n_jobs: int) -> Iterator[Execution]:
         client = Client(address, set_as_default=False, timeout=DASK_CONNECT_TIMEOUT_SECONDS)
     except (OSError, TimeoutError) as exc:
         raise ConfigurationError(f"cannot connect to the Dask scheduler at {address}: {exc}") from None
+    watch = _SchedulerWatch(client, address)
     try:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
         batch = n_jobs if n_jobs > 1 else n_workers
@@ -178,9 +179,68 @@ def _dask_execution(address: str, n_jobs: int) -> Iterator[Execution]:
             with joblib.Parallel(n_jobs=batch, return_as="generator_unordered",
                                  pre_dispatch=PRE_DISPATCH, batch_size=TASKS_PER_DISPATCH) as parallel:
                 runner, stream = _joblib_runners(parallel, wrap=_local_nested_parallelism)
-                yield Execution(runner, batch, f"dask({address}, batch={batch})", stream)
+                yield Execution(watch.runner(stream), batch, f"dask({address}, batch={batch})", watch.stream(stream))
+    except Exception as exc:
+        watch.check(cause=exc, failed=True)  # a failure caused by the lost scheduler says so
+        raise
     finally:
         client.close()
+
+
+class DaskSchedulerLostError(ExecutionError):
+    """The search's Dask scheduler stopped answering mid-search and did not come back."""
+
+
+class _SchedulerWatch:
+    """Turns a scheduler lost mid-search into a clear error instead of a silent change of engine.
+
+    Measured: when the scheduler is SIGKILLed, the client gives up after its reconnect timeout
+    (DASK_CONNECT_TIMEOUT_SECONDS) and closes; joblib then ran the remaining tasks one by one in the
+    server's own process (a 60-trial search "on dask" finished locally 30 s later), or the job ended
+    "internal error". The watch checks the client before each task is dispatched and after each
+    result, and raises ``DaskSchedulerLostError`` naming the address and how long it waited.
+    """
+
+    def __init__(self, client: Any, address: str) -> None:
+        self.client, self.address = client, address
+        self.last_answer = time.monotonic()
+
+    def check(self, cause: BaseException | None = None, *, failed: bool = False) -> None:
+        """Raise if the client gave up on the scheduler; ``failed`` (the search raised): also while
+        it is still trying to reconnect, since the failure came from the lost connection."""
+        if self.client.status == "running" or (self.client.status == "connecting" and not failed):
+            return
+        waited = time.monotonic() - self.last_answer
+        raise DaskSchedulerLostError(
+            f"the Dask scheduler at {self.address} was lost mid-search: no answer for {waited:.0f} s "
+            f"(the client gives up after {DASK_CONNECT_TIMEOUT_SECONDS} s without it; client status "
+            f"{self.client.status!r}); the trials recorded so far stand: start the scheduler again and resume "
+            "the search (resume_from)"
+        ) from cause
+
+    def _guarded(self, tasks: Iterable[Task]) -> Iterator[Task]:
+        for task in tasks:
+            self.check()
+            yield task
+
+    def stream(self, stream: StreamRunner) -> StreamRunner:
+        def watched(tasks: Iterable[Task]) -> Iterator[tuple[int, Any]]:
+            for item in stream(self._guarded(tasks)):
+                self.check()
+                if self.client.status == "running":  # not a task joblib ran here while reconnecting
+                    self.last_answer = time.monotonic()
+                yield item
+
+        return watched
+
+    def runner(self, stream: StreamRunner) -> BatchRunner:
+        watched = self.stream(stream)
+
+        def run(tasks: list[Task]) -> list[Any]:
+            results = dict(watched(tasks))
+            return [results[i] for i in range(len(tasks))]
+
+        return run
 
 
 class KillablePool:
