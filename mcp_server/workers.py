@@ -1,13 +1,13 @@
 """What every worker process of this server runs first: it dies with the server, and its memory is bounded.
 
-Trial and pipeline fits run in worker processes (``hyperparameter_tuning._parallel``). Measured
+Trial and pipeline fits run in worker processes (``hyperparameter_tuning._worker_pool``). Measured
 before this module: after a SIGKILL of the server, a worker went on fitting 4,000 trees for 50 s and
 it and two resource trackers were alive 400 s later. Now each worker, in its initializer:
 
 * asks the kernel for SIGKILL when its parent dies (Linux ``prctl(PR_SET_PDEATHSIG)``): immediate,
   whatever the worker is doing, GIL or not. The kernel's "parent" is the *thread* that forked the
   worker, so the pool spawns every worker from one thread that lives as long as the server
-  (``_parallel``); otherwise a job thread ending would kill the warm spare it started;
+  (``_worker_pool``); otherwise a job thread ending would kill the warm spare it started;
 * watches its parent in a daemon thread (a pidfd where the kernel has them, else ``getppid()``
   polled): the portable fallback, and a second line if the signal was lost;
 * lowers ``RLIMIT_AS`` to ``worker_memory_limit_mb``, so a runaway fit raises ``MemoryError`` in

@@ -79,7 +79,7 @@ class AppState:
         """Kill the trial and fit worker processes, if any were started (they hold our stdout)."""
         import sys
 
-        if "mcp_server.hyperparameter_tuning._parallel" in sys.modules:  # else no worker was started
+        if "mcp_server.hyperparameter_tuning._worker_pool" in sys.modules:  # else no worker was started
             from mcp_server.hyperparameter_tuning import shutdown_workers
 
             shutdown_workers(final=final)

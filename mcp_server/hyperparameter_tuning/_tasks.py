@@ -131,3 +131,13 @@ def run_sequentially(tasks: list[Task]) -> list[Any]:
 def stream_sequentially(tasks: Iterable[Task]) -> Iterator[tuple[int, Any]]:
     for index, (fn, args) in enumerate(tasks):
         yield index, fn(*args)
+
+
+@dataclass(frozen=True)
+class Execution:
+    """Where a search runs its tasks: the runners, how many at once, and a description for the summary."""
+
+    runner: BatchRunner
+    batch_size: int
+    description: str
+    stream: StreamRunner = stream_sequentially
