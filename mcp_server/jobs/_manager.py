@@ -97,15 +97,15 @@ class JobManager:
     """Runs submitted work in threads with bounded concurrency, progress, cancel and timeouts.
 
     Slots are shared fairly between principals (owners). A free slot goes to the waiting job whose
-    owner runs the fewest jobs (a paused job first, then in submission order). And while other
-    principals have jobs waiting, no principal keeps more than ``max(1, slots - principals
-    waiting)`` slots: the excess jobs (the most recently started first) give their slot up at their
-    next step (``JobContext.report``: a trial, a stage), wait paused (still RUNNING, an event
-    says so) and resume, before their owner's queued jobs, when a slot frees. Measured before:
-    a developer's 4 slow jobs held both slots and an analyst's 1-trial job waited for them to end
-    (up to job_timeout_seconds). With a single slot, jobs are never paused; principals alternate.
-    Among principals holding as many slots, the one served longest ago goes first (round robin).
-    A paused job's time still counts against its timeout and its search's budget.
+    owner holds the fewest slots, then whose owner was served longest ago (round robin); of one
+    owner's jobs a paused one first, then in submission order. And while other principals have jobs
+    waiting, no principal keeps more than ``max(1, slots - principals waiting)`` slots: the excess
+    jobs (the most recently started first) give their slot up at their next step
+    (``JobContext.report``: a trial, a stage), wait paused (still RUNNING, an event says so) and
+    resume when a slot frees. Measured before: a developer's 4 slow jobs held both slots and an
+    analyst's 1-trial job waited for them to end (up to job_timeout_seconds). With a single slot,
+    jobs are never paused; principals alternate. A paused job's time still counts against its
+    timeout and its search's budget.
     """
 
     def __init__(
