@@ -35,6 +35,16 @@ CONFIG_ENV_VAR = "NBA_MCP_CONFIG"
 _FILE_RELATIVE_PATHS = ("data_home", "artifact_root", "audit_log_path", "roles_file", "log_file")
 
 
+def default_worker_memory_mb() -> int:
+    """Half of this machine's memory, at least 2 GB: a runaway fit fails before the machine swaps
+    or the kernel's OOM killer picks a process (a warm worker maps 0.6-1.0 GB of address space)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+    except (AttributeError, ValueError, OSError):  # not POSIX
+        return 8192
+    return max(2048, total // 2)
+
+
 def default_data_home() -> Path:
     """Per-user data folder: MCP clients start servers from arbitrary working directories."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
@@ -174,6 +184,11 @@ class Settings(BaseSettings):
     )
     shutdown_timeout_seconds: float = Field(
         default=8.0, gt=0, le=600, description="On SIGTERM/SIGINT/stdin EOF: time to end jobs and their runs before exiting"
+    )
+    worker_memory_limit_mb: int | None = Field(
+        default_factory=default_worker_memory_mb, ge=1024, le=16_777_216,
+        description="Address space of each trial or fit worker process, in MB (RLIMIT_AS): a fit past it fails "
+        "with a MemoryError naming this setting. Default: half the machine's memory; null: no limit",
     )
     max_jobs_per_principal: int = Field(default=4, ge=1, le=10_000, description="Queued plus running jobs per principal")
     max_sessions: int = Field(default=1000, ge=1, le=100_000, description="Open streamable-HTTP sessions in all")

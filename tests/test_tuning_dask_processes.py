@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from sklearn.datasets import make_classification
@@ -207,3 +208,46 @@ async def test_cancel_job_stops_the_clusters_tasks(cluster, tmp_path, tmp_path_f
               f"{time.monotonic() - cancelled_at:.1f} s after cancel_job")
     finally:
         server.state.close()
+
+
+@pytest.mark.anyio
+async def test_a_scheduler_lost_mid_search_fails_the_job_saying_so(tmp_path, tmp_path_factory, monkeypatch):
+    """SIGKILL the scheduler while a tuning job's trials run on it: the job ends FAILED with an error
+    naming the scheduler's address and how long it waited (before: "internal error", or the rest of
+    the search silently run in the server's own process), and no run is left RUNNING."""
+    import signal
+
+    from mcp import Client
+
+    from tests.support import payload, isolated_settings, shared_template
+    from tests.test_reliability_crash import running_runs
+    from tools.server import build_server
+
+    monkeypatch.setattr(_parallel, "DASK_CONNECT_TIMEOUT_SECONDS", 3)  # the client's reconnect wait
+    with DaskProcessCluster(tmp_path / "dask", n_workers=1) as cluster:
+        settings = isolated_settings(tmp_path / "home", shared_template(tmp_path_factory),
+                                     dask_scheduler_address=cluster.address)
+        request = {"dataset": "breast_cancer", "estimator": "random_forest", "strategy": "random", "max_trials": 60,
+                   "cv_folds": 3, "seed": 1, "experiment_name": "dask-lost",
+                   "space": {"n_estimators": {"type": "int", "low": 30, "high": 80}}}
+        server = build_server(settings)
+        try:
+            async with Client(server) as client:
+                job_id = payload(await client.call_tool("tune_hyperparameters",
+                                                        {"request": request, "wait_seconds": 0}))["job_id"]
+                deadline = time.monotonic() + 90
+                while (view := payload(await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 0.2})))[
+                        "progress"]["current"] < 2:
+                    assert not view["done"] and time.monotonic() < deadline, view
+                cluster.scheduler.send_signal(signal.SIGKILL)
+                killed = time.monotonic()
+                final = payload(await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 40}))
+                ended_after = time.monotonic() - killed
+        finally:
+            server.state.close()
+    assert final["state"] == "FAILED", final
+    assert f"the Dask scheduler at {cluster.address} was lost mid-search: no answer for" in final["error"], final
+    assert "client gives up after 3 s" in final["error"] and "internal error" not in final["error"]
+    assert ended_after < 3 + 15
+    assert running_runs(Path(str(settings.tracking_uri).removeprefix("sqlite:///"))) == 0
+    print(f"\nscheduler lost: job FAILED {ended_after:.1f} s after the kill: {final['error'][:160]}")

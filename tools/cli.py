@@ -72,6 +72,8 @@ def serve(args: argparse.Namespace) -> int:
 
     hold_lease(settings.data_home / "leases")  # before any run is opened: our runs are judged by it
     recover_orphaned_runs(settings)
+    from tools.shutdown import EOF_WINDOW_SECONDS, GracefulStop
+
     stopper = GracefulStop(server.state, settings.shutdown_timeout_seconds)
     stopper.install()
     try:
@@ -81,79 +83,12 @@ def serve(args: argparse.Namespace) -> int:
             run_http(server, settings, transport=transport, host=host, port=port)
     except KeyboardInterrupt:
         pass
-    # stdin closed (or the HTTP server returned): the same bounded stop, then exit at once, so
-    # no worker thread still blocked on stdin or on a fit can hold the process open.
-    stopper.stop_and_exit("stdin closed" if transport == "stdio" else "the server stopped", code=0)
+    # stdin closed (or the HTTP server returned): the same bounded stop (tools.shutdown), then exit
+    # at once, so no worker thread still blocked on stdin or on a fit can hold the process open.
+    if transport == "stdio":
+        stopper.stop_and_exit("stdin closed", code=0, window=EOF_WINDOW_SECONDS)
+    stopper.stop_and_exit("the server stopped", code=0)
     return 0
-
-
-class GracefulStop:
-    """SIGTERM, SIGINT and stdin EOF end the server the same way, within a stated bound.
-
-    Jobs are cancelled (their trials' worker processes are killed), each search ends its parent run
-    KILLED with the best score so far, whatever this process still has RUNNING is ended KILLED, and
-    the process exits (``os._exit``) after at most ``timeout`` + 2 seconds. The stop runs in its own
-    thread: a signal handler runs in the main thread, which may hold locks the stop needs. A second
-    signal exits at once.
-    """
-
-    EXIT_GRACE_SECONDS = 2.0
-
-    def __init__(self, state, timeout: float) -> None:
-        import threading
-
-        self.state = state
-        self.timeout = timeout
-        self._started = threading.Event()
-
-    def install(self) -> None:
-        import signal
-
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self._on_signal)
-
-    def _on_signal(self, signum, _frame) -> None:
-        import signal
-        import threading
-
-        name = signal.Signals(signum).name
-        if self._started.is_set():
-            logger.warning("%s again: exiting now", name)
-            _exit(128 + signum)
-        threading.Thread(target=self.stop_and_exit, args=(f"{name} received",), kwargs={"code": 0},
-                         name="graceful-stop", daemon=True).start()
-
-    def stop_and_exit(self, why: str, *, code: int) -> None:
-        import threading
-        import time
-
-        if self._started.is_set():
-            time.sleep(self.timeout + self.EXIT_GRACE_SECONDS)  # the first stop exits
-            _exit(code)
-        self._started.set()
-        started = time.monotonic()
-        logger.info("%s: stopping jobs and ending their runs (at most %.0f s)", why, self.timeout)
-        watchdog = threading.Timer(self.timeout + self.EXIT_GRACE_SECONDS, _exit, args=(code,))
-        watchdog.daemon = True
-        watchdog.start()
-        try:
-            ended = self.state.close(self.timeout, reason=f"the server stopped ({why})", exiting=True)
-            logger.info("stopped in %.2f s (%d run(s) ended here)", time.monotonic() - started, len(ended))
-        except Exception:  # noqa: BLE001 - exit regardless
-            logger.exception("error while stopping")
-        _exit(code)
-
-
-def _exit(code: int) -> None:
-    import os
-
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:  # noqa: BLE001, S110
-            pass
-    logging.shutdown()
-    os._exit(code)
 
 
 def recover_orphaned_runs(settings) -> None:

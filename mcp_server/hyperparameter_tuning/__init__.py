@@ -25,7 +25,7 @@ _EXPORTS = {
     "EnsembleMember": "_types",
     "EnsembleResult": "_types",
     "EstimatorName": "_request",
-    "ExecutionInterrupted": "_parallel",
+    "ExecutionInterrupted": "_worker_pool",
     "FamilyResult": "_types",
     "FloatDimension": "_space",
     "GridStrategy": "_strategies",
@@ -59,8 +59,8 @@ _EXPORTS = {
     "make_strategy": "_choose",
     "plan_search": "_request",
     "prepare_search_data": "_cv",
-    "run_stoppable": "_parallel",
-    "shutdown_workers": "_parallel",
+    "run_stoppable": "_worker_pool",
+    "shutdown_workers": "_worker_pool",
 }
 
 
@@ -78,7 +78,7 @@ if TYPE_CHECKING:
     from mcp_server.hyperparameter_tuning._halving import HalvingOptions, HalvingStrategy
     from mcp_server.hyperparameter_tuning._loop import SearchCancelled
     from mcp_server.hyperparameter_tuning._mlflow_log import KIND_TAG, PARENT_KIND
-    from mcp_server.hyperparameter_tuning._parallel import ExecutionInterrupted, run_stoppable, shutdown_workers
+    from mcp_server.hyperparameter_tuning._worker_pool import ExecutionInterrupted, run_stoppable, shutdown_workers
     from mcp_server.hyperparameter_tuning._request import (
         ColumnList,
         EstimatorName,

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from mcp_server.hyperparameter_tuning._parallel import ExecutionInterrupted
+from mcp_server.hyperparameter_tuning._worker_pool import ExecutionInterrupted
 from mcp_server.hyperparameter_tuning._pruning import Pruner
 from mcp_server.hyperparameter_tuning._strategies import SearchStrategy
 from mcp_server.hyperparameter_tuning._tasks import (

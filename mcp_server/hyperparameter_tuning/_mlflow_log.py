@@ -99,6 +99,7 @@ class TuningRunLogger:
         self.context: dict[str, str] = {}  # estimator / dataset / target, logged on every trial
         self._run_name = ""
         self._children: dict[int, Future | str] = {}
+        self._best_logged: int | None = None  # the trial whose score is the parent's best so far
 
     def start(self, *, run_name: str, params: dict[str, Any], resume_from: str | None = None,
               searched_data: SearchedData | None = None) -> str:
@@ -134,8 +135,13 @@ class TuningRunLogger:
         return (f"{str(params.get('strategy', '')).capitalize()} search of {params.get('estimator', 'a model')} "
                 f"hyperparameters{on}, scored by {self.scoring} with {params.get('cv', 'cross-validation')}.")
 
-    def log_trial(self, record: TrialRecord) -> None:
+    def log_trial(self, record: TrialRecord, *, best: TrialRecord | None = None) -> None:
+        """One trial's child run (in the background); ``best``: the search's best trial so far,
+        whose score is put on the parent when it changes."""
         names = self.names
+        if best is not None and best.score is not None and best.number != self._best_logged:
+            self._best_logged = best.number
+            self.tracker.log_metrics({names["best"]: best.score}, run_id=self.parent_run_id)
         folds = len(record.fold_scores)
         metrics: dict[str, float] = {"duration_seconds": record.duration_seconds, "folds_done": folds}
         pruned = record.state is TrialState.PRUNED
@@ -177,7 +183,10 @@ class TuningRunLogger:
         return f"{of}{at}: {self.scoring} {_short(record.score)} ± {_short(record.std)} over {folds} folds."
 
     def finish(self, result: TuningResult, *, status: str) -> None:
-        """Flush the children, fill their run ids, log the outcome on the parent and end it."""
+        """Flush the children, fill their run ids, log the outcome on the parent and end it.
+
+        A stopped search (KILLED: a cancel or a shutdown, which gives the whole stop 1.5 s) ends
+        its parent as soon as the outcome is logged; its summary and plot follow on the ended run."""
         from mcp_server.hyperparameter_tuning._plots import optimization_history_figure
 
         run_id = self.parent_run_id
@@ -191,6 +200,7 @@ class TuningRunLogger:
                 elif isinstance(child, str):
                     trial.run_id = child
         summary = result.summary
+        ended = False
         try:
             if result.best_params is not None:
                 winner = {"best_estimator": result.estimator} if result.families and result.estimator else {}
@@ -231,10 +241,14 @@ class TuningRunLogger:
                     f"{name} {weight:.2f}" for name, weight in ensemble.weights().items())}, run_id=run_id)
                 self.tracker.log_dict(ensemble.model_dump(mode="json"), "ensemble.json", run_id=run_id)
             record_evaluation(self.tracker, run_id, split=result.split, warnings=result.warnings)
+            if status == "KILLED":
+                ended = True
+                self.tracker.end_run(status, run_id=run_id)
             figure = optimization_history_figure(result.trials, direction=summary.direction, scoring=self.scoring)
             self.tracker.log_figure(figure, "optimization_history.png", run_id=run_id)
         finally:
-            self.tracker.end_run(status, run_id=run_id)
+            if not ended:
+                self.tracker.end_run(status, run_id=run_id)
 
     def _outcome_note(self, result: TuningResult) -> str:
         summary, best = result.summary, result.best_trial

@@ -9,30 +9,28 @@ from __future__ import annotations
 
 import logging
 import time
-import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from mcp_server.error_handling import ConfigurationError, InvalidRequestError
+from mcp_server.error_handling import ConfigurationError, ExecutionError, InvalidRequestError
 from mcp_server.hyperparameter_tuning._tasks import (
     BatchRunner,
+    Execution,
     Task,
     StreamRunner,
     run_sequentially,
     stream_sequentially,
 )
-from mcp_server.threads import call_limited, fit_threads, thread_env, threads_per_fit, usable_cores
+from mcp_server.hyperparameter_tuning._worker_pool import killable_execution
+from mcp_server.threads import call_limited, fit_threads, threads_per_fit, usable_cores
 
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "threading", "loky", "process")
 # "process": trials run in worker processes owned by this search, which a stop (cancel, job timeout,
-# shutdown) kills at once: the fit in flight ends within STOP_POLL_SECONDS plus a kill, not when
-# the trial would have finished. What the server uses for every job (settings.isolate_trials).
-STOP_POLL_SECONDS = 0.05
+# shutdown) kills at once (``_worker_pool``). What the server uses for every job (settings.isolate_trials).
 # "auto": loky processes for sklearn fold fits (NBA seed grid, 2 cores: loky 18.4 s, threads 22.1 s,
 # sequential 29.6 s), threads for whole trials with pruning (threads 10.6 s, loky 16.2 s) and for
 # the caller's own train_fn / eval_fn (closures and shared state keep working). See docs/tuning.md.
@@ -44,17 +42,6 @@ DASK_CONNECT_TIMEOUT_SECONDS = 10
 PRE_DISPATCH = "2*n_jobs"
 TASKS_PER_DISPATCH = 1
 
-
-class ExecutionInterrupted(Exception):
-    """The search was stopped while trials were running: their workers were killed, results lost."""
-
-
-@dataclass(frozen=True)
-class Execution:
-    runner: BatchRunner
-    batch_size: int
-    description: str
-    stream: StreamRunner = stream_sequentially
 
 
 def check_n_jobs(n_jobs: int | None) -> int:
@@ -137,7 +124,7 @@ def execution(
     if backend not in BACKENDS:
         raise InvalidRequestError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend == "process":
-        with _killable_execution(n_jobs, should_stop, threads) as ex:
+        with killable_execution(n_jobs, should_stop, threads) as ex:
             yield ex
         return
     if n_jobs == 1:
@@ -171,6 +158,7 @@ def _dask_execution(address: str, n_jobs: int) -> Iterator[Execution]:
         client = Client(address, set_as_default=False, timeout=DASK_CONNECT_TIMEOUT_SECONDS)
     except (OSError, TimeoutError) as exc:
         raise ConfigurationError(f"cannot connect to the Dask scheduler at {address}: {exc}") from None
+    watch = _SchedulerWatch(client, address)
     try:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
         batch = n_jobs if n_jobs > 1 else n_workers
@@ -178,198 +166,65 @@ def _dask_execution(address: str, n_jobs: int) -> Iterator[Execution]:
             with joblib.Parallel(n_jobs=batch, return_as="generator_unordered",
                                  pre_dispatch=PRE_DISPATCH, batch_size=TASKS_PER_DISPATCH) as parallel:
                 runner, stream = _joblib_runners(parallel, wrap=_local_nested_parallelism)
-                yield Execution(runner, batch, f"dask({address}, batch={batch})", stream)
+                yield Execution(watch.runner(stream), batch, f"dask({address}, batch={batch})", watch.stream(stream))
+    except Exception as exc:
+        watch.check(cause=exc, failed=True)  # a failure caused by the lost scheduler says so
+        raise
     finally:
         client.close()
 
 
-class KillablePool:
-    """Worker processes of one search; ``kill()`` ends them at once, fits in flight included.
+class DaskSchedulerLostError(ExecutionError):
+    """The search's Dask scheduler stopped answering mid-search and did not come back."""
 
-    The waiting side polls ``should_stop`` every STOP_POLL_SECONDS; when it turns true the workers
-    are killed and ``ExecutionInterrupted`` is raised, so a cancel or a job timeout ends a fit that
-    would run for hours within a fraction of a second (scikit-learn's own loops cannot be stopped
-    from another thread). A worker that dies by itself (out of memory) fails the search with a
-    clear message instead of hanging it.
+
+class _SchedulerWatch:
+    """Turns a scheduler lost mid-search into a clear error instead of a silent change of engine.
+
+    Measured: when the scheduler is SIGKILLed, the client gives up after its reconnect timeout
+    (DASK_CONNECT_TIMEOUT_SECONDS) and closes; joblib then ran the remaining tasks one by one in the
+    server's own process (a 60-trial search "on dask" finished locally 30 s later), or the job ended
+    "internal error". The watch checks the client before each task is dispatched and after each
+    result, and raises ``DaskSchedulerLostError`` naming the address and how long it waited.
     """
 
-    def __init__(self, n_workers: int, should_stop: Callable[[], bool] | None, threads: int = 1) -> None:
-        self.n_workers, self.threads = n_workers, threads  # threads: native threads per fit
-        self._should_stop = should_stop or (lambda: False)
-        self._executor = _SPARE.take(threads) if n_workers == 1 else _new_executor(n_workers, threads)
-        self._killed = False
-        _LIVE_POOLS.add(self)
+    def __init__(self, client: Any, address: str) -> None:
+        self.client, self.address = client, address
+        self.last_answer = time.monotonic()
 
-    def kill(self) -> None:
-        self._killed = True  # never handed back as the spare
-        self._executor.shutdown(wait=True, kill_workers=True)
-        if self.n_workers == 1:
-            import threading
-
-            threading.Thread(target=_SPARE.refill, args=(self.threads,), name="warm-spare-worker",
-                             daemon=True).start()
-
-    def close(self) -> None:
-        # Every result is in: a warm single worker becomes the spare again, others exit in the
-        # background (waiting for them cost 0.5-1.2 s).
-        if self.n_workers == 1 and not self._killed and _SPARE.give_back(self._executor, self.threads):
+    def check(self, cause: BaseException | None = None, *, failed: bool = False) -> None:
+        """Raise if the client gave up on the scheduler; ``failed`` (the search raised): also while
+        it is still trying to reconnect, since the failure came from the lost connection."""
+        if self.client.status == "running" or (self.client.status == "connecting" and not failed):
             return
-        self._executor.shutdown(wait=False)
+        waited = time.monotonic() - self.last_answer
+        raise DaskSchedulerLostError(
+            f"the Dask scheduler at {self.address} was lost mid-search: no answer for {waited:.0f} s "
+            f"(the client gives up after {DASK_CONNECT_TIMEOUT_SECONDS} s without it; client status "
+            f"{self.client.status!r}); the trials recorded so far stand: start the scheduler again and resume "
+            "the search (resume_from)"
+        ) from cause
 
-    def _check_stop(self) -> None:
-        if self._should_stop():
-            self.kill()
-            raise ExecutionInterrupted("the search was stopped; its running trials were ended")
+    def _guarded(self, tasks: Iterable[Task]) -> Iterator[Task]:
+        for task in tasks:
+            self.check()
+            yield task
 
-    def _result(self, future):
-        from joblib.externals.loky.process_executor import BrokenProcessPool, ShutdownExecutorError
+    def stream(self, stream: StreamRunner) -> StreamRunner:
+        def watched(tasks: Iterable[Task]) -> Iterator[tuple[int, Any]]:
+            for item in stream(self._guarded(tasks)):
+                self.check()
+                if self.client.status == "running":  # not a task joblib ran here while reconnecting
+                    self.last_answer = time.monotonic()
+                yield item
 
-        try:
-            return future.result()
-        except (BrokenProcessPool, ShutdownExecutorError) as exc:
-            self._check_stop()
-            from mcp_server.error_handling import ExecutionError
+        return watched
 
-            raise ExecutionError(
-                f"a trial's worker process died ({type(exc).__name__}: {exc}); "
-                "a fit may have run out of memory: lower the sizes in the search space"
-            ) from None
+    def runner(self, stream: StreamRunner) -> BatchRunner:
+        watched = self.stream(stream)
 
-    def stream(self, tasks: Iterable[Task]) -> Iterator[tuple[int, Any]]:
-        """Submit lazily, at most 2 x n_workers in flight; yield results as they complete."""
-        from concurrent.futures import FIRST_COMPLETED, wait
+        def run(tasks: list[Task]) -> list[Any]:
+            results = dict(watched(tasks))
+            return [results[i] for i in range(len(tasks))]
 
-        pending: dict[Any, int] = {}
-        source = iter(enumerate(tasks))
-        exhausted = False
-        while True:
-            self._check_stop()
-            while not exhausted and len(pending) < 2 * self.n_workers:
-                item = next(source, None)
-                if item is None:
-                    exhausted = True
-                    break
-                index, (fn, args) = item
-                pending[self._executor.submit(call_limited, self.threads, fn, *args)] = index
-            if not pending:
-                return
-            done, _ = wait(pending, timeout=STOP_POLL_SECONDS, return_when=FIRST_COMPLETED)
-            for future in done:
-                index = pending.pop(future)
-                yield index, self._result(future)
-
-    def run(self, tasks: list[Task]) -> list[Any]:
-        results = dict(self.stream(tasks))
-        return [results[i] for i in range(len(tasks))]
-
-
-# A worker starts a Python interpreter and imports scikit-learn: 2-8 s on the shared 2-core box.
-# So a single-worker executor (n_jobs=1, the server's default) that ends without a kill is kept as
-# the spare and reused by the next search or fit; a killed one is replaced by a spare that starts
-# warming at once. Idle, the worker exits after SPARE_IDLE_SECONDS (the next use starts it again).
-SPARE_IDLE_SECONDS = 600
-
-
-def _warm_worker() -> bool:
-    import sklearn.ensemble  # noqa: F401
-    import sklearn.model_selection  # noqa: F401
-
-    import mcp_server.hyperparameter_tuning._cv  # noqa: F401
-
-    return True
-
-
-def _new_executor(n_workers: int, threads: int, *, idle_timeout: float | None = None):
-    from joblib.externals.loky.process_executor import ProcessPoolExecutor
-
-    # The thread variables are set before the worker imports numpy: its pools start at that size.
-    executor = ProcessPoolExecutor(max_workers=n_workers, timeout=idle_timeout, env=thread_env(threads))
-    for _ in range(n_workers):
-        executor.submit(_warm_worker)  # start the workers and their imports now, in parallel with the caller
-    return executor
-
-
-class _SpareExecutor:
-    def __init__(self) -> None:
-        import threading
-
-        self._lock = threading.Lock()
-        self._ready = None
-        self._threads = 0  # the native threads per fit the spare's worker was started with
-        self._closed = False  # the process is shutting down: no new spare
-
-    def take(self, threads: int):
-        """The warm executor if one is ready for ``threads`` per fit, else a new one."""
-        with self._lock:
-            executor, self._ready = self._ready, None
-            stale = executor is not None and self._threads != threads
-        if stale:  # its worker's environment was set for another share: a new one starts right
-            executor.shutdown(wait=False, kill_workers=True)
-            executor = None
-        if executor is None:
-            executor = _new_executor(1, threads, idle_timeout=SPARE_IDLE_SECONDS)
-        return executor
-
-    def refill(self, threads: int) -> None:
-        """Start warming a spare now (after a kill: the next queued job should not start cold)."""
-        with self._lock:
-            if self._ready is None and not self._closed:
-                self._ready, self._threads = _new_executor(1, threads, idle_timeout=SPARE_IDLE_SECONDS), threads
-
-    def give_back(self, executor, threads: int) -> bool:
-        """Keep a healthy, finished executor as the spare if there is none; False: the caller closes it."""
-        with self._lock:
-            if self._ready is not None or self._closed:
-                return False
-            self._ready, self._threads = executor, threads
-            return True
-
-    def close(self, *, final: bool = False) -> None:
-        """Kill the spare; ``final`` (the process exits): never start another."""
-        with self._lock:
-            self._closed = self._closed or final
-            executor, self._ready = self._ready, None
-        if executor is not None:
-            executor.shutdown(wait=True, kill_workers=True)
-
-
-_SPARE = _SpareExecutor()
-_LIVE_POOLS: weakref.WeakSet = weakref.WeakSet()
-
-
-def shutdown_workers(*, final: bool = False) -> None:
-    """Kill every worker process of this module (the spare and running pools): a process that exits
-    must not leave workers behind holding its stdout and stderr open (an MCP client waits for EOF)."""
-    for pool in list(_LIVE_POOLS):
-        try:
-            pool._executor.shutdown(wait=True, kill_workers=True)  # wait: the kill happens in its thread
-        except Exception:  # noqa: BLE001, S110 - best effort on the way out
-            pass
-    _SPARE.close(final=final)
-
-
-@contextmanager
-def _killable_execution(
-    n_jobs: int, should_stop: Callable[[], bool] | None, threads: int
-) -> Iterator[Execution]:
-    pool = KillablePool(max(1, n_jobs), should_stop, threads)
-    started = time.perf_counter()
-    try:
-        yield Execution(pool.run, pool.n_workers, f"process(n_jobs={pool.n_workers})", pool.stream)
-    except BaseException:
-        pool.kill()
-        raise
-    else:
-        pool.close()
-    finally:
-        logger.debug("killable pool lived %.2f s", time.perf_counter() - started)
-
-
-def run_stoppable(
-    fn: Callable[..., Any], *args: Any, should_stop: Callable[[], bool] | None, threads: int | None = None
-) -> Any:
-    """``fn(*args)`` in a killable worker process (``fn`` at module level, arguments picklable);
-    ``ExecutionInterrupted`` as soon as ``should_stop()`` turns true, the worker killed.
-    ``threads``: the fit's native threads; default: the current job's whole share."""
-    with _killable_execution(1, should_stop, threads if threads is not None else fit_threads(1)) as ex:
-        return ex.runner([(fn, args)])[0]
+        return run

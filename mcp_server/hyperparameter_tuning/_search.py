@@ -229,7 +229,9 @@ def run_search(req: SearchRequest) -> TuningResult:
                 strategy=strategy, evaluator=evaluator,
                 config=req, batch_size=ex.batch_size, runner=ex.runner, stream=ex.stream,
                 previous=previous, next_number=next_number,
-                on_record=run_logger.log_trial if run_logger else None,
+                # The best score so far goes on the parent as it improves: a run ended by a shutdown
+                # (or reaped after a crash) carries it even if the search never reached its finish.
+                on_record=(lambda record: run_logger.log_trial(record, best=loop.best_trial())) if run_logger else None,
                 on_trial=req.on_trial, should_stop=_stop_check(req.should_stop), deadline=deadline,
             )
             outcome = loop.run()

@@ -14,6 +14,7 @@ from typing import Any
 
 from mcp_server.hyperparameter_tuning._pruning import Pruner
 from mcp_server.hyperparameter_tuning._types import TrialState
+from mcp_server.workers import describe_error
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def run_trial(
         logger.debug("trial %s failed:\n%s", params, traceback.format_exc())
         return TrialOutcome(
             params, TrialState.FAILED, scores, time.perf_counter() - started, n_folds,
-            error=f"{type(exc).__name__}: {exc}", exception=exc,
+            error=describe_error(exc), exception=exc,
         )
     if not all(math.isfinite(s) for s in scores):
         return TrialOutcome(
@@ -95,7 +96,7 @@ def run_fold(evaluator: Any, params: dict[str, Any], fold: int, *, not_after: fl
         score = evaluator.evaluate_fold(params, fold)
     except Exception as exc:  # noqa: BLE001 - a failing trial is data, the policy decides
         logger.debug("fold %d of %s failed:\n%s", fold, params, traceback.format_exc())
-        return FoldOutcome(None, time.perf_counter() - started, f"{type(exc).__name__}: {exc}", exc)
+        return FoldOutcome(None, time.perf_counter() - started, describe_error(exc), exc)
     return FoldOutcome(score, time.perf_counter() - started)
 
 
@@ -130,3 +131,13 @@ def run_sequentially(tasks: list[Task]) -> list[Any]:
 def stream_sequentially(tasks: Iterable[Task]) -> Iterator[tuple[int, Any]]:
     for index, (fn, args) in enumerate(tasks):
         yield index, fn(*args)
+
+
+@dataclass(frozen=True)
+class Execution:
+    """Where a search runs its tasks: the runners, how many at once, and a description for the summary."""
+
+    runner: BatchRunner
+    batch_size: int
+    description: str
+    stream: StreamRunner = stream_sequentially

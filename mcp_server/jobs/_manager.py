@@ -52,8 +52,11 @@ class JobContext:
         return self._job.cancel_event.is_set()
 
     def report(self, current: float, total: float | None = None, message: str = "") -> None:
-        """Record progress; the message also goes to the job's event log."""
+        """Record progress; the message also goes to the job's event log. A progress report is a
+        step boundary (a trial, a stage): where a job asked to share its slot gives it up."""
         self._manager._update(self._job, progress=JobProgress(current, total, message), event=message)
+        if total is None or current < total:  # after the last step there is no slot to hand over
+            self._manager._yield_point(self._job)
 
     def log(self, message: str) -> None:
         self._manager._update(self._job, event=message)
@@ -79,14 +82,31 @@ class _Job:
     cancel_requested: bool = False
     timed_out: bool = False
     grace_armed: bool = False
-    released: bool = False  # its slot was given back (by the work ending or by abandonment)
+    released: bool = False  # the job has ended (by the work ending or by abandonment)
+    holding: bool = False  # it holds a running slot now
+    yield_requested: bool = False  # asked to give its slot to another principal at its next step
+    paused: bool = False  # gave its slot up (fair sharing): its thread waits for one again
+    resume: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
     done: threading.Event = field(default_factory=threading.Event)
     # The submitting caller's context (who asked, through which tool): the work runs inside it.
     context: contextvars.Context = field(default_factory=contextvars.copy_context)
 
 
 class JobManager:
-    """Runs submitted work in threads with bounded concurrency, progress, cancel and timeouts."""
+    """Runs submitted work in threads with bounded concurrency, progress, cancel and timeouts.
+
+    Slots are shared fairly between principals (owners). A free slot goes to the waiting job whose
+    owner holds the fewest slots, then whose owner was served longest ago (round robin); of one
+    owner's jobs a paused one first, then in submission order. And while other principals have jobs
+    waiting, no principal keeps more than ``max(1, slots - principals waiting)`` slots: the excess
+    jobs (the most recently started first) give their slot up at their next step
+    (``JobContext.report``: a trial, a stage), wait paused (still RUNNING, an event says so) and
+    resume when a slot frees. Measured before: a developer's 4 slow jobs held both slots and an
+    analyst's 1-trial job waited for them to end (up to job_timeout_seconds). With a single slot,
+    jobs are never paused; principals alternate. A paused job's time still counts against its
+    timeout and its search's budget.
+    """
 
     def __init__(
         self,
@@ -117,6 +137,8 @@ class JobManager:
         self._jobs: collections.OrderedDict[str, _Job] = collections.OrderedDict()
         self._pending: collections.deque[str] = collections.deque()
         self._running = 0
+        self._served: dict[str | None, int] = {}  # owner -> when a slot last went to it (a counter)
+        self._served_count = 0
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._closed = False
@@ -184,6 +206,7 @@ class JobManager:
                 self._finish(job, JobState.CANCELLED, error="cancelled before it started")
             else:
                 self._add_event(job, "cancellation requested; stopping the work in progress")
+                job.resume.set()  # a paused job wakes up to stop
                 self._arm_grace(job)
             return self._snapshot(job)
 
@@ -223,7 +246,7 @@ class JobManager:
             jobs = [j for j in self._jobs.values() if not j.state.is_terminal]
         if cancel:
             for job in jobs:
-                self.cancel(job.job_id)
+                self.cancel(job.job_id)  # a paused job is woken to stop
         deadline = None if timeout is None else time.monotonic() + timeout
         for job in jobs:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -279,14 +302,97 @@ class JobManager:
 
     def _start_pending(self) -> None:
         while self._pending and self._running < self.max_concurrent:
-            job = self._jobs[self._pending.popleft()]
+            job = self._next_fair()
+            self._pending.remove(job.job_id)
+            job.holding = True
+            self._running += 1
+            if job.paused:
+                job.paused = False
+                self._add_event(job, "resumed: a slot is free again")
+                job.resume.set()
+                continue
             job.state = JobState.RUNNING
             job.started_at = time.time()
-            self._running += 1
             self._add_event(job, "started")
-            threading.Thread(
+            job.thread = threading.Thread(
                 target=self._run, args=(job,), name=f"job-{job.kind}-{job.job_id}", daemon=True
-            ).start()
+            )
+            job.thread.start()
+        self._share_slots()
+
+    def _holding(self, owner: str | None) -> int:
+        return sum(1 for j in self._jobs.values() if j.holding and j.owner == owner)
+
+    def _next_fair(self) -> _Job:
+        """The waiting job whose owner holds the fewest slots, then was served longest ago (round
+        robin); of that owner's jobs a paused one first, then the oldest."""
+        order = {job_id: i for i, job_id in enumerate(self._pending)}
+        held: dict[str | None, int] = {}
+        for job_id in self._pending:
+            owner = self._jobs[job_id].owner
+            if owner not in held:
+                held[owner] = self._holding(owner)
+        job = min((self._jobs[j] for j in self._pending),
+                  key=lambda job: (held[job.owner], self._served.get(job.owner, -1), not job.paused, order[job.job_id]))
+        self._served_count += 1
+        self._served[job.owner] = self._served_count
+        return job
+
+    def _fair_cap(self, owner: str | None) -> int | None:
+        """The slots ``owner`` may keep while others wait; None when nobody else waits."""
+        others = {self._jobs[j].owner for j in self._pending} - {owner}
+        return max(1, self.max_concurrent - len(others)) if others else None
+
+    def _share_slots(self) -> None:
+        """Every slot taken and other principals waiting: ask each principal's excess jobs (the most
+        recently started first) to give their slot up at their next step."""
+        if not self._pending or self._closed:
+            return
+        for owner in {j.owner for j in self._jobs.values() if j.holding}:
+            cap = self._fair_cap(owner)
+            if cap is None:
+                continue
+            mine = [j for j in self._jobs.values() if j.holding and j.owner == owner]
+            excess = len(mine) - cap - sum(j.yield_requested for j in mine)
+            for job in sorted((j for j in mine if not j.yield_requested and not j.cancel_event.is_set()),
+                              key=lambda j: j.started_at or 0.0, reverse=True)[:max(0, excess)]:
+                job.yield_requested = True
+                self._add_event(job, "other principals are waiting: this job gives its slot up after its current step")
+
+    def _yield_point(self, job: _Job) -> None:
+        """Called from the job's own thread at a step boundary: give the slot up if asked and it still
+        helps, wait (paused) for a slot, and go on. A cancel or a timeout wakes it to stop."""
+        if not job.yield_requested or threading.current_thread() is not job.thread:
+            return
+        with self._lock:
+            job.yield_requested = False
+            cap = self._fair_cap(job.owner)
+            if job.cancel_event.is_set() or self._closed or cap is None or self._holding(job.owner) <= cap:
+                return  # whoever waited is gone, or the job is stopping anyway
+            job.holding, job.paused = False, True
+            self._running -= 1
+            job.resume.clear()
+            self._pending.appendleft(job.job_id)
+            self._add_event(job, "paused: its slot went to another principal's job (fair sharing); "
+                                 "it resumes when a slot frees")
+            logger.info("job %s (%s) of %r paused for fair sharing", job.job_id, job.kind, job.owner)
+            self._start_pending()
+        while not job.resume.wait(0.5):
+            if job.cancel_event.is_set():
+                break
+        with self._lock:
+            if job.paused:  # woken to stop (cancel, timeout, shutdown): it stops without a slot
+                job.paused = False
+                if job.job_id in self._pending:
+                    self._pending.remove(job.job_id)
+
+    def _give_slot_back(self, job: _Job) -> None:
+        if job.holding:
+            job.holding = False
+            self._running -= 1
+        if job.paused and job.job_id in self._pending:
+            self._pending.remove(job.job_id)
+        job.paused = False
 
     def _finish(self, job: _Job, state: JobState, *, result: Any = None, error: str | None = None) -> None:
         job.state = state
@@ -302,6 +408,7 @@ class JobManager:
                 return
             job.timed_out = True
             job.cancel_event.set()
+            job.resume.set()
             self._add_event(job, f"timed out after {self.job_timeout:g} s; stopping the work in progress")
             self._arm_grace(job)
 
@@ -320,7 +427,7 @@ class JobManager:
             if job.state != JobState.RUNNING or job.released:
                 return
             job.released = True
-            self._running -= 1
+            self._give_slot_back(job)
             logger.warning("job %s (%s) did not stop within %g s; its slot is released", job.job_id, job.kind,
                            self.stop_grace)
             reason = (f"job exceeded job_timeout_seconds={self.job_timeout:g}" if job.timed_out
@@ -369,7 +476,7 @@ class JobManager:
             if job.released:  # abandoned after the stop grace: the job already ended
                 return
             job.released = True
-            self._running -= 1
+            self._give_slot_back(job)
             if job.timed_out:
                 self._finish(
                     job,
