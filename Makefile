@@ -31,8 +31,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/nba-mcp demo
 
+# Two workers, a test file each at a time (its module fixtures stay in one process): most tests
+# wait on spawned servers, stores and sockets, so two share CI's 2 cores well.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not server and not postgres and not dask_cluster"

@@ -16,7 +16,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from mcp_server import rbac
-from mcp_server.error_handling import PermissionDeniedError
+from mcp_server.error_handling import PermissionDeniedError, TrackingUnavailableError
 from mcp_server.jobs import JobContext, JobSnapshot, JobState
 from tools.app_state import AppState, state_of
 from tools.fields import JobId, WaitSeconds
@@ -145,7 +145,10 @@ async def start_job(
     wait = app.settings.default_wait_seconds if wait_seconds is None else wait_seconds
     snapshot = await wait_for_job(app, job_id, wait, ctx)
     if snapshot.state is JobState.FAILED:
-        raise ToolError(f"job {job_id} failed: {snapshot.error}")
+        message = f"job {job_id} failed: {snapshot.error}"
+        if isinstance(snapshot.cause, TrackingUnavailableError):  # the store, not the work: "unavailable"
+            raise TrackingUnavailableError(message)
+        raise ToolError(message)
     return JobView(**job_view(snapshot))
 
 

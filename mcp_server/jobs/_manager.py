@@ -74,6 +74,7 @@ class _Job:
     events: list[JobEvent] = field(default_factory=list)
     result: Any = None
     error: str | None = None
+    cause: BaseException | None = None  # the library error of a FAILED job
     created_at: float = field(default_factory=time.time)
     started_at: float | None = None
     finished_at: float | None = None
@@ -270,6 +271,7 @@ class JobManager:
             events=tuple(job.events),
             result=job.result,
             error=job.error,
+            cause=job.cause,
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,
@@ -452,6 +454,7 @@ class JobManager:
             timer.start()
         result: Any = None
         error: str | None = None
+        cause: BaseException | None = None
         try:
             result = job.context.run(self._call, job)
             failed = False
@@ -461,7 +464,7 @@ class JobManager:
             failed, error, result = True, str(exc), exc.result
             logger.info("job %s (%s) failed: %s", job.job_id, job.kind, exc)
         except MCPServerError as exc:
-            failed, error = True, str(exc)
+            failed, error, cause = True, str(exc), exc
             logger.info("job %s (%s) failed: %s", job.job_id, job.kind, exc)
         except Exception as exc:  # the job fails; the server keeps serving
             # Details stay in the log; callers get an id to quote (like unexpected tool errors).
@@ -488,6 +491,7 @@ class JobManager:
                 self._finish(job, JobState.CANCELLED, result=result, error=error)
             elif failed:
                 self._finish(job, JobState.FAILED, result=result, error=error)
+                job.cause = cause
             else:
                 self._finish(job, JobState.SUCCEEDED, result=result)
             if not self._closed:

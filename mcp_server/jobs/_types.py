@@ -71,6 +71,8 @@ class JobSnapshot:
     started_at: float | None
     finished_at: float | None
     version: int
+    # The library error a FAILED job raised (None for other ends): callers map its kind, not its text.
+    cause: BaseException | None = None
 
     @property
     def elapsed_seconds(self) -> float:
