@@ -103,6 +103,8 @@ def _ours(task, estimator, space, X, y, seed, budget, options):
         estimator=estimator, X=X, y=y, space=space, scoring=_scoring(task), cv_folds=3, seed=seed, timeout=budget,
         **options,
     )
+    if result.best_score is None:  # nothing finished in the budget (a tiny one on a loaded machine): no score
+        return float("nan"), len(result.trials), "no trial finished within the budget"
     if options["strategy"] != "halving":
         complete = sum(t.state is TrialState.COMPLETE for t in result.trials)
         return result.best_score, len(result.trials), f"{complete} complete, {len(result.trials) - complete} pruned"

@@ -183,7 +183,9 @@ def _create(client: Any, name: str, token: str) -> bool:
         )
         return True
     except MlflowException as exc:
-        if getattr(exc, "error_code", "") == "RESOURCE_ALREADY_EXISTS":
+        # RESOURCE_DOES_NOT_EXIST: the server found the name taken, then looked the holder up to
+        # word its error after the holder had released it; taken a moment ago, so: try again.
+        if getattr(exc, "error_code", "") in {"RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST"}:
             return False
         with store_errors():
             raise
