@@ -122,14 +122,15 @@ async def test_an_alias_works_in_every_tool_that_has_its_field(server):
             ("validate_data", "drop_columns"), ("validate_data", "schema")} <= set(tried), tried
 
 
-@pytest.mark.parametrize("split", ["time", {"kind": "time"}, "by time"])
-async def test_a_split_without_its_column_is_answered_with_a_complete_one(server, split):
+@pytest.mark.parametrize(("split", "kept"), [("time", ""), ({"kind": "time"}, ""), ("by time", ""),
+                                             ({"kind": "time", "test_size": 0.3}, ', "test_size": 0.3')])
+async def test_a_split_without_its_column_is_answered_with_a_complete_one(server, split, kept):
     request = {"dataset": DATASET, "target": "WL", "features": FEATURES, "max_trials": 1, "cv_folds": 2,
                "estimator": "decision_tree"}
     async with Client(server) as client:
         error = error_of(await client.call_tool("tune_hyperparameters", {"request": {**request, "split": split}}))
         assert error["field"] == "request.split", error
-        assert error["fix"] == 'split={"kind": "time", "column": "Date"}', error  # the data set's date column
+        assert error["fix"] == 'split={"kind": "time", "column": "Date"' + kept + '}', error  # the data set's date column
         fixed = json.loads(error["fix"].removeprefix("split="))
         started = payload(await client.call_tool("tune_hyperparameters", {"request": {**request, "split": fixed},
                                                                           "wait_seconds": 30}))

@@ -126,10 +126,11 @@ def split_example(given: Any, date_columns: Sequence[str] = ()) -> str:
     kind = kind.strip().lower() if isinstance(kind, str) else "time"
     if kind not in ("kfold", "group", "time"):
         kind = _suggestion(kind, ["kfold", "group", "time"]) or "time"
+    rest = {k: v for k, v in given.items() if k not in ("kind", "column")} if isinstance(given, Mapping) else {}
     if kind == "kfold":
-        return json.dumps({"kind": "kfold", "test_size": 0.2})
+        return json.dumps({"kind": "kfold", **(rest or {"test_size": 0.2})})
     column = date_columns[0] if kind == "time" and date_columns else SPLIT_COLUMN_PLACEHOLDER[kind]
-    example = json.dumps({"kind": kind, "column": column})
+    example = json.dumps({"kind": kind, "column": column, **rest})  # the caller's other keys kept
     others = ", ".join(map(repr, date_columns[1:])) if kind == "time" else ""
     return example + (f" (other date columns: {others})" if others else "")
 

@@ -364,7 +364,7 @@ def _check_numeric_columns(model: Any, frame: Any, model_name: str) -> None:
     problems: list[str] = []
     for column in (c for c in profile.numeric if c in frame.columns):
         values = frame[column]
-        if values.dtype != object:
+        if pd.api.types.is_numeric_dtype(values.dtype):  # text arrives as object or pandas' str dtype
             continue
         text = values.map(lambda v: isinstance(v, str))
         if not text.any():
