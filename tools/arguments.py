@@ -9,7 +9,6 @@ space, or the wrapped form of arguments passed flat instead of inside ``request`
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -22,26 +21,15 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp_server import rbac
 from mcp_server.error_handling import error_recorder
 from mcp_server.field_aliases import FIELD_ALIASES
+from tools.argument_names import allowed_fields, closest_name, options_text, shown
 from tools.errors import ArgumentProblem, ErrorCode, ToolErrorDetail
 
 logger = logging.getLogger(__name__)
 
-# Names agents reach for that mean one of ours (tools/list shows ours; these are not aliases).
-SYNONYMS = {
-    "n_trials": "max_trials", "n_iter": "max_trials", "trials": "max_trials", "budget": "max_trials",
-    "n_calls": "max_trials", "folds": "cv_folds", "cv": "cv_folds", "n_folds": "cv_folds",
-    "metric": "scoring", "model": "estimator", "algorithm": "estimator", "timeout": "timeout_seconds",
-    "drop_columns": "drop", "exclude": "drop", "exclude_columns": "drop", "label": "target",
-    "target_column": "target", "columns": "features", "param_space": "space", "search_space": "space",
-    "params_grid": "space", "param_grid": "space", "hyperparameters": "params", "random_state": "seed",
-    "wait": "wait_seconds", "name": "model_name", "version_number": "version",
-    "data": "dataset", "dataset_name": "dataset", "data_set": "dataset", "dataset_id": "dataset",
-}
 SPACE_FORM = (
     '{"max_depth": {"type": "int", "low": 2, "high": 12}, "learning_rate": {"type": "float", "low": 0.01, '
     '"high": 0.3, "log": true}, "max_features": {"type": "categorical", "choices": ["sqrt", "log2"]}}'
 )
-MAX_SHOWN = 300  # characters of a rejected value shown back
 DATE_HINT_SECONDS = 2.0  # at most this long to find a data set's date columns for a split's example
 
 
@@ -75,7 +63,7 @@ def validation_error_detail(exc: pydantic.ValidationError, *, schema: Mapping[st
 
 def unknown_tool_detail(name: Any, known: Sequence[str]) -> ToolErrorDetail:
     """A call to a tool this server does not serve: the closest name, else the list."""
-    suggestion = _suggestion(name, known)
+    suggestion = closest_name(name, known)
     hint = f"; did you mean {suggestion!r}?" if suggestion else ""
     return ToolErrorDetail(code=ErrorCode.NOT_FOUND, message=f"Unknown tool: {name}{hint}", field="name",
                            did_you_mean=suggestion, fix=None if suggestion else f"tools/list shows the {len(known)} tools")
@@ -84,26 +72,27 @@ def unknown_tool_detail(name: Any, known: Sequence[str]) -> ToolErrorDetail:
 def _describe(err: Mapping[str, Any], schema: Mapping[str, Any] | None, date_columns: Sequence[str] = ()) -> ArgumentProblem:
     loc = [part for part in err["loc"] if not isinstance(part, str) or not _is_union_tag(part)]
     field = ".".join(str(part) for part in loc) or "arguments"
-    value = _shown(err.get("input"))
+    value = shown(err.get("input"))
     kind = err["type"]
     if loc and loc[-1] == "split" and (kind in ("model_type", "dict_type", "model_attributes_type")
                                        or err["msg"].startswith(("split.column is required", "Value error, split.column is required"))):
         example = split_example(err.get("input"), date_columns)
+        others = f" (date columns: {', '.join(map(repr, date_columns))})" if len(date_columns) > 1 else ""
         return ArgumentProblem(field=field, fix=f"split={example}",
                                message=f"{field}: got {value}; a split is an object with its kind and, for group "
-                                       f"and time, its column, e.g. split={example}")
+                                       f"and time, its column, e.g. split={example}{others}")
     if kind == "extra_forbidden":
-        if len(loc) == 2 and loc[-1] in _allowed_fields(schema, []):
+        if len(loc) == 2 and loc[-1] in allowed_fields(schema, []):
             return ArgumentProblem(field=field, message=f"{field}: {loc[-1]!r} goes beside 'request', not inside it",
                                    fix=f"move {loc[-1]!r} out of 'request'")
-        allowed = _allowed_fields(schema, loc[:-1])
-        suggestion = _suggestion(str(loc[-1]), allowed)
-        options = _options(allowed) if suggestion is None else None
+        allowed = allowed_fields(schema, loc[:-1])
+        suggestion = closest_name(str(loc[-1]), allowed)
+        options = options_text(allowed) if suggestion is None else None
         return ArgumentProblem(field=field, message=f"{field}: unknown field{_hint(suggestion, options)}",
                                did_you_mean=suggestion, fix=options and f"expected one of: {options}")
     if kind in ("literal_error", "enum"):
         choices = _choices(err)
-        suggestion = _suggestion(err.get("input"), choices)
+        suggestion = closest_name(err.get("input"), choices)
         return ArgumentProblem(
             field=field, did_you_mean=suggestion,
             message=f"{field}: {value} is not one of {', '.join(map(repr, choices))}{_hint(suggestion, None)}",
@@ -125,14 +114,12 @@ def split_example(given: Any, date_columns: Sequence[str] = ()) -> str:
     kind = given.get("kind") if isinstance(given, Mapping) else given
     kind = kind.strip().lower() if isinstance(kind, str) else "time"
     if kind not in ("kfold", "group", "time"):
-        kind = _suggestion(kind, ["kfold", "group", "time"]) or "time"
+        kind = closest_name(kind, ["kfold", "group", "time"]) or "time"
     rest = {k: v for k, v in given.items() if k not in ("kind", "column")} if isinstance(given, Mapping) else {}
     if kind == "kfold":
         return json.dumps({"kind": "kfold", **(rest or {"test_size": 0.2})})
     column = date_columns[0] if kind == "time" and date_columns else SPLIT_COLUMN_PLACEHOLDER[kind]
-    example = json.dumps({"kind": kind, "column": column, **rest})  # the caller's other keys kept
-    others = ", ".join(map(repr, date_columns[1:])) if kind == "time" else ""
-    return example + (f" (other date columns: {others})" if others else "")
+    return json.dumps({"kind": kind, "column": column, **rest})  # the caller's other keys kept
 
 
 MAX_FIXED_CALL = 8000  # characters: a fixed call is shown whole (a cut one could not be sent back)
@@ -153,7 +140,7 @@ def _flat_detail(schema: Mapping[str, Any] | None, arguments: Mapping[str, Any] 
     given_request = arguments.get("request")
     if given_request is not None and not isinstance(given_request, Mapping):
         return None  # a request that is not an object: the field-by-field answer says so
-    request_fields = _allowed_fields(schema, ["request"])
+    request_fields = allowed_fields(schema, ["request"])
     known = set(request_fields) | {alias for f in request_fields for alias in FIELD_ALIASES.get(f, ())}
     request = dict(given_request or {})
     fixed_top = {k: v for k, v in arguments.items() if k in top and k != "request"}
@@ -162,8 +149,8 @@ def _flat_detail(schema: Mapping[str, Any] | None, arguments: Mapping[str, Any] 
     unknown: list[str] = []
     misplaced = [(k, request.pop(k)) for k in list(request) if k not in known]
     for key, value in [*outside.items(), *misplaced]:
-        in_request = _suggestion(key, request_fields)
-        in_top = _suggestion(key, sorted(top - {"request"}))
+        in_request = closest_name(key, request_fields)
+        in_top = closest_name(key, sorted(top - {"request"}))
         if key in known:
             request[key] = value
             moved.append(key)
@@ -187,10 +174,10 @@ def _flat_detail(schema: Mapping[str, Any] | None, arguments: Mapping[str, Any] 
               f"{key} is not a field: did you mean {to.rsplit('.', 1)[-1]!r}? (renamed in the call below)"
               for key, to in renamed.items()]
     if unknown:
-        options = _options(request_fields)
+        options = options_text(request_fields)
         parts.append(f"{', '.join(unknown)}: unknown field (kept inside 'request'; rename or remove it"
                      + (f"; fields: {options})" if options else ")"))
-    fix = f"call {tool or 'the tool'} with {_shown(fixed, limit=MAX_FIXED_CALL)}"
+    fix = f"call {tool or 'the tool'} with {shown(fixed, limit=MAX_FIXED_CALL)}"
     problems = ([ArgumentProblem(field=k, message=f"{k}: belongs inside 'request'", fix=f"request.{k}") for k in moved]
                 + [ArgumentProblem(field=f"request.{k}", message=f"request.{k}: goes beside 'request'", fix=k)
                    if k == to else
@@ -203,53 +190,6 @@ def _flat_detail(schema: Mapping[str, Any] | None, arguments: Mapping[str, Any] 
         did_you_mean=next((p.did_you_mean for p in problems if p.did_you_mean), None),
         problems=problems if len(problems) > 1 else None,
     )
-
-
-def _allowed_fields(schema: Mapping[str, Any] | None, loc: Sequence[Any]) -> list[str]:
-    node = _resolve(schema, schema)
-    for part in loc:
-        if node is None:
-            return []
-        if isinstance(part, int):
-            node = _resolve(schema, node.get("items"))
-        elif "properties" in node and part in node["properties"]:
-            node = _resolve(schema, node["properties"][part])
-        else:
-            node = _resolve(schema, node.get("additionalProperties"))
-    return list((node or {}).get("properties", {}))
-
-
-def _resolve(root: Mapping[str, Any] | None, node: Any) -> Mapping[str, Any] | None:
-    """Follow ``$ref`` and pick the object member of ``anyOf`` (``X | None`` fields)."""
-    for _ in range(10):
-        if not isinstance(node, Mapping) or root is None:
-            return None
-        if "$ref" in node:
-            node = root.get("$defs", {}).get(node["$ref"].rsplit("/", 1)[-1])
-        elif "anyOf" in node:
-            node = next((m for m in node["anyOf"] if isinstance(m, Mapping) and m.get("type") != "null"), None)
-        else:
-            return node
-    return None
-
-
-def _suggestion(given: Any, options: Sequence[Any]) -> str | None:
-    """The option ``given`` most likely meant: same but case, a known synonym, else a close spelling."""
-    names = [str(o) for o in options]
-    if not isinstance(given, str):
-        return None
-    same_but_case = [n for n in names if n.lower() == given.lower()]
-    if same_but_case:
-        return same_but_case[0]
-    if SYNONYMS.get(given) in names:
-        return SYNONYMS[given]
-    close = difflib.get_close_matches(given, names, n=1, cutoff=0.6)
-    return close[0] if close else None
-
-
-def _options(options: Sequence[Any]) -> str | None:
-    names = [str(o) for o in options]
-    return ", ".join(names) if names and len(names) <= 40 else None
 
 
 def _hint(suggestion: str | None, options: str | None) -> str:
@@ -267,14 +207,6 @@ def _choices(err: Mapping[str, Any]) -> list[Any]:
 def _is_union_tag(part: str) -> bool:
     # pydantic puts the tried member of a union in the location: 'function-after[...]', 'int', 'str'...
     return "[" in part or part in {"int", "float", "str", "bool", "none", "constrained-str", "constrained-int"}
-
-
-def _shown(value: Any, limit: int = MAX_SHOWN) -> str:
-    try:
-        text = json.dumps(value, default=str)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class ArgumentCheck:
