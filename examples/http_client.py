@@ -36,7 +36,7 @@ async def main() -> int:
         tools = (await client.list_tools()).tools
         print("tools:", ", ".join(t.name for t in tools))
 
-        description = answer(await client.call_tool("describe_dataset", {"name": "sklearn:breast_cancer"}))
+        description = answer(await client.call_tool("describe_dataset", {"dataset": "sklearn:breast_cancer"}))
         print(f"breast_cancer: {description['n_rows']} rows, target {description['target']['class_counts']}")
 
         async def on_progress(current: float, total: float | None, message: str | None) -> None:

@@ -153,7 +153,9 @@ async def test_http_viewer_is_denied_and_developer_succeeds(http_server):
         names = {t.name for t in (await client.list_tools()).tools}
         missing = await client.call_tool("cancel_job", {"job_id": "abc"})
     assert "cancel_job" in names
-    assert error_of(missing) == {"code": "not_found", "message": "job_id 'abc' does not name a known job", "field": "job_id"}
+    missing = error_of(missing)
+    assert missing["code"] == "not_found" and missing["field"] == "job_id", missing
+    assert missing["message"].startswith("job_id 'abc' does not name a known job; "), missing  # then the caller's jobs
     status, body = http_get(http_server.base + "/metrics")
     assert b'operation="tool.cancel_job"' in body
 

@@ -46,7 +46,7 @@ REPEATABLE = settings(deadline=None, derandomize=True, database=None, suppress_h
 # A valid call per tool: each generated call breaks exactly one field of one of these.
 BASELINES: dict[str, dict[str, Any]] = {
     "list_datasets": {},
-    "describe_dataset": {"name": "players"},
+    "describe_dataset": {"dataset": "players"},
     "validate_data": {"request": {"dataset": "players", "target": "target"}},
     "start_experiment": {"request": {"name": "hostile"}},
     "list_experiments": {},
@@ -221,7 +221,7 @@ def _tune(**changes) -> dict:
 
 
 SEMANTIC_CASES: list[tuple[str, st.SearchStrategy[dict], tuple[str, ...]]] = [
-    ("describe_dataset", DATASET_NAMES.map(lambda n: {"name": n}), ("dataset", "name")),
+    ("describe_dataset", DATASET_NAMES.map(lambda n: {"dataset": n}), ("dataset",)),
     ("validate_data", DATASET_NAMES.map(lambda n: {"request": {"dataset": n}}), ("dataset",)),
     ("tune_hyperparameters", DATASET_NAMES.map(lambda n: _tune(dataset=n)), ("dataset",)),
     ("run_pipeline", DATASET_NAMES.map(lambda n: {"request": {"dataset": n}, "wait_seconds": 0}), ("dataset",)),
@@ -334,7 +334,7 @@ def test_raw_json_with_nan_infinity_and_garbage_over_stdio(hostile_home, tmp_pat
         ("get_job", {"job_id": "abc", "wait_seconds": math.nan}, "wait_seconds"),
         ("predict", {"model_name": "m", "rows": [{"a": math.inf}]}, "rows"),
         ("start_experiment", {"request": {"name": "n", "params": {"p": math.nan}}}, "params"),
-        ("describe_dataset", {"name": "x" * 4_000_000}, "name"),
+        ("describe_dataset", {"dataset": "x" * 4_000_000}, "dataset"),
     ]
     answers = []
     try:

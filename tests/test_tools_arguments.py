@@ -29,7 +29,7 @@ async def call(server, tool: str, arguments: dict) -> str:
         # an unknown field: the closest real one, by spelling or by what agents call it
         ("tune_hyperparameters", {"request": {**TUNE, "n_trials": 3}}, "request.n_trials: unknown field; did you mean 'max_trials'?"),
         ("tune_hyperparameters", {"request": {**TUNE, "max_trial": 3}}, "did you mean 'max_trials'?"),
-        ("tune_hyperparameters", {"request": {**TUNE, "drop_columns": ["x"]}}, "did you mean 'drop'?"),
+        ("tune_hyperparameters", {"request": {**TUNE, "exclude_columns": ["x"]}}, "did you mean 'drop'?"),
         ("run_pipeline", {"request": {"dataset": "sklearn:iris", "n_folds": 3}}, "did you mean 'cv_folds'?"),
         # an option of the call given inside request
         ("tune_hyperparameters", {"request": {**TUNE, "wait_seconds": 5}}, "'wait_seconds' goes beside 'request', not inside it"),

@@ -270,7 +270,7 @@ def test_predict_from_raw_columns_by_alias_or_version(tracker, rookie_champion, 
         ([ROOKIE_ROW, {"GP": 1}], "row 1 is missing required columns"),
         ([], "rows must be a list of 1 to 10000 objects, got 0"),
         ([["not", "a", "dict"]], "rows must be objects"),
-        ([{**ROOKIE_ROW, "PTS": "lots"}], "could not be scored"),
+        ([{**ROOKIE_ROW, "PTS": "lots"}], r"rows\[0\]\.PTS = 'lots': expected a number"),
     ],
 )
 def test_bad_rows_are_refused_naming_the_problem(tracker, rookie_champion, rows, message):

@@ -9,35 +9,28 @@ space, or the wrapped form of arguments passed flat instead of inside ``request`
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
+import anyio
 import pydantic
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 
+from mcp_server import rbac
 from mcp_server.error_handling import error_recorder
+from mcp_server.field_aliases import FIELD_ALIASES
+from tools.argument_names import allowed_fields, closest_name, options_text, shown
 from tools.errors import ArgumentProblem, ErrorCode, ToolErrorDetail
 
 logger = logging.getLogger(__name__)
 
-# Names agents reach for that mean one of ours (tools/list shows ours; these are not aliases).
-SYNONYMS = {
-    "n_trials": "max_trials", "n_iter": "max_trials", "trials": "max_trials", "budget": "max_trials",
-    "n_calls": "max_trials", "folds": "cv_folds", "cv": "cv_folds", "n_folds": "cv_folds",
-    "metric": "scoring", "model": "estimator", "algorithm": "estimator", "timeout": "timeout_seconds",
-    "drop_columns": "drop", "exclude": "drop", "exclude_columns": "drop", "label": "target",
-    "target_column": "target", "columns": "features", "param_space": "space", "search_space": "space",
-    "params_grid": "space", "param_grid": "space", "hyperparameters": "params", "random_state": "seed",
-    "wait": "wait_seconds", "name": "model_name", "version_number": "version",
-}
 SPACE_FORM = (
     '{"max_depth": {"type": "int", "low": 2, "high": 12}, "learning_rate": {"type": "float", "low": 0.01, '
     '"high": 0.3, "log": true}, "max_features": {"type": "categorical", "choices": ["sqrt", "log2"]}}'
 )
-MAX_SHOWN = 300  # characters of a rejected value shown back
+DATE_HINT_SECONDS = 2.0  # at most this long to find a data set's date columns for a split's example
 
 
 def describe_validation_error(exc: pydantic.ValidationError, *, schema: Mapping[str, Any] | None = None,
@@ -47,15 +40,17 @@ def describe_validation_error(exc: pydantic.ValidationError, *, schema: Mapping[
 
 
 def validation_error_detail(exc: pydantic.ValidationError, *, schema: Mapping[str, Any] | None = None,
-                            arguments: Mapping[str, Any] | None = None, tool: str | None = None) -> ToolErrorDetail:
+                            arguments: Mapping[str, Any] | None = None, tool: str | None = None,
+                            date_columns: Sequence[str] = ()) -> ToolErrorDetail:
     """The error result for arguments that do not validate: the message of
-    ``describe_validation_error``, and its field, did-you-mean and fix as keys of their own."""
+    ``describe_validation_error``, and its field, did-you-mean and fix as keys of their own.
+
+    ``date_columns``: the named data set's date columns, shown in the example of a time split."""
     errors = exc.errors(include_url=False)
-    flat = _flat_hint(errors, schema, arguments, tool)
+    flat = _flat_detail(schema, arguments, tool)
     if flat is not None:
-        return ToolErrorDetail(code=ErrorCode.INVALID_ARGUMENT, message="invalid arguments: " + flat.message,
-                               field=flat.field, fix=flat.fix)
-    problems = list({p.message: p for p in (_describe(err, schema) for err in errors)}.values())
+        return flat
+    problems = list({p.message: p for p in (_describe(err, schema, date_columns) for err in errors)}.values())
     return ToolErrorDetail(
         code=ErrorCode.INVALID_ARGUMENT,
         message="invalid arguments: " + "; ".join(p.message for p in problems),
@@ -68,29 +63,36 @@ def validation_error_detail(exc: pydantic.ValidationError, *, schema: Mapping[st
 
 def unknown_tool_detail(name: Any, known: Sequence[str]) -> ToolErrorDetail:
     """A call to a tool this server does not serve: the closest name, else the list."""
-    suggestion = _suggestion(name, known)
+    suggestion = closest_name(name, known)
     hint = f"; did you mean {suggestion!r}?" if suggestion else ""
     return ToolErrorDetail(code=ErrorCode.NOT_FOUND, message=f"Unknown tool: {name}{hint}", field="name",
                            did_you_mean=suggestion, fix=None if suggestion else f"tools/list shows the {len(known)} tools")
 
 
-def _describe(err: Mapping[str, Any], schema: Mapping[str, Any] | None) -> ArgumentProblem:
+def _describe(err: Mapping[str, Any], schema: Mapping[str, Any] | None, date_columns: Sequence[str] = ()) -> ArgumentProblem:
     loc = [part for part in err["loc"] if not isinstance(part, str) or not _is_union_tag(part)]
     field = ".".join(str(part) for part in loc) or "arguments"
-    value = _shown(err.get("input"))
+    value = shown(err.get("input"))
     kind = err["type"]
+    if loc and loc[-1] == "split" and (kind in ("model_type", "dict_type", "model_attributes_type")
+                                       or err["msg"].startswith(("split.column is required", "Value error, split.column is required"))):
+        example = split_example(err.get("input"), date_columns)
+        others = f" (date columns: {', '.join(map(repr, date_columns))})" if len(date_columns) > 1 else ""
+        return ArgumentProblem(field=field, fix=f"split={example}",
+                               message=f"{field}: got {value}; a split is an object with its kind and, for group "
+                                       f"and time, its column, e.g. split={example}{others}")
     if kind == "extra_forbidden":
-        if len(loc) == 2 and loc[-1] in _allowed_fields(schema, []):
+        if len(loc) == 2 and loc[-1] in allowed_fields(schema, []):
             return ArgumentProblem(field=field, message=f"{field}: {loc[-1]!r} goes beside 'request', not inside it",
                                    fix=f"move {loc[-1]!r} out of 'request'")
-        allowed = _allowed_fields(schema, loc[:-1])
-        suggestion = _suggestion(str(loc[-1]), allowed)
-        options = _options(allowed) if suggestion is None else None
+        allowed = allowed_fields(schema, loc[:-1])
+        suggestion = closest_name(str(loc[-1]), allowed)
+        options = options_text(allowed) if suggestion is None else None
         return ArgumentProblem(field=field, message=f"{field}: unknown field{_hint(suggestion, options)}",
                                did_you_mean=suggestion, fix=options and f"expected one of: {options}")
     if kind in ("literal_error", "enum"):
         choices = _choices(err)
-        suggestion = _suggestion(err.get("input"), choices)
+        suggestion = closest_name(err.get("input"), choices)
         return ArgumentProblem(
             field=field, did_you_mean=suggestion,
             message=f"{field}: {value} is not one of {', '.join(map(repr, choices))}{_hint(suggestion, None)}",
@@ -103,73 +105,91 @@ def _describe(err: Mapping[str, Any], schema: Mapping[str, Any] | None) -> Argum
     return ArgumentProblem(field=field, message=f"{field}: {err['msg'].rstrip('.')} (got {value})")
 
 
-class _FlatCall(NamedTuple):
-    message: str
-    field: str
-    fix: str
+SPLIT_COLUMN_PLACEHOLDER = {"time": "<a date column>", "group": "<the column naming each group, e.g. a player id>"}
 
 
-def _flat_hint(errors: Sequence[Mapping[str, Any]], schema: Mapping[str, Any] | None,
-               arguments: Mapping[str, Any] | None, tool: str | None) -> _FlatCall | None:
-    """Arguments meant for ``request`` given beside it: answer with the call as it should be."""
+def split_example(given: Any, date_columns: Sequence[str] = ()) -> str:
+    """A complete split for the kind ``given`` asks for (a kind name, or an object with ``kind``):
+    with its column, the data set's first date column for a time split when one is known."""
+    kind = given.get("kind") if isinstance(given, Mapping) else given
+    kind = kind.strip().lower() if isinstance(kind, str) else "time"
+    if kind not in ("kfold", "group", "time"):
+        kind = closest_name(kind, ["kfold", "group", "time"]) or "time"
+    rest = {k: v for k, v in given.items() if k not in ("kind", "column")} if isinstance(given, Mapping) else {}
+    if kind == "kfold":
+        return json.dumps({"kind": "kfold", **(rest or {"test_size": 0.2})})
+    column = date_columns[0] if kind == "time" and date_columns else SPLIT_COLUMN_PLACEHOLDER[kind]
+    return json.dumps({"kind": kind, "column": column, **rest})  # the caller's other keys kept
+
+
+MAX_FIXED_CALL = 8000  # characters: a fixed call is shown whole (a cut one could not be sent back)
+
+
+def _flat_detail(schema: Mapping[str, Any] | None, arguments: Mapping[str, Any] | None,
+                 tool: str | None) -> ToolErrorDetail | None:
+    """Arguments beside ``request`` that are not the tool's own (request fields given flat, a
+    misspelt option): answer with the whole call as it should be. Every key is kept: a request
+    field moves inside ``request``, a name we know another word for (``n_trials``) is renamed to
+    it and said so, a name we cannot place stays inside ``request`` and is named as unknown."""
     if schema is None or not arguments or "request" not in schema.get("properties", {}):
         return None
     top = set(schema["properties"])
-    request_fields = _allowed_fields(schema, ["request"])
-    strays = {k: v for k, v in arguments.items() if k not in top and k in request_fields}
-    if not strays:
+    outside = {k: v for k, v in arguments.items() if k not in top}
+    if not outside:
         return None
-    request = {**(arguments.get("request") or {}), **strays}
-    fixed = {"request": request, **{k: v for k, v in arguments.items() if k in top and k != "request"}}
-    fix = f"call {tool or 'the tool'} with {_shown(fixed, limit=600)}"
-    return _FlatCall(f"{', '.join(strays)} belong inside 'request'; {fix}", next(iter(strays)), fix)
-
-
-def _allowed_fields(schema: Mapping[str, Any] | None, loc: Sequence[Any]) -> list[str]:
-    node = _resolve(schema, schema)
-    for part in loc:
-        if node is None:
-            return []
-        if isinstance(part, int):
-            node = _resolve(schema, node.get("items"))
-        elif "properties" in node and part in node["properties"]:
-            node = _resolve(schema, node["properties"][part])
+    given_request = arguments.get("request")
+    if given_request is not None and not isinstance(given_request, Mapping):
+        return None  # a request that is not an object: the field-by-field answer says so
+    request_fields = allowed_fields(schema, ["request"])
+    known = set(request_fields) | {alias for f in request_fields for alias in FIELD_ALIASES.get(f, ())}
+    request = dict(given_request or {})
+    fixed_top = {k: v for k, v in arguments.items() if k in top and k != "request"}
+    moved: list[str] = []
+    renamed: dict[str, str] = {}
+    unknown: list[str] = []
+    misplaced = [(k, request.pop(k)) for k in list(request) if k not in known]
+    for key, value in [*outside.items(), *misplaced]:
+        in_request = closest_name(key, request_fields)
+        in_top = closest_name(key, sorted(top - {"request"}))
+        if key in known:
+            request[key] = value
+            moved.append(key)
+        elif key in top and key not in fixed_top:
+            fixed_top[key] = value
+            renamed[key] = key  # an option of the call given inside request
+        elif in_request is not None and in_request not in request:
+            request[in_request] = value
+            renamed[key] = f"request.{in_request}"
+        elif in_top is not None and in_top not in fixed_top:
+            fixed_top[in_top] = value
+            renamed[key] = in_top
         else:
-            node = _resolve(schema, node.get("additionalProperties"))
-    return list((node or {}).get("properties", {}))
-
-
-def _resolve(root: Mapping[str, Any] | None, node: Any) -> Mapping[str, Any] | None:
-    """Follow ``$ref`` and pick the object member of ``anyOf`` (``X | None`` fields)."""
-    for _ in range(10):
-        if not isinstance(node, Mapping) or root is None:
-            return None
-        if "$ref" in node:
-            node = root.get("$defs", {}).get(node["$ref"].rsplit("/", 1)[-1])
-        elif "anyOf" in node:
-            node = next((m for m in node["anyOf"] if isinstance(m, Mapping) and m.get("type") != "null"), None)
-        else:
-            return node
-    return None
-
-
-def _suggestion(given: Any, options: Sequence[Any]) -> str | None:
-    """The option ``given`` most likely meant: same but case, a known synonym, else a close spelling."""
-    names = [str(o) for o in options]
-    if not isinstance(given, str):
-        return None
-    same_but_case = [n for n in names if n.lower() == given.lower()]
-    if same_but_case:
-        return same_but_case[0]
-    if SYNONYMS.get(given) in names:
-        return SYNONYMS[given]
-    close = difflib.get_close_matches(given, names, n=1, cutoff=0.6)
-    return close[0] if close else None
-
-
-def _options(options: Sequence[Any]) -> str | None:
-    names = [str(o) for o in options]
-    return ", ".join(names) if names and len(names) <= 40 else None
+            request[key] = value  # kept: the caller meant something by it, and the next answer names it
+            unknown.append(key)
+    fixed = {"request": request, **fixed_top}
+    parts = []
+    if moved:
+        parts.append(f"{', '.join(moved)} {'belongs' if len(moved) == 1 else 'belong'} inside 'request'")
+    parts += [f"{key!r} goes beside 'request', not inside it" if key == to else
+              f"{key} is not a field: did you mean {to.rsplit('.', 1)[-1]!r}? (renamed in the call below)"
+              for key, to in renamed.items()]
+    if unknown:
+        options = options_text(request_fields)
+        parts.append(f"{', '.join(unknown)}: unknown field (kept inside 'request'; rename or remove it"
+                     + (f"; fields: {options})" if options else ")"))
+    fix = f"call {tool or 'the tool'} with {shown(fixed, limit=MAX_FIXED_CALL)}"
+    problems = ([ArgumentProblem(field=k, message=f"{k}: belongs inside 'request'", fix=f"request.{k}") for k in moved]
+                + [ArgumentProblem(field=f"request.{k}", message=f"request.{k}: goes beside 'request'", fix=k)
+                   if k == to else
+                   ArgumentProblem(field=k, message=f"{k}: unknown field; did you mean {to.rsplit('.', 1)[-1]!r}?",
+                                   did_you_mean=to.rsplit(".", 1)[-1]) for k, to in renamed.items()]
+                + [ArgumentProblem(field=k, message=f"{k}: unknown field") for k in unknown])
+    return ToolErrorDetail(
+        code=ErrorCode.INVALID_ARGUMENT, message="invalid arguments: " + "; ".join(parts) + "; " + fix,
+        field=problems[0].field, fix=fix,
+        did_you_mean=next((p.did_you_mean for p in problems if p.did_you_mean), None),
+        problems=problems if len(problems) > 1 else None,
+    )
 
 
 def _hint(suggestion: str | None, options: str | None) -> str:
@@ -189,20 +209,26 @@ def _is_union_tag(part: str) -> bool:
     return "[" in part or part in {"int", "float", "str", "bool", "none", "constrained-str", "constrained-int"}
 
 
-def _shown(value: Any, limit: int = MAX_SHOWN) -> str:
-    try:
-        text = json.dumps(value, default=str)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 class ArgumentCheck:
     """Server middleware: a ``tools/call`` naming no served tool, or whose arguments do not
     validate, is answered here (an error result in the shape of ``tools.errors``)."""
 
-    def __init__(self, tools: Mapping[str, Any]) -> None:
+    def __init__(self, tools: Mapping[str, Any], *, date_columns: Callable[[str], list[str]] | None = None) -> None:
         self._tools = tools  # name -> SDK Tool
+        self._date_columns = date_columns  # data set name -> its date columns (blocking; run in a thread)
+
+    async def _split_hint_columns(self, exc: pydantic.ValidationError, arguments: Mapping[str, Any]) -> list[str]:
+        """The named data set's date columns, when a split is at fault and the caller may read data
+        sets (the hint is a read); none after DATE_HINT_SECONDS: the answer must not wait on a load."""
+        request = arguments.get("request")
+        dataset = request.get("dataset") if isinstance(request, Mapping) else None
+        if (self._date_columns is None or not isinstance(dataset, str)
+                or not any(err["loc"] and err["loc"][-1] == "split" for err in exc.errors())
+                or not rbac.authorize(rbac.current_principal(), rbac.Permission.READ)):
+            return []
+        with anyio.move_on_after(DATE_HINT_SECONDS):
+            return await anyio.to_thread.run_sync(self._date_columns, dataset, abandon_on_cancel=True)
+        return []
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         if ctx.method == "tools/call" and isinstance(ctx.params, Mapping):
@@ -215,7 +241,8 @@ class ArgumentCheck:
                 try:
                     tool.fn_metadata.validate_arguments(dict(arguments))
                 except pydantic.ValidationError as exc:
-                    detail = validation_error_detail(exc, schema=tool.parameters, arguments=arguments, tool=tool.name)
+                    detail = validation_error_detail(exc, schema=tool.parameters, arguments=arguments, tool=tool.name,
+                                                     date_columns=await self._split_hint_columns(exc, arguments))
                     return detail.to_result()
                 except Exception as exc:  # noqa: BLE001 - a validator that crashed: a server fault, with an id
                     error_id = error_recorder.record(exc, context=f"arguments of {tool.name}").error_id

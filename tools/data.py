@@ -9,7 +9,8 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from mcp_server import rbac
 from mcp_server.data_validation_pipeline import DataValidationPipeline, ValidationResult
-from mcp_server.datasets import DatasetDescription, job_features
+from mcp_server.datasets import DatasetDescription, date_columns, job_features
+from mcp_server.field_aliases import accepting_aliases
 from mcp_server.evaluation import SplitSpec, check_split, coerce_split
 from tools.app_state import state_of
 from tools.blocking import run_stoppable
@@ -41,10 +42,10 @@ class ValidateRequest(BaseModel):
     dataset: DatasetName
     target: TargetColumn = None
     schema_name: str | None = Field(
-        default=None, min_length=1, max_length=100, description="A packaged schema, e.g. 'player_stats'"
-    )
+        default=None, min_length=1, max_length=100, validation_alias=accepting_aliases("schema_name"),
+        description="A packaged schema, e.g. 'player_stats'")
     features: Columns = Field(default_factory=list)
-    drop: Columns = Field(default_factory=list, validation_alias=AliasChoices("drop", "drop_columns"))
+    drop: Columns = Field(default_factory=list, validation_alias=accepting_aliases("drop"))
     split: dict[str, Any] = Field(
         default_factory=dict, max_length=5, description="e.g. {'kind': 'group', 'column': 'team'}")
     fail_on_warnings: bool = False
@@ -66,9 +67,22 @@ async def list_datasets(ctx: Context) -> DatasetList:
 
 
 @ml_tool(permission=rbac.Permission.READ, annotations=READ_ONLY)
-async def describe_dataset(name: DatasetName, ctx: Context, target: TargetColumn = None) -> DatasetDescription:
+async def describe_dataset(
+    # `dataset`, as in every tool that names a data set; `name` (this tool's first name) still works.
+    dataset: Annotated[DatasetName, Field(validation_alias=AliasChoices("dataset", "name"))],
+    ctx: Context,
+    target: TargetColumn = None,
+) -> DatasetDescription:
     """Summarize a data set: rows, columns with types and ranges, the target's task, and columns to drop or split by."""
-    return await run_stoppable(lambda stop: state_of(ctx).catalog.describe(name, target, stop=stop))
+    return await run_stoppable(lambda stop: state_of(ctx).catalog.describe(dataset, target, stop=stop))
+
+
+def date_columns_of(app: Any, dataset: str) -> list[str]:
+    """The date columns of ``dataset`` (a time split's candidates); [] when it cannot be read."""
+    try:
+        return date_columns(app.catalog.load(dataset))
+    except Exception:  # noqa: BLE001 - only a hint in an error message: an unreadable data set gives none
+        return []
 
 
 @ml_tool(permission=rbac.Permission.READ, annotations=READ_ONLY)

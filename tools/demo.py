@@ -137,7 +137,7 @@ async def session(params: StdioServerParameters, dataset: str, data_dir: Path | 
         # 1. What data is there, what is it, what is wrong with it.
         listed = await call(client, "list_datasets", {})
         say("  data sets: " + ", ".join(d["name"] for d in listed["datasets"]))
-        described = await call(client, "describe_dataset", {"name": dataset, **({"target": target} if target else {})})
+        described = await call(client, "describe_dataset", {"dataset": dataset, **({"target": target} if target else {})})
         target_info = described.get("target") or {}
         target = target or target_info.get("column")
         if not target:

@@ -98,8 +98,10 @@ def tool_error(exc: BaseException, tool: str, fields: Collection[str] = ()) -> T
     for error_type, code, render in ERROR_TABLE:
         if isinstance(exc, error_type):
             message, error_id = render(exc, tool)
-            field = None if code is ErrorCode.PERMISSION_DENIED else field_named_in(message, fields)
-            return ToolErrorDetail(code=code, message=message, field=field, error_id=error_id)
+            if code is ErrorCode.PERMISSION_DENIED:
+                return ToolErrorDetail(code=code, message=message)
+            return ToolErrorDetail(code=code, message=message, field=field_named_in(message, fields), error_id=error_id,
+                                   fix=getattr(exc, "fix", None), did_you_mean=getattr(exc, "did_you_mean", None))
     message, error_id = _unexpected(exc, tool)
     return ToolErrorDetail(code=ErrorCode.INTERNAL, message=message, error_id=error_id)
 

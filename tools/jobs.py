@@ -16,7 +16,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from mcp_server import rbac
-from mcp_server.error_handling import PermissionDeniedError, TrackingUnavailableError
+from mcp_server.error_handling import NotFoundError, PermissionDeniedError, TrackingUnavailableError
 from mcp_server.jobs import JobContext, JobSnapshot, JobState
 from tools.app_state import AppState, state_of
 from tools.fields import JobId, WaitSeconds
@@ -152,11 +152,35 @@ async def start_job(
     return JobView(**job_view(snapshot))
 
 
+RECENT_IDS_SHOWN = 5
+
+
+def known_job(app: AppState, job_id: str) -> JobSnapshot:
+    """The job ``job_id`` names; an unknown id is answered with the caller's most recent job ids
+    (an agent that lost or misspelt an id gets it back in one retry)."""
+    try:
+        return app.jobs.get(job_id)
+    except NotFoundError as exc:
+        recent = app.jobs.list(owner=current_principal_id(), limit=RECENT_IDS_SHOWN)
+        shown = ", ".join(f"{s.job_id} ({s.kind}, {s.state.value.lower()})" for s in recent)
+        listed = (f"your recent jobs: {shown}; list_jobs shows them with what each was asked to do" if recent
+                  else "you have no jobs on this server (tune_hyperparameters and run_pipeline start one)")
+        raise NotFoundError(f"{exc}; {listed}",
+                            fix="call list_jobs to see your jobs" if recent else None,
+                            did_you_mean=_closest_id(job_id, [s.job_id for s in recent])) from None
+
+
+def _closest_id(job_id: str, ids: list[str]) -> str | None:
+    """A recent id sharing the first characters (a truncated or mistyped id), else the only one."""
+    same_start = [i for i in ids if i[:4] == job_id[:4]]
+    return same_start[0] if same_start else (ids[0] if len(ids) == 1 else None)
+
+
 @ml_tool(permission=rbac.Permission.READ, annotations=READ_ONLY)
 async def get_job(job_id: JobId, ctx: Context, wait_seconds: WaitSeconds = 0.0) -> JobView:
     """Get a job's state, progress and, once finished, its result; optionally wait for it first."""
     app = state_of(ctx)
-    app.jobs.get(job_id)  # unknown id -> NotFoundError before waiting
+    known_job(app, job_id)  # unknown id -> NotFoundError (with the caller's recent ids) before waiting
     snapshot = await wait_for_job(app, job_id, wait_seconds, ctx, started_here=False) if wait_seconds else app.jobs.get(job_id)
     return JobView(**job_view(snapshot))
 
@@ -182,7 +206,7 @@ async def list_jobs(
 async def cancel_job(job_id: JobId, ctx: Context) -> JobView:
     """Cancel a job: it stops after its current trial or stage and its MLflow runs end KILLED."""
     app = state_of(ctx)
-    snapshot = app.jobs.get(job_id)
+    snapshot = known_job(app, job_id)
     principal = rbac.current_principal()
     if snapshot.owner != (principal.id if principal else None) and not rbac.authorize(principal, rbac.Permission.DELETE):
         raise PermissionDeniedError()  # someone else's job: needs the delete permission

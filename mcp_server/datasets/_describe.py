@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from mcp_server.data_validation_pipeline import DataValidationPipeline, Issue
+from mcp_server.data_validation_pipeline import DataValidationPipeline, Issue, is_datetime_like
 from mcp_server.error_handling import InvalidRequestError
 
 if TYPE_CHECKING:
@@ -84,6 +84,12 @@ def _is_numeric(series: pd.Series) -> bool:
     import pandas as pd
 
     return pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype)
+
+
+def date_columns(frame: pd.DataFrame, limit: int = 5) -> list[str]:
+    """The columns that hold dates (datetime dtype, or text that parses as dates): what a time
+    split orders by. Each column is judged on a sample of its first values."""
+    return [str(c) for c in frame.columns if is_datetime_like(frame[c])][:limit]
 
 
 def describe_frame(

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 
 class MCPServerError(Exception):
-    """Base class of every error the product raises on purpose."""
+    """Base class of every error the product raises on purpose.
+
+    ``fix`` (what to send instead) and ``did_you_mean`` (the closest valid name), when the raiser
+    knows them, reach the caller as keys of the error result, beside the message.
+    """
+
+    def __init__(self, *args: object, fix: str | None = None, did_you_mean: str | None = None) -> None:
+        super().__init__(*args)
+        self.fix = fix
+        self.did_you_mean = did_you_mean
 
 
 class InvalidRequestError(MCPServerError, ValueError):

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mcp_server.error_handling import InvalidRequestError, ResourceLimitError
 from mcp_server.estimators import REGISTRY
+from mcp_server.field_aliases import accepting_aliases
 from mcp_server.evaluation import LeakCheck, SplitSpec, check_split, check_target
 
 if TYPE_CHECKING:
@@ -68,7 +69,8 @@ class TuneRequest(BaseModel):
     dataset: str = Field(min_length=1, max_length=200, description="A name from list_datasets")
     target: str | None = Field(default=None, min_length=1, max_length=200, description="Column to predict")
     features: ColumnList | None = Field(default=None, description="Default: all other columns")
-    drop: ColumnList | None = Field(default=None, description="Columns to leave out (ids, names, dates, leaks)")
+    drop: ColumnList | None = Field(default=None, validation_alias=accepting_aliases("drop"),
+                                    description="Columns to leave out (ids, names, dates, leaks)")
     estimator: EstimatorChoice = Field(
         default="auto", description="auto: every family, cheapest first; the winner is result.estimator")
     strategy: Literal["grid", "random", "bayesian", "halving"] | None = Field(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import logging
 import contextvars
+import enum
 import threading
 import time
 import uuid
@@ -30,6 +31,13 @@ from mcp_server.jobs._types import (
 from mcp_server.threads import job_share, limit_threads, threads_per_fit, usable_cores
 
 logger = logging.getLogger("mcp_server.jobs")
+
+
+class _AnyOwner(enum.Enum):
+    ANY = "any"
+
+
+ANY_OWNER = _AnyOwner.ANY  # JobManager.list's default: every principal's jobs (None is "no owner")
 
 
 class JobContext:
@@ -183,14 +191,16 @@ class JobManager:
             return self._snapshot(self._find(job_id))
 
     def list(
-        self, *, state: JobState | None = None, kind: str | None = None, limit: int = 50
+        self, *, state: JobState | None = None, kind: str | None = None, limit: int = 50,
+        owner: str | None | _AnyOwner = ANY_OWNER,
     ) -> list[JobSnapshot]:
-        """Most recent first."""
+        """Most recent first; ``owner``: only that principal's jobs (None: jobs without an owner)."""
         with self._lock:
             jobs = [
                 j
                 for j in reversed(self._jobs.values())
                 if (state is None or j.state == state) and (kind is None or j.kind == kind)
+                and (owner is ANY_OWNER or j.owner == owner)
             ]
             return [self._snapshot(j) for j in jobs[:limit]]
 

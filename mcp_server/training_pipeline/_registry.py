@@ -334,6 +334,7 @@ def _rows_to_frame(model: Any, rows: list[dict[str, Any]], model_name: str):
     frame = pd.DataFrame.from_records(rows)
     if required:
         frame = frame[required]  # drop extra keys, restore the training column order
+    _check_numeric_columns(model, frame, model_name)
     for column in frame.columns:
         values = frame[column].dropna()
         if frame[column].dtype == object and all(
@@ -343,3 +344,39 @@ def _rows_to_frame(model: Any, rows: list[dict[str, Any]], model_name: str):
             # all-null column) float with NaN, which the model's imputers handle.
             frame[column] = pd.to_numeric(frame[column])
     return frame
+
+
+MAX_TYPE_PROBLEMS_SHOWN = 5
+
+
+def _check_numeric_columns(model: Any, frame: Any, model_name: str) -> None:
+    """Text in a column the model was trained on as numbers, named before the model sees it (its
+    imputer would fail with "could not convert string to float" and no column): the training
+    profile saved with the model says which columns are numeric. Numbers sent as text ("10") are
+    converted in place."""
+    import pandas as pd
+
+    from mcp_server.evaluation import model_profile
+
+    profile = model_profile(model)
+    if profile is None:
+        return
+    problems: list[str] = []
+    for column in (c for c in profile.numeric if c in frame.columns):
+        values = frame[column]
+        if pd.api.types.is_numeric_dtype(values.dtype):  # text arrives as object or pandas' str dtype
+            continue
+        text = values.map(lambda v: isinstance(v, str))
+        if not text.any():
+            continue
+        parsed = values.map(lambda v: pd.to_numeric(v, errors="coerce") if isinstance(v, str) else v)
+        bad = text & parsed.isna()
+        for position in bad.to_numpy().nonzero()[0][:MAX_TYPE_PROBLEMS_SHOWN]:
+            problems.append(f"rows[{position}].{column} = {values.iloc[position]!r}")
+        if not bad.any():
+            frame[column] = pd.to_numeric(parsed)
+    if problems:
+        raise InvalidRequestError(
+            f"rows: {', '.join(problems[:MAX_TYPE_PROBLEMS_SHOWN])}: expected a number (or null for a missing "
+            f"value); {model_name!r} was trained on these columns as numbers",
+            fix="send each of these columns as a JSON number or null")

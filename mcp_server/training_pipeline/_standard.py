@@ -17,9 +17,10 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mcp_server.error_handling import InvalidRequestError
+from mcp_server.field_aliases import accepting_aliases
 from mcp_server.hyperparameter_tuning import ColumnList, EnsembleMember, EstimatorName, ParamName
 from mcp_server.evaluation import (
     DEFAULT_NEAR_PERFECT,
@@ -62,7 +63,7 @@ class StandardPipelineRequest(BaseModel):
     target: str | None = Field(default=None, min_length=1, max_length=200, description="Column to predict")
     features: ColumnList | None = Field(default=None, description="Default: all but target and drop")
     drop: ColumnList = Field(
-        default_factory=list, validation_alias=AliasChoices("drop", "drop_columns"),
+        default_factory=list, validation_alias=accepting_aliases("drop"),
         description="Columns never used as features (ids, names, dates, leaks)",
     )
     estimator: EstimatorName | Literal["ensemble"] = Field(
@@ -82,7 +83,7 @@ class StandardPipelineRequest(BaseModel):
     leak_check: LeakCheck = Field(default="stop", description="stop: leaking columns stop the run; warn: flag")
     seed: int = Field(default=0, ge=0, le=2**32 - 1, description="Seed of the estimator (the split has its own)")
     schema_name: str | None = Field(
-        default=None, min_length=1, max_length=100, validation_alias=AliasChoices("schema_name", "schema"),
+        default=None, min_length=1, max_length=100, validation_alias=accepting_aliases("schema_name"),
         description="Validation schema")
     model_name: str | None = Field(default=None, min_length=1, max_length=100, description="Default: <dataset>-<target>")
     primary_metric: str | None = Field(default=None, max_length=64, description="Decides promotion; default per task")
@@ -333,7 +334,13 @@ def _require_columns(field: str, wanted: list[str], columns: list[str]) -> None:
 
 
 def _default_model_name(dataset: str, target: str) -> str:
-    stem = dataset.removeprefix("sklearn:").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    """``<dataset>-<target>`` with the whole data set name: a dot inside a name is part of it
+    (``nba.games.stats``), only a file format's suffix (``games.csv``) is left out."""
+    from mcp_server.datasets import FILE_FORMATS
+
+    stem = dataset.removeprefix("sklearn:").rsplit("/", 1)[-1]
+    suffix = stem[stem.rfind("."):].lower() if "." in stem else ""
+    stem = stem[: -len(suffix)] if suffix in FILE_FORMATS else stem
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{stem}-{target}").strip("_.-")[:100] or "model"
 
 
