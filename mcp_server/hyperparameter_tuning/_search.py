@@ -21,7 +21,7 @@ from mcp_server.hyperparameter_tuning._loop import LoopOutcome, SearchLoop
 from mcp_server.hyperparameter_tuning._mlflow_log import TuningRunLogger, load_completed_trials
 from mcp_server.hyperparameter_tuning._parallel import execution
 from mcp_server.hyperparameter_tuning._portfolio import FAMILY_KEY, Portfolio, PortfolioEvaluator, family_results
-from mcp_server.hyperparameter_tuning._pruning import Pruner
+from mcp_server.hyperparameter_tuning._pruning import Pruner, pruner_params
 from mcp_server.hyperparameter_tuning._space import SearchSpace
 from mcp_server.hyperparameter_tuning._choose import make_strategy
 from mcp_server.hyperparameter_tuning._types import (
@@ -94,10 +94,11 @@ def _parent_params(req: SearchRequest, halving: Any = None) -> dict[str, Any]:
     return {
         **({"halving": halving.parent_param()} if halving is not None else {}),
         **({"portfolio": req.portfolio.to_json_string()} if req.portfolio is not None else {}),
-        "strategy": req.strategy, "space": req.space.to_json_string(), "cv": req.cv_description,
+        # The folds as the split spec's fields (split.* below, the seed), never the splitter's repr.
+        "strategy": req.strategy, "space": req.space.to_json_string(), "cv_folds": req.evaluator.n_folds,
         "scoring": req.scoring, "seed": req.seed, "direction": req.direction.value,
         "objective": req.objective, "max_trials": req.max_trials, "n_jobs": req.n_jobs,
-        "pruning": repr(req.pruner) if req.pruner else "none",
+        **pruner_params(req.pruner),
         "early_stopping_patience": req.patience if req.patience is not None else "none",
         **(req.split.spec.as_params() if req.split is not None else {}),
     }

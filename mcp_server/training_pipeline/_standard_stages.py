@@ -35,7 +35,7 @@ from mcp_server.training_pipeline._evaluation import cross_validate_metric, hold
 from mcp_server.training_pipeline._evidence import Evidence, paired_with_holder
 from mcp_server.training_pipeline._importance import leaning_columns
 from mcp_server.training_pipeline._noise import CHANCE, BaselineScore, baseline_outputs, bootstrap_stderr, paired_gain
-from mcp_server.training_pipeline._registry import PRIMARY_METRIC_TAG, decide_promotion
+from mcp_server.training_pipeline._registry import PRIMARY_METRIC_TAG, PROMOTION_PREFIX, decide_promotion
 from mcp_server.training_pipeline._types import PipelineStage
 
 if TYPE_CHECKING:
@@ -231,8 +231,9 @@ def standard_stages(
             model_uri, plan.model_name, run_id=run_id,
             tags={PRIMARY_METRIC_TAG: plan.primary_metric, metric: evaluation[metric], "estimator": request.estimator,
                   "dataset": request.dataset, **evaluation_tags(split, warnings)},
-            description=(f"{metric} {evaluation[metric]:.4g}, {request.estimator}, warnings: {flags}; holdout: "
-                         f"{split.description if split else 'unknown'}; from run {run_id}."),
+            # The registry table cuts descriptions: a flag comes first, where it is seen.
+            description=((f"FLAGGED ({flags}): " if warnings else "") + f"{metric} {evaluation[metric]:.4g}, "
+                         f"{request.estimator}; holdout: {split.description if split else 'unknown'}; from run {run_id}."),
             model_description=(f"Predicts {target} ({plan.task}) from {request.dataset}. Each version is a "
                                f"pipeline run's model (its description says which and how it scored); the "
                                f"'champion' alias marks the best unflagged one on {plan.primary_metric}."),
@@ -253,7 +254,9 @@ def standard_stages(
             flags=[w.code for w in warnings], evidence=Evidence.of_metrics(evaluation, metric), paired=paired,
         )
         captured["promotion"] = decision
-        tracker.set_tags(decision.as_tags(), run_id=run_id)
+        # Not the tags that repeat the run's own: its test metric (a metric) and flags (evaluation.warnings).
+        tracker.set_tags({k: v for k, v in decision.as_tags().items()
+                          if k not in (f"{PROMOTION_PREFIX}new_metric", f"{PROMOTION_PREFIX}flags")}, run_id=run_id)
         return {"promoted": decision.promoted, "reason": decision.reason}
 
     return {
