@@ -35,7 +35,7 @@ from mcp_server.training_pipeline._evaluation import cross_validate_metric, hold
 from mcp_server.training_pipeline._evidence import Evidence, paired_with_holder
 from mcp_server.training_pipeline._importance import leaning_columns
 from mcp_server.training_pipeline._noise import CHANCE, BaselineScore, baseline_outputs, bootstrap_stderr, paired_gain
-from mcp_server.training_pipeline._registry import PRIMARY_METRIC_TAG, PROMOTION_PREFIX, decide_promotion
+from mcp_server.training_pipeline._registry import PRIMARY_METRIC_TAG, decide_promotion
 from mcp_server.training_pipeline._types import PipelineStage
 
 if TYPE_CHECKING:
@@ -254,9 +254,7 @@ def standard_stages(
             flags=[w.code for w in warnings], evidence=Evidence.of_metrics(evaluation, metric), paired=paired,
         )
         captured["promotion"] = decision
-        # Not the tags that repeat the run's own: its test metric (a metric) and flags (evaluation.warnings).
-        tracker.set_tags({k: v for k, v in decision.as_tags().items()
-                          if k not in (f"{PROMOTION_PREFIX}new_metric", f"{PROMOTION_PREFIX}flags")}, run_id=run_id)
+        tracker.set_tags(decision.as_tags(), run_id=run_id)
         return {"promoted": decision.promoted, "reason": decision.reason}
 
     return {
