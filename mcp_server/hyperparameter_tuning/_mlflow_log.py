@@ -1,18 +1,22 @@
 """MLflow layout of a search: one parent run, one child run per trial, a history plot on the parent.
 
-Names follow ``docs/tracking.md``; ``<s>`` is the scoring name (e.g. ``roc_auc``).
+Names follow ``docs/tracking.md``; ``<s>`` is the scoring's logged name (``logged_score``: an error
+scorer such as ``neg_root_mean_squared_error`` is logged as the error itself, ``rmse``, positive).
 
-Parent: params ``estimator``, ``dataset``, ``target``, strategy / space (JSON) / cv / scoring / seed /
-direction / split; its data set as a ``training`` input; at the end metrics ``best_cv_<s>`` (the best
-trial's mean over folds), ``trials_cv_<s>_mean`` / ``_std`` (over the trials), counts, tags
-``best_<param>`` / ``best_trial`` / ``stopped_reason``, ``summary.json`` and
+Parent (``search <estimator> <dataset> <target> (<strategy>)``): params ``estimator``, ``dataset``,
+``target``, strategy / space (JSON) / cv_folds / scoring / seed / direction / pruning (and its
+``pruning.<setting>``) / split; its data set as a ``training`` input; the stepped metric
+``best_cv_<s>`` (the best score so far, step = trial number: the optimization curve); at the end
+``trials_cv_<s>_mean`` / ``_std`` (over the trials), the counters and timings as the one JSON tag
+``nba_mcp.search``, tags ``best_<param>`` / ``best_trial``, ``summary.json`` and
 ``optimization_history.png``; ends FINISHED, KILLED (cancelled) or FAILED.
-Child (``mlflow.parentRunId``): the candidate's hyperparameters under their own names plus
-``estimator`` / ``dataset`` / ``target``; metrics ``cv_<s>_mean`` / ``cv_<s>_std``, stepped
-``cv_<s>_fold`` (step = fold), ``folds_done``, ``duration_seconds``; a pruned trial is named
-``trial-NNN-pruned`` and reports ``partial_cv_<s>_mean`` instead of the mean (its folds were not
-all run). Bookkeeping tags for resume: ``nba_mcp.kind``, ``nba_mcp.trial_number``,
-``nba_mcp.trial_state`` (halving adds ``nba_mcp.bracket`` / ``nba_mcp.rung``, metric ``resource``).
+Child (``mlflow.parentRunId``, named ``trial-NNN <family>``): the candidate's hyperparameters under
+their own names plus ``estimator`` / ``dataset`` / ``target``; metrics ``cv_<s>_mean`` /
+``cv_<s>_std``, stepped ``cv_<s>_fold`` (step = fold), ``folds_done`` (its duration is the run's own
+start and end); a pruned trial is named ``trial-NNN <family> pruned`` and reports
+``partial_cv_<s>_mean`` instead of the mean (its folds were not all run). Bookkeeping tags for
+resume: ``nba_mcp.kind``, ``nba_mcp.trial_number``, ``nba_mcp.trial_state`` (halving adds
+``nba_mcp.bracket`` / ``nba_mcp.rung``, metric ``resource``).
 Children are written with ``record_run(background=True)`` so logging stays off the search's
 critical path.
 """
@@ -21,100 +25,38 @@ from __future__ import annotations
 
 import json
 import logging
-import statistics
 import time
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from mcp_server.error_handling import InvalidRequestError, NotFoundError
 from mcp_server.evaluation import record_evaluation
-from mcp_server.hyperparameter_tuning._space import SearchSpace
+from mcp_server.hyperparameter_tuning._mlflow_names import (
+    CHILD_KIND,
+    CONTEXT_PARAMS,
+    FIDELITY_TAGS,
+    KIND_TAG,
+    LIBRARY_SOURCE,
+    NOTE_TAG,
+    PARENT_KIND,
+    SEARCH_TAG,
+    SOURCE_TAG,
+    TRIAL_NUMBER_TAG,
+    TRIAL_STATE_TAG,
+    MAX_PARAM,
+    cv_metric_names,
+    logged_score,
+)
+from mcp_server.hyperparameter_tuning._mlflow_resume import check_resumable
 from mcp_server.hyperparameter_tuning._types import SearchedData, TrialRecord, TrialState, TuningResult
-from mcp_server.logged_values import logged_text, parse_logged
 
 if TYPE_CHECKING:
     from mcp_server.mlflow_integration import Tracker
 
 logger = logging.getLogger(__name__)
 
-KIND_TAG = "nba_mcp.kind"
-PARENT_KIND = "tuning_search"
-CHILD_KIND = "tuning_trial"
-TRIAL_NUMBER_TAG = "nba_mcp.trial_number"
-TRIAL_STATE_TAG = "nba_mcp.trial_state"
-FIDELITY_TAGS = {"bracket": "nba_mcp.bracket", "rung": "nba_mcp.rung"}
-SEARCH_TAG = "nba_mcp.search"  # JSON: the search's counters and timings (bookkeeping, not metrics)
-NOTE_TAG = "mlflow.note.content"
-SOURCE_TAG = "mlflow.source.name"
-LIBRARY_SOURCE = "mcp_server.hyperparameter_tuning"
-# Parent params that say what was searched, copied onto every trial so each run names them.
-CONTEXT_PARAMS = ("estimator", "dataset", "target")
-# Parent params a resumed search must match, or it would mix two different searches.
-RESUME_KEYS = ("strategy", "halving", "space", "cv_folds", "scoring", "seed", "direction", "split.kind", "split.column",
-               "split.test_size", "split.seed", "split.gap")
-_MAX_PARAM = 6000
-
-
-# scikit-learn negates the error scorers so that higher is better; a person and the pipeline's own
-# metrics read the error itself (``cv_rmse_mean`` = 0.98, not ``cv_neg_root_mean_squared_error_mean``
-# = -0.98). The names it reads instead; any other ``neg_<name>`` reads as ``<name>``.
-_ERROR_NAMES = {
-    "neg_root_mean_squared_error": "rmse", "neg_mean_squared_error": "mse", "neg_mean_absolute_error": "mae",
-    "neg_root_mean_squared_log_error": "rmsle", "neg_mean_squared_log_error": "msle",
-    "neg_median_absolute_error": "median_ae", "neg_mean_absolute_percentage_error": "mape",
-}
-
-
-def logged_score(scoring: str) -> tuple[str, float]:
-    """The name a score of ``scoring`` is logged under and the sign that turns the scorer's value into
-    the logged one (and back): the one place the scorer's sign is handled."""
-    if scoring.startswith("neg_"):
-        return _ERROR_NAMES.get(scoring, scoring.removeprefix("neg_")), -1.0
-    return scoring, 1.0
-
-
-def cv_metric_names(scoring: str) -> dict[str, str]:
-    """The metric names of a search scored by ``scoring`` (one place, read by logging and resume);
-    their values are the scorer's times ``logged_score(scoring)[1]``."""
-    name, _ = logged_score(scoring)
-    return {
-        "mean": f"cv_{name}_mean", "std": f"cv_{name}_std", "fold": f"cv_{name}_fold",
-        "partial": f"partial_cv_{name}_mean", "best": f"best_cv_{name}",
-        "trials_mean": f"trials_cv_{name}_mean", "trials_std": f"trials_cv_{name}_std",
-        "trivial": f"trivial_cv_{name}", "ensemble": f"ensemble_cv_{name}",
-        "ensemble_std": f"ensemble_cv_{name}_std", "ensemble_best_member": f"ensemble_best_member_cv_{name}",
-    }
-
 
 def _short(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4g}"
-
-
-def check_resumable(tracker: Tracker, run_id: str, params: dict[str, Any] | None = None) -> None:
-    """Refuse to resume ``run_id`` unless it is an ended search of ``tracker``'s experiment (and, with
-    ``params``, one that ran with the same settings)."""
-    try:
-        run = tracker.get_run(run_id)
-    except NotFoundError:
-        raise NotFoundError(f"resume_from={run_id!r} does not name a run") from None
-    if run.tags.get(KIND_TAG) != PARENT_KIND:
-        raise InvalidRequestError(f"resume_from={run_id!r} is not the parent run of a tuning search")
-    if run.experiment_id != tracker.experiment_id:
-        raise InvalidRequestError(
-            f"resume_from={run_id!r} belongs to another experiment than experiment_name="
-            f"{tracker.experiment_name!r}; pass that search's experiment_name")
-    if run.status.value == "RUNNING":
-        raise InvalidRequestError(
-            f"resume_from={run_id!r} is RUNNING: its search (or another resume of it) is in progress; "
-            "wait for it to end, cancel its job, or end the run with end_run")
-    for key in RESUME_KEYS if params is not None else ():
-        if key not in params:  # a parameter this release no longer logs (``cv``: now ``cv_folds``)
-            continue
-        old, new = run.params.get(key), logged_text(params[key])
-        if old is not None and old != new and parse_logged(old) != parse_logged(new):
-            raise InvalidRequestError(
-                f"resume_from={run_id!r} ran with {key}={old!r}, but this search has {key}={new!r}; "
-                "a resumed search must use the same settings")
 
 
 class TuningRunLogger:
@@ -150,7 +92,7 @@ class TuningRunLogger:
         tags = {KIND_TAG: PARENT_KIND, SOURCE_TAG: LIBRARY_SOURCE, NOTE_TAG: self._parent_note(params)}
         self.parent_run_id = self.tracker.create_run(run_name=run_name, tags=tags)
         self.tracker.log_params(params, run_id=self.parent_run_id)
-        if len(str(params.get("space", ""))) > _MAX_PARAM:
+        if len(str(params.get("space", ""))) > MAX_PARAM:
             self.tracker.log_dict({"space": params["space"]}, "space.json", run_id=self.parent_run_id)
         if searched_data is not None:
             self.tracker.log_dataset(searched_data.frame, name=searched_data.name, source=searched_data.source,
@@ -182,7 +124,7 @@ class TuningRunLogger:
         tags = {KIND_TAG: CHILD_KIND, TRIAL_STATE_TAG: record.state.value, TRIAL_NUMBER_TAG: record.number,
                 SOURCE_TAG: LIBRARY_SOURCE, NOTE_TAG: self._trial_note(record)}
         if record.error:
-            tags["error"] = record.error[: _MAX_PARAM]
+            tags["error"] = record.error[: MAX_PARAM]
         if record.rung is not None:  # successive halving
             tags.update({FIDELITY_TAGS["bracket"]: record.bracket, FIDELITY_TAGS["rung"]: record.rung})
             metrics["resource"] = record.resource
@@ -330,74 +272,3 @@ class TuningRunLogger:
         except Exception:  # noqa: BLE001 - the original error matters more
             logger.exception("flushing trial runs failed while ending search %s", self.parent_run_id)
         self.tracker.end_run(status, run_id=self.parent_run_id)
-
-
-def _fidelity_tags(run: Any) -> dict[str, int]:
-    """bracket / rung / resource of a halving trial, as its child run recorded them."""
-    tags = run.tags
-    found = {k: tags.get(tag, tags.get(k, "")) for k, tag in FIDELITY_TAGS.items()}  # earlier runs: bare names
-    values = {k: int(v) for k, v in found.items() if v.isdigit()}
-    resource = run.metrics.get("resource")
-    if resource is not None and values:
-        values["resource"] = int(resource)
-    return values
-
-
-def _trial_tag(run: Any, tag: str, old: str) -> str | None:
-    return run.tags.get(tag, run.tags.get(old))
-
-
-def load_completed_trials(tracker: Tracker, parent_run_id: str, space: SearchSpace) -> tuple[list[TrialRecord], int]:
-    """COMPLETE and PRUNED trials of an earlier search (FAILED ones are run again), and the next
-    free trial number."""
-    records: list[TrialRecord] = []
-    next_number = 0
-    token: str | None = None
-    scoring = tracker.get_run(parent_run_id).params.get("scoring", "")
-    names = cv_metric_names(scoring)
-    while True:
-        runs, token = tracker.search_runs_page(
-            f"tags.mlflow.parentRunId = '{parent_run_id}'", 1000, page_token=token
-        )
-        for run in runs:
-            number = _trial_tag(run, TRIAL_NUMBER_TAG, "trial_number") or ""
-            next_number = max(next_number, int(number) + 1 if number.isdigit() else 0)
-            state = _trial_tag(run, TRIAL_STATE_TAG, "trial_state")
-            if state not in (TrialState.COMPLETE.value, TrialState.PRUNED.value):
-                continue
-            if run.status.value != "FINISHED":
-                # Its process died between creating the run and ending it (ended KILLED by the
-                # next server's reaper): params or metrics may be missing, so run it again.
-                continue
-            try:
-                params = space.parse_params(run.params)
-            except (KeyError, InvalidRequestError) as exc:
-                raise InvalidRequestError(
-                    f"trial run {run.run_id} of {parent_run_id} does not fit this search space: {exc}"
-                ) from None
-            metrics = run.metrics
-            # Scores as the search keeps them (the scorer's sign); runs of earlier releases logged
-            # them under the scorer's own name, unsigned, or as mean_score / fold_score.
-            sign = logged_score(scoring)[1] if names["mean"] in metrics or names["partial"] in metrics else 1.0
-            old = {"mean": f"cv_{scoring}_mean", "std": f"cv_{scoring}_std", "fold": f"cv_{scoring}_fold",
-                   "partial": f"partial_cv_{scoring}_mean"}
-            score = next((sign * metrics[n] for n in (names["mean"], names["partial"], old["mean"], old["partial"],
-                                                     "mean_score") if n in metrics), None)
-            history = (tracker.get_metric_history(run.run_id, names["fold"]) or tracker.get_metric_history(
-                run.run_id, old["fold"]) or tracker.get_metric_history(run.run_id, "fold_score"))
-            folds = [sign * p.value for p in sorted(history, key=lambda p: p.step)]
-            std = metrics.get(names["std"], metrics.get(old["std"], metrics.get("std_score")))
-            if std is None and folds:  # a pruned trial logs no std: the loop's, from its folds
-                std = statistics.pstdev(folds) if len(folds) > 1 else 0.0
-            records.append(
-                TrialRecord(
-                    number=int(number), params=params,
-                    state=TrialState(state), score=score, std=std,
-                    fold_scores=folds,
-                    duration_seconds=metrics.get("duration_seconds", run.duration_seconds or 0.0), run_id=run.run_id,
-                    **_fidelity_tags(run),
-                )
-            )
-        if not token:
-            break
-    return sorted(records, key=lambda r: r.number), next_number
