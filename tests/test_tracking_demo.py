@@ -165,8 +165,9 @@ def test_pipeline_metrics_start_with_the_model_and_runs_compare_without_blanks(c
     for trial in by_kind["tuning_trial"]:  # trials of the winning family log the same hyperparameter names
         if trial.data.params["estimator"] == tuned.data.params["estimator"]:
             assert searched <= set(trial.data.params)
-    scoring = parent.data.params["scoring"]
-    assert f"best_cv_{scoring}" in parent.data.metrics and f"cv_{scoring}_mean" not in parent.data.metrics
+    # The scorer (neg_root_mean_squared_error) is logged as the error itself, under the pipeline's name.
+    assert parent.data.params["scoring"] == "neg_root_mean_squared_error"
+    assert "best_cv_rmse" in parent.data.metrics and "cv_rmse_mean" not in parent.data.metrics
 
 
 def _pipelines_by_role(by_kind) -> dict:
