@@ -73,13 +73,14 @@ def find_runs(store: str) -> dict[str, str]:
     client = MlflowClient(store, registry_uri=store)
     experiment = client.get_experiment_by_name(EXPERIMENT)
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    by_name = {r.info.run_name: r for r in runs}
+    # Pipeline runs are named "<role> <estimator> <data set> <target>": found by their role.
+    by_role = {r.info.run_name.split()[0]: r for r in runs if r.data.tags.get("nba_mcp.kind") == "pipeline"}
     parent = next(r for r in runs if r.data.tags.get("nba_mcp.kind") == "tuning_search")
     trial = next(r for r in runs if r.data.tags.get("nba_mcp.kind") == "tuning_trial")
     champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
     return {
         "experiment": experiment.experiment_id, "parent": parent.info.run_id, "trial": trial.info.run_id,
-        "tuned": by_name[f"{MODEL_NAME}-tuned"].info.run_id, "baseline": by_name[f"{MODEL_NAME}-baseline"].info.run_id,
+        "tuned": by_role["tuned"].info.run_id, "baseline": by_role["baseline"].info.run_id,
         # A database registry keeps the logged model only in the version's source (models:/m-…).
         "champion_version": champion.version,
         "champion_model": champion.model_id or champion.source.removeprefix("models:/"),

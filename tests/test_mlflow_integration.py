@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from mcp_server.error_handling import InvalidRequestError, NotFoundError, TrackingUnavailableError
+from mcp_server.hyperparameter_tuning import MedianPruner
 from mcp_server.mlflow_integration import (
     DatasetSource,
     MLflowExperimentTracker,
@@ -336,7 +337,12 @@ def test_tag_values_are_never_python_reprs(tmp_path):
         with tracker.start_run("r") as run_id:
             tracker.set_tags({"flag": True, "none": None, "items": ["a", 1], "once": "first"})
             tracker.set_tag("once", "second")  # the same key twice before a flush: the last value wins
-        tags = tracker.get_run(run_id).tags
+            # Params read the same way: JSON literals, and a dataclass as its fields, never its repr.
+            tracker.log_params({"bootstrap": False, "max_depth": None, "pruner": MedianPruner(n_startup_trials=2)})
+        stored = tracker.get_run(run_id)
+        tags, params = stored.tags, stored.params
     finally:
         tracker.close()
-    assert (tags["flag"], tags["none"], tags["items"], tags["once"]) == ("true", "none", '["a", 1]', "second")
+    assert (tags["flag"], tags["none"], tags["items"], tags["once"]) == ("true", "null", '["a", 1]', "second")
+    assert (params["bootstrap"], params["max_depth"]) == ("false", "null")
+    assert json.loads(params["pruner"]) == {"n_startup_trials": 2, "n_warmup_folds": 1}

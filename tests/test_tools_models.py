@@ -188,5 +188,7 @@ async def test_runs_name_the_calling_principal_and_the_tool(tool_server):
     run = tool_server.state.tracker(PIPELINE["experiment_name"]).get_run(job["result"]["run_id"])
     assert run.tags["mlflow.user"] == ANALYST.id
     assert run.tags["mlflow.source.name"] == "nba-mcp run_pipeline"
-    assert run.tags["mlflow.note.content"].startswith("decision_tree classification of WL on games")
+    assert run.run_name == "trained decision_tree games WL"  # role first: hyperparameters were given
+    assert run.tags["mlflow.note.content"].split(":")[0] in ("CHAMPION", "Not champion")
+    assert "decision_tree classification of WL on games" in run.tags["mlflow.note.content"]
     assert run.params["max_depth"] == "2" and run.params["min_samples_leaf"] == "1"  # with its defaults

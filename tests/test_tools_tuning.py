@@ -6,6 +6,7 @@ import pytest
 from mcp import Client
 
 from mcp_server import rbac
+from mcp_server.logged_values import logged_text
 from tests.support import payload, ANALYST, VIEWER, error_text, template_db, tool_server, tool_settings  # noqa: F401
 
 pytestmark = pytest.mark.anyio
@@ -225,6 +226,8 @@ async def test_run_pipeline_from_search_trains_exactly_the_winner_on_the_searche
     # The holdout the search kept out, and the winner's own hyperparameters under their names.
     assert trained["split"]["test_digest"] == tuned["split"]["test_digest"]
     assert run["params"]["estimator"] == "decision_tree"
-    assert {k: run["params"][k] for k in tuned["best_params"]} == {k: str(v) for k, v in tuned["best_params"].items()}
+    # As the store renders values (max_depth=None is "null").
+    assert {k: run["params"][k] for k in tuned["best_params"]} == {
+        k: logged_text(v) for k, v in tuned["best_params"].items()}
     assert by_job["result"]["split"]["test_digest"] == tuned["split"]["test_digest"]
     assert "estimator='random_forest' (the search: 'decision_tree')" in error_text(clash)

@@ -14,6 +14,7 @@ from mcp_server.mlflow_integration import MLflowExperimentTracker, RunStatus, ge
 from mcp_server.settings import Settings
 from tests._leaky_frames import game_log
 from mcp_server.training_pipeline import (
+    PipelineRun,
     PipelineStatus,
     StageStatus,
     StandardPipelineRequest,
@@ -120,7 +121,9 @@ def test_champion_moves_only_to_a_better_model_and_the_comparison_is_recorded(
         assert tags["promotion.promoted"] == str(result.promotion.promoted).lower()
         assert tags["promotion.previous_version"] == str(result.promotion.previous_version)
         assert float(tags["promotion.previous_metric"]) == pytest.approx(result.promotion.previous_metric)
-        assert float(tags["promotion.new_metric"]) == pytest.approx(result.metrics[f"test_{primary_metric}"])
+        # No tag repeats the run's test metric or its flags.
+        assert "promotion.new_metric" not in tags and "promotion.flags" not in tags
+        assert float(stored.metrics[f"test_{primary_metric}"]) == pytest.approx(result.promotion.new_metric)
         assert stored.params["primary_metric"] == primary_metric
 
     # The worse version can still be made champion explicitly, but only with force.
@@ -163,7 +166,10 @@ def test_standard_run_logs_params_metrics_plot_model_and_validation(tracker, set
     assert "pipeline.primary_metric" not in stored.tags  # a tag never repeats a param
     assert stored.params["alpha"] == "1.0" and "params.alpha" not in stored.params  # hyperparameters by name
     assert stored.metrics == pytest.approx(result.metrics)  # the model's metrics, no stage timings
-    assert stored.tags["mlflow.note.content"].startswith("ridge regression of target on sklearn:diabetes")
+    # What differs first: the role in the name, the outcome in the description.
+    assert stored.run_name == "baseline ridge sklearn:diabetes target"
+    note = stored.tags["mlflow.note.content"]
+    assert note.startswith("CHAMPION: test_rmse ") and "ridge regression of target on sklearn:diabetes" in note
     assert [s.status for s in result.stages] == [StageStatus.COMPLETED] * 6
 
 
@@ -180,6 +186,8 @@ def test_validation_errors_fail_the_run_with_the_findings(tracker, settings):
     stored = tracker.get_run(result.run_id)
     assert stored.status is RunStatus.FAILED
     assert stored.tags["nba_mcp.error"] == result.error and "data validation failed" in stored.tags["mlflow.note.content"]
+    assert stored.tags["mlflow.note.content"].startswith("STOPPED (data_validation): ")
+    assert stored.run_name == "stopped logistic_regression broken y"
     assert "validation.json" in result.artifacts
     with pytest.raises(NotFoundError):
         tracker.get_model_version("broken-y", 1)
@@ -194,7 +202,9 @@ def test_cancelled_standard_run_registers_nothing(tracker, settings):
         on_stage=lambda stage, index, total, status: progress.append((stage, status)),
     )
     assert result.status is PipelineStatus.CANCELLED
-    assert tracker.get_run(result.run_id).status is RunStatus.KILLED
+    stored = tracker.get_run(result.run_id)
+    assert stored.status is RunStatus.KILLED and stored.run_name == "stopped random_forest sklearn:iris target"
+    assert stored.tags["mlflow.note.content"].startswith("STOPPED (cancelled): ")
     assert result.model_version is None
     assert progress[-1] == ("model_deployment", "SKIPPED")
 
@@ -304,3 +314,24 @@ def test_standard_pipeline_in_mock_mode(settings):
 def test_predict_accepts_nulls_for_numeric_columns(tracker, rookie_champion):
     rows = [{**ROOKIE_ROW, "3P%": None, "FT%": None}, {**ROOKIE_ROW, "3P%": None}]
     assert len(predict(tracker, "rookies-predict", "champion", rows)) == 2
+
+
+def test_a_long_stop_keeps_its_fix_whole_in_an_artifact_and_the_description_says_where():
+    from datetime import datetime, timezone
+
+    from mcp_server.training_pipeline._run_labels import MAX_DESCRIPTION, STOPPED_ARTIFACT, outcome_description
+
+    columns = " ".join(f"column_{i:03d}" for i in range(400))
+    error = f"stage data_validation failed: InvalidRequestError: leaking columns {columns}. Fix: drop=[{columns}]"
+    ended = PipelineRun(run_id="r", pipeline_name="p", status=PipelineStatus.FAILED,
+                        start_time=datetime.now(timezone.utc), error=error, failed_stage="data_validation")
+    description, whole = outcome_description(ended, primary="rmse", note="random_forest regression.", warnings=[],
+                                             promotion=None)
+    assert description.startswith("STOPPED (data_validation): leaking columns column_000")
+    assert len(description) <= MAX_DESCRIPTION and description.endswith(f"(whole text: artifact {STOPPED_ARTIFACT})")
+    kept = description.removesuffix(f" … (whole text: artifact {STOPPED_ARTIFACT})")
+    assert whole.startswith(kept) and whole[len(kept)] == " "  # cut between words, never inside one
+    assert whole.endswith(f"Fix: drop=[{columns}] — random_forest regression.")
+    short, none = outcome_description(ended.model_copy(update={"error": "stage x failed: ValueError: bad. Fix: drop=[a]"}),
+                                      primary="rmse", note="n.", warnings=[], promotion=None)
+    assert short == "STOPPED (data_validation): bad. Fix: drop=[a] — n." and none is None

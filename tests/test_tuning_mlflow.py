@@ -46,13 +46,21 @@ def test_parent_and_child_run_layout(tracker):
         "max_depth": {"type": "categorical", "choices": [2, 4]},
         "min_samples_leaf": {"type": "categorical", "choices": [1, 3]},
     }
-    assert parent.params["cv"] == "StratifiedKFold(n_splits=3, shuffle=True, random_state=7)"
+    # The folds as spec fields, the pruner as its name: no object repr among the params.
+    assert parent.params["cv_folds"] == "3" and parent.params["pruning"] == "none" and "cv" not in parent.params
     assert parent.params["estimator"] == "RandomForestClassifier" and "objective" not in parent.params
     assert parent.metrics["best_cv_roc_auc"] == pytest.approx(result.best_score)
+    # The optimization curve: best-so-far at every trial (step = trial number), never worse later.
+    curve = sorted(tracker.get_metric_history(result.parent_run_id, "best_cv_roc_auc"), key=lambda p: p.step)
+    assert [p.step for p in curve] == [t.number for t in sorted(result.trials, key=lambda t: t.number)]
+    assert [p.value for p in curve] == sorted(p.value for p in curve) and curve[-1].value == pytest.approx(result.best_score)
     # The parent's mean is over trials: it never shares a name with a trial's mean over folds.
     assert "cv_roc_auc_mean" not in parent.metrics and "trials_cv_roc_auc_mean" in parent.metrics
     assert {k: parent.tags[f"best_{k}"] for k in result.best_params} == {k: str(v) for k, v in result.best_params.items()}
-    assert parent.metrics["n_trials"] == 4 and parent.tags["stopped_reason"] == "exhausted"
+    # Counters and timings are bookkeeping: one JSON tag, not metrics (charts).
+    counters = json.loads(parent.tags["nba_mcp.search"])
+    assert counters["n_trials"] == 4 and counters["stopped_reason"] == "exhausted" and counters["elapsed_seconds"] > 0
+    assert not {"n_trials", "n_complete", "n_failed", "n_pruned", "elapsed_seconds"} & set(parent.metrics)
     assert {"optimization_history.png", "summary.json"} <= set(tracker.list_artifacts(result.parent_run_id))
 
     children = {run.run_id: run for run in _children(tracker, result.parent_run_id)}
@@ -66,7 +74,8 @@ def test_parent_and_child_run_layout(tracker):
         assert child.metrics["cv_roc_auc_mean"] == pytest.approx(trial.score)
         assert child.metrics["cv_roc_auc_std"] == pytest.approx(trial.std)
         assert "roc_auc" not in child.metrics  # a CV mean is never logged under a holdout's name
-        assert child.metrics["folds_done"] == 3
+        assert child.metrics["folds_done"] == 3 and "duration_seconds" not in child.metrics  # the run's own
+        assert child.run_name == f"trial-{trial.number:03d} RandomForestClassifier"
         assert child.tags["nba_mcp.trial_state"] == "COMPLETE" and child.tags["nba_mcp.trial_number"] == str(trial.number)
         assert child.tags["mlflow.note.content"].startswith(f"Trial {trial.number} of ")
         history = tracker.get_metric_history(trial.run_id, "cv_roc_auc_fold")
@@ -204,7 +213,7 @@ def test_pruned_trial_is_visibly_pruned_and_resumes_as_pruned(tracker):
     assert pruned
     for trial in pruned:
         child = tracker.get_run(trial.run_id)
-        assert child.run_name == f"trial-{trial.number:03d}-pruned" and child.tags["nba_mcp.trial_state"] == "PRUNED"
+        assert child.run_name.startswith(f"trial-{trial.number:03d} ") and child.run_name.endswith(" pruned") and child.tags["nba_mcp.trial_state"] == "PRUNED"
         # Its partial score has its own name: it never sorts among full cross-validated means.
         assert f"cv_{scoring}_mean" not in child.metrics and f"cv_{scoring}_std" not in child.metrics
         assert child.metrics[f"partial_cv_{scoring}_mean"] == pytest.approx(trial.score)
@@ -218,3 +227,30 @@ def test_pruned_trial_is_visibly_pruned_and_resumes_as_pruned(tracker):
     assert resumed.summary.n_resumed_trials == len(result.trials)
     assert [(t.state, t.score, t.fold_scores) for t in resumed.trials] == [
         (t.state, pytest.approx(t.score), pytest.approx(t.fold_scores)) for t in result.trials]
+
+
+def test_error_scores_are_logged_positive_under_the_pipelines_name_and_resume_with_their_sign(tracker):
+    """scikit-learn's neg_root_mean_squared_error is logged as cv_rmse_* (the error itself, as pipeline
+    runs log it), and a resumed search reads it back as the scorer's own (negative) value."""
+    from sklearn.datasets import make_regression
+    from sklearn.linear_model import Ridge
+
+    Xr, yr = make_regression(n_samples=90, n_features=4, noise=5.0, random_state=0)
+    tuner = HyperparameterTuner(mlflow_tracker=tracker)
+    kwargs = dict(estimator=Ridge(), X=Xr, y=yr, space={"alpha": [0.1, 10.0, 1000.0]}, strategy="grid",
+                  scoring="neg_root_mean_squared_error", cv_folds=3, seed=0)
+    result = tuner.tune(**kwargs, max_trials=2)
+    parent = tracker.get_run(result.parent_run_id)
+    assert parent.metrics["best_cv_rmse"] > 0 and parent.metrics["best_cv_rmse"] == pytest.approx(-result.best_score)
+    for trial in result.trials:
+        child = tracker.get_run(trial.run_id)
+        assert child.metrics["cv_rmse_mean"] > 0 and child.metrics["cv_rmse_mean"] == pytest.approx(-trial.score)
+        assert not [k for k in child.metrics if "neg_" in k]
+        folds = tracker.get_metric_history(trial.run_id, "cv_rmse_fold")
+        assert [p.value for p in sorted(folds, key=lambda p: p.step)] == pytest.approx([-s for s in trial.fold_scores])
+    assert not [k for k in parent.metrics if "neg_" in k]
+    resumed = HyperparameterTuner(mlflow_tracker=tracker).tune(**kwargs, resume_from=result.parent_run_id)
+    by_number = {t.number: t for t in resumed.trials}
+    for trial in result.trials:  # the earlier trials, read back from the store with the scorer's sign
+        assert trial.score < 0 and by_number[trial.number].score == pytest.approx(trial.score)
+    assert resumed.best_score == pytest.approx(max(t.score for t in resumed.trials if t.score is not None))

@@ -167,7 +167,7 @@ async def session(params: StdioServerParameters, dataset: str, data_dir: Path | 
         if naive.is_error:  # stopped by the leak screen: its job FAILED, with the fix
             say(f"  stopped: {error_message(naive)}")
             forced = await job_result(client, await call(client, "run_pipeline", {"request": {
-                **pipeline, "leak_check": "warn", "run_name": f"{model_name}-naive"}}))
+                **pipeline, "leak_check": "warn"}}))
             say(f"  trained anyway: {short({k: v for k, v in forced['metrics'].items() if not k.startswith('cv_')})}")
             say(f"  flagged: {', '.join(dict.fromkeys(w['code'] for w in forced['warnings']))}; "
                 f"v{forced['model_version']} registered, champion: {forced['promotion']['promoted']} "
@@ -185,7 +185,7 @@ async def session(params: StdioServerParameters, dataset: str, data_dir: Path | 
         say(f"  experiment {experiment['name']!r} (id {experiment['experiment_id']}, "
             f"{'created' if experiment['created'] else 'reused'})")
         baseline = await job_result(client, await call(client, "run_pipeline", {"request": {
-            **pipeline, **chosen, "split": split, "run_name": f"{model_name}-baseline"}}, progress_callback=on_progress))
+            **pipeline, **chosen, "split": split}}, progress_callback=on_progress))
         if baseline["status"] != "COMPLETED":
             raise DemoError(f"pipeline baseline {baseline['status']}: {baseline['error']}")
         describe_run("baseline (a random forest with its defaults)", baseline)
@@ -201,8 +201,7 @@ async def session(params: StdioServerParameters, dataset: str, data_dir: Path | 
             f"{tuned['split']['n_test']} rows kept out (digest {tuned['split']['test_digest']})")
 
         found = await job_result(client, await call(client, "run_pipeline", {"request": {
-            "from_search": tuned["parent_run_id"], "model_name": model_name, "experiment_name": EXPERIMENT,
-            "run_name": f"{model_name}-tuned"}}, progress_callback=on_progress))
+            "from_search": tuned["parent_run_id"], "model_name": model_name, "experiment_name": EXPERIMENT}}, progress_callback=on_progress))
         if found["status"] != "COMPLETED":
             raise DemoError(f"pipeline of the search's winner {found['status']}: {found['error']}")
         describe_run(f"the search's winner ({tuned['estimator']}, from_search)", found)

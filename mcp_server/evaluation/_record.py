@@ -25,8 +25,12 @@ def evaluation_tags(split: SplitRecord | None, warnings: list[ModelWarning]) -> 
 
 
 def record_evaluation(tracker: Tracker, run_id: str, *, split: SplitRecord | None, warnings: list[ModelWarning]) -> None:
-    """Tags ``evaluation.*``; ``warnings.json``; ``split.json`` with the test row ids."""
-    tracker.set_tags(evaluation_tags(split, warnings), run_id=run_id)
+    """Tags ``evaluation.*``; ``warnings.json``; ``split.json`` with the test row ids. A run carries
+    the split as its ``split.*`` params, so not ``evaluation.split`` too (a model version, which has
+    no params, keeps it)."""
+    tags = evaluation_tags(split, warnings)
+    tags.pop(SPLIT_TAG, None)
+    tracker.set_tags(tags, run_id=run_id)
     tracker.log_dict([w.model_dump() for w in warnings], "warnings.json", run_id=run_id)
     if split is not None:
         tracker.log_dict(split.model_dump(mode="json") | {"test_rows": split.test_rows}, "split.json", run_id=run_id)

@@ -77,7 +77,7 @@ if TYPE_CHECKING:
     from mcp_server.hyperparameter_tuning._cv import SearchData, make_splitter, prepare_search_data
     from mcp_server.hyperparameter_tuning._halving import HalvingOptions, HalvingStrategy
     from mcp_server.hyperparameter_tuning._loop import SearchCancelled
-    from mcp_server.hyperparameter_tuning._mlflow_log import KIND_TAG, PARENT_KIND
+    from mcp_server.hyperparameter_tuning._mlflow_names import KIND_TAG, PARENT_KIND
     from mcp_server.hyperparameter_tuning._worker_pool import ExecutionInterrupted, run_stoppable, shutdown_workers
     from mcp_server.hyperparameter_tuning._request import (
         ColumnList,

@@ -13,6 +13,7 @@ snapshot of the history.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -125,3 +126,13 @@ def make_pruner(spec: Any) -> Pruner | None:
         return spec
     names = ", ".join(repr(name) for name in NAMED_PRUNERS)
     raise InvalidRequestError(f"pruning must be None, {names} or a Pruner, got {spec!r}")
+
+
+def pruner_params(pruner: Pruner | None) -> dict[str, Any]:
+    """MLflow params of a pruning rule: ``pruning`` (its name) and ``pruning.<field>`` for each setting,
+    the fields a request would name, never the object's repr."""
+    if pruner is None:
+        return {"pruning": "none"}
+    name = next((n for n, cls in NAMED_PRUNERS.items() if type(pruner) is cls), type(pruner).__name__)
+    fields = dataclasses.asdict(pruner) if dataclasses.is_dataclass(pruner) else {}
+    return {"pruning": name, **{f"pruning.{k}": v for k, v in fields.items()}}

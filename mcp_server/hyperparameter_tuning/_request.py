@@ -172,7 +172,7 @@ def plan_search(request: TuneRequest, X: Any, y: Any, *, settings: Any, tracker:
     if request.scoring is not None:
         registry.check_scoring(request.scoring, task, y=y)
     if request.resume_from is not None:
-        from mcp_server.hyperparameter_tuning._mlflow_log import check_resumable
+        from mcp_server.hyperparameter_tuning._mlflow_resume import check_resumable
 
         check_resumable(tracker, request.resume_from)
     return SearchPlan(request=request, task=task, space=space_spec)

@@ -18,10 +18,11 @@ from mcp_server.error_handling import ExecutionError, InvalidRequestError
 from mcp_server.evaluation import DEFAULT_NEAR_PERFECT, ModelWarning, SplitRecord, below_baseline_cv, near_perfect
 from mcp_server.hyperparameter_tuning._cv import EstimatorEvaluator
 from mcp_server.hyperparameter_tuning._loop import LoopOutcome, SearchLoop
-from mcp_server.hyperparameter_tuning._mlflow_log import TuningRunLogger, load_completed_trials
+from mcp_server.hyperparameter_tuning._mlflow_log import TuningRunLogger
+from mcp_server.hyperparameter_tuning._mlflow_resume import load_completed_trials
 from mcp_server.hyperparameter_tuning._parallel import execution
 from mcp_server.hyperparameter_tuning._portfolio import FAMILY_KEY, Portfolio, PortfolioEvaluator, family_results
-from mcp_server.hyperparameter_tuning._pruning import Pruner
+from mcp_server.hyperparameter_tuning._pruning import Pruner, pruner_params
 from mcp_server.hyperparameter_tuning._space import SearchSpace
 from mcp_server.hyperparameter_tuning._choose import make_strategy
 from mcp_server.hyperparameter_tuning._types import (
@@ -94,13 +95,21 @@ def _parent_params(req: SearchRequest, halving: Any = None) -> dict[str, Any]:
     return {
         **({"halving": halving.parent_param()} if halving is not None else {}),
         **({"portfolio": req.portfolio.to_json_string()} if req.portfolio is not None else {}),
-        "strategy": req.strategy, "space": req.space.to_json_string(), "cv": req.cv_description,
+        # The folds as the split spec's fields (split.* below, the seed), never the splitter's repr.
+        "strategy": req.strategy, "space": req.space.to_json_string(), "cv_folds": req.evaluator.n_folds,
         "scoring": req.scoring, "seed": req.seed, "direction": req.direction.value,
         "objective": req.objective, "max_trials": req.max_trials, "n_jobs": req.n_jobs,
-        "pruning": repr(req.pruner) if req.pruner else "none",
+        **pruner_params(req.pruner),
         "early_stopping_patience": req.patience if req.patience is not None else "none",
         **(req.split.spec.as_params() if req.split is not None else {}),
     }
+
+
+def _parent_name(req: SearchRequest) -> str:
+    """What differs first, as pipeline runs name themselves: the role, the estimator, the data."""
+    data = req.searched_data
+    on = f" {data.name} {data.target}" if data is not None else ""
+    return f"search {req.objective}{on} ({req.strategy})"[:250]
 
 
 def _plan_halving(req: SearchRequest) -> Any:
@@ -216,7 +225,7 @@ def run_search(req: SearchRequest) -> TuningResult:
     parent_run_id = None
     if run_logger is not None:
         parent_run_id = run_logger.start(
-            run_name=req.run_name or f"tune-{req.strategy}-{req.objective}",
+            run_name=req.run_name or _parent_name(req),
             params=_parent_params(req, halving), resume_from=req.resume_from, searched_data=req.searched_data,
         )
     try:

@@ -120,6 +120,12 @@ class InMemoryClient:
                 self._params[run_id][p.key] = str(p.value)
             for t in tags:
                 self._tags[run_id][t.key] = str(t.value)
+                if t.key == "mlflow.runName":  # renames the run, as MLflow's stores do
+                    info = self._infos[run_id]
+                    self._infos[run_id] = RunInfo(
+                        run_id=info.run_id, experiment_id=info.experiment_id, user_id=info.user_id,
+                        status=info.status, start_time=info.start_time, end_time=info.end_time,
+                        lifecycle_stage=info.lifecycle_stage, artifact_uri=info.artifact_uri, run_name=str(t.value))
             for m in metrics:
                 self._history[run_id][m.key].append(m)
 
@@ -240,7 +246,8 @@ class InMemoryModelStore:
         self._aliases: dict[str, dict[str, int]] = defaultdict(dict)
         self._descriptions: dict[str, str] = {}
 
-    def log_model(self, model: Any, run_id: str, name: str, input_example: Any = None) -> str:
+    def log_model(self, model: Any, run_id: str, name: str, input_example: Any = None,
+                  description: str | None = None) -> str:
         model_id = f"m-{uuid.uuid4().hex}"
         with self._lock:
             self._models[model_id] = model

@@ -64,8 +64,10 @@ class MlflowModelStore:
         self._cache: dict[tuple[str, int], Any] = {}
         self._lock = threading.Lock()
 
-    def log_model(self, model: Any, run_id: str, name: str, input_example: Any = None) -> str:
-        """A logged model from ``run_id``, READY; returns ``models:/m-<id>``."""
+    def log_model(self, model: Any, run_id: str, name: str, input_example: Any = None,
+                  description: str | None = None) -> str:
+        """A logged model from ``run_id``, READY; returns ``models:/m-<id>``. ``description`` is the
+        model's ``mlflow.note.content``, the text the UI shows as its description."""
         from mlflow.entities import LoggedModelOutput, LoggedModelStatus
         from mlflow.models import Model
 
@@ -73,7 +75,7 @@ class MlflowModelStore:
             run = self._client.get_run(run_id)
             logged = self._client.create_logged_model(
                 run.info.experiment_id, name=name, source_run_id=run_id, params=dict(run.data.params),
-                model_type=type(model).__name__,
+                model_type=type(model).__name__, tags={"mlflow.note.content": description} if description else None,
             )
             self._client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
         described = Model(artifact_path=logged.artifact_location, model_uuid=logged.model_id, run_id=run_id,

@@ -58,6 +58,18 @@ def listed(items: list[Any], limit: int = 20) -> str:
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
+# What a person opening an experiment we created reads first; and it opens on runs and models, not
+# on the GenAI trace views (MLflow 3 asks the kind of a new experiment).
+EXPERIMENT_TAGS = {
+    "mlflow.note.content": (
+        "Model training through the nba-mcp server. Pipeline runs are named <role> <estimator> <data set> "
+        "<target> (role: tuned, baseline, trained, forced, flagged, stopped) and their descriptions start with "
+        "the outcome (CHAMPION, Not champion, FLAGGED, STOPPED); a tuning search is one parent run with a "
+        "child run per trial (trial-NNN <family>) and its best-so-far curve as the stepped metric best_cv_<m>."),
+    "mlflow.experimentKind": "custom_model_development",
+}
+
+
 class MLflowExperimentTracker:
     """Track experiments, runs, metrics and models in an MLflow store; implements ``Tracker``
     (``InMemoryTracker`` is the same in memory: ``get_mlflow_tracker(mock_mode=True)``)."""
@@ -129,7 +141,8 @@ class MLflowExperimentTracker:
         if experiment is not None:
             return experiment.experiment_id
         try:
-            return self._call("create_experiment", name, artifact_location=self._artifact_location(name))
+            return self._call("create_experiment", name, artifact_location=self._artifact_location(name),
+                              tags=EXPERIMENT_TAGS)
         except InvalidRequestError:  # created concurrently by another process
             return self._call("get_experiment_by_name", name).experiment_id
 
@@ -319,6 +332,9 @@ class MLflowExperimentTracker:
         figure.savefig(buffer, format=Path(artifact_file).suffix.lstrip(".") or "png", dpi=100, bbox_inches="tight")
         self._log_bytes(buffer.getvalue(), artifact_file, run_id)
 
+    def log_text(self, text: str, artifact_file: str, run_id: str | None = None) -> None:
+        self._log_bytes(text.encode(), artifact_file, run_id)
+
     def _log_bytes(self, data: bytes, artifact_file: str, run_id: str | None) -> None:
         target = self._target(run_id)
         folder, name = os.path.split(artifact_file)
@@ -344,11 +360,13 @@ class MLflowExperimentTracker:
         return sorted(paths)
 
     # --- models -----------------------------------------------------------------------------
-    def log_model(self, model: Any, name: str = "model", *, input_example: Any = None, run_id: str | None = None) -> str:
-        """Log a scikit-learn model (with signature and input example); returns its model URI."""
+    def log_model(self, model: Any, name: str = "model", *, input_example: Any = None, run_id: str | None = None,
+                  description: str | None = None) -> str:
+        """Log a scikit-learn model (with signature and input example) named ``name`` with
+        ``description``; returns its model URI."""
         target = self._target(run_id)
         self._writer.flush_run(target)  # the logged model copies the run's params: write them first
-        return self._models.log_model(model, target, name, input_example)
+        return self._models.log_model(model, target, name, input_example, description=description)
 
     def register_model(
         self, model_uri: str, name: str, *, run_id: str | None = None, tags: Mapping[str, Any] | None = None,

@@ -9,18 +9,18 @@ writer thread so the caller's loop never waits on the store.
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..error_handling import InvalidRequestError
+from ..logged_values import MAX_LOGGED_LENGTH, logged_text
 from ._origin import origin_tags
 from ._recovery import OWNER_TAG, owner
 from ._types import RunStatus, now_ms
 
-MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
+MAX_PARAM_LENGTH = MAX_LOGGED_LENGTH
 BATCH_LIMITS = {"metrics": 1000, "params": 100, "tags": 100}  # MLflow's log_batch limits
 
 
@@ -166,21 +166,11 @@ def run_tags(tags: Mapping[str, Any] | None, parent_run_id: str | None) -> dict[
 
 
 def param_value(value: Any) -> str:
-    if isinstance(value, (dict, list, tuple)):
-        value = json.dumps(value, default=str)
-    return str(value)[:MAX_PARAM_LENGTH]
+    """A param as text: the one rendering of ``mcp_server.logged_values`` (tags use it too)."""
+    return logged_text(value)
 
 
-def tag_value(value: Any) -> str:
-    """A tag as text a person reads in the MLflow UI: JSON for containers, lowercase booleans, never a
-    Python repr (``True``, ``None``, ``{'a': 1}``)."""
-    if isinstance(value, bool):
-        value = "true" if value else "false"
-    elif value is None:
-        value = "none"
-    elif isinstance(value, (dict, list, tuple)):
-        value = json.dumps(value, default=str)
-    return str(value)[:MAX_PARAM_LENGTH]
+tag_value = param_value
 
 
 def number(key: str, value: Any) -> float:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from mcp_server.error_handling import InvalidRequestError
+from mcp_server.logged_values import logged_text
 
 _PRIORS = {"uniform": False, "log-uniform": True, "log_uniform": True, "log": True}
 
@@ -134,9 +135,10 @@ class CategoricalDimension:
         return any(type(value) is type(c) and value == c for c in self.choices)
 
     def parse(self, text: str) -> Any:
-        # MLflow stores params as str(value): match a choice by its string form.
+        # MLflow stores params as text (logged_text; str(value) in earlier releases): match a choice
+        # by either form.
         for choice in self.choices:
-            if str(choice) == text:
+            if text in (logged_text(choice), str(choice)):
                 return choice
         raise InvalidRequestError(f"search space {self.name!r}: {text!r} is not one of {list(self.choices)}")
 

@@ -16,6 +16,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from mcp_server.logged_values import parse_logged
 from mcp_server.mlflow_integration import NOTE_TAG, RunMetadata, RunStatus
 from mcp_server.training_pipeline._types import (
     PipelineRun,
@@ -131,10 +132,7 @@ def outcome_sentence(run: PipelineRun) -> str:
 
 def _decoded(value: str) -> Any:
     """A param as MLflow stored it (text) back to a typed value where it reads as one."""
-    try:
-        return json.loads(value)
-    except ValueError:
-        return {"True": True, "False": False, "None": None}.get(value, value)
+    return parse_logged(value)
 
 
 def _unflattened(params: Mapping[str, str]) -> dict[str, Any]:

@@ -76,6 +76,8 @@ class TrainingPipeline:
         self._stages: dict[PipelineStage, StageSpec] = {}
         self._local_history: list[PipelineRun] = []
         self._lock = threading.Lock()
+        # run id -> the name and description of the model it logs (per run: executions may overlap)
+        self._labels: dict[str, Callable[[], tuple[str, str]] | None] = {}
 
     # --- building -----------------------------------------------------------------------------
     def add_stage(
@@ -130,9 +132,15 @@ class TrainingPipeline:
         on_stage: StageCallback | None = None,
         run_name: str | None = None,
         tags: Mapping[str, Any] | None = None,
+        model_label: Callable[[], tuple[str, str]] | None = None,
+        final_tags: Callable[[PipelineRun], Mapping[str, Any]] | None = None,
     ) -> PipelineRun:
         """Run every stage once; a failed stage fails the run and skips the rest. Never raises
-        for a stage's error (it is in the returned run); raises when tracking itself fails."""
+        for a stage's error (it is in the returned run); raises when tracking itself fails.
+
+        ``model_label``: the trained model's name and description when it is logged (default
+        ``model``); ``final_tags``: tags written last, over the default description (a new
+        ``mlflow.runName`` renames the run), from the ended run."""
         if not self._stages:
             raise InvalidRequestError(f"pipeline {self.name!r} has no stages; add one with add_stage")
         specs = [self._stages[s] for s in self.stages]
@@ -155,9 +163,9 @@ class TrainingPipeline:
                 features = record.features_artifact(config)
                 if features is not None:
                     tracker.log_dict(features, "features.json", run_id=run_id)
-                self._run_stages(run, specs, data, tracker, should_stop, on_stage)
-                tracker.set_tags({**record.stages_tag(run.stages), **record.end_tags(run, all_tags[NOTE_TAG])},
-                                 run_id=run_id)
+                self._run_stages(run, specs, data, tracker, should_stop, on_stage, model_label)
+                ending = {**record.stages_tag(run.stages), **record.end_tags(run, all_tags[NOTE_TAG])}
+                tracker.set_tags({**ending, **(final_tags(run) if final_tags is not None else {})}, run_id=run_id)
                 tracker.end_run(record.run_status_for(run.status), run_id=run_id)
         with self._lock:
             self._local_history.append(run)
@@ -176,7 +184,14 @@ class TrainingPipeline:
             tracked=tracked,
         )
 
-    def _run_stages(self, run, specs, data, tracker, should_stop, on_stage) -> None:
+    def _run_stages(self, run, specs, data, tracker, should_stop, on_stage, model_label=None) -> None:
+        self._labels[run.run_id] = model_label
+        try:
+            self._run_stages_labelled(run, specs, data, tracker, should_stop, on_stage)
+        finally:
+            self._labels.pop(run.run_id, None)
+
+    def _run_stages_labelled(self, run, specs, data, tracker, should_stop, on_stage) -> None:
         available: dict[str, Any] = {
             "config": run.config, "data": data, "run_id": run.run_id, "tracker": tracker,
             "mlflow_tracker": tracker, "should_stop": should_stop or (lambda: False),
@@ -235,7 +250,10 @@ class TrainingPipeline:
                 available["model"] = model
                 if tracker is not None:
                     example = find_feature_frame(available.get("features"), available.get("prepared_data"))
-                    run.model_uri = tracker.log_model(model, "model", input_example=example, run_id=run.run_id)
+                    label = self._labels.get(run.run_id)
+                    name, description = label() if label is not None else ("model", None)
+                    run.model_uri = tracker.log_model(model, name, input_example=example, run_id=run.run_id,
+                                                      description=description)
                     available["model_uri"] = run.model_uri
         if stage is PipelineStage.MODEL_EVALUATION:
             run.metrics = numeric_metrics(output)

@@ -55,12 +55,13 @@ class PromotionDecision(BaseModel):
 
     def as_tags(self, prefix: str = PROMOTION_PREFIX) -> dict[str, str]:
         """The last promotion decision about a run, as its ``promotion.*`` tags (the model name and
-        primary metric are the run's params)."""
+        primary metric are the run's params, its score its ``test_<metric>``, its flags its
+        ``evaluation.warnings``: no tag repeats them)."""
         values = {
             "promoted": str(self.promoted).lower(), "alias": self.alias, "version": self.version,
-            "new_metric": self.new_metric, "previous_version": self.previous_version,
+            "previous_version": self.previous_version,
             "previous_metric": self.previous_metric, "forced": str(self.forced).lower(), "reason": self.reason,
-            "flags": ",".join(self.flags) or None, "force_reason": self.force_reason,
+            "force_reason": self.force_reason,
         }
         return {f"{prefix}{k}": str(v) for k, v in values.items() if v is not None}
 

@@ -38,7 +38,8 @@ from mcp_server.training_pipeline._pipeline import StageCallback, TrainingPipeli
 from mcp_server.mlflow_integration import NOTE_TAG
 from mcp_server.training_pipeline._registry import PromotionDecision, check_model_name
 from mcp_server.training_pipeline._standard_stages import standard_stages
-from mcp_server.training_pipeline._types import PipelineStage, PipelineStatus, StageResult
+from mcp_server.training_pipeline import _run_labels as labels
+from mcp_server.training_pipeline._types import PipelineRun, PipelineStage, PipelineStatus, StageResult
 
 if TYPE_CHECKING:
     from mcp_server.mlflow_integration import Tracker
@@ -185,12 +186,32 @@ def run_standard_pipeline(
                              source=catalog.source(request.dataset), isolate=isolate, settings=settings)
     for stage, func in stages.items():
         pipeline.add_stage(stage, func)
+    note = _note(request, plan)
+
+    def label_model() -> tuple[str, str]:
+        warned = captured.get("warnings", [])
+        return labels.model_label(labels.run_role(request, warnings=warned), request, plan.task, warned)
+
+    def final_tags(ended: PipelineRun) -> dict[str, str]:
+        warned = captured.get("warnings", []) if ended.status is PipelineStatus.COMPLETED else []
+        description, whole = labels.outcome_description(
+            ended, primary=plan.primary_metric, note=note, warnings=warned, promotion=captured.get("promotion"))
+        if whole is not None:
+            tracker.log_text(whole, labels.STOPPED_ARTIFACT, run_id=ended.run_id)
+        tags = {NOTE_TAG: labels.cut_at_word(description, 5000)}
+        if not request.run_name:  # the role is known at the end (stopped, forced): the name says it
+            tags["mlflow.runName"] = labels.run_name(labels.run_role(request, warnings=warned, status=ended.status),
+                                                     request)
+        return tags
+
     run = pipeline.execute(
         frame,
         should_stop=should_stop,
         on_stage=on_stage,
-        run_name=request.run_name or f"{plan.model_name}-{request.estimator}",
-        tags={NOTE_TAG: _note(request, plan)},
+        run_name=request.run_name or labels.run_name(labels.run_role(request), request),
+        tags={NOTE_TAG: note},
+        model_label=label_model,
+        final_tags=final_tags,
     )
     prepared = run.output(PipelineStage.DATA_PREPARATION) or {}
     registration = run.output(PipelineStage.MODEL_REGISTRATION) or {}

@@ -231,8 +231,9 @@ def standard_stages(
             model_uri, plan.model_name, run_id=run_id,
             tags={PRIMARY_METRIC_TAG: plan.primary_metric, metric: evaluation[metric], "estimator": request.estimator,
                   "dataset": request.dataset, **evaluation_tags(split, warnings)},
-            description=(f"{metric} {evaluation[metric]:.4g}, {request.estimator}, warnings: {flags}; holdout: "
-                         f"{split.description if split else 'unknown'}; from run {run_id}."),
+            # The registry table cuts descriptions: a flag comes first, where it is seen.
+            description=((f"FLAGGED ({flags}): " if warnings else "") + f"{metric} {evaluation[metric]:.4g}, "
+                         f"{request.estimator}; holdout: {split.description if split else 'unknown'}; from run {run_id}."),
             model_description=(f"Predicts {target} ({plan.task}) from {request.dataset}. Each version is a "
                                f"pipeline run's model (its description says which and how it scored); the "
                                f"'champion' alias marks the best unflagged one on {plan.primary_metric}."),
