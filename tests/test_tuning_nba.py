@@ -67,7 +67,9 @@ def test_seed_grid_matches_grid_search_cv_and_pruning_saves_a_third_of_fold_fits
     ours = _ours(SEED_GRID, X, y, folds=5)
     assert ours.best_params == reference.best_params_
     assert ours.best_score == pytest.approx(reference.best_score_, abs=1e-12)
-    assert ours.summary.n_fold_fits == 27 * 5
+    # Seen twice on a machine at load 5-8 (120 and 125), never alone: the states say which trials lost fits.
+    assert ours.summary.n_fold_fits == 27 * 5, [(t.number, t.state.value, len(t.fold_scores), t.error)
+                                                for t in ours.trials if len(t.fold_scores) != 5 or t.error]
 
     pruned = _ours(SEED_GRID, X, y, folds=5, pruning="median")
     assert pruned.best_params == reference.best_params_
