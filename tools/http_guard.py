@@ -4,12 +4,15 @@ In order, for every HTTP request:
 1. ``Host`` must be one of ours (421), on every path: ``/health`` and ``/metrics`` too, so a DNS
    rebinding page cannot read them.
 2. OAuth discovery paths (``/.well-known/oauth-protected-resource``, ``…/oauth-authorization-server``,
-   ``…/openid-configuration``, with any suffix) answer 404 at once while no identity provider is
-   configured: this server takes static bearer tokens, and a client must not start an OAuth flow.
+   ``…/openid-configuration``, with any suffix) answer 404 at once, except the Protected Resource
+   Metadata while an identity provider is configured (``settings.jwt``): it names that provider,
+   which is where a client finds the authorization server's own metadata. This server issues no
+   tokens, so a client without an identity provider to go to must not start an OAuth flow.
 3. On the MCP paths the bearer token is checked from the headers (401) *before a byte of the body is
    read*: 60 unauthenticated connections used to cost 8.6 MB each. The 401 names the realm in
-   ``WWW-Authenticate`` (``error="invalid_token"`` when a token was sent and is wrong) and its JSON
-   body says how to send a token.
+   ``WWW-Authenticate`` (``error="invalid_token"`` when a token was sent and is wrong, and
+   ``resource_metadata="<url>"`` with an identity provider, as the MCP authorization spec asks) and
+   its JSON body says how to send a token.
 4. A session id must name an open session of the same principal (else 404, before the body): a
    made-up id used to skip the session cap and let 40 slow 8 MB bodies pin 420 MB.
    A request that would open a session (streamable HTTP POST without a session id, or an SSE
@@ -44,11 +47,15 @@ from mcp_server.log_bounds import RepeatedEvents
 logger = logging.getLogger(__name__)
 
 MCP_PATHS = ("/mcp", "/sse", "/messages")
-OAUTH_DISCOVERY_PATHS = ("/.well-known/oauth-protected-resource", "/.well-known/oauth-authorization-server",
+PROTECTED_RESOURCE_METADATA_PATH = "/.well-known/oauth-protected-resource"
+OAUTH_DISCOVERY_PATHS = (PROTECTED_RESOURCE_METADATA_PATH, "/.well-known/oauth-authorization-server",
                          "/.well-known/openid-configuration")
 REALM = "nba-mcp"
 HOW_TO_AUTHENTICATE = ("send the header 'Authorization: Bearer <token>' with a token the server's operator "
                        "issued (static bearer tokens; this server runs no OAuth authorization server)")
+HOW_TO_AUTHENTICATE_WITH_IDP = ("send the header 'Authorization: Bearer <token>' with an access token of the "
+                                "authorization server named in resource_metadata, or a token the server's "
+                                "operator issued")
 RETRY_AFTER_SECONDS = b"2"
 _TOKEN_IN_QUERY = re.compile(r"((?:access_token|token|api_key)=)[^&\s\"]+", re.IGNORECASE)
 
@@ -96,6 +103,7 @@ class RequestGuard:
         # Set once an identity provider publishes Protected Resource Metadata: 401s point to it and
         # the discovery paths reach the app.
         self.resource_metadata_url = resource_metadata_url
+        self.how_to_authenticate = HOW_TO_AUTHENTICATE if resource_metadata_url is None else HOW_TO_AUTHENTICATE_WITH_IDP
         self.sse_streams: Counter[str] = Counter()
         self.requests: Counter[str] = Counter()
         self.body_bytes: Counter[str] = Counter()
@@ -111,8 +119,9 @@ class RequestGuard:
         if host not in self.allowed_hosts:
             return await _respond(send, 421, "misdirected_request", "Invalid Host header")
         path = scope.get("path", "")
-        if path.startswith(OAUTH_DISCOVERY_PATHS) and self.resource_metadata_url is None:
-            return await _respond(send, 404, "not_found", "no OAuth metadata here: " + HOW_TO_AUTHENTICATE)
+        if path.startswith(OAUTH_DISCOVERY_PATHS) and not (
+                self.resource_metadata_url is not None and path.startswith(PROTECTED_RESOURCE_METADATA_PATH)):
+            return await _respond(send, 404, "not_found", "no OAuth metadata here: " + self.how_to_authenticate)
         if not path.startswith(MCP_PATHS):
             return await self.app(scope, receive, send)
         principal, token_sent = await self._principal(headers)
@@ -169,13 +178,14 @@ class RequestGuard:
     async def _unauthorized(self, scope, send, token_sent: bool) -> None:
         challenge = f'Bearer realm="{REALM}"'
         if token_sent:
-            description = "the bearer token is not valid (unknown, or no longer configured); " + HOW_TO_AUTHENTICATE
+            description = ("the bearer token is not valid (unknown, expired, or no longer configured); "
+                           + self.how_to_authenticate)
             challenge += f', error="invalid_token", error_description="{_quoted(description)}"'
             client = (scope.get("client") or ("?",))[0]
             if self.refusals.admit(("bad token", client)):
-                logger.info("refused a bearer token from %s (no configured token matches)", client)
+                logger.info("refused a bearer token from %s (no configured token or valid JWT matches)", client)
         else:
-            description = "a valid bearer token is required: " + HOW_TO_AUTHENTICATE
+            description = "a valid bearer token is required: " + self.how_to_authenticate
             challenge += f', error_description="{_quoted(description)}"'
         if self.resource_metadata_url is not None:
             challenge += f', resource_metadata="{self.resource_metadata_url}"'
