@@ -232,7 +232,8 @@ def http_app(server: Any, settings: Any, *, transport: str, host: str, port: int
     """The app for the HTTP transports: Host checks on every path, the token before the body,
     admission per principal, bounded and timed request bodies (``tools.http_guard``)."""
     from tools.http_guard import RequestGuard
-    from tools.server import http_transport_security, resource_metadata_url
+    from tools.resource_server import resource_metadata_url
+    from tools.server import http_transport_security
 
     security = http_transport_security(settings, host, port)
     session_manager = None

@@ -43,19 +43,13 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from mcp_server import rbac
 from mcp_server.log_bounds import RepeatedEvents
+from tools.resource_server import PROTECTED_RESOURCE_METADATA_PATH, bearer_challenge, how_to_authenticate
 
 logger = logging.getLogger(__name__)
 
 MCP_PATHS = ("/mcp", "/sse", "/messages")
-PROTECTED_RESOURCE_METADATA_PATH = "/.well-known/oauth-protected-resource"
 OAUTH_DISCOVERY_PATHS = (PROTECTED_RESOURCE_METADATA_PATH, "/.well-known/oauth-authorization-server",
                          "/.well-known/openid-configuration")
-REALM = "nba-mcp"
-HOW_TO_AUTHENTICATE = ("send the header 'Authorization: Bearer <token>' with a token the server's operator "
-                       "issued (static bearer tokens; this server runs no OAuth authorization server)")
-HOW_TO_AUTHENTICATE_WITH_IDP = ("send the header 'Authorization: Bearer <token>' with an access token of the "
-                                "authorization server named in resource_metadata, or a token the server's "
-                                "operator issued")
 RETRY_AFTER_SECONDS = b"2"
 _TOKEN_IN_QUERY = re.compile(r"((?:access_token|token|api_key)=)[^&\s\"]+", re.IGNORECASE)
 
@@ -103,7 +97,6 @@ class RequestGuard:
         # Set once an identity provider publishes Protected Resource Metadata: 401s point to it and
         # the discovery paths reach the app.
         self.resource_metadata_url = resource_metadata_url
-        self.how_to_authenticate = HOW_TO_AUTHENTICATE if resource_metadata_url is None else HOW_TO_AUTHENTICATE_WITH_IDP
         self.sse_streams: Counter[str] = Counter()
         self.requests: Counter[str] = Counter()
         self.body_bytes: Counter[str] = Counter()
@@ -121,7 +114,7 @@ class RequestGuard:
         path = scope.get("path", "")
         if path.startswith(OAUTH_DISCOVERY_PATHS) and not (
                 self.resource_metadata_url is not None and path.startswith(PROTECTED_RESOURCE_METADATA_PATH)):
-            return await _respond(send, 404, "not_found", "no OAuth metadata here: " + self.how_to_authenticate)
+            return await _respond(send, 404, "not_found", "no OAuth metadata here: " + how_to_authenticate(self.resource_metadata_url))
         if not path.startswith(MCP_PATHS):
             return await self.app(scope, receive, send)
         principal, token_sent = await self._principal(headers)
@@ -176,21 +169,11 @@ class RequestGuard:
         return (None if access is None else (access.subject or access.client_id)), True
 
     async def _unauthorized(self, scope, send, token_sent: bool) -> None:
-        challenge = f'Bearer realm="{REALM}"'
-        if token_sent:
-            description = ("the bearer token is not valid (unknown, expired, or no longer configured); "
-                           + self.how_to_authenticate)
-            challenge += f', error="invalid_token", error_description="{_quoted(description)}"'
-            client = (scope.get("client") or ("?",))[0]
-            if self.refusals.admit(("bad token", client)):
-                logger.info("refused a bearer token from %s (no configured token or valid JWT matches)", client)
-        else:
-            description = "a valid bearer token is required: " + self.how_to_authenticate
-            challenge += f', error_description="{_quoted(description)}"'
-        if self.resource_metadata_url is not None:
-            challenge += f', resource_metadata="{self.resource_metadata_url}"'
-        await _respond(send, 401, "invalid_token" if token_sent else "unauthorized", description,
-                       {b"www-authenticate": challenge.encode("latin-1")})
+        error, description, challenge = bearer_challenge(token_sent, self.resource_metadata_url)
+        client = (scope.get("client") or ("?",))[0]
+        if token_sent and self.refusals.admit(("bad token", client)):
+            logger.info("refused a bearer token from %s (no configured token or valid JWT matches)", client)
+        await _respond(send, 401, error, description, {b"www-authenticate": challenge})
 
     async def _too_many_sessions(self, send, principal: str, cap: int) -> None:
         await self._too_many(send, principal, "max_sessions_per_principal",
@@ -298,11 +281,6 @@ def _log_refusal_summary(key: Any, count: int, details: dict[str, int], seconds:
     else:
         logger.warning("refused %d more requests of %s in %.0f s: %s", count, key, seconds,
                        ", ".join(f"{setting} x{n}" for setting, n in sorted(details.items())))
-
-
-def _quoted(text: str) -> str:
-    """``text`` as an RFC 9110 quoted-string body (no quotes or backslashes to escape)."""
-    return text.replace("\\", "/").replace('"', "'")
 
 
 async def _respond(send, status: int, error: str, text: str, extra: dict[bytes, bytes] | None = None) -> None:

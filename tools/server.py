@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
-from urllib.parse import urlsplit
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 from mcp.server import MCPServer
-from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.server.transport_security import TransportSecuritySettings
-from pydantic import AnyHttpUrl
 
 from mcp_server import rbac
 from mcp_server.error_handling import (
@@ -31,7 +28,6 @@ from mcp_server.error_handling import (
     ResourceLimitError,
     configure_error_handling,
 )
-from mcp_server.identity_settings import JwtSettings
 from mcp_server.settings import Settings
 from tools import data, experiments, health, jobs, models, pipelines, tuning
 from tools.admission import ReadCallLimit
@@ -42,6 +38,7 @@ from tools.errors import ErrorShape
 from tools.health import server_version
 from tools.identity import IdentityMiddleware, SettingsTokenVerifier
 from tools.registration import make_tool, tool_spec
+from tools.resource_server import register_root_metadata, resource_server_auth
 
 logger = logging.getLogger(__name__)
 
@@ -120,48 +117,11 @@ def build_server(
     server.state = state
     server.token_verifier = verifier
     _register_resources(server, state)
-    if verifier is not None and settings.jwt is not None:
-        _register_root_resource_metadata(server, settings.jwt)
+    if verifier is not None:
+        register_root_metadata(server, settings)
     _register_prompts(server)
     _register_routes(server, state)
     return server
-
-
-def resource_server_auth(settings: Settings, host: str | None, port: int | None) -> AuthSettings:
-    """The SDK's view of us as an OAuth resource server. With an identity provider it names that
-    provider and our resource URL, and the SDK serves the Protected Resource Metadata (RFC 9728) at
-    ``/.well-known/oauth-protected-resource<resource path>``; the audience is checked by our own
-    verifier (``validate_token_resource=False``: static tokens carry no resource). Without one,
-    nothing is advertised: the operator issues static tokens."""
-    if settings.jwt is not None:
-        return AuthSettings(issuer_url=settings.jwt.issuer, resource_server_url=settings.jwt.resource_url,
-                            validate_token_resource=False)
-    base = f"http://{host or settings.http_host}:{port or settings.http_port}"
-    return AuthSettings(issuer_url=base, resource_server_url=None)
-
-
-def resource_metadata_url(settings: Settings) -> str | None:
-    """Where the Protected Resource Metadata is, for 401 answers (None without an identity provider)."""
-    from mcp.server.auth.routes import build_resource_metadata_url
-
-    if settings.jwt is None:
-        return None
-    return str(build_resource_metadata_url(AnyHttpUrl(settings.jwt.resource_url)))
-
-
-def _register_root_resource_metadata(server: MCPServer, jwt: JwtSettings) -> None:
-    """The same metadata at the bare well-known path too, when the resource URL has a path: RFC 9728
-    clients ask at ``…/oauth-protected-resource/mcp``, clients of earlier MCP drafts at the root."""
-    from mcp.server.auth.handlers.metadata import ProtectedResourceMetadataHandler
-    from mcp.shared.auth import ProtectedResourceMetadata
-
-    if urlsplit(jwt.resource_url).path in ("", "/"):
-        return  # the SDK's route is the bare path already
-    # Strings, validated by the model itself: it keeps a path-less issuer without a trailing slash
-    # (issuers are compared as exact strings).
-    metadata = ProtectedResourceMetadata.model_validate({"resource": jwt.resource_url, "authorization_servers": [jwt.issuer]})
-    handler = ProtectedResourceMetadataHandler(metadata)
-    server.custom_route("/.well-known/oauth-protected-resource", methods=["GET"])(handler.handle)
 
 
 def http_transport_security(settings: Settings, host: str, port: int) -> TransportSecuritySettings:
