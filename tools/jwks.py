@@ -13,7 +13,7 @@ import json
 import logging
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 import jwt
@@ -30,6 +30,8 @@ RETRY_PAUSE_SECONDS = 0.2
 class SigningKey:
     kid: str | None
     jwk: dict
+    # Parsing a JWK into a key object is most of a verification's cost: once per algorithm.
+    _bound: dict[str, jwt.PyJWK] = field(default_factory=dict, compare=False, repr=False)
 
     def for_algorithm(self, algorithm: str) -> jwt.PyJWK:
         """This key bound to ``algorithm``: PyJWT then verifies with exactly that algorithm. A JWK
@@ -38,7 +40,9 @@ class SigningKey:
         named = self.jwk.get("alg")
         if named is not None and named != algorithm:
             raise jwt.PyJWKError(f"the key {self.kid!r} is for {named}, the token says {algorithm}")
-        return jwt.PyJWK(self.jwk, algorithm=algorithm)
+        if algorithm not in self._bound:
+            self._bound[algorithm] = jwt.PyJWK(self.jwk, algorithm=algorithm)
+        return self._bound[algorithm]
 
 
 def parse_jwks(document: bytes) -> list[SigningKey]:
