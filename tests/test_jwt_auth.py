@@ -145,3 +145,16 @@ def test_the_identity_provider_is_configured_from_the_environment(monkeypatch):
     settings = Settings().jwt
     assert settings.audience == BASE["resource_url"] and settings.role_map == {"ml-engineers": ["developer"]}
     assert settings.algorithms == ["RS256", "PS256", "ES256", "EdDSA"]
+
+
+def test_a_mapped_role_the_role_table_lacks_is_reported_at_start(tmp_path, caplog):
+    from mcp_server import rbac
+
+    settings = Settings(data_home=tmp_path, jwt={**BASE, "role_map": {"ml": ["developer", "superuser"]}})
+    try:
+        with caplog.at_level("WARNING", logger="mcp_server.rbac"):
+            rbac.configure_rbac(settings)
+    finally:
+        rbac.reset_rbac()
+    warned = [r.getMessage() for r in caplog.records]
+    assert any("'superuser'" in m for m in warned) and not any("'developer'" in m for m in warned)

@@ -268,6 +268,7 @@ def serve_http(server: Any, settings: Any, *, transport: str, host: str, port: i
 
     app = http_app(server, settings, transport=transport, host=host, port=port)
     reload_tokens_on_sighup(server.token_verifier)
+    logger.info("accepting %s", server.token_verifier.describe())
     limits = front_limits(settings)
     # log_config=None: uvicorn's loggers propagate to our handlers (its default access log would
     # write to stdout).

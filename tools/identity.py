@@ -42,6 +42,13 @@ class SettingsTokenVerifier:
     def configured(self) -> bool:
         return self.static.configured or self.jwt is not None
 
+    def describe(self) -> str:
+        """What is accepted, for the start-up log (no secrets)."""
+        parts = [self.static.describe()]
+        if self.jwt is not None:
+            parts.append(f"JWTs of {self.jwt.settings.issuer} for audience {self.jwt.settings.audience}")
+        return "; ".join(parts)
+
     def reload_soon(self) -> None:
         """SIGHUP: re-read the token file and the JWKS on the next request."""
         self.static.reload_soon()

@@ -104,6 +104,10 @@ class StaticTokens:
         """Whether static tokens are in use (a watched file counts even while it lists none)."""
         return bool(self._fixed or self._listed or self._path is not None)
 
+    def describe(self) -> str:
+        source = f"from {self._path}, re-read on change" if self._path is not None else "from the settings"
+        return f"{len(self._fixed) + len(self._listed)} static tokens {source}"
+
     def reload_soon(self) -> None:
         """Re-read the file on the next request even if it looks unchanged (SIGHUP). Only a flag:
         safe from a signal handler."""
