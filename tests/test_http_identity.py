@@ -73,6 +73,8 @@ def served(idp, tmp_path_factory):
     process.stop()
     log = (home / "server.log").read_text()
     assert STATIC_TOKEN not in log and OTHER_STATIC_TOKEN not in log, "a token reached the log"
+    assert "eyJ" not in log, "a JWT reached the log"  # every JWT starts with the base64 of '{"'
+
 
 
 def post_initialize(url: str, token: str | None) -> httpx2.Response:

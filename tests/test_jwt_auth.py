@@ -111,6 +111,18 @@ async def test_keys_fetched_before_stay_in_use_while_the_provider_is_down(idp, c
     assert len(failures) == 2 and any("keeping the 2 keys" in r.getMessage() for r in caplog.records)
 
 
+async def test_a_provider_down_from_the_start_is_not_asked_on_every_request(idp, caplog):
+    check = verifier(idp, jwks_attempts=2, jwks_min_refresh_seconds=30)
+    idp.available = False
+    try:
+        with caplog.at_level("WARNING", logger="tools.jwks"):
+            for _ in range(5):
+                assert await check.verify_token(idp.token(idp.claims(RESOURCE))) is None
+    finally:
+        idp.available = True
+    assert len([r for r in caplog.records if "attempt" in r.getMessage()]) == 2  # one fetch of 2 attempts
+
+
 def test_claim_paths_and_values():
     claims = {"realm_access": {"roles": ["a"]}, "a.b": 1, "scope": "x  y"}
     assert claim_at(claims, "realm_access.roles") == ["a"] and claim_at(claims, "a.b") == 1

@@ -114,7 +114,8 @@ class RequestGuard:
         path = scope.get("path", "")
         if path.startswith(OAUTH_DISCOVERY_PATHS) and not (
                 self.resource_metadata_url is not None and path.startswith(PROTECTED_RESOURCE_METADATA_PATH)):
-            return await _respond(send, 404, "not_found", "no OAuth metadata here: " + how_to_authenticate(self.resource_metadata_url))
+            return await _respond(send, 404, "not_found",
+                                  "no OAuth metadata here: " + how_to_authenticate(self.resource_metadata_url))
         if not path.startswith(MCP_PATHS):
             return await self.app(scope, receive, send)
         principal, token_sent = await self._principal(headers)

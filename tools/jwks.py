@@ -1,9 +1,9 @@
 """The identity provider's signing keys (a JWKS), fetched over HTTP and cached.
 
 Keys are fetched on first use and again after ``jwks_max_age_seconds``. A token naming a key id
-the cache does not hold triggers one re-fetch (the provider rotated its keys), at most once per
-``jwks_min_refresh_seconds``: tokens with made-up key ids cannot make the server hammer the
-provider. Concurrent requests share one fetch. A fetch tries ``jwks_attempts`` times; when all
+the cache does not hold triggers a re-fetch (the provider rotated its keys). Every fetch after the
+first is at most once per ``jwks_min_refresh_seconds``: tokens with made-up key ids cannot make the
+server hammer the provider. Concurrent requests share one fetch. A fetch tries ``jwks_attempts`` times; when all
 fail, the keys fetched before stay in use (a provider restart must not refuse every token).
 """
 
@@ -77,12 +77,11 @@ class JwksCache:
 
     async def key_for(self, kid: str | None) -> SigningKey | None:
         """The key a token's header names (by ``kid``; without one, the only key there is)."""
-        now = time.monotonic()
-        if self._fetched_at is None or now - self._fetched_at > self._settings.jwks_max_age_seconds:
-            await self._refresh(min_interval=0.0 if self._fetched_at is None else 1.0)
+        if self._fetched_at is None or time.monotonic() - self._fetched_at > self._settings.jwks_max_age_seconds:
+            await self._refresh()
         key = self._find(kid)
         if key is None:
-            await self._refresh(min_interval=self._settings.jwks_min_refresh_seconds)
+            await self._refresh()  # a rotation: the provider may have published it since
             key = self._find(kid)
         return key
 
@@ -91,12 +90,15 @@ class JwksCache:
             return self._keys[0] if len(self._keys) == 1 else None
         return next((key for key in self._keys if key.kid == kid), None)
 
-    async def _refresh(self, *, min_interval: float) -> None:
+    async def _refresh(self) -> None:
+        """Fetch the JWKS unless one was tried within ``jwks_min_refresh_seconds`` (the first fetch,
+        and the first after ``expire()``, always go). The same bound holds while the provider is
+        down: requests then use the keys they have instead of each waiting for a fetch to time out."""
         tried_at = self._tried_at
         async with self._lock:
             if self._tried_at != tried_at:
                 return  # another request fetched while this one waited
-            if self._tried_at is not None and time.monotonic() - self._tried_at < min_interval:
+            if tried_at is not None and time.monotonic() - tried_at < self._settings.jwks_min_refresh_seconds:
                 return
             self._tried_at = time.monotonic()
             keys = await self._fetch()
