@@ -143,3 +143,18 @@ def test_the_plaintext_token_from_the_environment_stays(tmp_path):
 def test_an_expiry_without_a_time_zone_is_refused():
     with pytest.raises(ValidationError, match="time zone"):
         TokenEntry(sha256="a" * 64, principal="p", roles=["viewer"], expires="2027-01-01T00:00:00")
+
+
+def test_the_token_file_is_the_one_source_of_static_tokens(tmp_path, caplog):
+    path = tmp_path / "tokens.toml"
+    path.write_text(entry("tok-a", "alice"))
+    elsewhere = TokenEntry(sha256=hashlib.sha256(b"tok-x").hexdigest(), principal="xavier", roles=["admin"])
+    with caplog.at_level("WARNING", logger="tools.static_tokens"):
+        tokens = StaticTokens(Settings(http_tokens=[elsewhere], http_tokens_file=path))
+    assert principal_of(tokens, "tok-x") is None and principal_of(tokens, "tok-a") == "alice"
+    assert any("ignored" in r.getMessage() for r in caplog.records)
+
+
+def test_a_missing_token_file_at_start_is_a_configuration_error(tmp_path):
+    with pytest.raises(ConfigurationError, match="cannot be read"):
+        StaticTokens(Settings(http_tokens_file=tmp_path / "absent.toml"))
