@@ -258,6 +258,8 @@ def configure_rbac(settings: Settings) -> RoleTable:
     user_roles = {user: frozenset(roles) for user, roles in settings.user_roles.items()}
     named = {settings.local_role, settings.http_token_role}.union(*user_roles.values())
     named |= {role for token in settings.http_tokens for role in token.roles}
+    if settings.jwt is not None:
+        named |= settings.jwt.granted_roles
     for role in sorted(named - set(table.roles)):
         logger.warning("role %r is not defined in %s: it grants nothing", role, roles_file)
     with _state_lock:

@@ -18,7 +18,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -28,11 +28,12 @@ from pydantic_settings import (
 
 from mcp_server._package_data import PACKAGED_DEFAULTS
 from mcp_server.error_handling import ConfigurationError
+from mcp_server.identity_settings import JwtSettings, TokenEntry
 from mcp_server.threads import usable_cores
 
 CONFIG_ENV_VAR = "NBA_MCP_CONFIG"
 # Path fields that a config file may give relative to its own folder.
-_FILE_RELATIVE_PATHS = ("data_home", "artifact_root", "audit_log_path", "roles_file", "log_file")
+_FILE_RELATIVE_PATHS = ("data_home", "artifact_root", "audit_log_path", "roles_file", "log_file", "http_tokens_file")
 
 
 def default_worker_memory_mb() -> int:
@@ -91,15 +92,10 @@ def _user_file_values(path: Path) -> dict[str, Any]:
             values[key] = anchored(values[key])
     if isinstance(values.get("data_dirs"), list):
         values["data_dirs"] = [anchored(v) for v in values["data_dirs"]]
+    if "http_tokens" in values and "http_tokens_file" not in values:
+        # The file that lists the tokens is the one re-read when it changes (tools/static_tokens.py).
+        values["http_tokens_file"] = str(path.resolve())
     return values
-
-
-class TokenEntry(BaseModel):
-    """An HTTP bearer token, stored as its SHA-256 hex digest, and who it stands for."""
-
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    principal: str = Field(min_length=1, max_length=128)
-    roles: list[str] = Field(min_length=1)
 
 
 class Settings(BaseSettings):
@@ -252,10 +248,16 @@ class Settings(BaseSettings):
         default_factory=dict, description="user_id -> roles, for the user_id decorator style"
     )
     http_tokens: list[TokenEntry] = Field(default_factory=list)
+    http_tokens_file: Path | None = Field(
+        default=None,
+        description="A TOML file whose [[http_tokens]] are the static tokens, re-read when it changes and on "
+        "SIGHUP (default: the config file, when it lists http_tokens)",
+    )
     http_token: SecretStr | None = Field(
         default=None, description="A single plaintext token from the environment (NBA_MCP_HTTP_TOKEN)"
     )
     http_token_role: str = "developer"
+    jwt: JwtSettings | None = Field(default=None, description="Accept access tokens of this identity provider")
 
     # --- errors and monitoring ------------------------------------------------------------
     error_webhook_url: str | None = None
@@ -282,7 +284,8 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8765, ge=0, le=65535)
     allowed_origins: list[str] = Field(default_factory=list)
 
-    @field_validator("data_home", "artifact_root", "audit_log_path", "roles_file", "log_file", mode="after")
+    @field_validator("data_home", "artifact_root", "audit_log_path", "roles_file", "log_file", "http_tokens_file",
+                     mode="after")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None

@@ -31,6 +31,7 @@ import asyncio
 import logging
 import os
 import resource
+import signal
 import socket
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -231,7 +232,7 @@ def http_app(server: Any, settings: Any, *, transport: str, host: str, port: int
     """The app for the HTTP transports: Host checks on every path, the token before the body,
     admission per principal, bounded and timed request bodies (``tools.http_guard``)."""
     from tools.http_guard import RequestGuard
-    from tools.identity import SettingsTokenVerifier
+    from tools.resource_server import resource_metadata_url
     from tools.server import http_transport_security
 
     security = http_transport_security(settings, host, port)
@@ -244,9 +245,18 @@ def http_app(server: Any, settings: Any, *, transport: str, host: str, port: int
             session_idle_timeout=settings.session_idle_timeout_seconds, max_sessions=settings.max_sessions,
         )
         session_manager = getattr(server._lowlevel_server, "_session_manager", None)  # noqa: SLF001
-    return RequestGuard(app, verifier=SettingsTokenVerifier(settings), settings=settings,
+    # The verifier build_server gave the SDK: one token file watcher, one JWKS cache.
+    return RequestGuard(app, verifier=server.token_verifier, settings=settings,
                         allowed_hosts=security.allowed_hosts, max_body_bytes=MAX_REQUEST_BYTES,
-                        session_manager=session_manager)
+                        session_manager=session_manager, resource_metadata_url=resource_metadata_url(settings))
+
+
+def reload_tokens_on_sighup(verifier: Any) -> None:
+    """``kill -HUP <pid>``: the token file and the JWKS are re-read on the next request (the handler
+    only sets a flag: reading files or logging inside a signal handler could deadlock on a lock the
+    interrupted code holds)."""
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda _signum, _frame: verifier.reload_soon())
 
 
 def serve_http(server: Any, settings: Any, *, transport: str, host: str, port: int, server_class: type) -> None:
@@ -257,6 +267,8 @@ def serve_http(server: Any, settings: Any, *, transport: str, host: str, port: i
     from tools.http_guard import RedactTokens, SummarizeDenials
 
     app = http_app(server, settings, transport=transport, host=host, port=port)
+    reload_tokens_on_sighup(server.token_verifier)
+    logger.info("accepting %s", server.token_verifier.describe())
     limits = front_limits(settings)
     # log_config=None: uvicorn's loggers propagate to our handlers (its default access log would
     # write to stdout).

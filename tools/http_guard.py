@@ -4,12 +4,15 @@ In order, for every HTTP request:
 1. ``Host`` must be one of ours (421), on every path: ``/health`` and ``/metrics`` too, so a DNS
    rebinding page cannot read them.
 2. OAuth discovery paths (``/.well-known/oauth-protected-resource``, ``…/oauth-authorization-server``,
-   ``…/openid-configuration``, with any suffix) answer 404 at once while no identity provider is
-   configured: this server takes static bearer tokens, and a client must not start an OAuth flow.
+   ``…/openid-configuration``, with any suffix) answer 404 at once, except the Protected Resource
+   Metadata while an identity provider is configured (``settings.jwt``): it names that provider,
+   which is where a client finds the authorization server's own metadata. This server issues no
+   tokens, so a client without an identity provider to go to must not start an OAuth flow.
 3. On the MCP paths the bearer token is checked from the headers (401) *before a byte of the body is
    read*: 60 unauthenticated connections used to cost 8.6 MB each. The 401 names the realm in
-   ``WWW-Authenticate`` (``error="invalid_token"`` when a token was sent and is wrong) and its JSON
-   body says how to send a token.
+   ``WWW-Authenticate`` (``error="invalid_token"`` when a token was sent and is wrong, and
+   ``resource_metadata="<url>"`` with an identity provider, as the MCP authorization spec asks) and
+   its JSON body says how to send a token.
 4. A session id must name an open session of the same principal (else 404, before the body): a
    made-up id used to skip the session cap and let 40 slow 8 MB bodies pin 420 MB.
    A request that would open a session (streamable HTTP POST without a session id, or an SSE
@@ -40,15 +43,13 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from mcp_server import rbac
 from mcp_server.log_bounds import RepeatedEvents
+from tools.resource_server import PROTECTED_RESOURCE_METADATA_PATH, bearer_challenge, how_to_authenticate
 
 logger = logging.getLogger(__name__)
 
 MCP_PATHS = ("/mcp", "/sse", "/messages")
-OAUTH_DISCOVERY_PATHS = ("/.well-known/oauth-protected-resource", "/.well-known/oauth-authorization-server",
+OAUTH_DISCOVERY_PATHS = (PROTECTED_RESOURCE_METADATA_PATH, "/.well-known/oauth-authorization-server",
                          "/.well-known/openid-configuration")
-REALM = "nba-mcp"
-HOW_TO_AUTHENTICATE = ("send the header 'Authorization: Bearer <token>' with a token the server's operator "
-                       "issued (static bearer tokens; this server runs no OAuth authorization server)")
 RETRY_AFTER_SECONDS = b"2"
 _TOKEN_IN_QUERY = re.compile(r"((?:access_token|token|api_key)=)[^&\s\"]+", re.IGNORECASE)
 
@@ -111,8 +112,10 @@ class RequestGuard:
         if host not in self.allowed_hosts:
             return await _respond(send, 421, "misdirected_request", "Invalid Host header")
         path = scope.get("path", "")
-        if path.startswith(OAUTH_DISCOVERY_PATHS) and self.resource_metadata_url is None:
-            return await _respond(send, 404, "not_found", "no OAuth metadata here: " + HOW_TO_AUTHENTICATE)
+        if path.startswith(OAUTH_DISCOVERY_PATHS) and not (
+                self.resource_metadata_url is not None and path.startswith(PROTECTED_RESOURCE_METADATA_PATH)):
+            return await _respond(send, 404, "not_found",
+                                  "no OAuth metadata here: " + how_to_authenticate(self.resource_metadata_url))
         if not path.startswith(MCP_PATHS):
             return await self.app(scope, receive, send)
         principal, token_sent = await self._principal(headers)
@@ -167,20 +170,11 @@ class RequestGuard:
         return (None if access is None else (access.subject or access.client_id)), True
 
     async def _unauthorized(self, scope, send, token_sent: bool) -> None:
-        challenge = f'Bearer realm="{REALM}"'
-        if token_sent:
-            description = "the bearer token is not valid (unknown, or no longer configured); " + HOW_TO_AUTHENTICATE
-            challenge += f', error="invalid_token", error_description="{_quoted(description)}"'
-            client = (scope.get("client") or ("?",))[0]
-            if self.refusals.admit(("bad token", client)):
-                logger.info("refused a bearer token from %s (no configured token matches)", client)
-        else:
-            description = "a valid bearer token is required: " + HOW_TO_AUTHENTICATE
-            challenge += f', error_description="{_quoted(description)}"'
-        if self.resource_metadata_url is not None:
-            challenge += f', resource_metadata="{self.resource_metadata_url}"'
-        await _respond(send, 401, "invalid_token" if token_sent else "unauthorized", description,
-                       {b"www-authenticate": challenge.encode("latin-1")})
+        error, description, challenge = bearer_challenge(token_sent, self.resource_metadata_url)
+        client = (scope.get("client") or ("?",))[0]
+        if token_sent and self.refusals.admit(("bad token", client)):
+            logger.info("refused a bearer token from %s (no configured token or valid JWT matches)", client)
+        await _respond(send, 401, error, description, {b"www-authenticate": challenge})
 
     async def _too_many_sessions(self, send, principal: str, cap: int) -> None:
         await self._too_many(send, principal, "max_sessions_per_principal",
@@ -288,11 +282,6 @@ def _log_refusal_summary(key: Any, count: int, details: dict[str, int], seconds:
     else:
         logger.warning("refused %d more requests of %s in %.0f s: %s", count, key, seconds,
                        ", ".join(f"{setting} x{n}" for setting, n in sorted(details.items())))
-
-
-def _quoted(text: str) -> str:
-    """``text`` as an RFC 9110 quoted-string body (no quotes or backslashes to escape)."""
-    return text.replace("\\", "/").replace('"', "'")
 
 
 async def _respond(send, status: int, error: str, text: str, extra: dict[bytes, bytes] | None = None) -> None:

@@ -1,9 +1,11 @@
 """Who is calling: identity comes from the transport, never from tool arguments.
 
-- Streamable HTTP / SSE: a bearer token is required (no token -> 401 from the SDK's auth
-  middleware). ``SettingsTokenVerifier`` maps the token to a principal and its roles; tokens are
-  configured as SHA-256 digests (``settings.http_tokens``) or as one plaintext token from the
-  environment (``NBA_MCP_HTTP_TOKEN``), compared in constant time and never logged.
+- Streamable HTTP / SSE: a bearer token is required (no token -> 401 from ``tools.http_guard``).
+  ``SettingsTokenVerifier`` maps it to a principal and its roles: first the static tokens
+  (``tools.static_tokens``: SHA-256 digests in ``settings.http_tokens`` / ``http_tokens_file``, or
+  one plaintext token from ``NBA_MCP_HTTP_TOKEN``; re-read on change, with expiry), then, when
+  ``settings.jwt`` names an identity provider, its JWT access tokens (``tools.jwt_auth``).
+  Tokens are never logged.
 - stdio: the configured local principal (``settings.local_principal`` / ``local_role``).
 - In-process (tests, embedding): a principal already set with ``rbac.acting_as`` is kept.
 
@@ -13,8 +15,6 @@ every request and hides from ``tools/list`` the tools that principal may not cal
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 from typing import Any
 
@@ -24,46 +24,52 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 
 from mcp_server import rbac
 from mcp_server.settings import Settings
+from tools.jwt_auth import JwtVerifier, looks_like_jwt
+from tools.static_tokens import StaticTokens
 
 logger = logging.getLogger(__name__)
 
-PLAINTEXT_TOKEN_PRINCIPAL = "http-token"
-
 
 class SettingsTokenVerifier:
-    """The SDK's ``TokenVerifier`` protocol over the tokens configured in ``Settings``."""
+    """The SDK's ``TokenVerifier`` protocol over every token source ``Settings`` configures: static
+    tokens first (a dictionary lookup), then the identity provider's JWTs (a signature check)."""
 
     def __init__(self, settings: Settings) -> None:
-        self._entries: list[tuple[bytes, str, tuple[str, ...]]] = [
-            (bytes.fromhex(entry.sha256), entry.principal, tuple(entry.roles))
-            for entry in settings.http_tokens
-        ]
-        if settings.http_token is not None and settings.http_token.get_secret_value():
-            digest = hashlib.sha256(settings.http_token.get_secret_value().encode()).digest()
-            self._entries.append((digest, PLAINTEXT_TOKEN_PRINCIPAL, (settings.http_token_role,)))
+        self.static = StaticTokens(settings)
+        self.jwt = JwtVerifier(settings.jwt, log_interval=settings.log_repeat_interval_seconds) if settings.jwt else None
 
     @property
     def configured(self) -> bool:
-        return bool(self._entries)
+        return self.static.configured or self.jwt is not None
+
+    def describe(self) -> str:
+        """What is accepted, for the start-up log (no secrets)."""
+        parts = [self.static.describe()]
+        if self.jwt is not None:
+            parts.append(f"JWTs of {self.jwt.settings.issuer} for audience {self.jwt.settings.audience}")
+        return "; ".join(parts)
+
+    def reload_soon(self) -> None:
+        """SIGHUP: re-read the token file and the JWKS on the next request."""
+        self.static.reload_soon()
+        if self.jwt is not None:
+            self.jwt.keys.expire()
 
     async def verify_token(self, token: str) -> AccessToken | None:
-        digest = hashlib.sha256(token.encode()).digest()
-        match: tuple[bytes, str, tuple[str, ...]] | None = None
-        # Compare against every entry (no early exit) so timing does not reveal which matched.
-        for entry in self._entries:
-            if hmac.compare_digest(digest, entry[0]) and match is None:
-                match = entry
-        if match is None:
-            logger.debug("rejected a bearer token (no configured token matches)")  # the HTTP guard logs it, summarized
-            return None
-        _, principal, roles = match
-        return AccessToken(
-            token=f"sha256:{digest.hex()[:8]}",  # a fingerprint: the token itself is kept nowhere
-            client_id=principal,
-            subject=principal,
-            scopes=list(roles),
-            claims={"roles": list(roles)},
-        )
+        entry = self.static.lookup(token)
+        if entry is not None:
+            return AccessToken(
+                token=f"sha256:{entry.digest.hex()[:8]}",  # a fingerprint: the token itself is kept nowhere
+                client_id=entry.principal,
+                subject=entry.principal,
+                scopes=list(entry.roles),
+                expires_at=int(entry.expires.timestamp()) if entry.expires else None,
+                claims={"roles": list(entry.roles)},
+            )
+        if self.jwt is not None and looks_like_jwt(token):
+            return await self.jwt.verify_token(token)
+        logger.debug("rejected a bearer token (no configured token matches)")  # the HTTP guard logs it, summarized
+        return None
 
 
 def principal_from_token(token: AccessToken) -> rbac.Principal:

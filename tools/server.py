@@ -17,7 +17,6 @@ from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 from mcp.server import MCPServer
-from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.server.transport_security import TransportSecuritySettings
 
@@ -39,6 +38,7 @@ from tools.errors import ErrorShape
 from tools.health import server_version
 from tools.identity import IdentityMiddleware, SettingsTokenVerifier
 from tools.registration import make_tool, tool_spec
+from tools.resource_server import register_root_metadata, resource_server_auth
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ class NbaMcpServer(MCPServer):
     """The SDK server with the state its tools share (for the CLI's shutdown and for tests)."""
 
     state: AppState
+    token_verifier: SettingsTokenVerifier | None  # shared by the SDK's auth and tools.http_guard
 
 
 def build_server(
@@ -83,19 +84,15 @@ def build_server(
     configure_error_handling(settings)
 
     auth_kwargs: dict = {}
+    verifier: SettingsTokenVerifier | None = None
     if transport in ("http", "sse"):
         verifier = SettingsTokenVerifier(settings)
         if not verifier.configured:
             raise ConfigurationError(
-                "the HTTP and SSE transports require a bearer token: set NBA_MCP_HTTP_TOKEN, or "
-                "http_tokens (sha256, principal, roles) in the config file"
+                "the HTTP and SSE transports require a bearer token: set NBA_MCP_HTTP_TOKEN, http_tokens "
+                "(sha256, principal, roles) in the config file, or an identity provider ([jwt])"
             )
-        base = f"http://{host or settings.http_host}:{port or settings.http_port}"
-        auth_kwargs = {
-            "token_verifier": verifier,
-            # We are a resource server with static tokens: no authorization server to advertise.
-            "auth": AuthSettings(issuer_url=base, resource_server_url=None),
-        }
+        auth_kwargs = {"token_verifier": verifier, "auth": resource_server_auth(settings, host, port)}
 
     @asynccontextmanager
     async def lifespan(_server: MCPServer) -> AsyncIterator[AppState]:
@@ -118,7 +115,10 @@ def build_server(
         **auth_kwargs,
     )
     server.state = state
+    server.token_verifier = verifier
     _register_resources(server, state)
+    if verifier is not None:
+        register_root_metadata(server, settings)
     _register_prompts(server)
     _register_routes(server, state)
     return server

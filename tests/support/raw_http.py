@@ -20,8 +20,8 @@ from tests.support.stdio import CLIENT_INFO, MODERN_PROTOCOL_VERSIONS, envelope
 class HttpServedProcess:
     """The server process on a free loopback port; ``env`` carries its tokens."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], log_path: Path, *, port: int | None = None) -> None:
+        self.port = port or free_port()  # known before start when the env names the server's own URL
         self.url = f"http://127.0.0.1:{self.port}/mcp"
         self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
