@@ -90,6 +90,9 @@ def build_server(
                 "the HTTP and SSE transports require a bearer token: set NBA_MCP_HTTP_TOKEN, or "
                 "http_tokens (sha256, principal, roles) in the config file"
             )
+        if transport == "sse" and settings.http_stateless:
+            logger.warning("http_stateless applies to streamable HTTP only: the legacy SSE transport keeps one "
+                           "stream per client (serve --transport http for stateless replicas)")
         base = f"http://{host or settings.http_host}:{port or settings.http_port}"
         auth_kwargs = {
             "token_verifier": verifier,
