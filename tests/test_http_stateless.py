@@ -111,6 +111,17 @@ def test_a_handshake_client_still_gets_an_answer_after_initialize(stateless_serv
         client.close()
 
 
+def test_progress_still_arrives_on_the_calls_own_stream(stateless_server):
+    response = lone_request(stateless_server.url, "tools/call", {
+        "name": "tune_hyperparameters", "arguments": {"request": {**TUNE, "seed": 4}},
+        "_meta": {"progressToken": "tune-1"}})
+    messages = _messages(response.text)
+    progress = [m["params"]["message"] for m in messages if m.get("method") == "notifications/progress"]
+    assert [m.split(",")[0] for m in progress if m.startswith("trial ")] == ["trial 1/3", "trial 2/3", "trial 3/3"]
+    [answer] = [m for m in messages if m.get("id") == 1]
+    assert payload(answer["result"])["state"] == "SUCCEEDED"
+
+
 @pytest.mark.parametrize(("value", "expected"), [("true", True), ("0", False), ("off", False)])
 def test_the_setting_is_read_from_the_environment(monkeypatch, value, expected):
     monkeypatch.setenv("NBA_MCP_HTTP_STATELESS", value)
