@@ -94,7 +94,13 @@ class _JobGauges:
     def __init__(self, kinds: BoundedLabel) -> None:
         self.managers: weakref.WeakSet[Any] = weakref.WeakSet()
         self.kinds = kinds
-        self.kinds_seen: set[str] = set()  # a kind once seen keeps reporting 0: its series never vanishes
+        self._kinds_seen: set[str] = set()  # a kind once seen keeps reporting 0: its series never vanishes
+        self._lock = threading.Lock()  # scrapes and ending jobs run in different threads
+
+    def saw(self, kinds: Iterator[str] | list[str]) -> list[str]:
+        with self._lock:
+            self._kinds_seen.update(kinds)
+            return sorted(self._kinds_seen)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         totals: dict[tuple[str, str], int] = {}
@@ -102,10 +108,10 @@ class _JobGauges:
             for (kind, state), n in manager.active_counts().items():
                 key = (self.kinds(kind), state)
                 totals[key] = totals.get(key, 0) + n
-        self.kinds_seen.update(kind for kind, _ in totals)
+        kinds = self.saw([kind for kind, _ in totals])
         for state in ("queued", "running"):
             family = GaugeMetricFamily(f"{NAMESPACE}_jobs_{state}", f"Jobs {state} now, by kind", labels=["kind"])
-            for kind in sorted(self.kinds_seen):
+            for kind in kinds:
                 family.add_metric([kind], totals.get((kind, state), 0))
             yield family
 
@@ -153,7 +159,7 @@ def watch_jobs(manager: JobCounts) -> None:
 def job_ended(kind: str, outcome: str, *, created: float, started: float | None, finished: float) -> None:
     """One job ended (wall-clock times); ``outcome`` one of ``JOB_OUTCOMES``."""
     labels = (_job_kinds(kind), outcome if outcome in JOB_OUTCOMES else OTHER)
-    _job_gauges.kinds_seen.add(labels[0])
+    _job_gauges.saw([labels[0]])
     JOB_WAIT.labels(*labels).observe(max(0.0, (started if started is not None else finished) - created))
     if started is not None:
         JOB_RUN.labels(*labels).observe(max(0.0, finished - started))

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mcp_server import monitoring, operator_metrics
 from mcp_server.error_handling import TrackingUnavailableError
-from tests.support import free_port, isolated_settings, payload, shared_template, template_db, tool_server, tool_settings  # noqa: F401
+from tests.support import isolated_settings, payload, shared_template, template_db, tool_server, tool_settings  # noqa: F401
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "docs" / "grafana-dashboard.json"
 Labels = tuple[tuple[str, str], ...]
@@ -95,17 +97,36 @@ async def test_a_tuning_job_and_a_pipeline_are_counted(tool_server):
     assert delta("nba_mcp_leak_screen_stops_total") == 0
 
 
-def test_a_store_that_does_not_answer_is_counted_as_failed():
-    from mlflow import MlflowClient
+class _BrokenStore(BaseHTTPRequestHandler):
+    """A tracking server whose /health answers while every API call fails (its database is down)."""
 
-    from mcp_server.mlflow_integration._store import configure_http_client, guarded_call
+    def do_GET(self) -> None:  # noqa: N802 - the http.server interface
+        status = 200 if self.path == "/health" else 500
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain")
+        self.end_headers()
+        self.wfile.write(b"OK" if status == 200 else b"database is down")
 
-    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    configure_http_client(1.0)
-    before = scrape()
-    with pytest.raises(TrackingUnavailableError):
-        guarded_call(MlflowClient(uri), uri, 1.0, "get_run", "0" * 32)
-    delta = Delta(before, scrape())
+    do_POST = do_GET
+
+    def log_message(self, *_args) -> None:
+        pass
+
+
+def test_a_store_that_fails_its_calls_is_counted_as_failed(settings):
+    from mcp_server.mlflow_integration import get_mlflow_tracker
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _BrokenStore)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        tracker = get_mlflow_tracker("broken-store", f"http://127.0.0.1:{server.server_port}",
+                                     settings=settings.model_copy(update={"tracking_timeout_seconds": 2}))
+        before = scrape()
+        with pytest.raises(TrackingUnavailableError):
+            tracker.get_run("0" * 32)
+        delta = Delta(before, scrape())
+    finally:
+        server.shutdown()
     assert delta("nba_mcp_tracking_call_failures_total", operation="read") == 1
     assert delta("nba_mcp_tracking_call_duration_seconds_count", operation="read") == 1
 

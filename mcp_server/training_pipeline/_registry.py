@@ -116,8 +116,9 @@ def decide_promotion(
     base = dict(model_name=model_name, alias=alias, version=int(version), primary_metric=primary_metric,
                 higher_is_better=higher, new_metric=new_metric, forced=force, flags=flags, force_reason=force_reason)
     if not promote:  # nothing moves: no lock
+        decision = _compare_and_move(tracker, base, promote=False, evidence=evidence, paired=paired)
         operator_metrics.promotion_decided("compared")
-        return _compare_and_move(tracker, base, promote=False, evidence=evidence, paired=paired)
+        return decision
     # The holder before waiting, only to tell a caller that lost while it waited who won meanwhile.
     seen = _alias_holder(tracker, model_name, alias)
     with tracker.promotion_lock(model_name):
