@@ -64,7 +64,6 @@ class BoundedLabel:
     """Label values from a known set, or the first ``limit`` distinct ones seen; the rest are "other"."""
 
     def __init__(self, known: tuple[str, ...] = (), *, closed: bool = False, limit: int = MAX_LABEL_VALUES) -> None:
-        self.known = frozenset(known)
         self.closed = closed  # closed: only ``known`` values pass
         self.limit = limit
         self._seen: set[str] = set(known)

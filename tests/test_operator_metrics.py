@@ -186,6 +186,11 @@ async def test_the_demo_session_leaves_job_trial_and_store_series_with_correct_c
     for outcome in operator_metrics.TRIAL_OUTCOMES:
         assert delta("nba_mcp_trials_total", outcome=outcome) == states.count(outcome), outcome
     assert delta.total("nba_mcp_fit_duration_seconds_count") >= len(trials) + 3  # + forced, baseline, winner
+    families = [r.data.params["estimator"] for r in trials]  # the default call searches the portfolio
+    for family in set(families):
+        assert delta("nba_mcp_fit_duration_seconds_count", family=family) >= families.count(family), family
+    other = ("nba_mcp_fit_duration_seconds_count", (("family", "other"),))
+    assert delta.after.get(other, 0) == delta.before.get(other, 0)  # every fit named its family
 
     assert delta("nba_mcp_job_run_duration_seconds_count", kind="tune", outcome="completed") == 1
     assert delta("nba_mcp_job_run_duration_seconds_count", kind="pipeline", outcome="completed") == 3

@@ -128,8 +128,9 @@ class SearchLoop:
         """The allow-listed estimator family a trial fitted (a portfolio names it in the params;
         a callable search has none: "other")."""
         from mcp_server.estimators import REGISTRY
+        from mcp_server.hyperparameter_tuning._portfolio import FAMILY_KEY
 
-        family = trial.params.get("estimator") if getattr(self.config, "portfolio", None) else self.config.objective
+        family = trial.params.get(FAMILY_KEY) if getattr(self.config, "portfolio", None) else self.config.objective
         return family if family in REGISTRY else operator_metrics.OTHER
 
     def _signed(self, trial: TrialRecord) -> float | None:
