@@ -13,7 +13,9 @@ Counts are exact under concurrency: every update happens under the registry's lo
 come from a bounded reservoir of the most recent latencies per name (10 000 by default), so memory
 stays flat however long the server runs; ``mean_ms`` and ``max_ms`` cover every call.
 The Prometheus view is produced by prometheus-client from a ``CollectorRegistry`` owned by each
-``MetricsRegistry`` (never the client's global default registry, so registries never collide).
+``MetricsRegistry`` (never the client's global default registry, so registries never collide). The
+module-level ``prometheus_text()`` (what ``/metrics`` serves) adds the operator's series of
+``mcp_server.operator_metrics``.
 """
 
 from __future__ import annotations
@@ -224,4 +226,8 @@ def snapshot() -> dict[str, Any]:
 
 
 def prometheus_text() -> bytes:
-    return metrics.prometheus_text()
+    """What ``/metrics`` serves: the call metrics above, then the operator's series (jobs, trials,
+    fits, tracking store, leak screen, promotions: ``mcp_server.operator_metrics``)."""
+    from mcp_server import operator_metrics
+
+    return metrics.prometheus_text() + operator_metrics.exposition()

@@ -283,6 +283,12 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8765, ge=0, le=65535)
     allowed_origins: list[str] = Field(default_factory=list)
+    http_stateless: bool = Field(
+        default=False,
+        description="Serve streamable HTTP statelessly: no session ids, every request stands alone (runs, "
+        "models and jobs are named by ids), so replicas behind a load balancer need no session affinity. "
+        "Clients of the 2026-07-28 protocol are served statelessly either way; the SSE transport ignores it",
+    )
 
     @field_validator("data_home", "artifact_root", "audit_log_path", "roles_file", "log_file", "http_tokens_file",
                      mode="after")

@@ -2,7 +2,8 @@
 
     nba-mcp serve                                   # stdio (what MCP clients spawn)
     nba-mcp serve --transport http --port 8765      # streamable HTTP on 127.0.0.1, bearer token required
-    nba-mcp serve --transport sse
+                                                    # (NBA_MCP_HTTP_STATELESS=true: no sessions, for replicas)
+    nba-mcp serve --transport sse                   # legacy HTTP+SSE, kept while clients need it
     nba-mcp demo [--dataset PATH_OR_NAME --target COL]
     nba-mcp claude-config                           # the Claude Desktop snippet for this install
 

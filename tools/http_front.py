@@ -243,8 +243,10 @@ def http_app(server: Any, settings: Any, *, transport: str, host: str, port: int
         app = server.streamable_http_app(
             transport_security=security, host=host, max_request_body_size=MAX_REQUEST_BYTES,
             session_idle_timeout=settings.session_idle_timeout_seconds, max_sessions=settings.max_sessions,
+            stateless_http=settings.http_stateless,
         )
-        session_manager = getattr(server._lowlevel_server, "_session_manager", None)  # noqa: SLF001
+        if not settings.http_stateless:  # stateless: no sessions to own or bound
+            session_manager = getattr(server._lowlevel_server, "_session_manager", None)  # noqa: SLF001
     # The verifier build_server gave the SDK: one token file watcher, one JWKS cache.
     return RequestGuard(app, verifier=server.token_verifier, settings=settings,
                         allowed_hosts=security.allowed_hosts, max_body_bytes=MAX_REQUEST_BYTES,

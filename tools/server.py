@@ -92,6 +92,9 @@ def build_server(
                 "the HTTP and SSE transports require a bearer token: set NBA_MCP_HTTP_TOKEN, http_tokens "
                 "(sha256, principal, roles) in the config file, or an identity provider ([jwt])"
             )
+        if transport == "sse" and settings.http_stateless:
+            logger.warning("http_stateless applies to streamable HTTP only: the legacy SSE transport keeps one "
+                           "stream per client (serve --transport http for stateless replicas)")
         auth_kwargs = {"token_verifier": verifier, "auth": resource_server_auth(settings, host, port)}
 
     @asynccontextmanager

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Literal
 
+from mcp_server import operator_metrics
 from mcp_server.error_handling import InvalidRequestError
 from mcp_server.evaluation._warnings import ModelWarning, leak_suspects
 
@@ -62,6 +63,7 @@ def apply_leak_check(findings: list[Issue], leak_check: LeakCheck) -> list[Model
         return leak_suspects(findings)
     if leak_check != "stop":
         raise InvalidRequestError(f"leak_check must be 'stop' or 'warn', got {leak_check!r}")
+    operator_metrics.leak_screen_stopped()
     raise InvalidRequestError(stop_message(findings))
 
 

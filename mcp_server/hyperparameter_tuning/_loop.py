@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from mcp_server import operator_metrics
 from mcp_server.hyperparameter_tuning._worker_pool import ExecutionInterrupted
 from mcp_server.hyperparameter_tuning._pruning import Pruner
 from mcp_server.hyperparameter_tuning._strategies import SearchStrategy
@@ -122,6 +123,15 @@ class SearchLoop:
                 self.strategy.tell(trial.params, self._signed(trial))
             self._update_best(trial)
         self._since_improvement = 0
+
+    def _family(self, trial: TrialRecord) -> str:
+        """The allow-listed estimator family a trial fitted (a portfolio names it in the params;
+        a callable search has none: "other")."""
+        from mcp_server.estimators import REGISTRY
+        from mcp_server.hyperparameter_tuning._portfolio import FAMILY_KEY
+
+        family = trial.params.get(FAMILY_KEY) if getattr(self.config, "portfolio", None) else self.config.objective
+        return family if family in REGISTRY else operator_metrics.OTHER
 
     def _signed(self, trial: TrialRecord) -> float | None:
         return None if trial.state is TrialState.FAILED or trial.score is None else self._sign * trial.score
@@ -329,6 +339,9 @@ class SearchLoop:
             tell_cost(record.params, record.duration_seconds)
         self.strategy.tell(record.params, self._signed(record))
         self._update_best(record)
+        # Counted here, in the server's process, wherever the folds ran (worker processes, Dask).
+        operator_metrics.trial_recorded(record.state.value.lower(), family=self._family(record),
+                                        seconds=record.duration_seconds)
         if self.on_record is not None:
             self.on_record(record)
         if outcome.state is TrialState.FAILED:

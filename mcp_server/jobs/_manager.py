@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mcp_server import operator_metrics
 from mcp_server.error_handling import (
     InvalidRequestError,
     MCPServerError,
@@ -151,6 +152,7 @@ class JobManager:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._closed = False
+        operator_metrics.watch_jobs(self)
 
     # --- public API -----------------------------------------------------------------------
     def submit(
@@ -239,6 +241,16 @@ class JobManager:
                     break
                 self._changed.wait(remaining)
             return self._snapshot(job)
+
+    def active_counts(self) -> dict[tuple[str, str], int]:
+        """(kind, "queued" | "running") -> jobs in that state now (what the operator's gauges show)."""
+        counts: dict[tuple[str, str], int] = {}
+        with self._lock:
+            for job in self._jobs.values():
+                if not job.state.is_terminal:
+                    key = (job.kind, job.state.value.lower())
+                    counts[key] = counts.get(key, 0) + 1
+        return counts
 
     @property
     def running_count(self) -> int:
@@ -413,6 +425,10 @@ class JobManager:
         job.finished_at = time.time()
         self._add_event(job, f"{state.value.lower()}" + (f": {error}" if error else ""))
         job.done.set()
+        outcome = ("timeout" if job.timed_out else "failed") if state is JobState.FAILED else (
+            "completed" if state is JobState.SUCCEEDED else "cancelled")
+        operator_metrics.job_ended(job.kind, outcome, created=job.created_at, started=job.started_at,
+                                   finished=job.finished_at)
 
     def _on_timeout(self, job: _Job) -> None:
         with self._lock:

@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from .. import operator_metrics
 from ..error_handling import InvalidRequestError, ResourceLimitError
 from ._store import store_errors
 
@@ -64,6 +65,7 @@ class MlflowModelStore:
         self._cache: dict[tuple[str, int], Any] = {}
         self._lock = threading.Lock()
 
+    @operator_metrics.store_call("log_model")
     def log_model(self, model: Any, run_id: str, name: str, input_example: Any = None,
                   description: str | None = None) -> str:
         """A logged model from ``run_id``, READY; returns ``models:/m-<id>``. ``description`` is the
@@ -88,6 +90,7 @@ class MlflowModelStore:
                 self._client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
         return f"models:/{logged.model_id}"
 
+    @operator_metrics.store_call("registry")
     def register(self, name: str, model_uri: str, run_id: str | None, tags=None, *,
                  description: str | None = None, model_description: str | None = None) -> int:
         """A new version of ``name`` from a logged model; ``model_description`` is set on the
@@ -126,10 +129,12 @@ class MlflowModelStore:
         versions.append({"name": name, "version": version})
         self._client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(versions)})
 
+    @operator_metrics.store_call("registry")
     def set_registered_model_alias(self, name: str, alias: str, version: int) -> None:
         with store_errors():
             self._client.set_registered_model_alias(name, alias, str(version))
 
+    @operator_metrics.store_call("registry")
     def version_info(self, name: str, version: int | str) -> dict[str, Any]:
         with store_errors():
             if str(version).isdigit():
@@ -154,6 +159,7 @@ class MlflowModelStore:
             (self.version_info(name, int(v.version)) for v in versions), key=lambda v: v["version"]
         )
 
+    @operator_metrics.store_call("registry")
     def model_names(self, max_results: int = 1000) -> list[str]:
         with store_errors():
             return sorted(m.name for m in self._client.search_registered_models(max_results=max_results))

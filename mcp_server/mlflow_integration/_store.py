@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from .. import operator_metrics
 from ..error_handling import ConflictError, InvalidRequestError, NotFoundError, TrackingUnavailableError
 
 _migrated: set[str] = set()
@@ -58,13 +59,30 @@ def guarded_call(client, tracking_uri: str, timeout_seconds: float, method: str,
             f"not asked again for {timeout_seconds:g}s"
         )
     try:
-        with store_errors():
+        with operator_metrics.store_call(operation_kind(method)), store_errors():
             return getattr(client, method)(*args, **kwargs)
     except TrackingUnavailableError as exc:
         if tracking_uri.startswith(("http://", "https://")):
             reason = str(exc).removeprefix("tracking store unavailable: ")[:200]
             _unavailable_until[tracking_uri] = (time.monotonic() + timeout_seconds, reason)
         raise
+
+
+# MlflowClient methods -> the operation kind they are counted under (a bounded label: a method not
+# listed is "other"). Run writes are batched (log_batch) off the search's critical path; reads serve
+# tools; artifacts and registry calls are the slow ones over HTTP.
+OPERATION_KINDS = {
+    "log_batch": "log_batch", "set_tag": "log_batch", "log_inputs": "log_batch",
+    "create_run": "run_lifecycle", "set_terminated": "run_lifecycle", "update_run": "run_lifecycle",
+    "get_run": "read", "search_runs": "read", "get_metric_history": "read", "list_artifacts": "read",
+    "get_experiment_by_name": "read", "search_experiments": "read",
+    "create_experiment": "experiment",
+    "log_artifact": "artifact", "download_artifacts": "artifact",
+}
+
+
+def operation_kind(method: str) -> str:
+    return OPERATION_KINDS.get(method, "other")
 
 
 def sqlite_path(tracking_uri: str) -> Path | None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from mcp_server import operator_metrics
 from mcp_server.error_handling import InvalidRequestError, NotFoundError
 from mcp_server.mlflow_integration import lower_is_better
 from mcp_server.training_pipeline._evidence import Evidence, beats_beyond_noise
@@ -115,17 +116,29 @@ def decide_promotion(
     base = dict(model_name=model_name, alias=alias, version=int(version), primary_metric=primary_metric,
                 higher_is_better=higher, new_metric=new_metric, forced=force, flags=flags, force_reason=force_reason)
     if not promote:  # nothing moves: no lock
-        return _compare_and_move(tracker, base, promote=False, evidence=evidence, paired=paired)
+        decision = _compare_and_move(tracker, base, promote=False, evidence=evidence, paired=paired)
+        operator_metrics.promotion_decided("compared")
+        return decision
     # The holder before waiting, only to tell a caller that lost while it waited who won meanwhile.
     seen = _alias_holder(tracker, model_name, alias)
     with tracker.promotion_lock(model_name):
         decision = _compare_and_move(tracker, base, promote=True, evidence=evidence, paired=paired)
+    operator_metrics.promotion_decided(_outcome(decision))
     winner = decision.previous_version
     if not decision.promoted and winner is not None and winner != (seen or {}).get("version"):
         return decision.model_copy(update={"reason": (
             f"v{winner} took {alias!r} while this call waited for a concurrent promotion of {model_name!r}; "
             f"{decision.reason}")})
     return decision
+
+
+def _outcome(decision: PromotionDecision) -> str:
+    """The decision as one of ``operator_metrics.PROMOTION_OUTCOMES``."""
+    if decision.promoted:
+        if decision.previous_version == decision.version:
+            return "already_champion"
+        return "forced" if decision.forced else "promoted"
+    return "refused_flagged" if decision.flags else "kept"
 
 
 def _compare_and_move(tracker: Tracker, base: dict[str, Any], *, promote: bool, evidence: Evidence | None = None,

@@ -6,10 +6,12 @@ What each stage leaves in ``captured`` (read back by ``run_standard_pipeline``):
 
 from __future__ import annotations
 
+import time
 from functools import partial
 
 from typing import TYPE_CHECKING, Any
 
+from mcp_server import operator_metrics
 from mcp_server.error_handling import ExecutionError
 from mcp_server.evaluation import (
     apply_leak_check,
@@ -141,7 +143,10 @@ def standard_stages(
         else:
             model = build_model(request.estimator, plan.task, plan.params, X=prepared_data["X_train"],
                                 random_state=request.seed)
+        started = time.perf_counter()
         model = _stoppable(isolate, should_stop, fit_model, model, prepared_data["X_train"], prepared_data["y_train"])
+        operator_metrics.fit_observed("ensemble" if request.ensemble is not None else request.estimator,
+                                      time.perf_counter() - started)
         return attach_profile(model, prepared_data["X_train"])
 
     def evaluate(trained_model, prepared_data, tracker, run_id, should_stop):
