@@ -40,9 +40,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_demo(home: Path, trials: int) -> None:
+def run_demo(home: Path, budget: float | None) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "-m", "tools.cli", "demo", "--data-home", str(home), "--trials", str(trials)],
+    budget_args = [] if budget is None else ["--budget", f"{budget:g}"]
+    subprocess.run([sys.executable, "-m", "tools.cli", "demo", "--data-home", str(home), *budget_args],
                    cwd=ROOT, env=env, check=True)
 
 
@@ -152,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-home", type=Path, required=True, help="the demo's data home (run there if empty)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "mlflow-ui")
-    parser.add_argument("--trials", type=int, default=12, help="tuning trials when the demo is run here")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="the demo's tuning budget in seconds when it is run here (default: the server's)")
     parser.add_argument("--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser")
                         or shutil.which("google-chrome"), help="the browser executable")
     args = parser.parse_args(argv)
@@ -160,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("no Chromium found: install one (apt-get install chromium) or pass --chromium PATH")
     home = args.data_home.expanduser().resolve()
     if not (home / "mlflow.db").exists():
-        run_demo(home, args.trials)
+        run_demo(home, args.budget)
     store = f"sqlite:///{home / 'mlflow.db'}"
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     ids = find_runs(store)

@@ -157,6 +157,14 @@ def test_on_trial_reports_progress_and_can_stop_the_search():
     assert tuner.get_tuning_summary()["stopped_reason"] == StopReason.CANCELLED.value
 
 
+
+def test_progress_reads_an_error_scorer_as_the_error_under_its_logged_name():
+    from mcp_server.hyperparameter_tuning._types import TuningProgress
+
+    progress = TuningProgress(n_trials_done=3, max_trials=None, best_score=-1.7312, best_params={},
+                              scoring="neg_root_mean_squared_error", elapsed_seconds=1.0)
+    assert progress.message() == "trial 3, best rmse 1.731"  # what MLflow shows as best_cv_rmse
+
 SEARCHES = {
     "grid": lambda tuner, **hooks: tuner.grid_search({"a": list(range(6))}, lambda p: p, lambda m: 0.1 * m["a"], **hooks),
     "halving": lambda tuner, **hooks: tuner.tune(

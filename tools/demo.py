@@ -28,6 +28,8 @@ from typing import Any
 import anyio
 from mcp import Client, StdioServerParameters
 
+from mcp_server.logged_values import logged_score
+
 EXPERIMENT = "nba-mcp-demo"
 DEFAULT_DATASET = "nba:raptor"
 DEFAULT_TARGET = "predator_total"
@@ -196,7 +198,8 @@ async def session(params: StdioServerParameters, dataset: str, data_dir: Path | 
                                                     progress_callback=on_progress), on_progress)
         families = ", ".join(f"{f['name']} {f['best_score']:.4f} ({f['n_trials']} trials)"
                              for f in tuned.get("families", []) if f.get("best_score") is not None)
-        say(f"  winner {tuned['estimator']}: best {tuned['scoring']} {tuned['best_score']:.4f} ({tuned['cv']}) after "
+        score_name, sign = logged_score(tuned["scoring"])  # "rmse 1.73", as MLflow shows it, not "neg_… -1.73"
+        say(f"  winner {tuned['estimator']}: best {score_name} {sign * tuned['best_score']:.4f} ({tuned['cv']}) after "
             f"{tuned['n_trials']} trials in {tuned['elapsed_seconds']:.0f} s; families: {families or 'one'}; holdout of "
             f"{tuned['split']['n_test']} rows kept out (digest {tuned['split']['test_digest']})")
 

@@ -14,6 +14,7 @@ from mcp_server import rbac
 from mcp_server.evaluation import ModelWarning, SplitRecord
 from mcp_server.hyperparameter_tuning import EnsembleResult, FamilyResult, SearchPlan, TuneRequest, TuningResult, plan_search
 from mcp_server.jobs import JobContext
+from mcp_server.logged_values import logged_score
 from mcp_server.training_pipeline import SEARCH_REQUEST_FILE
 from tools.app_state import AppState, state_of
 from tools.blocking import run_stoppable
@@ -110,8 +111,9 @@ def tuning_work(app: AppState, search: SearchPlan, X: Any, y: Any):
                                              run_id=result.parent_run_id)
         if result.warnings:
             codes = ", ".join(dict.fromkeys(w.code for w in result.warnings))
+            name, sign = logged_score(result.summary.scoring)
             job.report(result.summary.total_trials, request.max_trials,
-                       f"done, best {result.summary.scoring} {result.best_score}; flagged: {codes}")
+                       f"done, best {name} {sign * result.best_score:.4g}; flagged: {codes}")
         return TuningOutcome.of(result, experiment).model_dump(mode="json")
 
     return work

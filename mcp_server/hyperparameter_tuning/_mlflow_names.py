@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mcp_server.logged_values import logged_score
+
 KIND_TAG = "nba_mcp.kind"
 PARENT_KIND = "tuning_search"
 CHILD_KIND = "tuning_trial"
@@ -18,24 +20,6 @@ CONTEXT_PARAMS = ("estimator", "dataset", "target")
 RESUME_KEYS = ("strategy", "halving", "space", "cv_folds", "scoring", "seed", "direction", "split.kind", "split.column",
                "split.test_size", "split.seed", "split.gap")
 MAX_PARAM = 6000
-
-
-# scikit-learn negates the error scorers so that higher is better; a person and the pipeline's own
-# metrics read the error itself (``cv_rmse_mean`` = 0.98, not ``cv_neg_root_mean_squared_error_mean``
-# = -0.98). The names it reads instead; any other ``neg_<name>`` reads as ``<name>``.
-_ERROR_NAMES = {
-    "neg_root_mean_squared_error": "rmse", "neg_mean_squared_error": "mse", "neg_mean_absolute_error": "mae",
-    "neg_root_mean_squared_log_error": "rmsle", "neg_mean_squared_log_error": "msle",
-    "neg_median_absolute_error": "median_ae", "neg_mean_absolute_percentage_error": "mape",
-}
-
-
-def logged_score(scoring: str) -> tuple[str, float]:
-    """The name a score of ``scoring`` is logged under and the sign that turns the scorer's value into
-    the logged one (and back): the one place the scorer's sign is handled."""
-    if scoring.startswith("neg_"):
-        return _ERROR_NAMES.get(scoring, scoring.removeprefix("neg_")), -1.0
-    return scoring, 1.0
 
 
 def cv_metric_names(scoring: str) -> dict[str, str]:

@@ -99,10 +99,14 @@ class TuningProgress(BaseModel):
     rung: str | None = None  # successive halving: "rung 2/4 (357 rows per fold)"
 
     def message(self) -> str:
+        """Read by people: an error scorer's value as the error ("best rmse 1.73", the MLflow name)."""
+        from mcp_server.logged_values import logged_score
+
+        name, sign = logged_score(self.scoring)
         total = f"/{self.max_trials}" if self.max_trials else ""
-        best = "n/a" if self.best_score is None else f"{self.best_score:.4g}"
+        best = "n/a" if self.best_score is None else f"{sign * self.best_score:.4g}"
         rung = f"{self.rung}, " if self.rung else ""
-        return f"{rung}trial {self.n_trials_done}{total}, best {self.scoring} {best}"
+        return f"{rung}trial {self.n_trials_done}{total}, best {name} {best}"
 
 
 class TuningSummary(BaseModel):
