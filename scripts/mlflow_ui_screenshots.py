@@ -131,12 +131,16 @@ def shoot(url: str, ids: dict[str, str], out: Path, chromium: str) -> list[Path]
                 except Exception:  # noqa: BLE001 - a missing label must not lose the other screenshots
                     print(f"  {name}: {wait_for!r} not seen; screenshot taken anyway")
             page.wait_for_timeout(2500)  # charts and tables finish loading
-            if name == "01-training-runs.png":
-                _expand_search(page)
-            target = out / name
-            page.screenshot(path=str(target), full_page=True)
-            written.append(target)
-            print(f"  {target}")
+            shots = [(name, None)]
+            if name == "01-training-runs.png":  # the top-level runs as a first visit shows them, then the trials
+                shots.append(("01b-search-trials.png", _expand_search))
+            for shot, before in shots:
+                if before is not None:
+                    before(page)
+                target = out / shot
+                page.screenshot(path=str(target), full_page=True)
+                written.append(target)
+                print(f"  {target}")
         browser.close()
     return written
 

@@ -252,7 +252,7 @@ class TuningRunLogger:
 
     def _outcome_note(self, result: TuningResult) -> str:
         summary, best = result.summary, result.best_trial
-        found = (f"best {self.names['best']} {self._shown(result.best_score)} (trial {best.number}, "
+        found = (f"{self.names['best']} {self._shown(result.best_score)} (trial {best.number}, "
                  f"{', '.join(f'{k}={v}' for k, v in result.best_params.items())})") if best else "no complete trial"
         return (f"{self._parent_note_prefix()}{summary.total_trials} trials ({summary.n_complete} complete, "
                 f"{summary.n_pruned} pruned, {summary.n_failed} failed), stopped by {summary.stopped_reason.value}: "
