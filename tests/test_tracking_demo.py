@@ -17,7 +17,7 @@ import pytest
 
 from tests.support import MlflowServer
 
-pytestmark = pytest.mark.slow
+# Not slow-marked: one demo run (~80 s) is the check of issue 30's records, worth its place in CI.
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = "nba-mcp-demo"
