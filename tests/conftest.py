@@ -71,3 +71,13 @@ def postgres_mlflow_server(tmp_path_factory):
             yield server
         finally:
             server.stop()
+
+
+@pytest.fixture(scope="module")
+def idp():
+    """An identity provider on loopback: keys made here, a JWKS served over HTTP, tokens signed with them."""
+    from tests.support.identity_provider import IdentityProvider
+
+    provider = IdentityProvider()
+    yield provider
+    provider.close()

@@ -48,13 +48,6 @@ def anyio_backend():
 
 
 @pytest.fixture(scope="module")
-def idp():
-    provider = IdentityProvider()
-    yield provider
-    provider.close()
-
-
-@pytest.fixture(scope="module")
 def served(idp, tmp_path_factory):
     home = tmp_path_factory.mktemp("identity-home")
     isolated_settings(home, shared_template(tmp_path_factory))

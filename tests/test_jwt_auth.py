@@ -23,13 +23,6 @@ def anyio_backend():
     return "asyncio"
 
 
-@pytest.fixture(scope="module")
-def idp():
-    provider = IdentityProvider()
-    yield provider
-    provider.close()
-
-
 def verifier(idp: IdentityProvider, **overrides) -> JwtVerifier:
     values = {"issuer": idp.issuer, "jwks_url": idp.jwks_url, "resource_url": RESOURCE, **overrides}
     return JwtVerifier(JwtSettings(**values))
