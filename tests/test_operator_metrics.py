@@ -131,6 +131,35 @@ def test_a_store_that_fails_its_calls_is_counted_as_failed(settings):
     assert delta("nba_mcp_tracking_call_duration_seconds_count", operation="read") == 1
 
 
+
+def test_a_cancelled_and_a_timed_out_job_are_counted_under_their_outcomes():
+    from mcp_server.jobs import JobManager, JobState
+
+    def until_stopped(job):
+        while not job.should_stop():
+            threading.Event().wait(0.01)
+        return "stopped"
+
+    before = scrape()
+    manager = JobManager(max_concurrent=2, job_timeout=30)
+    try:
+        cancelled = manager.submit("metrics-cancel", until_stopped)
+        while manager.get(cancelled).state is not JobState.RUNNING:
+            threading.Event().wait(0.01)
+        manager.cancel(cancelled)
+        assert manager.wait(cancelled, timeout=5).state is JobState.CANCELLED
+    finally:
+        manager.shutdown(timeout=5)
+    manager = JobManager(max_concurrent=1, job_timeout=0.2)
+    try:
+        assert manager.wait(manager.submit("metrics-timeout", until_stopped), timeout=5).state is JobState.FAILED
+    finally:
+        manager.shutdown(timeout=5)
+    delta = Delta(before, scrape())
+    assert delta("nba_mcp_job_run_duration_seconds_count", kind="metrics-cancel", outcome="cancelled") == 1
+    assert delta("nba_mcp_job_run_duration_seconds_count", kind="metrics-timeout", outcome="timeout") == 1
+    assert delta("nba_mcp_job_wait_seconds_count", kind="metrics-timeout", outcome="timeout") == 1
+
 def test_label_values_stay_bounded():
     label = operator_metrics.BoundedLabel(("a",), limit=3)
     assert [label(v) for v in ("a", "b", "c", "d", "b", None)] == ["a", "b", "c", "other", "b", "other"]
