@@ -196,9 +196,9 @@ async def session(params: StdioServerParameters, dataset: str, data_dir: Path | 
         tune_request = {"dataset": dataset, "target": target, **chosen, "split": split, "experiment_name": EXPERIMENT}
         tuned = await job_result(client, await call(client, "tune_hyperparameters", {"request": tune_request},
                                                     progress_callback=on_progress), on_progress)
-        families = ", ".join(f"{f['name']} {f['best_score']:.4f} ({f['n_trials']} trials)"
-                             for f in tuned.get("families", []) if f.get("best_score") is not None)
         score_name, sign = logged_score(tuned["scoring"])  # "rmse 1.73", as MLflow shows it, not "neg_… -1.73"
+        families = ", ".join(f"{f['name']} {sign * f['best_score']:.4f} ({f['n_trials']} trials)"
+                             for f in tuned.get("families", []) if f.get("best_score") is not None)
         say(f"  winner {tuned['estimator']}: best {score_name} {sign * tuned['best_score']:.4f} ({tuned['cv']}) after "
             f"{tuned['n_trials']} trials in {tuned['elapsed_seconds']:.0f} s; families: {families or 'one'}; holdout of "
             f"{tuned['split']['n_test']} rows kept out (digest {tuned['split']['test_digest']})")
