@@ -68,7 +68,14 @@ async def test_a_tuning_job_and_a_pipeline_are_counted(tool_server):
         trained = payload(await client.call_tool("run_pipeline", {"request": {
             "dataset": "diabetes", "estimator": "ridge", "model_name": "operator-metrics-ridge",
             "experiment_name": "operator-metrics", "cv_folds": 3, "seed": 5}}))
-    delta = Delta(before, scrape())
+        from sklearn.datasets import load_diabetes
+
+        rows = load_diabetes(as_frame=True).frame.drop(columns="target").head(2).to_dict(orient="records")
+        before_predict = scrape()
+        predicted = payload(await client.call_tool("predict", {"model_name": "operator-metrics-ridge", "rows": rows}))
+    after = scrape()
+    delta, predict_delta = Delta(before, after), Delta(before_predict, after)
+    assert len(predicted["predictions"]) == 2, predicted
     assert tuned["state"] == trained["state"] == "SUCCEEDED", (tuned, trained)
     search, pipeline = tuned["result"], trained["result"]
 
@@ -90,6 +97,9 @@ async def test_a_tuning_job_and_a_pipeline_are_counted(tool_server):
     assert delta("nba_mcp_tracking_call_duration_seconds_count", operation="log_batch") > 0
     assert delta("nba_mcp_tracking_call_duration_seconds_sum", operation="log_batch") > 0
     assert delta("nba_mcp_tracking_call_duration_seconds_count", operation="log_model") == 1
+    # predict loads the champion: its registry lookup and its download are store calls too.
+    assert predict_delta("nba_mcp_tracking_call_duration_seconds_count", operation="artifact") == 1
+    assert predict_delta("nba_mcp_tracking_call_duration_seconds_count", operation="registry") >= 1
     assert delta.total("nba_mcp_tracking_call_failures_total") == 0
 
     assert delta.total("nba_mcp_promotions_total") == 1

@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .. import operator_metrics
 from ..error_handling import NotFoundError, TrackingUnavailableError
 from ._store import sqlite_path, store_errors
 
@@ -163,6 +164,8 @@ def _advisory_lock(uri: str, dialect: str, name: str, deadline: float, what: str
 
 
 # --- any other store (an mlflow server): a registered model as a mutex ----------------------------
+# Each mutex call is a registry call of the store, timed like the others on /metrics.
+@operator_metrics.store_call("registry")
 def _lock_token(client: Any, name: str) -> str | None:
     """The token of the mutex ``name`` (None: free)."""
     try:
@@ -172,6 +175,7 @@ def _lock_token(client: Any, name: str) -> str | None:
         return None
 
 
+@operator_metrics.store_call("registry")
 def _create(client: Any, name: str, token: str) -> bool:
     """Create the mutex ``name`` holding ``token``; False when it exists (someone holds it)."""
     from mlflow.exceptions import MlflowException
@@ -191,6 +195,7 @@ def _create(client: Any, name: str, token: str) -> bool:
             raise
 
 
+@operator_metrics.store_call("registry")
 def _delete(client: Any, name: str) -> None:
     with contextlib.suppress(NotFoundError), store_errors():  # gone already: fine
         client.delete_registered_model(name)

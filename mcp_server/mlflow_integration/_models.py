@@ -153,7 +153,7 @@ class MlflowModelStore:
         }
 
     def list_versions(self, name: str) -> list[dict[str, Any]]:
-        with store_errors():
+        with operator_metrics.store_call("registry"), store_errors():
             versions = self._client.search_model_versions(f"name = '{_quote(name)}'")
         return sorted(
             (self.version_info(name, int(v.version)) for v in versions), key=lambda v: v["version"]
@@ -191,11 +191,11 @@ class MlflowModelStore:
         import mlflow.sklearn
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-        with store_errors():
+        with operator_metrics.store_call("read"), store_errors():
             location = self._client.get_logged_model(model_id).artifact_location
         self._check_size(lambda path: self._client.list_logged_model_artifacts(model_id, path), "", model_id)
         with tempfile.TemporaryDirectory(prefix="nba-mcp-load-") as tmp:
-            with store_errors():
+            with operator_metrics.store_call("artifact"), store_errors():
                 repo = get_artifact_repository(location, tracking_uri=self._client.tracking_uri)
                 local = repo.download_artifacts("", dst_path=tmp)
             return mlflow.sklearn.load_model(local)
@@ -205,7 +205,7 @@ class MlflowModelStore:
 
         self._check_size(lambda path: self._client.list_artifacts(run_id, path), artifact, f"run {run_id}")
         with tempfile.TemporaryDirectory(prefix="nba-mcp-load-") as tmp:
-            with store_errors():
+            with operator_metrics.store_call("artifact"), store_errors():
                 local = self._client.download_artifacts(run_id, artifact, tmp)
             return mlflow.sklearn.load_model(local)
 
