@@ -24,7 +24,6 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 
 from mcp_server import rbac
 from mcp_server.settings import Settings
-from tools.jwt_auth import JwtVerifier, looks_like_jwt
 from tools.static_tokens import StaticTokens
 
 logger = logging.getLogger(__name__)
@@ -36,7 +35,11 @@ class SettingsTokenVerifier:
 
     def __init__(self, settings: Settings) -> None:
         self.static = StaticTokens(settings)
-        self.jwt = JwtVerifier(settings.jwt, log_interval=settings.log_repeat_interval_seconds) if settings.jwt else None
+        self.jwt = None
+        if settings.jwt:  # imported here: PyJWT and cryptography cost ~45 ms of every start without one
+            from tools.jwt_auth import JwtVerifier
+
+            self.jwt = JwtVerifier(settings.jwt, log_interval=settings.log_repeat_interval_seconds)
 
     @property
     def configured(self) -> bool:
@@ -66,7 +69,7 @@ class SettingsTokenVerifier:
                 expires_at=int(entry.expires.timestamp()) if entry.expires else None,
                 claims={"roles": list(entry.roles)},
             )
-        if self.jwt is not None and looks_like_jwt(token):
+        if self.jwt is not None:
             return await self.jwt.verify_token(token)
         logger.debug("rejected a bearer token (no configured token matches)")  # the HTTP guard logs it, summarized
         return None

@@ -78,6 +78,8 @@ class JwtVerifier:
         return list(granted)
 
     async def verify_token(self, token: str) -> AccessToken | None:
+        if not looks_like_jwt(token):
+            return None
         claims = await self._verified_claims(token)
         if claims is None:
             return None
